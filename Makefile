@@ -1,0 +1,38 @@
+# Everything a fresh clone needs: `make test`, `make reproduce`, `make bench`, `make lab`.
+# The virtual environment is created on first use and refreshed when pyproject.toml changes.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export PYTHONHASHSEED := 0
+
+.PHONY: venv test lint unit nbval reproduce bench lab clean-runs
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	# torch from this machine's local wheels (REFERENCE section 10); other pins download GBs.
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(STAMP)
+
+# Unit tests, then every notebook at the smoke profile under nbval (one pytest run).
+test: $(STAMP)
+	$(PY) -m ruff check mvlib tests notebooks
+	MVLIB_PROFILE=smoke $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+
+# Re-run every numbered notebook in order (papermill, laptop profile by default).
+PROFILE ?= laptop
+reproduce: $(STAMP)
+	$(PY) -m mvlib reproduce --profile $(PROFILE)
+
+bench: $(STAMP)
+	$(PY) -m mvlib.bench
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks
+
+clean-runs:
+	rm -rf runs

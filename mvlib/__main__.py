@@ -1,0 +1,30 @@
+"""Command line: `python -m mvlib prepare|reproduce ...` (what a cluster job calls)."""
+
+from __future__ import annotations
+
+import argparse
+
+from mvlib import notebooks, profiles
+from mvlib.data.prepare import SOURCES, prepare
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m mvlib")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("prepare", help="build the canonical data set of a source")
+    p.add_argument("--dataset", default="synthetic", choices=SOURCES)
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--profile", default=None, choices=sorted(profiles.PROFILES))
+    r = sub.add_parser("reproduce", help="re-run every numbered notebook with papermill")
+    r.add_argument("--profile", default="laptop", choices=sorted(profiles.PROFILES))
+    args = parser.parse_args(argv)
+    if args.command == "prepare":
+        data = prepare(args.dataset, args.profile, args.data_root)
+        print(data.root)
+        print(data.counts().to_string())
+    elif args.command == "reproduce":
+        notebooks.reproduce(args.profile)
+
+
+if __name__ == "__main__":
+    main()

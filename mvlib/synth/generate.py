@@ -1,0 +1,150 @@
+"""Generate synthetic two-view breasts in vectorised chunks, and write them as a data set.
+
+Breast i belongs to patient i // 2 (left, then right breast); patients are laid out
+train, then val, then test. Chunk k of CHUNK breasts draws from its own generator seeded
+with (seed, k), so the data are bit-for-bit reproducible and an interrupted build
+resumes at any chunk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from mvlib.data.store import CHANNELS, SPLITS, BreastDataset, DatasetWriter
+from mvlib.synth.anatomy import depth_pixels, render_tissue, sample_geometry
+from mvlib.synth.config import SynthConfig
+from mvlib.synth.findings import project, render, sample_findings
+from mvlib.synth.heatmaps import render_heatmaps
+
+CHUNK = 32
+
+
+@dataclass
+class Batch:
+    """A generated chunk: arrays per view, the manifest rows, and the ground truth."""
+
+    views: dict[str, np.ndarray]  # (n, 3, H, W) float32
+    rows: pd.DataFrame
+    findings: pd.DataFrame
+    lesions: dict[str, np.ndarray]  # (n, H, W) finding intensity added to the image
+    masks: dict[str, np.ndarray]  # (n, H, W) breast region
+
+
+def split_of_breasts(cfg: SynthConfig) -> np.ndarray:
+    return np.repeat(np.repeat(SPLITS, [cfg.patients[s] for s in SPLITS]), 2)
+
+
+def n_breasts(cfg: SynthConfig) -> int:
+    return 2 * sum(cfg.patients[s] for s in SPLITS)
+
+
+def _shortcut_prob(cfg: SynthConfig, view: str, split: np.ndarray, malignant: np.ndarray
+                   ) -> np.ndarray:
+    """Chance of the view's cue: label-correlated in train only, base rate elsewhere."""
+    s, base = cfg.view(view).shortcut_strength, cfg.shortcut_base_rate
+    in_train = split == "train"
+    p_pos, p_neg = base + s * (1 - base), base * (1 - s)
+    return np.where(in_train, np.where(malignant, p_pos, p_neg), base)
+
+
+def _draw_cue(image: np.ndarray, rng: np.random.Generator, size: tuple[int, int]) -> None:
+    """A bright disk (a burned-in marker) in the background, bottom right."""
+    h, w = size
+    radius = max(0.03 * w, 1.5)
+    row, col = h * rng.uniform(0.84, 0.9), w * rng.uniform(0.84, 0.9)
+    rr = np.arange(h, dtype=np.float32)[:, None] - row
+    cc = np.arange(w, dtype=np.float32)[None, :] - col
+    disk = np.clip(radius - np.sqrt(rr**2 + cc**2) + 0.5, 0, 1)
+    np.maximum(image, 0.95 * disk, out=image)
+
+
+def generate_chunk(cfg: SynthConfig, k: int) -> Batch:
+    """Generate breasts [k * CHUNK, (k + 1) * CHUNK) of the data set."""
+    rng = np.random.default_rng([cfg.seed, k])
+    total = n_breasts(cfg)
+    ids = np.arange(k * CHUNK, min((k + 1) * CHUNK, total))
+    n = len(ids)
+    split = split_of_breasts(cfg)[ids]
+    malignant = rng.random(n) < cfg.p_malignant
+    benign = rng.random(n) < cfg.p_benign
+    incidental = ~benign & (rng.random(n) < cfg.p_incidental)
+    geom = sample_geometry(rng, n, cfg.texture_beta, cfg.density)
+    depth_px = depth_pixels(geom, cfg.cc_size, cfg.mlo_size)
+    findings = sample_findings(rng, malignant, benign, incidental, cfg)
+    rows = pd.DataFrame({
+        "breast_id": ids, "patient_id": ids // 2, "laterality": np.where(ids % 2, "R", "L"),
+        "split": split, "malignant": malignant.astype(int), "benign": benign.astype(int),
+    })
+    views, lesions, masks, truth = {}, {}, {}, {}
+    for view in ("cc", "mlo"):
+        size = cfg.size(view)
+        knobs = cfg.view(view)
+        image, mask, glandular = render_tissue(rng, view, geom, size, depth_px)
+        lesion = np.zeros_like(image)
+        detections = []
+        for j, f in enumerate(findings):
+            row, col = project(f, view, geom, size, depth_px)
+            sl, patch = render(f, view, row, col, size, depth_px[f.breast], rng)
+            lesion[f.breast][sl] += patch
+            detected = f.visible[view] and rng.random() < knobs.heatmap_sensitivity
+            if detected:
+                detections.append((f.breast, row, col, f.radius * depth_px[f.breast],
+                                   f.malignant, rng.uniform(0.4, 1.0)))
+            truth.setdefault(j, {}).update({f"{view}_row": row, f"{view}_col": col,
+                                            f"{view}_detected": detected})
+        image = np.clip(image + lesion * mask, 0, 1)
+        cue = rng.random(n) < _shortcut_prob(cfg, view, split, malignant)
+        for b in np.flatnonzero(cue):
+            _draw_cue(image[b], rng, size)
+        rows[f"{view}_cue"] = cue.astype(int)
+        views[view] = np.empty((n, 3, *size), np.float32)
+        views[view][:, 0] = image
+        render_heatmaps(rng, size, mask, glandular, detections, cfg.heatmap_crosstalk,
+                        cfg.heatmap_false_positives, cfg.heatmap_noise, out=views[view][:, 1:])
+        lesions[view], masks[view] = lesion, mask
+    table = []
+    for j, f in enumerate(findings):
+        d = asdict(f)
+        d["breast_id"] = int(ids[d.pop("breast")])
+        for view in ("cc", "mlo"):
+            d[f"{view}_visible"] = d["visible"][view]
+            d[f"{view}_contrast"] = d["view_contrast"][view]
+        del d["visible"], d["view_contrast"], d["shape_seed"]
+        d["nipple_distance"] = (1 - f.t) * depth_px[f.breast]
+        table.append({**d, **truth[j]})
+    finding_cols = ["breast_id", "kind", "malignant", "biopsied", "t", "s", "v", "radius",
+                    "contrast", "cc_visible", "cc_contrast", "mlo_visible", "mlo_contrast",
+                    "nipple_distance", "cc_row", "cc_col", "cc_detected", "mlo_row",
+                    "mlo_col", "mlo_detected"]
+    rows["depth_px"] = depth_px
+    return Batch(views, rows, pd.DataFrame(table, columns=finding_cols), lesions, masks)
+
+
+def dataset_dir(cfg: SynthConfig, store: Path) -> Path:
+    return Path(store) / "data" / f"synthetic-{cfg.digest()}"
+
+
+def generate_dataset(cfg: SynthConfig, store: str | Path, progress: bool = True
+                     ) -> BreastDataset:
+    """Build the data set for `cfg` under `store/data/` (or open it if it exists).
+
+    An interrupted build resumes at the first chunk it had not finished.
+    """
+    root = dataset_dir(cfg, Path(store))
+    if (root / "meta.json").exists():
+        return BreastDataset.open(root)
+    meta = {"source": "synthetic", "channels": list(CHANNELS), "config": cfg.to_dict(),
+            "shapes": {v: [len(CHANNELS), *cfg.size(v)] for v in ("cc", "mlo")}}
+    writer = DatasetWriter(root, meta, n_breasts(cfg), CHUNK)
+    todo = [k for k in range(writer.n_chunks) if k not in writer.done]
+    for k in tqdm(todo, desc="generating breasts", unit="chunk", disable=not progress):
+        batch = generate_chunk(cfg, k)
+        writer.write_chunk(k, {v: a.astype(np.float16) for v, a in batch.views.items()},
+                           batch.rows, batch.findings)
+    writer.finish(extra_name="findings.csv")
+    return BreastDataset.open(root)
