@@ -1,4 +1,6 @@
-"""Atomic file writes: write to a temporary sibling, fsync, rename. A reader never sees half a file."""
+"""Atomic file writes: write a temporary sibling, fsync, rename.
+
+A reader never sees half a file."""
 
 from __future__ import annotations
 

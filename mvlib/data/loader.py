@@ -19,13 +19,15 @@ VIEWS = ("cc", "mlo")
 
 
 class BreastArrays(torch.utils.data.Dataset):
-    """Item i -> {'cc': (C,H,W) float16, 'mlo': ..., 'labels': (2,) [malignant, benign], 'index'}."""
+    """Item i -> {'cc': (C,H,W) float16, 'mlo': ..., 'labels': [malignant, benign],
+    'index': i}."""
 
     def __init__(self, data: BreastDataset, channels: int = 3):
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 (image) or 3 (image + heatmaps), got {channels}")
         if channels > data.cc.shape[1]:
-            raise ValueError(f"{data.root}: has {data.cc.shape[1]} channel(s), {channels} requested")
+            raise ValueError(f"{data.root}: has {data.cc.shape[1]} channel(s), "
+                             f"{channels} requested")
         self.data, self.channels = data, channels
         self.labels = torch.from_numpy(data.labels())
 
@@ -34,8 +36,9 @@ class BreastArrays(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         c = self.channels
-        return {"cc": torch.from_numpy(np.ascontiguousarray(self.data.cc[i, :c])),
-                "mlo": torch.from_numpy(np.ascontiguousarray(self.data.mlo[i, :c])),
+        # np.array copies out of the read-only memory map.
+        return {"cc": torch.from_numpy(np.array(self.data.cc[i, :c])),
+                "mlo": torch.from_numpy(np.array(self.data.mlo[i, :c])),
                 "labels": self.labels[i], "index": i}
 
 

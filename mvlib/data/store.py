@@ -113,7 +113,8 @@ def _check_manifest(m: pd.DataFrame, path: Path) -> None:
             raise DatasetError(f"{path}: column {col} must hold 0/1 only")
     leaked = m.groupby("patient_id")["split"].nunique()
     if (leaked > 1).any():
-        raise DatasetError(f"{path}: patients in several splits, e.g. {leaked[leaked > 1].index[0]!r}")
+        example = leaked[leaked > 1].index[0]
+        raise DatasetError(f"{path}: patients in several splits, e.g. {example!r}")
 
 
 class DatasetWriter:

@@ -52,8 +52,8 @@ def depth_pixels(geom: Geometry, cc_size: tuple[int, int], mlo_size: tuple[int, 
 
 
 def superellipse_level(view: str, geom: Geometry, size: tuple[int, int],
-                      depth_px: np.ndarray) -> np.ndarray:
-    """Superellipse level q (n, H, W): < 1 inside the breast, 1 on the skin line.
+                       depth_px: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Superellipse level q (n, H, W) and exponent p: q < 1 inside the breast, 1 on the skin.
 
     q = (x / D)^p + |rho|^p, where rho is the row offset from the nipple row over the
     half-height; 1 - q is about p times the normalised distance to the skin line.
@@ -66,14 +66,18 @@ def superellipse_level(view: str, geom: Geometry, size: tuple[int, int],
         centre = (geom.cc_center * h)[:, None, None]
         rho = np.abs(rows - centre) / (geom.cc_half * h)[:, None, None]
         p = geom.cc_p[:, None, None].astype(np.float32)
-    else:
-        nipple = (geom.mlo_nipple * h)[:, None, None]
-        up = rows < nipple
-        half = np.where(up, nipple, (h - nipple) * geom.mlo_low[:, None, None])
-        rho = np.abs(rows - nipple) / half
-        p = np.where(up, geom.mlo_p_up[:, None, None], geom.mlo_p_low[:, None, None])
-        p = p.astype(np.float32)
-    return (x**p + (rho**p).astype(np.float32)).astype(np.float32), p
+        return (x**p + (rho**p).astype(np.float32)).astype(np.float32), p
+    nipple = (geom.mlo_nipple * h)[:, None, None]
+    up = rows < nipple
+    half = np.where(up, nipple, (h - nipple) * geom.mlo_low[:, None, None])
+    rho = np.abs(rows - nipple) / half
+    p_up = geom.mlo_p_up[:, None, None].astype(np.float32)
+    p_low = geom.mlo_p_low[:, None, None].astype(np.float32)
+    p = np.where(up, p_up, p_low)
+    # Powers on (n, 1, W) rows, then a row-wise choice: no full-size pow.
+    q = np.where(up, x**p_up, x**p_low)
+    q += (rho**p).astype(np.float32)
+    return q, p
 
 
 def nipple_row(view: str, geom: Geometry, h: int) -> np.ndarray:

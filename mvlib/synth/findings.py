@@ -135,7 +135,8 @@ def render(f: Finding, view: str, row: float, col: float, size: tuple[int, int],
             along = rr * np.sin(ang) + cc * np.cos(ang)
             across = -rr * np.cos(ang) + cc * np.sin(ang)
             inside = (along > 0) & (along < length)
-            patch += 0.5 * inside * (1 - along / length) * np.exp(-across**2 / (2 * (0.6 * px) ** 2))
+            profile = np.exp(-(across**2) / (2 * (0.6 * px) ** 2))
+            patch += 0.5 * inside * (1 - along / length) * profile
         patch = np.clip(patch, 0, 1)
     elif f.kind == "fine_calcifications":
         sl, rr, cc = _patch(size, row, col, r0 + 3)

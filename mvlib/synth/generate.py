@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from mvlib.data.store import CHANNELS, SPLITS, BreastDataset, DatasetWriter
 from mvlib.synth.anatomy import depth_pixels, render_tissue, sample_geometry
