@@ -13,6 +13,7 @@ import dataclasses
 import tempfile
 import time
 
+import threadpoolctl
 import torch
 
 from mvlib import profiles
@@ -41,12 +42,13 @@ def bench_generator() -> dict:
                               cc_size=(256, 192), mlo_size=(288, 168),
                               patients={"train": 256, "val": 64, "test": 64})
     counter = iter(range(10**6))
-    in_memory = CHUNK * _rate(lambda: generate_chunk(cfg, next(counter) % 24))
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        one_thread = CHUNK * _rate(lambda: generate_chunk(cfg, next(counter) % 24))
     with tempfile.TemporaryDirectory() as store:
         start = time.perf_counter()
         data = generate_dataset(cfg, store, progress=False)
         build = len(data.manifest) / (time.perf_counter() - start)
-    return {"in_memory": in_memory, "build": build}
+    return {"one_thread": one_thread, "build": build}
 
 
 class _TwoColumns(torch.nn.Module):
@@ -105,10 +107,10 @@ def bench_loader_vs_training() -> dict:
 def main() -> None:
     torch.manual_seed(0)
     g = bench_generator()
-    print(f"generator @256x192: {g['in_memory']:.0f} breasts/s in memory, "
-          f"{g['build']:.0f} breasts/s building a data set on disk "
-          f"({g['in_memory'] / GENERATOR_TARGET:.2f}x / {g['build'] / GENERATOR_TARGET:.2f}x "
-          f"the {GENERATOR_TARGET:.0f}/s target)")
+    verdict = "met" if g["build"] >= GENERATOR_TARGET else "NOT met"
+    print(f"generator @256x192: {g['one_thread']:.0f} breasts/s in memory on one thread; "
+          f"building a data set on disk (2 threads, writes included): {g['build']:.0f} breasts/s "
+          f"= {g['build'] / GENERATOR_TARGET:.2f}x the {GENERATOR_TARGET:.0f}/s target ({verdict})")
     r = bench_loader_vs_training()
     verdict = "met" if r["ratio"] >= LOADER_TARGET else "NOT met"
     print(f"loader @laptop size, batch 4: {r['loader']:.1f} batches/s; two-column ResNet-22 "

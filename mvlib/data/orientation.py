@@ -18,7 +18,7 @@ def faces_right(image: np.ndarray) -> bool:
     img = np.asarray(image, dtype=np.float64)
     fg = img > np.percentile(img, 5) + 0.05 * (img.max() - np.percentile(img, 5))
     w = fg.shape[-1]
-    return fg[..., : w // 2].sum() > fg[..., w - w // 2:].sum()
+    return bool(fg[..., : w // 2].sum() > fg[..., w - w // 2:].sum())
 
 
 def face_right(image: np.ndarray, laterality: str, horizontal_flip: str = "NO") -> np.ndarray:

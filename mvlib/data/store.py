@@ -127,7 +127,8 @@ class DatasetWriter:
     def __init__(self, root: str | Path, meta: dict, n: int, chunk_size: int):
         self.root = Path(root)
         self.partial = self.root.with_name(self.root.name + ".partial")
-        self.meta = {"format_version": FORMAT_VERSION, **meta}
+        # Round-trip through JSON so tuples compare equal to what progress.json holds.
+        self.meta = json.loads(json.dumps({"format_version": FORMAT_VERSION, **meta}))
         self.n, self.chunk_size = n, chunk_size
         self.n_chunks = -(-n // chunk_size)
         progress = self.partial / "progress.json"

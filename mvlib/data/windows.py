@@ -72,7 +72,7 @@ def train_windows(x: torch.Tensor, noise: WindowNoise, generator: torch.Generato
     return standardise(crop_resize(x, sample_boxes(len(x), noise, generator)))
 
 
-def test_windows(x: torch.Tensor, noise: WindowNoise, generator: torch.Generator,
+def tta_windows(x: torch.Tensor, noise: WindowNoise, generator: torch.Generator,
                  n_windows: int = 10) -> torch.Tensor:
     """(n_windows, B, C, H, W) random windows per example; predictions average over dim 0."""
     boxes = sample_boxes(n_windows * len(x), noise, generator)

@@ -1,0 +1,151 @@
+"""Batches from a small generated data set: items, training sampler, evaluation, model input."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+import mvlib.profiles
+from mvlib.data.loader import BreastArrays, eval_loader, to_model_input, train_loader
+from mvlib.data.windows import standardise
+from mvlib.synth.generate import generate_dataset
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    cfg = dataclasses.replace(mvlib.profiles.get("smoke").synthetic_config(),
+                              patients={"train": 16, "val": 8, "test": 8})
+    return generate_dataset(cfg, tmp_path_factory.mktemp("store"), progress=False)
+
+
+def _sizes(data) -> dict[str, tuple[int, int]]:
+    return {view: tuple(data.meta["shapes"][view][1:]) for view in ("cc", "mlo")}
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_breast_arrays_items(data, channels):
+    ds = BreastArrays(data, channels=channels)
+    assert len(ds) == len(data.manifest) == 64
+    sizes = _sizes(data)
+    for i in (0, 17, len(ds) - 1):
+        item = ds[i]
+        assert item["index"] == i
+        for view in ("cc", "mlo"):
+            assert item[view].dtype == torch.float16
+            assert tuple(item[view].shape) == (channels, *sizes[view])
+            stored = getattr(data, view)[i, :channels]
+            np.testing.assert_array_equal(item[view].numpy(), stored)
+        row = data.manifest.iloc[i]
+        assert item["labels"].dtype == torch.int64
+        assert item["labels"].tolist() == [int(row["malignant"]), int(row["benign"])]
+
+
+def test_labels_are_malignant_then_benign(data):
+    ds = BreastArrays(data)
+    m = data.manifest
+    expected = np.stack([m["malignant"].to_numpy(), m["benign"].to_numpy()], axis=1)
+    np.testing.assert_array_equal(ds.labels.numpy(), expected)
+    # The order matters only if the two columns differ somewhere; make sure this set shows it.
+    assert (m["malignant"] != m["benign"]).any()
+
+
+def test_channels_must_be_1_or_3(data):
+    with pytest.raises(ValueError):
+        BreastArrays(data, channels=2)
+
+
+def test_more_channels_than_stored_raises(data):
+    image_only = dataclasses.replace(data, cc=data.cc[:, :1], mlo=data.mlo[:, :1])
+    assert len(BreastArrays(image_only, channels=1)) == 64
+    with pytest.raises(ValueError, match="channel"):
+        BreastArrays(image_only, channels=3)
+
+
+def test_train_loader_batches_come_from_train_split(data):
+    loader = train_loader(data, seed=0, batch_size=4)
+    train = set(data.indices("train").tolist())
+    labels = data.labels()
+    n_biopsied = int(labels[sorted(train)].any(axis=1).sum())
+    loader.sampler.set_epoch(0)
+    batches = list(loader)
+    assert batches, "no training batches"
+    assert all(len(b["index"]) == 4 for b in batches[:-1])
+    assert 1 <= len(batches[-1]["index"]) <= 4
+    seen = torch.cat([b["index"] for b in batches]).tolist()
+    assert set(seen) <= train
+    assert len(seen) == len(set(seen)) == 2 * min(n_biopsied, len(train) - n_biopsied)
+    for b in batches:
+        np.testing.assert_array_equal(b["labels"].numpy(), labels[b["index"].numpy()])
+        assert b["cc"].shape[1:] == (3, *_sizes(data)["cc"])
+
+
+def test_train_loader_follows_set_epoch(data):
+    loader = train_loader(data, seed=7, batch_size=4)
+    orders = {}
+    for epoch in (0, 1, 0):
+        loader.sampler.set_epoch(epoch)
+        seen = torch.cat([b["index"] for b in loader]).tolist()
+        assert seen == loader.sampler.epoch_indices(epoch).tolist()
+        orders.setdefault(epoch, seen)
+        assert seen == orders[epoch]  # epoch 0 again gives the same order
+    assert orders[0] != orders[1]
+
+
+def test_train_loader_channels(data):
+    loader = train_loader(data, seed=0, batch_size=4, channels=1)
+    batch = next(iter(loader))
+    assert batch["cc"].shape == (4, 1, *_sizes(data)["cc"])
+    assert batch["mlo"].shape == (4, 1, *_sizes(data)["mlo"])
+
+
+def test_eval_loader_covers_every_val_index_once(data):
+    val = data.indices("val").tolist()
+    assert len(val) == 16
+    loader = eval_loader(data, "val", batch_size=5)  # a partial last batch
+    batches = list(loader)
+    seen = torch.cat([b["index"] for b in batches]).tolist()
+    assert seen == val  # each once, in data set order
+    assert [len(b["index"]) for b in batches] == [5, 5, 5, 1]
+    default = torch.cat([b["index"] for b in eval_loader(data, "val")]).tolist()
+    assert default == val
+
+
+def test_to_model_input_float32_and_stored_sizes(data):
+    batch = next(iter(eval_loader(data, "test", batch_size=6)))
+    out = to_model_input(batch, CPU, augment=False)
+    assert set(out) == {"cc", "mlo"}
+    for view, size in _sizes(data).items():
+        assert out[view].dtype == torch.float32
+        assert out[view].device == CPU
+        assert tuple(out[view].shape) == (6, 3, *size)
+        # Evaluation: the whole crop, standardised.
+        torch.testing.assert_close(out[view], standardise(batch[view].float()))
+        torch.testing.assert_close(out[view][:, 0].mean(dim=(1, 2)), torch.zeros(6),
+                                   atol=1e-4, rtol=0)
+
+
+def test_to_model_input_augmentation(data):
+    batch = next(iter(eval_loader(data, "test", batch_size=6)))
+    plain = to_model_input(batch, CPU, augment=False)
+    aug = to_model_input(batch, CPU, augment=True, generator=torch.Generator().manual_seed(0))
+    again = to_model_input(batch, CPU, augment=True,
+                           generator=torch.Generator().manual_seed(0))
+    for view, size in _sizes(data).items():
+        assert aug[view].dtype == torch.float32
+        assert tuple(aug[view].shape) == (6, 3, *size)
+        assert (aug[view] - plain[view]).abs().amax(dim=(1, 2, 3)).min() > 1e-2
+        torch.testing.assert_close(aug[view], again[view], atol=0, rtol=0)
+        assert aug[view][:, 1:].min() >= 0 and aug[view][:, 1:].max() <= 1
+
+
+def test_to_model_input_single_channel(data):
+    loader = eval_loader(data, "val", batch_size=4, channels=1)
+    out = to_model_input(next(iter(loader)), CPU, augment=True,
+                         generator=torch.Generator().manual_seed(1))
+    for view, size in _sizes(data).items():
+        assert tuple(out[view].shape) == (4, 1, *size)
