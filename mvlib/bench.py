@@ -109,7 +109,8 @@ def main() -> None:
     g = bench_generator()
     verdict = "met" if g["build"] >= GENERATOR_TARGET else "NOT met"
     print(f"generator @256x192: {g['one_thread']:.0f} breasts/s in memory on one thread; "
-          f"building a data set on disk (2 threads, writes included): {g['build']:.0f} breasts/s "
+          f"building a data set on disk (2 worker processes, writes included): "
+          f"{g['build']:.0f} breasts/s "
           f"= {g['build'] / GENERATOR_TARGET:.2f}x the {GENERATOR_TARGET:.0f}/s target ({verdict})")
     r = bench_loader_vs_training()
     verdict = "met" if r["ratio"] >= LOADER_TARGET else "NOT met"

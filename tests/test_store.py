@@ -195,7 +195,7 @@ def _interrupt_then_resume(cfg, store: Path, monkeypatch) -> dict:
 
     monkeypatch.setattr(gen, "generate_chunk", crashing)
     with pytest.raises(Interrupted):
-        gen.generate_dataset(cfg, store, progress=False)
+        gen.generate_dataset(cfg, store, progress=False, workers=1)
     root = gen.dataset_dir(cfg, store)
     partial = root.with_name(root.name + ".partial")
     state = {"root_existed": root.exists(), "partial": partial,
@@ -208,7 +208,7 @@ def _interrupt_then_resume(cfg, store: Path, monkeypatch) -> dict:
         return original(cfg_, k)
 
     monkeypatch.setattr(gen, "generate_chunk", counting)
-    state["data"] = gen.generate_dataset(cfg, store, progress=False)
+    state["data"] = gen.generate_dataset(cfg, store, progress=False, workers=1)
     state["resumed_calls"] = resumed_calls
     monkeypatch.setattr(gen, "generate_chunk", original)
     return state
@@ -251,4 +251,4 @@ def test_finished_set_is_opened_not_rebuilt(built, monkeypatch):
         raise AssertionError("generate_chunk called for a finished data set")
 
     monkeypatch.setattr(gen, "generate_chunk", must_not_run)
-    assert gen.generate_dataset(cfg, store, progress=False).root == built
+    assert gen.generate_dataset(cfg, store, progress=False, workers=1).root == built

@@ -117,6 +117,19 @@ def _check_manifest(m: pd.DataFrame, path: Path) -> None:
         raise DatasetError(f"{path}: patients in several splits, e.g. {example!r}")
 
 
+def write_arrays(partial: Path, start: int, views: dict[str, np.ndarray]) -> None:
+    """Write breasts start.. of each view into a partial build's float16 arrays.
+
+    Safe from worker processes: each opens the memory map and writes its own rows. Pages
+    of a shared mapping outlive a killed process, so no msync: a killed build resumes; a
+    data set is a cache that can be regenerated, so power-loss durability is not sought.
+    """
+    for view, arr in views.items():
+        out = np.load(Path(partial) / f"{view}.npy", mmap_mode="r+")
+        out[start:start + len(arr)] = arr
+        del out
+
+
 class DatasetWriter:
     """Builds a data set chunk by chunk in `<root>.partial/`; `finish` renames it into place.
 
@@ -148,19 +161,18 @@ class DatasetWriter:
                                           dtype=np.float16, shape=(n, *meta["shapes"][view]))
             write_json(progress, state)
         self.done: set[int] = set(state["done"])
-        self.arrays = {v: np.load(self.partial / f"{v}.npy", mmap_mode="r+") for v in VIEWS}
         self.rows: dict[int, pd.DataFrame] = {}
         for i in self.done:
             self.rows[i] = pd.read_csv(self.partial / f"rows_{i:05d}.csv")
-        self.extra: dict[int, pd.DataFrame] = {}
 
     def write_chunk(self, i: int, views: dict[str, np.ndarray], rows: pd.DataFrame,
                     extra: pd.DataFrame | None = None) -> None:
-        lo = i * self.chunk_size
-        # No msync per chunk: pages of a shared mapping outlive a killed process, and
-        # `finish` flushes once. (Only a machine crash mid-build would need a rebuild.)
-        for view in VIEWS:
-            self.arrays[view][lo:lo + len(rows)] = views[view]
+        write_arrays(self.partial, i * self.chunk_size, views)
+        self.commit_chunk(i, rows, extra)
+
+    def commit_chunk(self, i: int, rows: pd.DataFrame, extra: pd.DataFrame | None = None
+                     ) -> None:
+        """Record chunk i as done, once its arrays are written (here or by a worker)."""
         rows.to_csv(self.partial / f"rows_{i:05d}.csv", index=False)
         if extra is not None:
             extra.to_csv(self.partial / f"extra_{i:05d}.csv", index=False)
@@ -182,9 +194,6 @@ class DatasetWriter:
                   self.partial / "progress.json"]:
             p.unlink()
         write_json(self.partial / "meta.json", self.meta)
-        for arr in self.arrays.values():
-            arr.flush()
-        self.arrays.clear()
         if self.root.exists():
             shutil.rmtree(self.root)
         os.replace(self.partial, self.root)

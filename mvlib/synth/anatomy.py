@@ -9,7 +9,7 @@ mammographic texture (Burgess 2001).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import scipy.fft
@@ -32,6 +32,10 @@ class Geometry:
     pect_height: np.ndarray  # pectoral muscle height at the chest wall, fraction of H
     beta: np.ndarray  # texture power-law exponent
     density: np.ndarray  # fibroglandular fraction
+
+    def take(self, idx: slice | np.ndarray) -> Geometry:
+        """The geometry of a subset of the breasts."""
+        return Geometry(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
 
 
 def sample_geometry(rng: np.random.Generator, n: int, beta: tuple[float, float],
@@ -95,8 +99,8 @@ def power_law_noise(rng: np.random.Generator, n: int, size: tuple[int, int],
     h, w = size
     if bandwidth < 1.0:
         ch, cw = max(int(np.ceil(h * bandwidth)), 4), max(int(np.ceil(w * bandwidth)), 4)
-        field = upsample(power_law_noise(rng, n, (ch, cw), beta), size)
-        return field / (field.std(axis=(1, 2), keepdims=True) + 1e-12)
+        # Normalised on the coarse grid: interpolation shrinks the std a little, no matter.
+        return upsample(power_law_noise(rng, n, (ch, cw), beta), size)
     fy = np.fft.fftfreq(h)[:, None]
     fx = np.fft.rfftfreq(w)[None, :]
     logf = np.log(np.sqrt(fy**2 + fx**2) + 1e-12).astype(np.float32)
@@ -133,8 +137,8 @@ def render_tissue(rng: np.random.Generator, view: str, geom: Geometry,
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render the normal breast of one view.
 
-    Returns (image (n,H,W) in [0,1], breast mask, glandular field); the heatmaps reuse
-    the glandular field, as a patch classifier fires more often in dense tissue.
+    Returns (image (n,H,W) in [0,1], breast mask, glandular tissue map in [0, 1]); the
+    heatmaps reuse the tissue map, as a patch classifier fires more often in dense tissue.
     """
     n, (h, w) = len(geom.depth), size
     q, p = superellipse_level(view, geom, size, depth_px)
@@ -144,12 +148,12 @@ def render_tissue(rng: np.random.Generator, view: str, geom: Geometry,
     # quantile of a standard Gaussian), then upsample: the full-size image never pays tanh.
     coarse = power_law_noise(rng, n, (max(h // 10, 4), max(w // 10, 4)), 4.0)
     thresh = scipy.special.ndtri(1.0 - geom.density).astype(np.float32)[:, None, None]
-    glandular_field = upsample(coarse, size)
     gland = upsample(0.5 + 0.5 * np.tanh(3.0 * (coarse - thresh)), size)
     # rim ~ normalised distance to the skin line; in-place ops keep temporaries few.
     rim = np.subtract(1.0, q, out=q)
     rim /= p
     np.clip(rim, 0.0, 1.0, out=rim)
+    dense = gland.copy()
     gland *= 0.4 + 0.6 * np.sqrt(rim)
     thickness = np.minimum(rim * (1 / 0.12), 1.0)
     np.sqrt(thickness, out=thickness)
@@ -169,4 +173,4 @@ def render_tissue(rng: np.random.Generator, view: str, geom: Geometry,
         image += muscle * (0.62 + 0.03 * texture - image)
         image *= mask
     np.clip(image, 0.0, 1.0, out=image)
-    return image, mask, glandular_field
+    return image, mask, dense

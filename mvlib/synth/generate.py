@@ -8,22 +8,26 @@ resumes at any chunk.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import functools
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import threadpoolctl
+import torch
 from tqdm import tqdm
 
-from mvlib.data.store import CHANNELS, SPLITS, BreastDataset, DatasetWriter
+from mvlib.data.store import CHANNELS, SPLITS, BreastDataset, DatasetWriter, write_arrays
 from mvlib.synth.anatomy import depth_pixels, render_tissue, sample_geometry
 from mvlib.synth.config import SynthConfig
 from mvlib.synth.findings import project, render, sample_findings
 from mvlib.synth.heatmaps import render_heatmaps
 
 CHUNK = 32
+BLOCK = 4  # breasts rendered together: their full-size arrays stay in the CPU cache
 
 
 @dataclass
@@ -88,31 +92,36 @@ def generate_chunk(cfg: SynthConfig, k: int) -> Batch:
     })
     views, lesions, masks, truth = {}, {}, {}, {}
     for view in ("cc", "mlo"):
-        size = cfg.size(view)
-        knobs = cfg.view(view)
-        image, mask, glandular = render_tissue(rng, view, geom, size, depth_px)
-        lesion = np.zeros_like(image)
-        detections = []
-        for j, f in enumerate(findings):
-            row, col = project(f, view, geom, size, depth_px)
-            sl, patch = render(f, view, row, col, size, depth_px[f.breast], rng)
-            lesion[f.breast][sl] += patch
-            detected = f.visible[view] and rng.random() < knobs.heatmap_sensitivity
-            if detected:
-                detections.append((f.breast, row, col, f.radius * depth_px[f.breast],
-                                   f.malignant, rng.uniform(0.4, 1.0)))
-            truth.setdefault(j, {}).update({f"{view}_row": row, f"{view}_col": col,
-                                            f"{view}_detected": detected})
-        image = np.clip(image + lesion * mask, 0, 1)
+        size, knobs = cfg.size(view), cfg.view(view)
+        out = views[view] = np.empty((n, 3, *size), np.float32)
+        lesion = lesions[view] = np.zeros((n, *size), np.float32)
+        mask = masks[view] = np.empty((n, *size), bool)
         cue = rng.random(n) < _shortcut_prob(cfg, view, split, malignant)
-        for b in np.flatnonzero(cue):
-            _draw_cue(image[b], rng, size)
         rows[f"{view}_cue"] = cue.astype(int)
-        views[view] = np.empty((n, 3, *size), np.float32)
-        views[view][:, 0] = image
-        render_heatmaps(rng, size, mask, glandular, detections, cfg.heatmap_crosstalk,
-                        cfg.heatmap_false_positives, cfg.heatmap_noise, out=views[view][:, 1:])
-        lesions[view], masks[view] = lesion, mask
+        for lo in range(0, n, BLOCK):
+            blk = slice(lo, min(lo + BLOCK, n))
+            image, mask[blk], glandular = render_tissue(rng, view, geom.take(blk), size,
+                                                        depth_px[blk])
+            detections = []
+            for j, f in enumerate(findings):
+                if not lo <= f.breast < blk.stop:
+                    continue
+                row, col = project(f, view, geom, size, depth_px)
+                sl, patch = render(f, view, row, col, size, depth_px[f.breast], rng)
+                lesion[f.breast][sl] += patch
+                detected = f.visible[view] and rng.random() < knobs.heatmap_sensitivity
+                if detected:
+                    detections.append((f.breast - lo, row, col, f.radius * depth_px[f.breast],
+                                       f.malignant, rng.uniform(0.4, 1.0)))
+                truth.setdefault(j, {}).update({f"{view}_row": row, f"{view}_col": col,
+                                                f"{view}_detected": detected})
+            image += lesion[blk] * mask[blk]
+            np.clip(image, 0, 1, out=image)
+            for b in np.flatnonzero(cue[blk]):
+                _draw_cue(image[b], rng, size)
+            out[blk, 0] = image
+            render_heatmaps(rng, size, mask[blk], glandular, detections, cfg.heatmap_crosstalk,
+                            cfg.heatmap_false_positives, cfg.heatmap_noise, out=out[blk, 1:])
     table = []
     for j, f in enumerate(findings):
         d = asdict(f)
@@ -135,17 +144,28 @@ def dataset_dir(cfg: SynthConfig, store: Path) -> Path:
     return Path(store) / "data" / f"synthetic-{cfg.digest()}"
 
 
-def _stored_chunk(cfg: SynthConfig, k: int) -> tuple:
+def _build_chunk(cfg: SynthConfig, partial: Path, k: int) -> tuple:
+    """Generate chunk k and write its arrays; return what the writer records."""
     batch = generate_chunk(cfg, k)
-    return k, {v: a.astype(np.float16) for v, a in batch.views.items()}, batch.rows, batch.findings
+    # torch casts to float16 about 5x faster than numpy, even on one thread.
+    write_arrays(partial, k * CHUNK, {v: torch.from_numpy(a).half().numpy()
+                                      for v, a in batch.views.items()})
+    return k, batch.rows, batch.findings
+
+
+def _one_thread_each() -> None:
+    """Worker set-up, as torch's DataLoader workers do: one BLAS and one torch thread."""
+    threadpoolctl.threadpool_limits(1, user_api="blas")
+    torch.set_num_threads(1)
 
 
 def generate_dataset(cfg: SynthConfig, store: str | Path, progress: bool = True,
-                     threads: int = 2) -> BreastDataset:
+                     workers: int = 2) -> BreastDataset:
     """Build the data set for `cfg` under `store/data/` (or open it if it exists).
 
-    Chunks are generated in `threads` threads (numpy's array kernels release the GIL); an
-    interrupted build resumes with the chunks it had not finished.
+    Chunks are generated in `workers` processes, each writing its rows of the arrays
+    (threads would serialise on the GIL); an interrupted build resumes with the chunks
+    it had not finished.
     """
     root = dataset_dir(cfg, Path(store))
     if (root / "meta.json").exists():
@@ -154,11 +174,20 @@ def generate_dataset(cfg: SynthConfig, store: str | Path, progress: bool = True,
             "shapes": {v: [len(CHANNELS), *cfg.size(v)] for v in ("cc", "mlo")}}
     writer = DatasetWriter(root, meta, n_breasts(cfg), CHUNK)
     todo = [k for k in range(writer.n_chunks) if k not in writer.done]
-    # One BLAS thread (see generate_chunk); parallelism comes from chunks in threads.
-    with threadpoolctl.threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
-        results = pool.map(lambda k: _stored_chunk(cfg, k), todo)
-        for result in tqdm(results, total=len(todo), desc="generating breasts", unit="chunk",
-                           disable=not progress):
-            writer.write_chunk(*result)
+    build = functools.partial(_build_chunk, cfg, writer.partial)
+    bar = tqdm(total=len(todo), desc="generating breasts", unit="chunk", disable=not progress)
+    if workers > 1 and len(todo) > 1:
+        # fork, like torch's DataLoader: workers start at once and need no __main__ guard.
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_one_thread_each) as pool:
+            for result in pool.map(build, todo):
+                writer.commit_chunk(*result)
+                bar.update()
+    else:
+        with threadpoolctl.threadpool_limits(1, user_api="blas"):
+            for k in todo:
+                writer.commit_chunk(*build(k))
+                bar.update()
+    bar.close()
     writer.finish(extra_name="findings.csv")
     return BreastDataset.open(root)

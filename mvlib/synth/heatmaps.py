@@ -30,7 +30,7 @@ def render_heatmaps(rng: np.random.Generator, size: tuple[int, int], mask: np.nd
     """Return (n, 2, H, W) float32 maps [benign, malignant] (written into `out` if given).
 
     `detections`: (breast, row, col, radius_px, malignant, amplitude) of detected findings.
-    `glandular`: the view's smooth glandular field; background noise follows dense tissue.
+    `glandular`: the view's glandular tissue map in [0, 1]; background noise follows it.
     """
     n, (h, w) = mask.shape[0], size
     patch_sigma = 0.05 * min(h, w)  # one simulated patch, in pixels
@@ -55,7 +55,7 @@ def render_heatmaps(rng: np.random.Generator, size: tuple[int, int], mask: np.nd
             if placed == counts[b, m]:
                 break
     maps = np.subtract(1.0, miss, out=miss)
-    dense = np.maximum(glandular, 0.0)
+    dense = glandular
     maps[:, 0] += noise * dense
     maps[:, 1] += noise * dense[:, ::-1, ::-1]  # a different, seam-free pattern
     np.clip(maps, 0.0, 1.0, out=maps)
