@@ -1,7 +1,7 @@
 # Everything a fresh clone needs: `make test`, `make reproduce`, `make bench`, `make lab`.
 # The virtual environment is created on first use and refreshed when pyproject.toml changes.
 SHELL := /bin/bash
-PYTHON ?= python3
+PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 from mvlib import notebooks, profiles
 from mvlib.data.prepare import SOURCES, prepare
+from mvlib.runs import RunConfig
+from mvlib.train import train
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -15,6 +19,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dataset", default="synthetic", choices=SOURCES)
     p.add_argument("--data-root", default=None)
     p.add_argument("--profile", default=None, choices=sorted(profiles.PROFILES))
+    t = sub.add_parser("train", help="run one RunConfig (JSON file) into the run store")
+    t.add_argument("config")
+    t.add_argument("--store", default=None)
     r = sub.add_parser("reproduce", help="re-run every numbered notebook with papermill")
     r.add_argument("--profile", default="laptop", choices=sorted(profiles.PROFILES))
     args = parser.parse_args(argv)
@@ -22,6 +29,14 @@ def main(argv: list[str] | None = None) -> None:
         data = prepare(args.dataset, args.profile, args.data_root)
         print(data.root)
         print(data.counts().to_string())
+    elif args.command == "train":
+        path = Path(args.config)
+        try:
+            cfg = RunConfig.from_dict(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError, TypeError) as e:
+            raise SystemExit(f"{path}: not a run config ({e})") from e
+        run = train(cfg, Path(args.store) if args.store else None)
+        print(run.path, run.status())
     elif args.command == "reproduce":
         notebooks.reproduce(args.profile)
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import nbformat
 import papermill
 
+from mvlib import paths
 from mvlib.atomic import write_atomic
-from mvlib.paths import REPO
 
-NOTEBOOKS = REPO / "notebooks"
+NOTEBOOKS = paths.REPO / "notebooks"
 
 
 def numbered() -> list[Path]:
@@ -33,27 +33,38 @@ def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
-def run(path: Path, profile: str, **parameters) -> None:
-    """Execute `path` in place; it is replaced only when the whole run succeeded."""
-    tmp = path.with_name(f".{path.stem}.running.ipynb")
+def output_path(path: Path, profile: str) -> Path:
+    """Committed notebooks carry the laptop run; other profiles write beside their runs."""
+    if profile == "laptop":
+        return path
+    return paths.store() / profile / "notebooks" / path.name
+
+
+def run(path: Path, profile: str, **parameters) -> Path:
+    """Execute `path`; the output is replaced only when the whole run succeeded."""
+    out = output_path(path, profile)
+    tmp = paths.store() / "tmp" / f"{path.stem}.{profile}.running.ipynb"
+    tmp.parent.mkdir(parents=True, exist_ok=True)
     env_profile = os.environ.get("MVLIB_PROFILE")
     os.environ["MVLIB_PROFILE"] = profile
     try:
-        papermill.execute_notebook(str(path), str(tmp), parameters={"profile": profile,
-                                                                    **parameters},
+        papermill.execute_notebook(str(path), str(tmp),
+                                   parameters={"profile": profile, **parameters},
                                    kernel_name="python3", cwd=str(path.parent),
                                    progress_bar=False)
         nb = clean(nbformat.read(tmp, as_version=4))
-        write_atomic(path, lambda p: nbformat.write(nb, str(p)))
+        write_atomic(out, lambda p: nbformat.write(nb, str(p)))
     finally:
         tmp.unlink(missing_ok=True)
         if env_profile is None:
             os.environ.pop("MVLIB_PROFILE", None)
         else:
             os.environ["MVLIB_PROFILE"] = env_profile
+    return out
 
 
 def reproduce(profile: str) -> None:
+    """Run every numbered notebook in order at `profile`."""
     for path in numbered():
-        print(f"[reproduce] {path.name} ({profile})", flush=True)
+        print(f"[reproduce] {path.name} ({profile}) -> {output_path(path, profile)}", flush=True)
         run(path, profile)

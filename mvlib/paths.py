@@ -9,8 +9,15 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def store() -> Path:
-    """Run store for data sets and runs (outside git); MVLIB_STORE overrides `runs/`."""
-    return Path(os.environ.get("MVLIB_STORE", REPO / "runs"))
+    """Run store for data sets and runs (outside git); MVLIB_STORE overrides `runs/`
+    (a relative MVLIB_STORE is taken from the repository root, as every path here)."""
+    return (REPO / os.environ.get("MVLIB_STORE", "runs")).resolve()
+
+
+def realdata() -> Path:
+    """Real mammograms for tests: `shared/realdata` beside the repository (MVLIB_REALDATA
+    overrides). Never copied into the project."""
+    return Path(os.environ.get("MVLIB_REALDATA", REPO.parent / "shared" / "realdata"))
 
 
 def figures(profile: str) -> Path:

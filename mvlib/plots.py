@@ -33,3 +33,24 @@ def show_breasts(data: BreastDataset, indices: list[int], titles: list[str]) -> 
                 ax.set_ylabel(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def learning_curves(curves, views=("CC", "MLO")) -> plt.Figure:
+    """Figure 3: train and validation malignant AUC per epoch, mean +- std over runs."""
+    fig, axes = plt.subplots(1, len(views), figsize=(5 * len(views), 3.4), sharey=True,
+                             squeeze=False)
+    for ax, view in zip(axes[0], views, strict=True):
+        part = curves[curves.view == view]
+        for col, label, color in (("train_auc_malignant", "train", "tab:blue"),
+                                  ("val_auc_malignant", "validation", "tab:orange")):
+            g = part.groupby("epoch")[col]
+            mean, std = g.mean(), g.std().fillna(0)
+            ax.plot(mean.index + 1, mean, color=color, label=label)
+            ax.fill_between(mean.index + 1, mean - std, mean + std, color=color, alpha=0.2)
+        ax.set_title(f"{view} only ({part.lr.nunique()} learning rates)")
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("malignant AUC")
+    axes[0, 0].legend()
+    fig.tight_layout()
+    return fig

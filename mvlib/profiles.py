@@ -11,11 +11,9 @@ import dataclasses
 import os
 from dataclasses import dataclass, field
 
+from mvlib.paper import CC_SIZE as PAPER_CC_SIZE
+from mvlib.paper import MLO_SIZE as PAPER_MLO_SIZE
 from mvlib.synth.config import SynthConfig
-
-# The paper's crop sizes (H, W); REFERENCE section 1.
-PAPER_CC_SIZE = (2677, 1942)
-PAPER_MLO_SIZE = (2974, 1748)
 
 
 @dataclass(frozen=True)
@@ -27,19 +25,31 @@ class Profile:
     # Synthetic images are made at size // downscale: full resolution (31 MB a view in
     # float16) is for real data, where disk and GPUs are planned for it.
     synthetic_downscale: int = 1
+    # Training budgets (the paper: 100 epochs, 10 sampled learning rates, 3 seeds each,
+    # 10 test windows). `search_seeds` seeds per sampled learning rate; the winner then
+    # gets `seeds` in all. `workers` runs train side by side (one thread each).
+    epochs: int = 100
+    lr_samples: int = 10
+    search_seeds: int = 3
+    seeds: int = 3
+    tta_windows: int = 10
+    workers: int = 1
 
     def synthetic_config(self, **knobs) -> SynthConfig:
         """The embedded default data set of this profile; `knobs` override generator fields."""
         d = self.synthetic_downscale
-        return dataclasses.replace(
-            SynthConfig(), patients=dict(self.synthetic_patients),
-            cc_size=(self.cc_size[0] // d, self.cc_size[1] // d),
-            mlo_size=(self.mlo_size[0] // d, self.mlo_size[1] // d), **knobs)
+        fields = {"patients": dict(self.synthetic_patients),
+                  "cc_size": (self.cc_size[0] // d, self.cc_size[1] // d),
+                  "mlo_size": (self.mlo_size[0] // d, self.mlo_size[1] // d)}
+        return dataclasses.replace(SynthConfig(), **{**fields, **knobs})
 
 
 PROFILES = {
-    "smoke": Profile("smoke", (64, 48), (72, 42), {"train": 40, "val": 20, "test": 20}),
-    "laptop": Profile("laptop", (128, 96), (144, 84), {"train": 400, "val": 150, "test": 200}),
+    "smoke": Profile("smoke", (64, 48), (72, 42), {"train": 40, "val": 20, "test": 20},
+                     epochs=2, lr_samples=2, search_seeds=1, seeds=2, tta_windows=2),
+    "laptop": Profile("laptop", (96, 72), (108, 64), {"train": 240, "val": 100, "test": 160},
+                      epochs=5, lr_samples=2, search_seeds=1, seeds=3, tta_windows=5,
+                      workers=2),
     "paper": Profile("paper", PAPER_CC_SIZE, PAPER_MLO_SIZE,
                      {"train": 2000, "val": 500, "test": 500}, synthetic_downscale=4),
 }

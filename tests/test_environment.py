@@ -27,6 +27,13 @@ def test_environment_yml_and_pyproject_agree():
     assert py == env
 
 
+def test_python_versions_agree():
+    meta = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    env = (REPO / "environment.yml").read_text()
+    assert ">=3.11,<3.12" in meta["requires-python"] and "python=3.11" in env
+    assert "PYTHON ?= python3.11" in (REPO / "Makefile").read_text()
+
+
 def test_every_dependency_is_pinned_exactly():
     meta = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     for req in meta["dependencies"] + meta["optional-dependencies"]["dev"]:
@@ -40,7 +47,8 @@ def test_makefile_installs_the_torch_pin_of_pyproject():
     assert f"torchvision=={pins['torchvision']}" in makefile
 
 
-def test_ci_runs_the_readme_test_command():
-    assert "make test" in (REPO / ".ci" / "run").read_text()
+def test_ci_runs_the_readme_test_command_and_fails_with_it():
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "set -e" in ci and "make test" in ci and "|| true" not in ci
     readme = (REPO / "README.md").read_text()
     assert "make test" in readme and "make reproduce" in readme

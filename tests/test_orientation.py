@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import mvlib.profiles
 from mvlib.data.orientation import face_right, faces_right, needs_flip
+from mvlib.paths import realdata
 from mvlib.synth.generate import generate_chunk
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared/realdata/nyu_sample"
+REAL = realdata() / "nyu_sample"
 REAL_STEMS = ("1_L_CC", "1_R_CC", "2_L_CC", "2_R_CC")
 
 

@@ -77,9 +77,10 @@ def test_labels_split_and_patients(batches):
 def test_findings_project_to_consistent_nipple_distance(batches):
     """Locate each visible mass in both views from the rendered lesion layer and the nipple
     from the rendered breast outline; the nipple-axis distance agrees across the views."""
-    diffs, depth_scale = [], []
+    diffs, slack = [], []
     for b in batches:
-        for _, f in b.findings.iterrows():
+        single = b.findings.breast_id.value_counts().loc[lambda c: c == 1].index
+        for _, f in b.findings[b.findings.breast_id.isin(single)].iterrows():
             if not (f.cc_visible and f.mlo_visible) or "mass" not in f.kind:
                 continue
             i = int(f.breast_id - b.rows.breast_id.iloc[0])
@@ -91,10 +92,11 @@ def test_findings_project_to_consistent_nipple_distance(batches):
                 nipple_col = np.nonzero(b.masks[view][i].any(axis=0))[0].max()
                 dist[view] = nipple_col - lesion_col
             diffs.append(abs(dist["cc"] - dist["mlo"]))
-            depth_scale.append(f.nipple_distance)
+            # An irregular mass seen at another angle shifts its extent by up to ~ a radius.
+            slack.append(1.5 + f.radius * b.rows.depth_px.iloc[i])
     assert len(diffs) >= 10
     assert np.median(diffs) <= 2.0  # pixels, on a breast about 50 px deep
-    assert max(diffs) <= 6.0
+    assert all(d <= s for d, s in zip(diffs, slack, strict=True))
 
 
 def test_cc_is_more_conspicuous_than_mlo_by_default():

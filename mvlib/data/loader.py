@@ -12,10 +12,8 @@ import torch
 import torch.utils.data
 
 from mvlib.data.sampler import EpochSampler
-from mvlib.data.store import BreastDataset
+from mvlib.data.store import VIEWS, BreastDataset
 from mvlib.data.windows import WindowNoise, full_window, train_windows
-
-VIEWS = ("cc", "mlo")
 
 
 class BreastArrays(torch.utils.data.Dataset):

@@ -12,9 +12,12 @@ An interrupted build resumes from the chunks it already finished.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +56,8 @@ class BreastDataset:
             meta = json.loads(meta_path.read_text())
         except (OSError, json.JSONDecodeError) as e:
             raise DatasetError(f"{meta_path}: cannot read ({e})") from e
+        if not isinstance(meta, dict) or not {"shapes", "channels"} <= set(meta):
+            raise DatasetError(f"{meta_path}: expected an object with 'shapes' and 'channels'")
         if meta.get("format_version") != FORMAT_VERSION:
             raise DatasetError(f"{meta_path}: format_version {meta.get('format_version')!r}, "
                                f"expected {FORMAT_VERSION}")
@@ -70,7 +75,7 @@ class BreastDataset:
             except (OSError, ValueError) as e:
                 raise DatasetError(f"{path}: cannot read ({e})") from e
             expected = (len(manifest), *meta["shapes"][view])
-            if arr.shape != expected:
+            if arr.shape != expected or arr.shape[1] != len(meta["channels"]):
                 raise DatasetError(f"{path}: shape {arr.shape}, expected {expected} "
                                    f"(manifest rows x meta.json shapes)")
             arrays[view] = arr
@@ -128,6 +133,20 @@ def write_arrays(partial: Path, start: int, views: dict[str, np.ndarray]) -> Non
         out = np.load(Path(partial) / f"{view}.npy", mmap_mode="r+")
         out[start:start + len(arr)] = arr
         del out
+
+
+@contextmanager
+def build_lock(root: str | Path) -> Iterator[None]:
+    """Exclusive lock for building the data set at `root`: a second process that wants the
+    same data set waits, then finds it finished."""
+    lock = Path(root).with_name(Path(root).name + ".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 class DatasetWriter:
@@ -190,11 +209,12 @@ class DatasetWriter:
             parts = [pd.read_csv(p) for p in sorted(self.partial.glob("extra_*.csv"))
                      if p.stat().st_size > 1]
             pd.concat(parts, ignore_index=True).to_csv(self.partial / extra_name, index=False)
-        for p in [*self.partial.glob("rows_*.csv"), *self.partial.glob("extra_*.csv"),
-                  self.partial / "progress.json"]:
-            p.unlink()
         write_json(self.partial / "meta.json", self.meta)
         if self.root.exists():
             shutil.rmtree(self.root)
         os.replace(self.partial, self.root)
+        # Bookkeeping goes only after the rename: a crash before it keeps every chunk.
+        for p in [*self.root.glob("rows_*.csv"), *self.root.glob("extra_*.csv"),
+                  self.root / "progress.json"]:
+            p.unlink()
         return self.root

@@ -62,7 +62,7 @@ def standardise(x: torch.Tensor) -> torch.Tensor:
     Heatmap channels are clamped to [0, 1] (bicubic resampling can overshoot)."""
     image = x[:, :1]
     mean = image.mean(dim=(1, 2, 3), keepdim=True)
-    std = image.std(dim=(1, 2, 3), keepdim=True).clamp_min(1e-5)
+    std = image.std(dim=(1, 2, 3), keepdim=True, unbiased=False).clamp_min(1e-5)
     return torch.cat([(image - mean) / std, x[:, 1:].clamp(0, 1)], dim=1)
 
 

@@ -84,10 +84,6 @@ def superellipse_level(view: str, geom: Geometry, size: tuple[int, int],
     return q, p
 
 
-def nipple_row(view: str, geom: Geometry, h: int) -> np.ndarray:
-    return (geom.cc_center if view == "cc" else geom.mlo_nipple) * h
-
-
 def power_law_noise(rng: np.random.Generator, n: int, size: tuple[int, int],
                     beta: np.ndarray | float, bandwidth: float = 1.0) -> np.ndarray:
     """Unit-std Gaussian fields (n, H, W) with power spectrum ~ 1/f^beta.
@@ -134,26 +130,29 @@ def _linear_upsampler(n_in: int, n_out: int) -> np.ndarray:
 
 def render_tissue(rng: np.random.Generator, view: str, geom: Geometry,
                   size: tuple[int, int], depth_px: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Render the normal breast of one view.
 
-    Returns (image (n,H,W) in [0,1], breast mask, glandular tissue map in [0, 1]); the
-    heatmaps reuse the tissue map, as a patch classifier fires more often in dense tissue.
+    Returns (image (n,H,W) in [0,1], breast mask).
     """
     n, (h, w) = len(geom.depth), size
     q, p = superellipse_level(view, geom, size, depth_px)
     mask = q < 1.0  # outside, rim = 0 makes the tissue image 0 as well
     texture = power_law_noise(rng, n, size, geom.beta, bandwidth=0.4)
-    # Smooth glandular field on a coarse grid; threshold it there (at the breast's density
-    # quantile of a standard Gaussian), then upsample: the full-size image never pays tanh.
+    # Smooth glandular field drawn on a coarse grid, upsampled, then thresholded at the
+    # breast's density quantile of a standard Gaussian (soft edge).
     coarse = power_law_noise(rng, n, (max(h // 10, 4), max(w // 10, 4)), 4.0)
     thresh = scipy.special.ndtri(1.0 - geom.density).astype(np.float32)[:, None, None]
-    gland = upsample(0.5 + 0.5 * np.tanh(3.0 * (coarse - thresh)), size)
+    gland = upsample(coarse, size)
+    gland -= thresh
+    gland *= 3.0
+    np.tanh(gland, out=gland)
+    gland *= 0.5
+    gland += 0.5
     # rim ~ normalised distance to the skin line; in-place ops keep temporaries few.
     rim = np.subtract(1.0, q, out=q)
     rim /= p
     np.clip(rim, 0.0, 1.0, out=rim)
-    dense = gland.copy()
     gland *= 0.4 + 0.6 * np.sqrt(rim)
     thickness = np.minimum(rim * (1 / 0.12), 1.0)
     np.sqrt(thickness, out=thickness)
@@ -173,4 +172,4 @@ def render_tissue(rng: np.random.Generator, view: str, geom: Geometry,
         image += muscle * (0.62 + 0.03 * texture - image)
         image *= mask
     np.clip(image, 0.0, 1.0, out=image)
-    return image, mask, dense
+    return image, mask

@@ -46,7 +46,7 @@ class SynthConfig:
     # Conspicuity defaults follow Korhonen et al. 2019: one-view-only cancers are more
     # often seen in CC, so MLO hides findings more often and shows them less clearly.
     cc: ViewKnobs = ViewKnobs(visible_prob=0.92, contrast_scale=1.0)
-    mlo: ViewKnobs = ViewKnobs(visible_prob=0.72, contrast_scale=0.8, shortcut_strength=0.8)
+    mlo: ViewKnobs = ViewKnobs(visible_prob=0.72, contrast_scale=0.8, shortcut_strength=0.6)
     shortcut_base_rate: float = 0.3
     # Finding appearance, contrast in image units (tissue spans about 0.3..0.8).
     mass_contrast: tuple[float, float] = (0.05, 0.14)

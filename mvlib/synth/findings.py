@@ -90,7 +90,10 @@ def project(f: Finding, view: str, geom: Geometry, size: tuple[int, int],
     return nipple + u * half0 * (1 - t**p) ** (1 / p), col
 
 
-def _patch(size, row, col, reach):
+def local_grid(size: tuple[int, int], row: float, col: float, reach: float
+               ) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray]:
+    """Slices of the window within `reach` px of (row, col), clipped to the image, and the
+    row and column offsets of its pixels from that centre."""
     h, w = size
     r0, r1 = max(int(row - reach), 0), min(int(row + reach) + 2, h)
     c0, c1 = max(int(col - reach), 0), min(int(col + reach) + 2, w)
@@ -115,14 +118,14 @@ def render(f: Finding, view: str, row: float, col: float, size: tuple[int, int],
     px = max(size[1] / 192.0, 0.5)  # pixel scale relative to the 256x192 reference
     rot = view_rng.uniform(0, 2 * np.pi)  # projection changes the in-plane orientation
     if f.kind == "round_mass":
-        sl, rr, cc = _patch(size, row, col, 1.5 * r0 + 2)
+        sl, rr, cc = local_grid(size, row, col, 1.5 * r0 + 2)
         ecc = shape.uniform(0.75, 1.0)
         y = rr * np.cos(rot) + cc * np.sin(rot)
         x = -rr * np.sin(rot) + cc * np.cos(rot)
         d = np.sqrt(x**2 + (y / ecc) ** 2) / r0
         patch = np.clip((1 - d) * r0 / 0.8 + 0.5, 0, 1) * (1 - 0.3 * np.clip(d, 0, 1) ** 2)
     elif f.kind == "spiculated_mass":
-        sl, rr, cc = _patch(size, row, col, 3.0 * r0 + 2)
+        sl, rr, cc = local_grid(size, row, col, 3.0 * r0 + 2)
         theta = np.arctan2(rr, cc) - rot
         ks = np.arange(2, 7)
         amps, phases = shape.uniform(0, 0.14, len(ks)), shape.uniform(0, 2 * np.pi, len(ks))
@@ -139,17 +142,20 @@ def render(f: Finding, view: str, row: float, col: float, size: tuple[int, int],
             patch += 0.5 * inside * (1 - along / length) * profile
         patch = np.clip(patch, 0, 1)
     elif f.kind == "fine_calcifications":
-        sl, rr, cc = _patch(size, row, col, r0 + 3)
+        sl, rr, cc = local_grid(size, row, col, r0 + 3)
         n = shape.integers(6, 19)
         rad = 0.8 * r0 * np.sqrt(shape.uniform(0, 1, n))
         ang = shape.uniform(0, 2 * np.pi, n) + rot
         centres = np.stack([rad * np.sin(ang), rad * np.cos(ang)], 1)
-        patch = _dots(rr, cc, centres, shape.uniform(0.4, 0.8, n) * px, shape.uniform(0.6, 1, n))
+        sigmas = np.maximum(shape.uniform(0.4, 0.8, n) * px, 0.6)  # >= 0.6 px: no aliasing
+        patch = _dots(rr, cc, centres, sigmas, shape.uniform(0.6, 1, n))
     else:  # coarse_calcifications
-        sl, rr, cc = _patch(size, row, col, 1.5 * r0 + 8 * px)
+        sl, rr, cc = local_grid(size, row, col, 1.5 * r0 + 8 * px)
         n = shape.integers(1, 5)
         rad = 1.2 * r0 * np.sqrt(shape.uniform(0, 1, n))
         ang = shape.uniform(0, 2 * np.pi, n) + rot
         centres = np.stack([rad * np.sin(ang), rad * np.cos(ang)], 1)
         patch = _dots(rr, cc, centres, shape.uniform(1.2, 2.2, n) * px, shape.uniform(0.7, 1, n))
+    if f.kind.endswith("calcifications"):
+        patch /= max(patch.max(), 1e-6)  # the brightest speck shows the recorded contrast
     return sl, (contrast * patch).astype(np.float32)

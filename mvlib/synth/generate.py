@@ -9,6 +9,7 @@ resumes at any chunk.
 from __future__ import annotations
 
 import functools
+import hashlib
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -20,12 +21,22 @@ import threadpoolctl
 import torch
 from tqdm import tqdm
 
-from mvlib.data.store import CHANNELS, SPLITS, BreastDataset, DatasetWriter, write_arrays
+from mvlib.data.store import (
+    CHANNELS,
+    SPLITS,
+    BreastDataset,
+    DatasetWriter,
+    build_lock,
+    write_arrays,
+)
 from mvlib.synth.anatomy import depth_pixels, render_tissue, sample_geometry
 from mvlib.synth.config import SynthConfig
 from mvlib.synth.findings import project, render, sample_findings
 from mvlib.synth.heatmaps import render_heatmaps
 
+# Bump when a change to the generator's code changes its output: the version, CHUNK and
+# BLOCK are part of a data set's name, so stale caches are never reopened.
+GENERATOR_VERSION = 2
 CHUNK = 32
 BLOCK = 4  # breasts rendered together: their full-size arrays stay in the CPU cache
 
@@ -51,11 +62,13 @@ def n_breasts(cfg: SynthConfig) -> int:
 
 def _shortcut_prob(cfg: SynthConfig, view: str, split: np.ndarray, malignant: np.ndarray
                    ) -> np.ndarray:
-    """Chance of the view's cue: label-correlated in train only, base rate elsewhere."""
-    s, base = cfg.view(view).shortcut_strength, cfg.shortcut_base_rate
-    in_train = split == "train"
-    p_pos, p_neg = base + s * (1 - base), base * (1 - s)
-    return np.where(in_train, np.where(malignant, p_pos, p_neg), base)
+    """Chance of the view's cue. In train it rises with malignancy by the strength knob,
+    and falls for the other breasts so that the expected marker rate stays the base rate
+    in every split: switching the knob off changes the correlation only."""
+    s, base, prev = cfg.view(view).shortcut_strength, cfg.shortcut_base_rate, cfg.p_malignant
+    p_pos = base + s * (1 - base)
+    p_neg = max(base - prev * p_pos, 0.0) / (1 - prev)
+    return np.where(split == "train", np.where(malignant, p_pos, p_neg), base)
 
 
 def _draw_cue(image: np.ndarray, rng: np.random.Generator, size: tuple[int, int]) -> None:
@@ -100,8 +113,7 @@ def generate_chunk(cfg: SynthConfig, k: int) -> Batch:
         rows[f"{view}_cue"] = cue.astype(int)
         for lo in range(0, n, BLOCK):
             blk = slice(lo, min(lo + BLOCK, n))
-            image, mask[blk], glandular = render_tissue(rng, view, geom.take(blk), size,
-                                                        depth_px[blk])
+            image, mask[blk] = render_tissue(rng, view, geom.take(blk), size, depth_px[blk])
             detections = []
             for j, f in enumerate(findings):
                 if not lo <= f.breast < blk.stop:
@@ -120,7 +132,7 @@ def generate_chunk(cfg: SynthConfig, k: int) -> Batch:
             for b in np.flatnonzero(cue[blk]):
                 _draw_cue(image[b], rng, size)
             out[blk, 0] = image
-            render_heatmaps(rng, size, mask[blk], glandular, detections, cfg.heatmap_crosstalk,
+            render_heatmaps(rng, size, mask[blk], detections, cfg.heatmap_crosstalk,
                             cfg.heatmap_false_positives, cfg.heatmap_noise, out=out[blk, 1:])
     table = []
     for j, f in enumerate(findings):
@@ -141,7 +153,9 @@ def generate_chunk(cfg: SynthConfig, k: int) -> Batch:
 
 
 def dataset_dir(cfg: SynthConfig, store: Path) -> Path:
-    return Path(store) / "data" / f"synthetic-{cfg.digest()}"
+    """Where the data set of `cfg` lives: named by the config and the generator's version."""
+    version = hashlib.sha256(f"{cfg.digest()}-{GENERATOR_VERSION}-{CHUNK}-{BLOCK}".encode())
+    return Path(store) / "data" / f"synthetic-{version.hexdigest()[:10]}"
 
 
 def _build_chunk(cfg: SynthConfig, partial: Path, k: int) -> tuple:
@@ -168,9 +182,15 @@ def generate_dataset(cfg: SynthConfig, store: str | Path, progress: bool = True,
     it had not finished.
     """
     root = dataset_dir(cfg, Path(store))
-    if (root / "meta.json").exists():
-        return BreastDataset.open(root)
+    with build_lock(root):
+        if not (root / "meta.json").exists():
+            _build(cfg, root, progress, workers)
+    return BreastDataset.open(root)
+
+
+def _build(cfg: SynthConfig, root: Path, progress: bool, workers: int) -> None:
     meta = {"source": "synthetic", "channels": list(CHANNELS), "config": cfg.to_dict(),
+            "generator": {"version": GENERATOR_VERSION, "chunk": CHUNK, "block": BLOCK},
             "shapes": {v: [len(CHANNELS), *cfg.size(v)] for v in ("cc", "mlo")}}
     writer = DatasetWriter(root, meta, n_breasts(cfg), CHUNK)
     todo = [k for k in range(writer.n_chunks) if k not in writer.done]
@@ -190,4 +210,3 @@ def generate_dataset(cfg: SynthConfig, store: str | Path, progress: bool = True,
                 bar.update()
     bar.close()
     writer.finish(extra_name="findings.csv")
-    return BreastDataset.open(root)

@@ -11,26 +11,22 @@ from __future__ import annotations
 
 import numpy as np
 
+from mvlib.synth.anatomy import power_law_noise, upsample
+from mvlib.synth.findings import local_grid
+
 
 def _blob(size, row, col, sigma):
-    h, w = size
-    reach = 3 * sigma
-    r0, r1 = max(int(row - reach), 0), min(int(row + reach) + 2, h)
-    c0, c1 = max(int(col - reach), 0), min(int(col + reach) + 2, w)
-    rr = np.arange(r0, r1, dtype=np.float32)[:, None] - row
-    cc = np.arange(c0, c1, dtype=np.float32)[None, :] - col
-    return (slice(r0, r1), slice(c0, c1)), np.exp(-(rr**2 + cc**2) / (2 * sigma**2))
+    sl, rr, cc = local_grid(size, row, col, 3 * sigma)
+    return sl, np.exp(-(rr**2 + cc**2) / (2 * sigma**2))
 
 
 def render_heatmaps(rng: np.random.Generator, size: tuple[int, int], mask: np.ndarray,
-                    glandular: np.ndarray,
                     detections: list[tuple[int, float, float, float, bool, float]],
                     crosstalk: float, false_positives: float, noise: float,
                     out: np.ndarray | None = None) -> np.ndarray:
     """Return (n, 2, H, W) float32 maps [benign, malignant] (written into `out` if given).
 
     `detections`: (breast, row, col, radius_px, malignant, amplitude) of detected findings.
-    `glandular`: the view's glandular tissue map in [0, 1]; background noise follows it.
     """
     n, (h, w) = mask.shape[0], size
     patch_sigma = 0.05 * min(h, w)  # one simulated patch, in pixels
@@ -55,9 +51,9 @@ def render_heatmaps(rng: np.random.Generator, size: tuple[int, int], mask: np.nd
             if placed == counts[b, m]:
                 break
     maps = np.subtract(1.0, miss, out=miss)
-    dense = glandular
-    maps[:, 0] += noise * dense
-    maps[:, 1] += noise * dense[:, ::-1, ::-1]  # a different, seam-free pattern
+    # Smooth background noise, independent per map, drawn on a coarse grid (cheap).
+    coarse = power_law_noise(rng, 2 * n, (max(h // 8, 4), max(w // 8, 4)), 3.0)
+    maps += noise * np.abs(upsample(coarse, size)).reshape(n, 2, h, w)
     np.clip(maps, 0.0, 1.0, out=maps)
     maps *= mask[:, None]
     return maps

@@ -1,0 +1,108 @@
+"""The paper's experiments as sweeps of runs: what notebooks 01 and 03 call.
+
+Search protocol (Appendix B, scaled by profile): every group samples learning rates
+log-uniformly, trains `search_seeds` repetitions of each, picks the rate with the best
+mean validation AUC, and reports `seeds` repetitions at that rate (the search runs at
+that rate are reused: a run is found by its config).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from mvlib import paper
+from mvlib.evaluate import summarise
+from mvlib.profiles import Profile
+from mvlib.runs import RunConfig, RunDir
+from mvlib.search import LR_RANGES, log_uniform, results, winner
+from mvlib.sweep import Executor, default_executor, sweep
+
+# Table 1 groups: name -> (model, learning-rate range, experiment folder).
+TABLE1 = {"uni-view MLO": ("uni_mlo", "uniview"), "uni-view CC": ("uni_cc", "uniview"),
+          "Split ResNet": ("split", "variants"), "Joint ResNet": ("joint", "variants"),
+          "Shared ResNet": ("shared", "variants")}
+
+
+def config(prof: Profile, model: str, lr: float, seed: int, experiment: str,
+           **kw) -> RunConfig:
+    """A run at the profile's budget (epochs, test windows) on its default data."""
+    return RunConfig(model=model, lr=lr, seed=seed, epochs=prof.epochs, profile=prof.name,
+                     tta_windows=prof.tta_windows, experiment=experiment, **kw)
+
+
+def learning_rates(prof: Profile, kind: str) -> list[float]:
+    return log_uniform(*LR_RANGES[kind], prof.lr_samples, seed={"uniview": 0, "variants": 1}[kind])
+
+
+def search_then_repeat(prof: Profile, groups: dict[str, tuple[str, str]],
+                       executor: Executor | None = None, store: Path | None = None,
+                       **kw) -> tuple[pd.DataFrame, dict[str, list[RunDir]]]:
+    """Run every group's learning-rate search, then its repetitions at the winning rate.
+
+    Returns the search table (one row per search run, with its group) and the final runs.
+    """
+    executor = executor or default_executor(prof.workers)
+    search = {name: [config(prof, model, lr, s, exp, **kw)
+                      for lr in learning_rates(prof, exp) for s in range(prof.search_seeds)]
+              for name, (model, exp) in groups.items()}
+    runs = sweep([c for cs in search.values() for c in cs], executor, store)
+    by_cfg = {r.cfg.digest(): r for r in runs}
+    tables = []
+    for name, cfgs in search.items():
+        t = results([by_cfg[c.digest()] for c in cfgs])
+        t.insert(0, "group", name)
+        tables.append(t)
+    table = pd.concat(tables, ignore_index=True)
+    final = {name: [config(prof, model, winner(table[table.group == name]), s, exp, **kw)
+                    for s in range(prof.seeds)]
+             for name, (model, exp) in groups.items()}
+    runs = sweep([c for cs in final.values() for c in cs], executor, store)
+    by_cfg = {r.cfg.digest(): r for r in runs}
+    return table, {name: [by_cfg[c.digest()] for c in cfgs] for name, cfgs in final.items()}
+
+
+def summary(final: dict[str, list[RunDir]], reference: dict[str, tuple]) -> pd.DataFrame:
+    """Test AUC per group, ours (synthetic) beside the paper's: mean +- std and 3x ensemble."""
+    rows = []
+    for name, runs in final.items():
+        done = [r for r in runs if r.status()["state"] == "done"]
+        s = summarise([r.predictions() for r in done]) if done else {}
+        ref = reference.get(name, (float("nan"),) * 3)
+        rows.append({"group": name, "lr": runs[0].cfg.lr,
+                     "AUC (ours)": f"{s['auc_mean']:.3f} ± {s['auc_std']:.3f}" if s else "-",
+                     "3x ensemble (ours)": round(s["auc_ensemble"], 3) if s else None,
+                     "runs done": f"{len(done)}/{len(runs)}",
+                     "AUC (paper)": f"{ref[0]:.3f} ± {ref[1]:.3f}",
+                     "3x ensemble (paper)": ref[2],
+                     "auc_mean": s.get("auc_mean"), "auc_std": s.get("auc_std")})
+    return pd.DataFrame(rows).set_index("group")
+
+
+def table1(prof: Profile, executor: Executor | None = None, store: Path | None = None
+           ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Table 1 (uni-view models and model variants): (summary, learning-rate search)."""
+    search, final = search_then_repeat(prof, TABLE1, executor, store)
+    return summary(final, paper.TABLE1), search
+
+
+def uniview_curves(prof: Profile, executor: Executor | None = None,
+                   store: Path | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Figure 3: per-epoch metrics of CC-only and MLO-only models over the sampled rates.
+
+    Returns (long table of metrics with view, lr and seed, the runs' results table)."""
+    cfgs = [config(prof, f"uni_{view}", lr, s, "uniview")
+            for view in ("cc", "mlo") for lr in learning_rates(prof, "uniview")
+            for s in range(prof.search_seeds)]
+    runs = sweep(cfgs, executor or default_executor(prof.workers), store)
+    curves = []
+    for run in runs:
+        m = run.metrics()
+        if m.empty:
+            continue
+        m.insert(0, "view", run.cfg.model.removeprefix("uni_").upper())
+        m.insert(1, "lr", run.cfg.lr)
+        m.insert(2, "seed", run.cfg.seed)
+        curves.append(m)
+    return pd.concat(curves, ignore_index=True), results(runs)

@@ -1,0 +1,113 @@
+"""One training run of the paper's protocol, top to bottom (REFERENCE section 3).
+
+Each epoch: the paper's sampler (all biopsied breasts + as many biopsy-free ones), random
+windows, Adam at batch 4; then validation malignant AUC on the whole crops. The best
+epoch's weights are kept; the test AUC is that checkpoint's 10-window TTA mean prediction.
+Every random draw of epoch e comes from (seed, e), so a run resumed after its last
+finished epoch gives the same metrics as one that was never interrupted. A non-finite
+loss ends the run as `diverged`, recorded in its folder, without raising.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mvlib.data.loader import eval_loader, to_model_input, train_loader
+from mvlib.data.prepare import prepare
+from mvlib.device import autocast, pick_device, set_threads, to_device
+from mvlib.evaluate import auc, predict, scores
+from mvlib.models.heads import build_model, loss_fn
+from mvlib.runs import RunConfig, RunDir
+
+
+def epoch_seed(seed: int, epoch: int, stream: int) -> int:
+    """A distinct, reproducible seed for each (run seed, epoch, random stream)."""
+    return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1)[0])
+
+
+def make_optimizer(model: torch.nn.Module, cfg: RunConfig) -> torch.optim.Adam:
+    """Adam; with `group_lr`, one parameter group per theta_CC / theta_MLO / theta_shared."""
+    if not cfg.group_lr:
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
+    groups = [{"params": ps, "lr": cfg.group_lr[name], "name": name}
+              for name, ps in model.param_groups().items() if ps]
+    return torch.optim.Adam(groups, lr=cfg.lr, fused=True)
+
+
+def train(cfg: RunConfig, store: Path | None = None) -> RunDir:
+    """Run `cfg` into the store (or resume it, or return at once if it is finished)."""
+    run = RunDir(cfg, store)
+    if run.finished:
+        return run
+    run.create()
+    set_threads()
+    device = pick_device()
+    data = prepare(cfg.dataset, cfg.profile, cfg.data_root, progress=False, **cfg.knobs)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, cfg.channels).to(device, memory_format=torch.channels_last)
+    optimizer = make_optimizer(model, cfg)
+    metrics, best = [], {"epoch": -1, "val_auc": -math.inf}
+    checkpoint = run.load("last.pt")
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        metrics, best = checkpoint["metrics"], checkpoint["best"]
+    run.set_status(state="running")
+    loader = train_loader(data, cfg.seed, cfg.batch_size, cfg.channels)
+    val_loader = eval_loader(data, "val", channels=cfg.channels)
+
+    for epoch in range(len(metrics), cfg.epochs):
+        start = time.perf_counter()
+        loader.sampler.set_epoch(epoch)
+        torch.manual_seed(epoch_seed(cfg.seed, epoch, 0))  # the input-noise layer
+        windows = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, 1))
+        model.train()
+        losses, probs, labels = [], [], []
+        for batch in loader:
+            x = to_device(to_model_input(batch, device, augment=True, generator=windows), device)
+            y = batch["labels"].to(device)
+            with autocast(device):
+                logits = model(x)
+            loss = loss_fn(logits.float(), y)
+            if not torch.isfinite(loss):
+                run.set_status(state="diverged", epoch=epoch,
+                               reason=f"non-finite training loss {loss.item()} at epoch {epoch}")
+                return run
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            probs.append(torch.sigmoid(logits.detach().float()).cpu().numpy())
+            labels.append(batch["labels"].numpy())
+        probs, labels = np.concatenate(probs), np.concatenate(labels)
+        val = predict(model, val_loader, device)
+        row = {"epoch": epoch, "train_loss": float(np.mean(losses)),
+               "train_auc_malignant": auc(labels[:, 0], probs[:, 0]),
+               "train_auc_benign": auc(labels[:, 1], probs[:, 1]),
+               "val_loss": val.attrs["loss"],
+               **{f"val_{k}": v for k, v in scores(val).items()},
+               "seconds": time.perf_counter() - start}
+        if not math.isfinite(row["val_loss"]):
+            run.set_status(state="diverged", epoch=epoch,
+                           reason=f"non-finite validation loss at epoch {epoch}")
+            return run
+        metrics.append(row)
+        if row["val_auc_malignant"] > best["val_auc"]:
+            best = {"epoch": epoch, "val_auc": row["val_auc_malignant"]}
+            run.save("best.pt", model.state_dict())
+        run.save("last.pt", {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                             "metrics": metrics, "best": best})
+        run.write_metrics(metrics)
+
+    model.load_state_dict(run.load("best.pt"))
+    test = predict(model, eval_loader(data, "test", channels=cfg.channels), device,
+                   n_windows=cfg.tta_windows, seed=epoch_seed(cfg.seed, cfg.epochs, 2))
+    run.write_predictions(test)
+    run.set_status(state="done", best_epoch=best["epoch"], best_val_auc=best["val_auc"],
+                   test_auc=scores(test)["auc_malignant"], test_loss=test.attrs["loss"])
+    return run

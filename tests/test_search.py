@@ -1,0 +1,69 @@
+"""Appendix B sampling and the search-then-repeat protocol (with a stand-in executor)."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mvlib import experiments, profiles
+from mvlib.runs import RunDir
+from mvlib.search import log_uniform, results, winner
+
+
+def test_log_uniform_is_reproducible_sorted_and_in_range():
+    a = log_uniform(1e-5, 1e-3, 10, seed=3)
+    assert a == log_uniform(1e-5, 1e-3, 10, seed=3) != log_uniform(1e-5, 1e-3, 10, seed=4)
+    assert a == sorted(a) and len(a) == 10
+    assert all(1e-5 <= v <= 1e-3 for v in a)
+    logs = np.log10(log_uniform(1e-5, 1e-3, 2000, seed=0))
+    assert abs(np.mean(logs) - (-4)) < 0.05  # uniform in log space, centred on 1e-4
+
+
+def test_winner_uses_mean_validation_auc_and_skips_diverged():
+    t = pd.DataFrame({"lr": [1, 1, 2, 2, 3], "state": ["done", "done", "done", "done", "diverged"],
+                      "val_auc": [0.9, 0.5, 0.7, 0.72, math.nan]})
+    assert winner(t) == 2  # mean 0.71 beats 0.70; the diverged rate cannot win
+    with pytest.raises(ValueError, match="diverged"):
+        winner(t.assign(state="diverged"))
+
+
+class FakeExecutor:
+    """Writes a finished status for each config: val AUC peaks at lr 3e-4, varies by seed."""
+
+    def __init__(self):
+        self.calls = []
+
+    def run(self, configs, store):
+        self.calls.append(len(configs))
+        for cfg in configs:
+            run = RunDir(cfg, store)
+            run.create()
+            val = 0.9 - abs(math.log10(cfg.lr) - math.log10(3e-4)) / 10 + 0.001 * cfg.seed
+            run.set_status(state="done", best_epoch=1, best_val_auc=val, test_auc=val - 0.05)
+
+
+def test_search_then_repeat_reuses_the_search_runs(tmp_path):
+    prof = profiles.get("smoke")
+    groups = {"Joint ResNet": ("joint", "variants"), "uni-view CC": ("uni_cc", "uniview")}
+    ex = FakeExecutor()
+    search, final = experiments.search_then_repeat(prof, groups, ex, tmp_path)
+    assert len(search) == len(groups) * prof.lr_samples * prof.search_seeds
+    for name in groups:
+        part = search[search.group == name]
+        best = part.loc[part.val_auc.idxmax(), "lr"]
+        assert [r.cfg.lr for r in final[name]] == [best] * prof.seeds
+        assert [r.cfg.seed for r in final[name]] == list(range(prof.seeds))
+    # Second sweep trains only the seeds the search did not already run.
+    assert ex.calls == [len(search), len(groups) * (prof.seeds - prof.search_seeds)]
+    again = FakeExecutor()
+    experiments.search_then_repeat(prof, groups, again, tmp_path)
+    assert again.calls == []  # everything is in the store
+
+
+def test_results_table_reads_the_run_folders(tmp_path):
+    prof = profiles.get("smoke")
+    cfg = experiments.config(prof, "joint", 1e-4, 0, "variants")
+    FakeExecutor().run([cfg], tmp_path)
+    t = results([RunDir(cfg, tmp_path)])
+    assert t.loc[0, "state"] == "done" and t.loc[0, "lr"] == 1e-4

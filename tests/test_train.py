@@ -1,0 +1,182 @@
+"""The training protocol end to end on a tiny synthetic set: metrics, best checkpoint,
+TTA test predictions, resume after an interruption or a kill, divergence, determinism."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import mvlib.train as train_mod
+from mvlib.data.loader import eval_loader
+from mvlib.data.prepare import prepare
+from mvlib.evaluate import ensemble, predict, scores, summarise
+from mvlib.models.heads import build_model
+from mvlib.paths import REPO
+from mvlib.runs import RunConfig, RunDir
+from mvlib.sweep import InProcess, Subprocesses, sweep
+from mvlib.train import train
+
+KNOBS = {"patients": {"train": 24, "val": 16, "test": 16}}
+
+
+def cfg(**kw):
+    base = dict(model="uni_cc", lr=3e-4, epochs=3, profile="smoke", tta_windows=3,
+                knobs=KNOBS, experiment="t")
+    return RunConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return tmp_path_factory.mktemp("store")
+
+
+@pytest.fixture(scope="module")
+def done_run(store):
+    return train(cfg(), store)
+
+
+def _comparable(metrics: pd.DataFrame) -> pd.DataFrame:
+    return metrics.drop(columns=["seconds"])
+
+
+def test_a_run_records_every_epoch_and_its_test_predictions(done_run):
+    status = done_run.status()
+    assert status["state"] == "done"
+    m = done_run.metrics()
+    assert list(m.epoch) == [0, 1, 2]
+    for col in ("train_loss", "train_auc_malignant", "val_loss", "val_auc_malignant",
+                "val_auc_benign", "seconds"):
+        assert m[col].notna().all(), col
+    pred = done_run.predictions()
+    data = prepare("synthetic", "smoke", progress=False, **KNOBS)
+    assert sorted(pred.breast_id) == sorted(data.indices("test"))
+    assert status["test_auc"] == pytest.approx(scores(pred)["auc_malignant"])
+    assert json.loads((done_run.path / "config.json").read_text()) == cfg().to_dict()
+
+
+def test_best_checkpoint_is_the_epoch_with_the_best_validation_auc(done_run):
+    m = done_run.metrics()
+    status = done_run.status()
+    assert status["best_epoch"] == int(m.val_auc_malignant.idxmax())
+    model = build_model("uni_cc")
+    model.load_state_dict(done_run.load("best.pt"))
+    data = prepare("synthetic", "smoke", progress=False, **KNOBS)
+    val = predict(model, eval_loader(data, "val"), torch.device("cpu"))
+    assert scores(val)["auc_malignant"] == pytest.approx(m.val_auc_malignant.max(), abs=1e-9)
+
+
+def test_a_finished_run_is_not_run_again(done_run, store, monkeypatch):
+    monkeypatch.setattr(train_mod, "build_model", lambda *a: pytest.fail("retrained"))
+    assert train(cfg(), store).path == done_run.path
+
+
+def test_same_config_and_seed_give_the_same_metrics(done_run, tmp_path):
+    again = train(cfg(), tmp_path)
+    pd.testing.assert_frame_equal(_comparable(again.metrics()), _comparable(done_run.metrics()))
+    pd.testing.assert_frame_equal(again.predictions(), done_run.predictions())
+    other = train(cfg(seed=1), tmp_path)
+    assert not np.allclose(other.metrics().train_loss, done_run.metrics().train_loss)
+
+
+def test_resume_after_an_interruption_gives_the_same_run(done_run, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real_predict = train_mod.predict
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # validation of epoch 2
+            raise KeyboardInterrupt
+        return real_predict(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "predict", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg(), tmp_path)
+    run = RunDir(cfg(), tmp_path)
+    assert run.status()["state"] == "running" and len(run.metrics()) == 2
+    monkeypatch.setattr(train_mod, "predict", real_predict)
+    resumed = train(cfg(), tmp_path)
+    pd.testing.assert_frame_equal(_comparable(resumed.metrics()),
+                                  _comparable(done_run.metrics()))
+    pd.testing.assert_frame_equal(resumed.predictions(), done_run.predictions())
+
+
+def test_resume_after_a_kill(done_run, tmp_path):
+    run = RunDir(cfg(), tmp_path)
+    run.create()
+    cmd = [sys.executable, "-m", "mvlib", "train", str(run.path / "config.json"),
+           "--store", str(tmp_path)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run.path / "metrics.csv").exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished_before_kill = len(run.metrics())
+    assert 1 <= finished_before_kill < 3, "the kill should land mid-run"
+    resumed = train(cfg(), tmp_path)
+    pd.testing.assert_frame_equal(_comparable(resumed.metrics()),
+                                  _comparable(done_run.metrics()))
+
+
+def test_a_diverged_run_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    real_loss = train_mod.loss_fn
+    calls = {"n": 0}
+
+    def exploding(logits, labels):
+        calls["n"] += 1
+        loss = real_loss(logits, labels)
+        return loss * float("nan") if calls["n"] == 5 else loss
+
+    monkeypatch.setattr(train_mod, "loss_fn", exploding)
+    bad, good = cfg(lr=1e-3), cfg(lr=1e-4)
+    runs = sweep([bad, good], InProcess(), tmp_path)
+    assert runs[0].status()["state"] == "diverged"
+    assert "non-finite" in runs[0].status()["reason"]
+    assert runs[1].status()["state"] == "done"
+    assert runs[0].finished  # a sweep does not retry it
+    calls["n"] = 10**6
+    assert sweep([bad], InProcess(), tmp_path)[0].status()["state"] == "diverged"
+
+
+def test_subprocess_executor_runs_the_cli_and_reports_crashes(done_run, tmp_path):
+    runs = sweep([cfg(epochs=1), cfg(epochs=1, seed=3)], Subprocesses(workers=2), tmp_path)
+    assert [r.status()["state"] for r in runs] == ["done", "done"]
+    broken = cfg(epochs=1, model="no_such_model")
+    with pytest.raises(RuntimeError, match="crashed"):
+        sweep([broken], Subprocesses(workers=1), tmp_path)
+
+
+def test_group_learning_rates_make_three_adam_groups():
+    model = build_model("joint")
+    opt = train_mod.make_optimizer(model, cfg(model="joint",
+                                              group_lr={"cc": 1e-5, "mlo": 1e-4, "shared": 1e-3}))
+    assert sorted((g["name"], g["lr"]) for g in opt.param_groups) == [
+        ("cc", 1e-5), ("mlo", 1e-4), ("shared", 1e-3)]
+
+
+def test_tta_averages_windows_and_ensembles_average_models(done_run):
+    data = prepare("synthetic", "smoke", progress=False, **KNOBS)
+    model = build_model("uni_cc")
+    model.load_state_dict(done_run.load("best.pt"))
+    loader = eval_loader(data, "test")
+    cpu = torch.device("cpu")
+    a = predict(model, loader, cpu, n_windows=4, seed=7)
+    b = predict(model, loader, cpu, n_windows=4, seed=7)
+    pd.testing.assert_frame_equal(a, b)
+    single = [predict(model, loader, cpu, n_windows=1, seed=s) for s in range(3)]
+    assert not np.allclose(single[0].p_malignant, single[1].p_malignant)
+    whole = predict(model, loader, cpu)
+    assert not np.allclose(a.p_malignant, whole.p_malignant)
+    ens = ensemble(single)
+    expected = np.mean([s.p_malignant for s in single], axis=0)
+    assert np.allclose(ens.p_malignant, expected)
+    summary = summarise(single)
+    aucs = [scores(s)["auc_malignant"] for s in single]
+    assert summary["auc_mean"] == pytest.approx(np.mean(aucs))
+    assert summary["auc_std"] == pytest.approx(np.std(aucs, ddof=1))
