@@ -30,7 +30,7 @@ class InProcess:
     """Runs one after another in this process."""
 
     def run(self, configs: list[RunConfig], store: Path) -> None:
-        for cfg in tqdm(configs, desc="runs", unit="run", leave=False):
+        for cfg in tqdm(configs, desc="runs", unit="run", leave=False, disable=None):
             train(cfg, store)
 
 
@@ -48,7 +48,7 @@ class Subprocesses:
         env = {**os.environ, "MVLIB_THREADS": str(self.threads),
                "OMP_NUM_THREADS": str(self.threads), "PYTHONPATH": str(paths.REPO)}
         queue, active, failed = list(configs), [], []
-        bar = tqdm(total=len(configs), desc="runs", unit="run", leave=False)
+        bar = tqdm(total=len(configs), desc="runs", unit="run", leave=False, disable=None)
         while queue or active:
             while queue and len(active) < self.workers:
                 run = RunDir(queue.pop(0), store)

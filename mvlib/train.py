@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from mvlib.data.loader import eval_loader, to_model_input, train_loader
 from mvlib.data.prepare import prepare
@@ -61,7 +62,9 @@ def train(cfg: RunConfig, store: Path | None = None) -> RunDir:
     loader = train_loader(data, cfg.seed, cfg.batch_size, cfg.channels)
     val_loader = eval_loader(data, "val", channels=cfg.channels)
 
-    for epoch in range(len(metrics), cfg.epochs):
+    # Bars show in a terminal only (disable=None), so notebooks and logs stay clean.
+    for epoch in tqdm(range(len(metrics), cfg.epochs), desc=cfg.model, unit="epoch",
+                      initial=len(metrics), total=cfg.epochs, disable=None, leave=False):
         start = time.perf_counter()
         loader.sampler.set_epoch(epoch)
         torch.manual_seed(epoch_seed(cfg.seed, epoch, 0))  # the input-noise layer

@@ -143,7 +143,15 @@ def test_shortcut_leaks_the_label_in_train_only():
     cfg = dataclasses.replace(SMALL, patients={"train": 300, "val": 150, "test": 150})
     r = rows(chunks(cfg, 38))
     leak = diagnostics.shortcut_leakage(r)
-    assert leak.loc["train", "mlo"] > 0.8
+    # A binary cue present with p_pos (malignant) and p_neg (others) has AUC 0.5 + gap / 2.
+    base, s, prev = cfg.shortcut_base_rate, cfg.mlo.shortcut_strength, cfg.p_malignant
+    p_pos = base + s * (1 - base)
+    p_neg = (base - prev * p_pos) / (1 - prev)
+    assert s > 0 and leak.loc["train", "mlo"] == pytest.approx(0.5 + (p_pos - p_neg) / 2, abs=0.06)
+    strong = dataclasses.replace(cfg, mlo=dataclasses.replace(cfg.mlo, shortcut_strength=0.9))
+    assert diagnostics.shortcut_leakage(rows(chunks(strong, 38))).loc["train", "mlo"] > 0.8
+    train = r[r.split == "train"]
+    assert abs(train.mlo_cue.mean() - base) < 0.06  # the marker rate itself stays the base rate
     assert abs(leak.loc["test", "mlo"] - 0.5) < 0.12
     assert abs(leak.loc["val", "mlo"] - 0.5) < 0.12
     assert abs(leak.loc["train", "cc"] - 0.5) < 0.1  # CC has no shortcut by default

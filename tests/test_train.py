@@ -180,3 +180,25 @@ def test_tta_averages_windows_and_ensembles_average_models(done_run):
     aucs = [scores(s)["auc_malignant"] for s in single]
     assert summary["auc_mean"] == pytest.approx(np.mean(aucs))
     assert summary["auc_std"] == pytest.approx(np.std(aucs, ddof=1))
+
+
+def test_each_epoch_trains_on_exactly_the_samplers_draw(tmp_path, monkeypatch):
+    seen = []
+    real = train_mod.to_model_input
+
+    def recording(batch, *args, **kwargs):
+        seen.append(batch["index"].tolist())
+        return real(batch, *args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "to_model_input", recording)
+    c = cfg(epochs=2)
+    train(c, tmp_path)
+    data = prepare("synthetic", "smoke", progress=False, **KNOBS)
+    loader = train_mod.train_loader(data, c.seed, c.batch_size, c.channels)
+    expected = [loader.sampler.epoch_indices(e).tolist() for e in range(2)]
+    per_epoch = len(expected[0])
+    flat = [i for batch in seen for i in batch]
+    assert flat == expected[0] + expected[1]
+    assert all(len(b) <= c.batch_size for b in seen) and per_epoch == len(loader.sampler)
+    biopsied = data.labels()[data.indices("train")].any(axis=1).sum()
+    assert data.labels()[expected[0]].any(axis=1).sum() == biopsied  # every biopsied breast

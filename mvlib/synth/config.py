@@ -46,15 +46,17 @@ class SynthConfig:
     # Conspicuity defaults follow Korhonen et al. 2019: one-view-only cancers are more
     # often seen in CC, so MLO hides findings more often and shows them less clearly.
     cc: ViewKnobs = ViewKnobs(visible_prob=0.92, contrast_scale=1.0)
-    mlo: ViewKnobs = ViewKnobs(visible_prob=0.72, contrast_scale=0.8, shortcut_strength=0.6)
+    mlo: ViewKnobs = ViewKnobs(visible_prob=0.78, contrast_scale=0.85, shortcut_strength=0.4)
     shortcut_base_rate: float = 0.3
     # Finding appearance, contrast in image units (tissue spans about 0.3..0.8).
     mass_contrast: tuple[float, float] = (0.05, 0.14)
     calc_contrast: tuple[float, float] = (0.25, 0.5)
     mass_radius: tuple[float, float] = (0.035, 0.08)  # fraction of breast depth
     # Heatmap realism: cross-talk between the two maps, false-positive blobs, noise.
+    heatmap_amplitude: tuple[float, float] = (0.6, 1.0)  # peak of a detected finding's blob
     heatmap_crosstalk: float = 0.35
-    heatmap_false_positives: float = 0.8  # mean blobs per map
+    heatmap_false_positives: float = 0.6  # mean blobs per map
+    false_positive_amplitude: tuple[float, float] = (0.1, 0.45)
     heatmap_noise: float = 0.04
     density: tuple[float, float] = (0.2, 0.7)  # fibroglandular fraction range
     texture_beta: tuple[float, float] = (2.6, 3.4)  # power-law exponent of the texture
@@ -69,7 +71,7 @@ class SynthConfig:
             if isinstance(d.get(view), dict):
                 d[view] = ViewKnobs(**d[view])
         for key in ("cc_size", "mlo_size", "mass_contrast", "calc_contrast", "mass_radius",
-                    "density", "texture_beta"):
+                    "density", "texture_beta", "heatmap_amplitude", "false_positive_amplitude"):
             if key in d:
                 d[key] = tuple(d[key])
         return cls(**d)

@@ -124,7 +124,7 @@ def generate_chunk(cfg: SynthConfig, k: int) -> Batch:
                 detected = f.visible[view] and rng.random() < knobs.heatmap_sensitivity
                 if detected:
                     detections.append((f.breast - lo, row, col, f.radius * depth_px[f.breast],
-                                       f.malignant, rng.uniform(0.4, 1.0)))
+                                       f.malignant, rng.uniform(*cfg.heatmap_amplitude)))
                 truth.setdefault(j, {}).update({f"{view}_row": row, f"{view}_col": col,
                                                 f"{view}_detected": detected})
             image += lesion[blk] * mask[blk]
@@ -133,7 +133,8 @@ def generate_chunk(cfg: SynthConfig, k: int) -> Batch:
                 _draw_cue(image[b], rng, size)
             out[blk, 0] = image
             render_heatmaps(rng, size, mask[blk], detections, cfg.heatmap_crosstalk,
-                            cfg.heatmap_false_positives, cfg.heatmap_noise, out=out[blk, 1:])
+                            cfg.heatmap_false_positives, cfg.false_positive_amplitude,
+                            cfg.heatmap_noise, out=out[blk, 1:])
     table = []
     for j, f in enumerate(findings):
         d = asdict(f)

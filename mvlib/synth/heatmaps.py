@@ -22,7 +22,8 @@ def _blob(size, row, col, sigma):
 
 def render_heatmaps(rng: np.random.Generator, size: tuple[int, int], mask: np.ndarray,
                     detections: list[tuple[int, float, float, float, bool, float]],
-                    crosstalk: float, false_positives: float, noise: float,
+                    crosstalk: float, false_positives: float,
+                    false_positive_amplitude: tuple[float, float], noise: float,
                     out: np.ndarray | None = None) -> np.ndarray:
     """Return (n, 2, H, W) float32 maps [benign, malignant] (written into `out` if given).
 
@@ -46,7 +47,7 @@ def render_heatmaps(rng: np.random.Generator, size: tuple[int, int], mask: np.nd
             if not mask[b, row, col]:
                 continue
             sl, g = _blob(size, row, col, patch_sigma * rng.uniform(0.6, 1.4))
-            miss[b, m][sl] *= 1 - rng.uniform(0.1, 0.6) * g
+            miss[b, m][sl] *= 1 - rng.uniform(*false_positive_amplitude) * g
             placed += 1
             if placed == counts[b, m]:
                 break
