@@ -2,6 +2,8 @@
 
 - generator: synthetic breasts per second at 256x192 (target >= 200), in memory and as a
   full data-set build including the writes;
+- training: ResNet-22 images/s and GFLOP/s against a matmul and an NCHW baseline;
+- instruments: gradient-norm overhead, and a run with online LCA against one without;
 - loader vs training: batches per second the loader delivers (epoch sampler, windows,
   standardisation) against batches per second Joint ResNet trains on, both at the laptop
   size and the paper's batch size 4, with the same threads (target: loader >= 5x).
@@ -21,8 +23,11 @@ from mvlib import profiles
 from mvlib.data.loader import to_model_input, train_loader
 from mvlib.data.prepare import prepare
 from mvlib.device import to_device
+from mvlib.dynamics import group_grad_norms
 from mvlib.models.heads import JointResNet, UniView, loss_fn
+from mvlib.runs import RunConfig
 from mvlib.synth.generate import CHUNK, generate_chunk, generate_dataset
+from mvlib.train import train
 
 GENERATOR_TARGET = 200.0
 LOADER_TARGET = 5.0
@@ -120,6 +125,36 @@ def bench_training(batch: int = 8, size: tuple[int, int] = (256, 192)) -> dict:
     return out
 
 
+def bench_dynamics() -> dict:
+    """Cost of the instruments at the laptop size: per-iteration gradient norms against a
+    plain Joint ResNet step, and a one-epoch Joint run with online LCA (defaults: every 60
+    iterations, 10% of the epoch's sample) against the same run with LCA off."""
+    data = prepare("synthetic", "laptop", progress=False)
+    batch = next(iter(train_loader(data, seed=0)))
+    x = to_device(to_model_input(batch, torch.device("cpu"), augment=False), torch.device("cpu"))
+    model = JointResNet().to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
+
+    def step(norms: bool):
+        opt.zero_grad(set_to_none=True)
+        loss_fn(model(x), batch["labels"]).backward()
+        if norms:
+            group_grad_norms(model)
+        opt.step()
+
+    plain = _rate(lambda: step(False), min_seconds=4.0, warmup=3)
+    with_norms = _rate(lambda: step(True), min_seconds=4.0, warmup=3)
+    seconds = {}
+    with tempfile.TemporaryDirectory() as store:
+        for every in (0, 60):
+            cfg = RunConfig(model="joint", lr=1e-4, epochs=1, profile="laptop", tta_windows=1,
+                            lca_every=every, experiment="bench")
+            start = time.perf_counter()
+            train(cfg, store)
+            seconds[every] = time.perf_counter() - start
+    return {"norm_slowdown": plain / with_norms - 1, "lca_ratio": seconds[60] / seconds[0]}
+
+
 def main() -> None:
     torch.manual_seed(0)
     g = bench_generator()
@@ -141,6 +176,10 @@ def main() -> None:
           f"{ours['gflops'] / peak:.0%} of a {peak:.0f} GFLOP/s fp32 matmul; target >= 60%), "
           f"{base['images_s']:.1f} img/s NCHW baseline -> "
           f"{ours['images_s'] / base['images_s']:.2f}x (target >= 1.5x)")
+    d = bench_dynamics()
+    print(f"gradient norms every iteration: {d['norm_slowdown']:+.1%} step time (target < 5%); "
+          f"Joint ResNet epoch with online LCA: {d['lca_ratio']:.2f}x the time without "
+          f"(target <= 1.5x)")
 
 
 if __name__ == "__main__":

@@ -106,3 +106,36 @@ def uniview_curves(prof: Profile, executor: Executor | None = None,
         m.insert(2, "seed", run.cfg.seed)
         curves.append(m)
     return pd.concat(curves, ignore_index=True), results(runs)
+DYNAMICS_LRS = (1e-5, 1e-4, 1e-3)  # Figures 4-5, 6 and 7
+CONDITIONS = {"MLO shortcut on (default)": {},
+              "control: shortcut off": {"mlo": {"shortcut_strength": 0.0}}}
+
+
+def dynamics_runs(prof: Profile, executor: Executor | None = None,
+                  store: Path | None = None) -> dict[tuple[str, float], RunDir]:
+    """Joint ResNet with online LCA at the paper's three learning rates, on the default data
+    and on the control data (no MLO shortcut): {(condition, lr): run}."""
+    cfgs = {(cond, lr): config(prof, "joint", lr, 0, "dynamics", knobs=knobs, lca_every=60)
+            for cond, knobs in CONDITIONS.items() for lr in DYNAMICS_LRS}
+    runs = sweep(list(cfgs.values()), executor or default_executor(prof.workers), store)
+    return dict(zip(cfgs, runs, strict=True))
+
+
+def dynamics_summary(runs: dict[tuple[str, float], RunDir]) -> pd.DataFrame:
+    """Per run: how often and by how much MLO's gradient norm exceeds CC's, and each
+    column's share of the loss reduction allocated by LCA."""
+    rows = []
+    for (cond, lr), run in runs.items():
+        g, w = run.dynamics("grad_norms"), run.dynamics("lca")
+        if g.empty or w.empty:
+            continue
+        reduction = -(w.cc.sum() + w.mlo.sum() + w.shared.sum())
+        rows.append({"condition": cond, "lr": lr,
+                     "iterations with |g_MLO| > |g_CC|": (g.mlo > g.cc).mean(),
+                     "median |g_MLO| / |g_CC|": (g.mlo / g.cc).median(),
+                     "LCA CC": w.cc.sum(), "LCA MLO": w.mlo.sum(), "LCA shared": w.shared.sum(),
+                     "MLO share of the reduction": -w.mlo.sum() / reduction if reduction > 0
+                     else float("nan"),
+                     "max |error|": w.error.abs().max(),
+                     "val AUC (best)": run.status().get("best_val_auc")})
+    return pd.DataFrame(rows).set_index(["condition", "lr"])

@@ -54,3 +54,38 @@ def learning_curves(curves, views=("CC", "MLO")) -> plt.Figure:
     axes[0, 0].legend()
     fig.tight_layout()
     return fig
+
+
+def dynamics_figure(run, title: str, smooth: int = 10) -> plt.Figure:
+    """Figure 4 / 6 / 7: (a) gradient norms of the CC and MLO groups per iteration
+    (running mean over `smooth` iterations), (b) cumulative LCA of each group."""
+    g, w = run.dynamics("grad_norms"), run.dynamics("lca")
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.3))
+    for col, color in (("cc", "tab:blue"), ("mlo", "tab:orange")):
+        a.plot(g[col].rolling(smooth, min_periods=1).mean().to_numpy(), color=color,
+               label=col.upper())
+        b.plot(np.arange(1, len(w) + 1), w[col].cumsum(), color=color, label=col.upper())
+    b.plot(np.arange(1, len(w) + 1), w["shared"].cumsum(), color="gray", label="shared")
+    a.set(xlabel="iteration", ylabel="gradient norm", title=f"(a) gradient norms, {title}")
+    b.set(xlabel="LCA window", ylabel="cumulative LCA (loss change)",
+          title="(b) loss change allocated")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def lca_error_figure(run, title: str) -> plt.Figure:
+    """Figure 5: actual loss change per LCA window, the allocated change, their difference."""
+    w = run.dynamics("lca")
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    x = np.arange(1, len(w) + 1)
+    ax.plot(x, w.actual, label="actual change", color="black")
+    ax.plot(x, w.allocated, "--", label="allocated (sum of LCA)", color="tab:green")
+    ax.bar(x, w.error, color="tab:red", alpha=0.6, label="error")
+    ax.set(xlabel="LCA window", ylabel="loss change", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig

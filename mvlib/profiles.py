@@ -7,7 +7,6 @@ runs whatever the Makefile exports.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 
@@ -38,17 +37,22 @@ class Profile:
     def synthetic_config(self, **knobs) -> SynthConfig:
         """The embedded default data set of this profile; `knobs` override generator fields."""
         d = self.synthetic_downscale
-        fields = {"patients": dict(self.synthetic_patients),
-                  "cc_size": (self.cc_size[0] // d, self.cc_size[1] // d),
-                  "mlo_size": (self.mlo_size[0] // d, self.mlo_size[1] // d)}
-        return dataclasses.replace(SynthConfig(), **{**fields, **knobs})
+        config = SynthConfig().to_dict()
+        config.update(patients=dict(self.synthetic_patients),
+                      cc_size=(self.cc_size[0] // d, self.cc_size[1] // d),
+                      mlo_size=(self.mlo_size[0] // d, self.mlo_size[1] // d))
+        for key, value in knobs.items():  # a view's knobs merge: {"mlo": {"shortcut_strength": 0}}
+            if isinstance(value, dict) and key in ("cc", "mlo"):
+                value = {**config[key], **value}
+            config[key] = value
+        return SynthConfig.from_dict(config)
 
 
 PROFILES = {
     "smoke": Profile("smoke", (64, 48), (72, 42), {"train": 40, "val": 20, "test": 20},
                      epochs=2, lr_samples=2, search_seeds=1, seeds=2, tta_windows=2),
     "laptop": Profile("laptop", (96, 72), (108, 64), {"train": 240, "val": 100, "test": 160},
-                      epochs=5, lr_samples=2, search_seeds=1, seeds=3, tta_windows=5,
+                      epochs=6, lr_samples=2, search_seeds=1, seeds=3, tta_windows=5,
                       workers=2),
     "paper": Profile("paper", PAPER_CC_SIZE, PAPER_MLO_SIZE,
                      {"train": 2000, "val": 500, "test": 500}, synthetic_downscale=4),

@@ -4,6 +4,7 @@ A run folder is named by its config's hash and tells everything about the run:
   config.json     the RunConfig
   status.json     state (running / done / diverged), best epoch, test AUC, reason
   metrics.csv     one row per finished epoch
+  dynamics/       per epoch: gradient norms per iteration, LCA windows (when on)
   last.pt         model, optimiser and bookkeeping after the last finished epoch (resume)
   best.pt         model weights of the epoch with the best validation malignant AUC
   predictions.csv test predictions of the best checkpoint (10-window TTA mean)
@@ -37,6 +38,10 @@ class RunConfig:
     batch_size: int = 4
     tta_windows: int = 10
     group_lr: dict[str, float] | None = None  # per-group learning rates (cc, mlo, shared)
+    # Online Loss Change Allocation (Appendix A): every `lca_every` iterations (0 = off),
+    # over a fixed `lca_fraction` of the epoch's sample.
+    lca_every: int = 0
+    lca_fraction: float = 0.1
     # The data: a source prepared at a profile's sizes (see mvlib.data.prepare).
     dataset: str = "synthetic"
     profile: str = "laptop"
@@ -52,7 +57,15 @@ class RunConfig:
         return cls(**d)
 
     def digest(self) -> str:
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        """Hash of the fields that differ from their defaults: adding a field with a default
+        keeps every earlier run's name (config.json still lists every field)."""
+        defaults = {f.name: f.default if f.default is not dataclasses.MISSING
+                    else f.default_factory() for f in dataclasses.fields(self)
+                    if f.default is not dataclasses.MISSING
+                    or f.default_factory is not dataclasses.MISSING}
+        changed = {k: v for k, v in self.to_dict().items()
+                   if k not in defaults or v != defaults[k]}
+        blob = json.dumps(changed, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
@@ -92,6 +105,16 @@ class RunDir:
     def load(self, name: str):
         p = self.path / name
         return torch.load(p, map_location="cpu", weights_only=False) if p.exists() else None
+
+    def write_dynamics(self, epoch: int, name: str, rows: list[dict]) -> None:
+        path = self.path / "dynamics" / f"{name}_e{epoch:04d}.csv"
+        write_atomic(path, lambda p: pd.DataFrame(rows).to_csv(p, index=False))
+
+    def dynamics(self, name: str) -> pd.DataFrame:
+        """All epochs of a dynamics record: 'grad_norms' or 'lca'."""
+        parts = sorted((self.path / "dynamics").glob(f"{name}_e*.csv"))
+        return pd.concat([pd.read_csv(p) for p in parts], ignore_index=True) if parts \
+            else pd.DataFrame()
 
     def predictions(self) -> pd.DataFrame:
         return pd.read_csv(self.path / "predictions.csv")

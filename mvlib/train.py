@@ -4,7 +4,9 @@ Each epoch: the paper's sampler (all biopsied breasts + as many biopsy-free ones
 windows, Adam at batch 4; then validation malignant AUC on the whole crops. The best
 epoch's weights are kept; the test AUC is that checkpoint's 10-window TTA mean prediction.
 Every random draw of epoch e comes from (seed, e), so a run resumed after its last
-finished epoch gives the same metrics as one that was never interrupted. A non-finite
+finished epoch gives the same metrics as one that was never interrupted. Every iteration
+records the gradient norm of each parameter group; with `lca_every`, Loss Change
+Allocation runs online over windows of that many iterations (Appendix A). A non-finite
 loss ends the run as `diverged`, recorded in its folder, without raising.
 """
 
@@ -16,11 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.data import default_collate
 from tqdm import tqdm
 
-from mvlib.data.loader import eval_loader, to_model_input, train_loader
+from mvlib.data.loader import BreastArrays, eval_loader, to_model_input, train_loader
 from mvlib.data.prepare import prepare
 from mvlib.device import autocast, pick_device, set_threads, to_device
+from mvlib.dynamics import group_grad_norms, lca
 from mvlib.evaluate import auc, predict, scores
 from mvlib.models.heads import build_model, loss_fn
 from mvlib.runs import RunConfig, RunDir
@@ -29,6 +33,31 @@ from mvlib.runs import RunConfig, RunDir
 def epoch_seed(seed: int, epoch: int, stream: int) -> int:
     """A distinct, reproducible seed for each (run seed, epoch, random stream)."""
     return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1)[0])
+
+
+def clone_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def fixed_subset_loss(data, epoch_indices: np.ndarray, fraction: float, channels: int,
+                      device: torch.device):
+    """The LCA evaluation of Appendix A: a fixed `fraction` of this epoch's sample, whole
+    crops, eval mode (no noise, BatchNorm on its running statistics)."""
+    keep = np.sort(epoch_indices[: max(2, int(round(fraction * len(epoch_indices))))])
+    items = BreastArrays(data, channels)
+    # Collated by hand: a DataLoader would draw from the global RNG and shift the noise.
+    batches = []
+    for lo in range(0, len(keep), 64):
+        b = default_collate([items[int(i)] for i in keep[lo:lo + 64]])
+        batches.append((to_device(to_model_input(b, device, augment=False), device),
+                        b["labels"].to(device)))
+
+    def loss(model: torch.nn.Module) -> torch.Tensor:
+        model.eval()
+        total = sum(loss_fn(model(x).float(), y) * len(y) for x, y in batches)
+        return total / len(keep)
+
+    return loss
 
 
 def make_optimizer(model: torch.nn.Module, cfg: RunConfig) -> torch.optim.Adam:
@@ -70,8 +99,12 @@ def train(cfg: RunConfig, store: Path | None = None) -> RunDir:
         torch.manual_seed(epoch_seed(cfg.seed, epoch, 0))  # the input-noise layer
         windows = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, 1))
         model.train()
-        losses, probs, labels = [], [], []
-        for batch in loader:
+        losses, probs, labels, norms, windows_lca = [], [], [], [], []
+        if cfg.lca_every:
+            lca_loss = fixed_subset_loss(data, loader.sampler.epoch_indices(epoch),
+                                         cfg.lca_fraction, cfg.channels, device)
+            window_start = clone_state(model)
+        for it, batch in enumerate(loader):
             x = to_device(to_model_input(batch, device, augment=True, generator=windows), device)
             y = batch["labels"].to(device)
             with autocast(device):
@@ -83,8 +116,18 @@ def train(cfg: RunConfig, store: Path | None = None) -> RunDir:
                 return run
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            norms.append({"epoch": epoch, "iteration": it, **group_grad_norms(model)})
             optimizer.step()
             losses.append(loss.item())
+            last = it + 1 == len(loader)
+            if cfg.lca_every and ((it + 1) % cfg.lca_every == 0 or last):
+                window_end = clone_state(model)
+                r = lca(model, window_start, window_end, lca_loss)
+                windows_lca.append({"epoch": epoch, "iteration": it, **r.groups,
+                                    "actual": r.actual, "allocated": r.allocated,
+                                    "error": r.error, "splits": r.splits})
+                window_start = window_end
+                model.train()
             probs.append(torch.sigmoid(logits.detach().float()).cpu().numpy())
             labels.append(batch["labels"].numpy())
         probs, labels = np.concatenate(probs), np.concatenate(labels)
@@ -103,6 +146,9 @@ def train(cfg: RunConfig, store: Path | None = None) -> RunDir:
         if row["val_auc_malignant"] > best["val_auc"]:
             best = {"epoch": epoch, "val_auc": row["val_auc_malignant"]}
             run.save("best.pt", model.state_dict())
+        run.write_dynamics(epoch, "grad_norms", norms)
+        if windows_lca:
+            run.write_dynamics(epoch, "lca", windows_lca)
         run.save("last.pt", {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                              "metrics": metrics, "best": best})
         run.write_metrics(metrics)

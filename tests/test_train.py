@@ -202,3 +202,22 @@ def test_each_epoch_trains_on_exactly_the_samplers_draw(tmp_path, monkeypatch):
     assert all(len(b) <= c.batch_size for b in seen) and per_epoch == len(loader.sampler)
     biopsied = data.labels()[data.indices("train")].any(axis=1).sum()
     assert data.labels()[expected[0]].any(axis=1).sum() == biopsied  # every biopsied breast
+
+
+def test_gradient_norms_every_iteration_and_online_lca_do_not_change_training(done_run,
+                                                                             tmp_path):
+    g = done_run.dynamics("grad_norms")
+    m = done_run.metrics()
+    data = prepare("synthetic", "smoke", progress=False, **KNOBS)
+    loader = train_mod.train_loader(data, 0, 4, 3)
+    assert len(g) == len(m) * len(loader)  # one row per iteration
+    assert (g[["cc", "shared"]] > 0).all().all() and (g.mlo == 0).all()  # uni-view CC model
+    with_lca = train(cfg(lca_every=3), tmp_path)
+    pd.testing.assert_frame_equal(_comparable(with_lca.metrics()), _comparable(m))
+    pd.testing.assert_frame_equal(with_lca.dynamics("grad_norms"), g)
+    w = with_lca.dynamics("lca")
+    per_epoch = -(-len(loader) // 3)
+    assert len(w) == len(m) * per_epoch  # windows of 3 iterations, plus the epoch's rest
+    assert np.allclose(w.cc + w.mlo + w.shared, w.allocated, atol=1e-6)
+    assert np.allclose(w.actual - w.allocated, w.error, atol=1e-6)
+    assert ((w.error.abs() <= 1e-3) | (w.splits == 32)).all()
