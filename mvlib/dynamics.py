@@ -4,9 +4,9 @@ per-group gradient norms, and Loss Change Allocation (Lan et al. 2019).
 LCA splits a loss change L(end) - L(start) among the parameters along the straight path
 between two parameter states: LCA_i = integral of dL/dtheta_i along the path times
 (end_i - start_i), integrated with composite Simpson's rule. Negative LCA = the parameter
-helped. Buffers (BatchNorm running statistics) are held at the `start` state's values for
-every evaluation, so the loss is a function of the parameters alone and the allocations
-sum to the actual change up to the quadrature error, which is reported.
+helped. The loss must be a function of the parameters alone (fixed examples, no noise, a
+fixed BatchNorm mode); then the allocations sum to the actual change up to the quadrature
+error, which is reported. Buffers are not on the path: the model ends in the `end` state.
 """
 
 from __future__ import annotations

@@ -36,18 +36,27 @@ def show_breasts(data: BreastDataset, indices: list[int], titles: list[str]) -> 
 
 
 def learning_curves(curves, views=("CC", "MLO")) -> plt.Figure:
-    """Figure 3: train and validation malignant AUC per epoch, mean +- std over runs."""
+    """Figure 3: train and validation malignant AUC per epoch. One thin line per learning
+    rate; with three rates or more, the mean and a one-std band over them as in the paper."""
     fig, axes = plt.subplots(1, len(views), figsize=(5 * len(views), 3.4), sharey=True,
                              squeeze=False)
     for ax, view in zip(axes[0], views, strict=True):
         part = curves[curves.view == view]
         for col, label, color in (("train_auc_malignant", "train", "tab:blue"),
                                   ("val_auc_malignant", "validation", "tab:orange")):
-            g = part.groupby("epoch")[col]
-            mean, std = g.mean(), g.std().fillna(0)
-            ax.plot(mean.index + 1, mean, color=color, label=label)
-            ax.fill_between(mean.index + 1, mean - std, mean + std, color=color, alpha=0.2)
-        ax.set_title(f"{view} only ({part.lr.nunique()} learning rates)")
+            for lr, run in part.groupby("lr"):
+                run = run.groupby("epoch")[col].mean()
+                ax.plot(run.index + 1, run, color=color, lw=0.8, alpha=0.5)
+                ax.annotate(f"{lr:.2g}", (run.index[-1] + 1, run.iloc[-1]), fontsize=7,
+                            color=color, xytext=(3, 0), textcoords="offset points")
+            if part.lr.nunique() >= 3:
+                g = part.groupby("epoch")[col]
+                mean, std = g.mean(), g.std().fillna(0)
+                ax.plot(mean.index + 1, mean, color=color, lw=2, label=f"{label} (mean)")
+                ax.fill_between(mean.index + 1, mean - std, mean + std, color=color, alpha=0.2)
+            else:
+                ax.plot([], [], color=color, label=label)
+        ax.set_title(f"{view} only (one line per learning rate)")
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("malignant AUC")

@@ -42,7 +42,9 @@ def clone_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 def fixed_subset_loss(data, epoch_indices: np.ndarray, fraction: float, channels: int,
                       device: torch.device):
     """The LCA evaluation of Appendix A: a fixed `fraction` of this epoch's sample, whole
-    crops, eval mode (no noise, BatchNorm on its running statistics)."""
+    crops, no input noise. BatchNorm normalises with the statistics of these fixed batches,
+    as in training: the loss is then a smooth function of the parameters alone (running
+    statistics lag the parameters and made the eval-mode loss jump between windows)."""
     keep = np.sort(epoch_indices[: max(2, int(round(fraction * len(epoch_indices))))])
     items = BreastArrays(data, channels)
     # Collated by hand: a DataLoader would draw from the global RNG and shift the noise.
@@ -54,6 +56,9 @@ def fixed_subset_loss(data, epoch_indices: np.ndarray, fraction: float, channels
 
     def loss(model: torch.nn.Module) -> torch.Tensor:
         model.eval()
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.train()  # batch statistics; the running ones are restored by lca()
         total = sum(loss_fn(model(x).float(), y) * len(y) for x, y in batches)
         return total / len(keep)
 
