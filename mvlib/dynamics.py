@@ -12,7 +12,7 @@ error, which is reported. Buffers are not on the path: the model ends in the `en
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -36,6 +36,7 @@ class LCAResult:
     actual: float
     error: float
     splits: int
+    end_eval: tuple[float, dict[str, torch.Tensor]] = field(default=None, repr=False)
 
     @property
     def allocated(self) -> float:
@@ -52,14 +53,17 @@ def simpson_weights(n: int) -> list[float]:
 
 def lca(model: torch.nn.Module, start: dict[str, torch.Tensor], end: dict[str, torch.Tensor],
         loss_fn: Callable[[torch.nn.Module], torch.Tensor], splits: int = 2,
-        tol: float = 1e-3, max_splits: int = 32) -> LCAResult:
+        tol: float = 1e-3, max_splits: int = 32,
+        start_eval: tuple[float, dict[str, torch.Tensor]] | None = None) -> LCAResult:
     """Allocate L(end) - L(start) to every parameter along the straight path start -> end.
 
     `start`, `end`: state dicts; `loss_fn(model)` evaluates the loss on a fixed set (it
     should put the model in eval mode, with no augmentation or noise). The number of
     sub-intervals doubles from `splits` while |error| > `tol`, up to `max_splits`. Groups come
     from `model.param_groups()` when the model has them (else one group, "all"). The model
-    ends in the `end` state.
+    ends in the `end` state. Consecutive windows on the same loss can pass the previous
+    result's `end_eval` (loss and gradient at its end) as `start_eval`, saving one
+    evaluation per window.
     """
     names = [n for n, _ in model.named_parameters()]
     a = {n: start[n].detach().float() for n in names}
@@ -67,6 +71,8 @@ def lca(model: torch.nn.Module, start: dict[str, torch.Tensor], end: dict[str, t
     model.load_state_dict(start)
     params = dict(model.named_parameters())
     cache: dict[float, tuple[float, dict[str, torch.Tensor]]] = {}
+    if start_eval is not None:
+        cache[0.0] = start_eval
 
     def at(t: float) -> tuple[float, dict[str, torch.Tensor]]:
         if t not in cache:
@@ -100,4 +106,4 @@ def lca(model: torch.nn.Module, start: dict[str, torch.Tensor], end: dict[str, t
         groups[owner[id(params[name])]] += float(per_param[name].sum())
     model.load_state_dict(end)
     model.zero_grad(set_to_none=True)
-    return LCAResult(per_param, groups, actual, error, n)
+    return LCAResult(per_param, groups, actual, error, n, end_eval=cache[1.0])

@@ -108,7 +108,7 @@ def train(cfg: RunConfig, store: Path | None = None) -> RunDir:
         if cfg.lca_every:
             lca_loss = fixed_subset_loss(data, loader.sampler.epoch_indices(epoch),
                                          cfg.lca_fraction, cfg.channels, device)
-            window_start = clone_state(model)
+            window_start, start_eval = clone_state(model), None
         for it, batch in enumerate(loader):
             x = to_device(to_model_input(batch, device, augment=True, generator=windows), device)
             y = batch["labels"].to(device)
@@ -127,11 +127,11 @@ def train(cfg: RunConfig, store: Path | None = None) -> RunDir:
             last = it + 1 == len(loader)
             if cfg.lca_every and ((it + 1) % cfg.lca_every == 0 or last):
                 window_end = clone_state(model)
-                r = lca(model, window_start, window_end, lca_loss)
+                r = lca(model, window_start, window_end, lca_loss, start_eval=start_eval)
                 windows_lca.append({"epoch": epoch, "iteration": it, **r.groups,
                                     "actual": r.actual, "allocated": r.allocated,
                                     "error": r.error, "splits": r.splits})
-                window_start = window_end
+                window_start, start_eval = window_end, r.end_eval  # same loss within the epoch
                 model.train()
             probs.append(torch.sigmoid(logits.detach().float()).cpu().numpy())
             labels.append(batch["labels"].numpy())

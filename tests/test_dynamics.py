@@ -125,3 +125,14 @@ def test_group_grad_norms_of_joint_resnet():
     for g, params in model.param_groups().items():
         expected = math.sqrt(sum(float((p.grad**2).sum()) for p in params))
         assert norms[g] == pytest.approx(expected, rel=1e-5)
+
+
+def test_reusing_the_previous_windows_end_evaluation_changes_nothing():
+    m, start, mid = states(seed=11)
+    end = {k: v + 0.3 * torch.randn_like(v) for k, v in mid.items()}
+    first = lca(m, start, mid, bce)
+    fresh = lca(m, mid, end, bce)
+    reused = lca(m, mid, end, bce, start_eval=first.end_eval)
+    assert reused.actual == fresh.actual and reused.splits == fresh.splits
+    for k in fresh.per_param:
+        assert torch.equal(reused.per_param[k], fresh.per_param[k])
