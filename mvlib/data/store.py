@@ -184,11 +184,6 @@ class DatasetWriter:
         for i in self.done:
             self.rows[i] = pd.read_csv(self.partial / f"rows_{i:05d}.csv")
 
-    def write_chunk(self, i: int, views: dict[str, np.ndarray], rows: pd.DataFrame,
-                    extra: pd.DataFrame | None = None) -> None:
-        write_arrays(self.partial, i * self.chunk_size, views)
-        self.commit_chunk(i, rows, extra)
-
     def commit_chunk(self, i: int, rows: pd.DataFrame, extra: pd.DataFrame | None = None
                      ) -> None:
         """Record chunk i as done, once its arrays are written (here or by a worker)."""
