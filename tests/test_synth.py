@@ -167,3 +167,27 @@ def test_config_round_trips_through_json():
     again = SynthConfig.from_dict(d)
     assert again == SMALL and again.digest() == SMALL.digest()
     assert dataclasses.replace(SMALL, seed=5).digest() != SMALL.digest()
+
+
+def test_prevalence_knobs_set_the_label_rates():
+    cfg = dataclasses.replace(SMALL, p_malignant=0.3, p_benign=0.1, p_incidental=0.5,
+                              patients={"train": 320, "val": 0, "test": 0})
+    bs = chunks(cfg, 20)
+    r, f = rows(bs), findings(bs)
+    assert r.malignant.mean() == pytest.approx(0.3, abs=0.05)
+    assert r.benign.mean() == pytest.approx(0.1, abs=0.04)
+    unbiopsied = f[~f.malignant & ~f.biopsied]  # incidental benign-looking findings
+    no_benign = (r.benign == 0).sum()
+    assert len(unbiopsied) / no_benign == pytest.approx(0.5, abs=0.07)
+    assert set(unbiopsied.breast_id).isdisjoint(r[r.benign == 1].breast_id)
+
+
+def test_false_positive_knob_lights_up_normal_breasts():
+    normal = dict(p_malignant=0.0, p_benign=0.0, p_incidental=0.0, heatmap_noise=0.0)
+    quiet = dataclasses.replace(SMALL, heatmap_false_positives=0.0, **normal)
+    noisy = dataclasses.replace(SMALL, heatmap_false_positives=3.0, **normal)
+    peak = {name: np.concatenate([b.views["cc"][:, 1:].max(axis=(1, 2, 3))
+                                  for b in chunks(cfg, 2)])
+            for name, cfg in (("quiet", quiet), ("noisy", noisy))}
+    assert peak["quiet"].max() == 0.0  # no finding, no false positive, no noise: empty maps
+    assert (peak["noisy"] > 0.05).mean() > 0.9
