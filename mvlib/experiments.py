@@ -145,3 +145,20 @@ def dynamics_summary(runs: dict[tuple[str, float], RunDir]) -> pd.DataFrame:
                      "max |error|": w.error.abs().max(),
                      "val AUC (best)": run.status().get("best_val_auc")})
     return pd.DataFrame(rows).set_index(["condition", "lr"])
+
+
+def uniview_summary(runs: pd.DataFrame) -> pd.DataFrame:
+    """Figure 3's numbers per view: mean epoch of the best validation AUC over the runs, and
+    the run with the best validation AUC (its AUCs and learning rate) beside the paper's
+    test AUC. `runs` is the results table of `uniview_curves`."""
+    done = runs[runs.state == "done"].assign(
+        view=lambda t: t.model.str.removeprefix("uni_").str.upper())
+    best = done.loc[done.groupby("view").val_auc.idxmax()].set_index("view")
+    reference = {"CC": paper.TABLE1["uni-view CC"][0], "MLO": paper.TABLE1["uni-view MLO"][0]}
+    return pd.DataFrame({
+        "mean epoch of best val AUC (ours)": done.groupby("view").best_epoch.mean() + 1,
+        "best val AUC (ours)": best.val_auc.round(3),
+        "its test AUC (ours)": best.test_auc.round(3),
+        "its learning rate": best.lr.map("{:.3g}".format),
+        "test AUC (paper)": pd.Series(reference),
+    })

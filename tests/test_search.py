@@ -67,3 +67,16 @@ def test_results_table_reads_the_run_folders(tmp_path):
     FakeExecutor().run([cfg], tmp_path)
     t = results([RunDir(cfg, tmp_path)])
     assert t.loc[0, "state"] == "done" and t.loc[0, "lr"] == 1e-4
+
+
+def test_uniview_summary_picks_each_views_best_validation_run():
+    t = pd.DataFrame({"model": ["uni_cc", "uni_cc", "uni_mlo", "uni_mlo"],
+                      "lr": [1e-4, 1e-3, 1e-4, 1e-3], "state": ["done"] * 3 + ["diverged"],
+                      "best_epoch": [4, 2, 1, None], "val_auc": [0.8, 0.9, 0.7, None],
+                      "test_auc": [0.85, 0.88, 0.72, None]})
+    s = experiments.uniview_summary(t)
+    assert s.loc["CC", "its test AUC (ours)"] == 0.88
+    assert s.loc["CC", "its learning rate"] == "0.001"
+    assert s.loc["CC", "mean epoch of best val AUC (ours)"] == 4.0  # (4 + 2) / 2 + 1
+    assert s.loc["MLO", "its test AUC (ours)"] == 0.72  # the diverged run is ignored
+    assert s.loc["CC", "test AUC (paper)"] == 0.864 and s.loc["MLO", "test AUC (paper)"] == 0.789
