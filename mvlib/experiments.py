@@ -26,39 +26,52 @@ TABLE1 = {"uni-view MLO": ("uni_mlo", "uniview"), "uni-view CC": ("uni_cc", "uni
 
 
 def config(prof: Profile, model: str, lr: float, seed: int, experiment: str,
-           epochs_override: int | None = None, **kw) -> RunConfig:
-    """A run at the profile's budget (epochs, test windows) on its default data."""
-    return RunConfig(model=model, lr=lr, seed=seed, epochs=epochs_override or prof.epochs,
-                     profile=prof.name, tta_windows=prof.tta_windows, experiment=experiment,
-                     **kw)
+           epochs_override: int | None = None, paper_epochs: int = 100, **kw) -> RunConfig:
+    """A run at the profile's budget (test windows; epochs scaled from the paper's
+    `paper_epochs`: 100, or 150 for Modality Dropout and 50 for Pretraining)."""
+    epochs = epochs_override or max(1, round(prof.epochs * paper_epochs / 100))
+    return RunConfig(model=model, lr=lr, seed=seed, epochs=epochs, profile=prof.name,
+                     tta_windows=prof.tta_windows, experiment=experiment, **kw)
 
 
 def learning_rates(prof: Profile, kind: str) -> list[float]:
     return log_uniform(*LR_RANGES[kind], prof.lr_samples, seed={"uniview": 0, "variants": 1}[kind])
 
 
-def search_then_repeat(prof: Profile, groups: dict[str, tuple[str, str]],
-                       executor: Executor | None = None, store: Path | None = None,
-                       **kw) -> tuple[pd.DataFrame, dict[str, list[RunDir]]]:
-    """Run every group's learning-rate search, then its repetitions at the winning rate.
+def lr_settings(prof: Profile, model: str, experiment: str, kind: str | None = None,
+                **kw) -> list[dict]:
+    """A group's search settings when only the learning rate is searched: the rates of
+    `kind` ('uniview' or 'variants'; default: the experiment's name), and fixed fields `kw`."""
+    return [dict(model=model, lr=lr, experiment=experiment, **kw)
+            for lr in learning_rates(prof, kind or experiment)]
 
-    Returns the search table (one row per search run, with its group) and the final runs.
+
+def search_then_repeat(prof: Profile, groups: dict[str, list[dict]],
+                       executor: Executor | None = None, store: Path | None = None,
+                       ) -> tuple[pd.DataFrame, dict[str, list[RunDir]]]:
+    """Run every group's search, then its repetitions at the winning setting.
+
+    `groups`: name -> settings, each the keyword arguments of `config` but the seed (model,
+    lr, experiment and any regularizer fields). Returns the search table (one row per search
+    run, with its group and setting index) and the final runs per group.
     """
     executor = executor or default_executor(prof.workers)
-    search = {name: [config(prof, model, lr, s, exp, **kw)
-                      for lr in learning_rates(prof, exp) for s in range(prof.search_seeds)]
-              for name, (model, exp) in groups.items()}
+    search = {name: [config(prof, seed=s, **setting)
+                     for setting in settings for s in range(prof.search_seeds)]
+              for name, settings in groups.items()}
     runs = sweep([c for cs in search.values() for c in cs], executor, store)
     by_cfg = {r.cfg.digest(): r for r in runs}
     tables = []
     for name, cfgs in search.items():
         t = results([by_cfg[c.digest()] for c in cfgs])
         t.insert(0, "group", name)
+        t.insert(1, "setting", [i // prof.search_seeds for i in range(len(cfgs))])
         tables.append(t)
     table = pd.concat(tables, ignore_index=True)
-    final = {name: [config(prof, model, winner(table[table.group == name]), s, exp, **kw)
+    final = {name: [config(prof, seed=s,
+                           **settings[winner(table[table.group == name], by="setting")])
                     for s in range(prof.seeds)]
-             for name, (model, exp) in groups.items()}
+             for name, settings in groups.items()}
     runs = sweep([c for cs in final.values() for c in cs], executor, store)
     by_cfg = {r.cfg.digest(): r for r in runs}
     return table, {name: [by_cfg[c.digest()] for c in cfgs] for name, cfgs in final.items()}
@@ -70,13 +83,13 @@ def summary(final: dict[str, list[RunDir]], reference: dict[str, tuple]) -> pd.D
     for name, runs in final.items():
         done = [r for r in runs if r.status()["state"] == "done"]
         s = summarise([r.predictions() for r in done]) if done else {}
-        ref = reference.get(name, (float("nan"),) * 3)
+        ref = reference.get(name)
         rows.append({"group": name, "lr": runs[0].cfg.lr,
                      "AUC (ours)": f"{s['auc_mean']:.3f} ± {s['auc_std']:.3f}" if s else "-",
                      "3x ensemble (ours)": round(s["auc_ensemble"], 3) if s else None,
                      "runs done": f"{len(done)}/{len(runs)}",
-                     "AUC (paper)": f"{ref[0]:.3f} ± {ref[1]:.3f}",
-                     "3x ensemble (paper)": ref[2],
+                     "AUC (paper)": f"{ref[0]:.3f} ± {ref[1]:.3f}" if ref else "-",
+                     "3x ensemble (paper)": ref[2] if ref else None,
                      "auc_mean": s.get("auc_mean"), "auc_std": s.get("auc_std")})
     return pd.DataFrame(rows).set_index("group")
 
@@ -84,7 +97,8 @@ def summary(final: dict[str, list[RunDir]], reference: dict[str, tuple]) -> pd.D
 def table1(prof: Profile, executor: Executor | None = None, store: Path | None = None
            ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Table 1 (uni-view models and model variants): (summary, learning-rate search)."""
-    search, final = search_then_repeat(prof, TABLE1, executor, store)
+    groups = {name: lr_settings(prof, model, exp) for name, (model, exp) in TABLE1.items()}
+    search, final = search_then_repeat(prof, groups, executor, store)
     return summary(final, paper.TABLE1), search
 
 

@@ -20,6 +20,15 @@ TABLE2 = {"Joint ResNet": (0.872, 0.005, 0.887), "+ Pretraining": (0.830, 0.012,
 TABLE3 = {"Joint ResNet": (0.694, 0.046, 0.692), "+ Modality Dropout": (0.702, 0.065, 0.779),
           "Shared ResNet": (0.713, 0.032, 0.728)}
 
+# Appendix C. Table 4: blending weights (w_joint, w_cc, w_mlo) by measure and epoch window.
+TABLE4 = {("loss", "[0, 100]"): (0.367, 0.300, 0.333), ("loss", "[90, 100]"): (0.373, 0.286, 0.341),
+          ("auc", "[0, 100]"): (0.319, 0.398, 0.283), ("auc", "[90, 100]"): (0.446, 0.498, 0.056)}
+# Table 5: blended models' weights (w_joint, w_cc, w_mlo) and test AUC; the loss and AUC
+# weights were estimated on 10% of the validation set over epochs [0, 100].
+TABLE5 = {"equal weights": ((0.333, 0.333, 0.333), 0.870), "loss": ((0.340, 0.325, 0.335), 0.853),
+          "loss, swapped": ((0.340, 0.335, 0.325), 0.858), "AUC": ((0.246, 0.122, 0.632), 0.868),
+          "AUC, swapped": ((0.246, 0.632, 0.122), 0.868)}
+
 
 def data_table() -> pd.DataFrame:
     """The paper's Section 3 counts, with prevalences per breast."""

@@ -33,6 +33,9 @@ class Profile:
     seeds: int = 3
     tta_windows: int = 10
     workers: int = 1
+    # Modality Dropout and Split Learning Rates: sampled sets per base learning rate (the
+    # paper: 10 at 1e-5 and 10 at 1e-4).
+    hp_samples: int = 10
 
     def synthetic_config(self, **knobs) -> SynthConfig:
         """The embedded default data set of this profile; `knobs` override generator fields."""
@@ -50,10 +53,10 @@ class Profile:
 
 PROFILES = {
     "smoke": Profile("smoke", (64, 48), (72, 42), {"train": 40, "val": 20, "test": 20},
-                     epochs=2, lr_samples=2, search_seeds=1, seeds=2, tta_windows=2),
+                     epochs=2, lr_samples=2, search_seeds=1, seeds=2, tta_windows=2, hp_samples=1),
     "laptop": Profile("laptop", (96, 72), (108, 64), {"train": 240, "val": 100, "test": 160},
                       epochs=6, lr_samples=2, search_seeds=1, seeds=3, tta_windows=5,
-                      workers=2),
+                      workers=2, hp_samples=1),
     "paper": Profile("paper", PAPER_CC_SIZE, PAPER_MLO_SIZE,
                      {"train": 2000, "val": 500, "test": 500}, synthetic_downscale=4),
 }

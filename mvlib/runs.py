@@ -38,6 +38,14 @@ class RunConfig:
     batch_size: int = 4
     tta_windows: int = 10
     group_lr: dict[str, float] | None = None  # per-group learning rates (cc, mlo, shared)
+    # Regularizers of Section 6.2: Modality Dropout rates {'cc': p, 'mlo': p}; Gradient
+    # Blending weights {'joint', 'cc', 'mlo'} (model 'joint_blend'); Pretraining: the
+    # uni-view runs ('<experiment>/<run folder>' in the store) whose best checkpoints
+    # initialise each view, and what is then fine-tuned ('all' or 'output').
+    view_dropout: dict[str, float] | None = None
+    blend_weights: dict[str, float] | None = None
+    init_from: dict[str, str] | None = None
+    finetune: str = "all"
     # Online Loss Change Allocation (Appendix A): every `lca_every` iterations (0 = off),
     # over a fixed `lca_fraction` of the epoch's sample.
     lca_every: int = 0
@@ -55,6 +63,14 @@ class RunConfig:
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:
         return cls(**d)
+
+    def __post_init__(self):
+        if self.finetune not in ("all", "output"):
+            raise ValueError(f"finetune must be 'all' or 'output', got {self.finetune!r}")
+        if (self.model == "joint_blend") != bool(self.blend_weights):
+            raise ValueError("Gradient Blending weights go with model 'joint_blend' and only it")
+        if self.finetune == "output" and not self.init_from:
+            raise ValueError("finetune='output' needs init_from (the pretrained uni-view runs)")
 
     def digest(self) -> str:
         """Hash of the fields that differ from their defaults: adding a field with a default
@@ -74,7 +90,13 @@ class RunDir:
 
     def __init__(self, cfg: RunConfig, store: Path | None = None):
         self.cfg = cfg
-        self.path = Path(store or paths.store()) / cfg.experiment / f"{cfg.model}-{cfg.digest()}"
+        self.store = Path(store or paths.store())
+        self.path = self.store / cfg.experiment / f"{cfg.model}-{cfg.digest()}"
+
+    @property
+    def ref(self) -> str:
+        """The run's place in its store, '<experiment>/<folder>' (what `init_from` holds)."""
+        return f"{self.cfg.experiment}/{self.path.name}"
 
     def create(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)

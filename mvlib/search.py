@@ -18,12 +18,37 @@ def log_uniform(lo: float, hi: float, n: int, seed: int) -> list[float]:
     return sorted(float(f"{v:.3g}") for v in values)
 
 
+# Appendix B: Modality Dropout and Split Learning Rates search at these base rates.
+BASE_LRS = (1e-5, 1e-4)
+
+
+def split_learning_rates(base: float, n: int, seed: int) -> list[dict[str, float]]:
+    """n sets of per-group rates base * 10^a, a ~ U[-1, 1] independently for CC, MLO, shared."""
+    rng = np.random.default_rng(seed)
+    exponents = rng.uniform(-1, 1, (n, 3))
+    return [{g: float(f"{base * 10 ** a:.3g}") for g, a in zip(("cc", "mlo", "shared"), row,
+                                                                 strict=True)}
+            for row in exponents]
+
+
+def dropout_rates(n: int, seed: int) -> list[dict[str, float]]:
+    """n pairs of Modality Dropout rates, each uniform in [0, 1) independently per view."""
+    rng = np.random.default_rng(seed)
+    return [{"cc": float(f"{a:.3g}"), "mlo": float(f"{b:.3g}")}
+            for a, b in rng.uniform(0, 1, (n, 2))]
+
+
 def results(runs: list[RunDir]) -> pd.DataFrame:
-    """One row per run: its config fields that vary, state, best validation and test AUC."""
+    """One row per run: its config fields that vary (model, lr, seed, and per-group rates,
+    dropout rates or blending weights where set), state, best validation and test AUC."""
     rows = []
     for run in runs:
         status = run.status()
-        rows.append({"model": run.cfg.model, "lr": run.cfg.lr, "seed": run.cfg.seed,
+        cfg = run.cfg
+        rows.append({"model": cfg.model, "lr": cfg.lr, "seed": cfg.seed,
+                     **{f"lr_{g}": v for g, v in (cfg.group_lr or {}).items()},
+                     **{f"p_{v}": p for v, p in (cfg.view_dropout or {}).items()},
+                     **{f"w_{k}": w for k, w in (cfg.blend_weights or {}).items()},
                      "state": status["state"], "best_epoch": status.get("best_epoch"),
                      "val_auc": status.get("best_val_auc"), "test_auc": status.get("test_auc"),
                      "path": str(run.path)})

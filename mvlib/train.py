@@ -6,7 +6,9 @@ epoch's weights are kept; the test AUC is that checkpoint's 10-window TTA mean p
 Every random draw of epoch e comes from (seed, e), so a run resumed after its last
 finished epoch gives the same metrics as one that was never interrupted. Every iteration
 records the gradient norm of each parameter group; with `lca_every`, Loss Change
-Allocation runs online over windows of that many iterations (Appendix A). A non-finite
+Allocation runs online over windows of that many iterations (Appendix A). The regularizers
+of Section 6.2 are config fields: Modality Dropout lives in the model, Split Learning Rates
+in the optimiser, Gradient Blending in the loss, Pretraining in the initialisation. A non-finite
 loss ends the run as `diverged`, recorded in its folder, without raising.
 """
 
@@ -26,7 +28,7 @@ from mvlib.data.prepare import prepare
 from mvlib.device import autocast, pick_device, set_threads, to_device
 from mvlib.dynamics import group_grad_norms, lca
 from mvlib.evaluate import auc, predict, scores
-from mvlib.models.heads import build_model, loss_fn
+from mvlib.models.heads import blended_loss, build_model, loss_fn
 from mvlib.runs import RunConfig, RunDir
 
 
@@ -66,12 +68,35 @@ def fixed_subset_loss(data, epoch_indices: np.ndarray, fraction: float, channels
 
 
 def make_optimizer(model: torch.nn.Module, cfg: RunConfig) -> torch.optim.Adam:
-    """Adam; with `group_lr`, one parameter group per theta_CC / theta_MLO / theta_shared."""
+    """Adam over the trainable parameters; with `group_lr` (Split Learning Rates), one
+    parameter group per theta_CC / theta_MLO / theta_shared with its own learning rate."""
     if not cfg.group_lr:
-        return torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=True)
-    groups = [{"params": ps, "lr": cfg.group_lr[name], "name": name}
-              for name, ps in model.param_groups().items() if ps]
-    return torch.optim.Adam(groups, lr=cfg.lr, fused=True)
+        return torch.optim.Adam([p for p in model.parameters() if p.requires_grad],
+                                lr=cfg.lr, fused=True)
+    groups = [{"params": [p for p in ps if p.requires_grad], "lr": cfg.group_lr[name],
+               "name": name} for name, ps in model.param_groups().items()]
+    return torch.optim.Adam([g for g in groups if g["params"]], lr=cfg.lr, fused=True)
+
+
+def make_model(cfg: RunConfig, store: Path) -> torch.nn.Module:
+    """The run's model at initialisation: Modality Dropout rates, and for Pretraining the
+    views copied from the best checkpoints of the `init_from` uni-view runs (then frozen
+    when only the output layer is fine-tuned)."""
+    model = build_model(cfg.model, cfg.channels, cfg.view_dropout)
+    if cfg.init_from:
+        if not hasattr(model, "init_views"):
+            raise ValueError(f"Pretraining initialises a Joint ResNet, not {cfg.model!r}")
+        states = {}
+        for view, ref in cfg.init_from.items():
+            path = store / ref / "best.pt"
+            if not path.exists():
+                raise FileNotFoundError(f"{path}: the pretrained {view} run has no best "
+                                        "checkpoint (train it first)")
+            states[view] = torch.load(path, map_location="cpu", weights_only=True)
+        model.init_views(states)
+        if cfg.finetune == "output":
+            model.freeze_views()
+    return model
 
 
 def train(cfg: RunConfig, store: Path | None = None) -> RunDir:
@@ -84,7 +109,7 @@ def train(cfg: RunConfig, store: Path | None = None) -> RunDir:
     device = pick_device()
     data = prepare(cfg.dataset, cfg.profile, cfg.data_root, progress=False, **cfg.knobs)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, cfg.channels).to(device, memory_format=torch.channels_last)
+    model = make_model(cfg, run.store).to(device, memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
     metrics, best = [], {"epoch": -1, "val_auc": -math.inf}
     checkpoint = run.load("last.pt")
@@ -113,8 +138,13 @@ def train(cfg: RunConfig, store: Path | None = None) -> RunDir:
             x = to_device(to_model_input(batch, device, augment=True, generator=windows), device)
             y = batch["labels"].to(device)
             with autocast(device):
-                logits = model(x)
-            loss = loss_fn(logits.float(), y)
+                if cfg.blend_weights:  # Gradient Blending: the joint and the two extra heads
+                    heads = model.heads(x)
+                    logits = heads["joint"]
+                else:
+                    logits = model(x)
+            loss = (blended_loss(heads, y, cfg.blend_weights) if cfg.blend_weights
+                    else loss_fn(logits.float(), y))
             if not torch.isfinite(loss):
                 run.set_status(state="diverged", epoch=epoch,
                                reason=f"non-finite training loss {loss.item()} at epoch {epoch}")
@@ -152,6 +182,8 @@ def train(cfg: RunConfig, store: Path | None = None) -> RunDir:
             best = {"epoch": epoch, "val_auc": row["val_auc_malignant"]}
             run.save("best.pt", model.state_dict())
         run.write_dynamics(epoch, "grad_norms", norms)
+        # Per-breast validation predictions: weight estimates on a validation subset (Table 5).
+        run.write_dynamics(epoch, "val_predictions", val.assign(epoch=epoch).to_dict("records"))
         if windows_lca:
             run.write_dynamics(epoch, "lca", windows_lca)
         run.save("last.pt", {"model": model.state_dict(), "optimizer": optimizer.state_dict(),

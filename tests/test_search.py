@@ -45,7 +45,8 @@ class FakeExecutor:
 
 def test_search_then_repeat_reuses_the_search_runs(tmp_path):
     prof = profiles.get("smoke")
-    groups = {"Joint ResNet": ("joint", "variants"), "uni-view CC": ("uni_cc", "uniview")}
+    groups = {"Joint ResNet": experiments.lr_settings(prof, "joint", "variants"),
+              "uni-view CC": experiments.lr_settings(prof, "uni_cc", "uniview")}
     ex = FakeExecutor()
     search, final = experiments.search_then_repeat(prof, groups, ex, tmp_path)
     assert len(search) == len(groups) * prof.lr_samples * prof.search_seeds

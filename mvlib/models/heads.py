@@ -38,8 +38,40 @@ class ViewEncoder(nn.Module):
         self.column = column
         self.fc = nn.Linear(FEATURES, HIDDEN)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The column's pooled 256-d features (what Gradient Blending's extra heads read)."""
+        return self.column(x).mean(dim=(2, 3))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.fc(self.column(x).mean(dim=(2, 3))))
+        return torch.relu(self.fc(self.features(x)))
+
+
+class ModalityDropout(nn.Module):
+    """Modality Dropout (Neverova et al. 2015, as the paper adapts it, REFERENCE section 6).
+
+    During training each view's representation h_v is multiplied by its own per-example
+    Bernoulli mask (drop rate p_v); at evaluation nothing is dropped. The two masks are
+    independent, so an example can lose both views: its fused representation is then zero
+    and only the output layer's bias predicts it (its loss still trains that bias). The
+    kept view is NOT rescaled by 1/(1 - p_v): the paper samples rates up to 1, where the
+    rescale would blow a kept representation up by orders of magnitude.
+    """
+
+    def __init__(self, cc: float = 0.0, mlo: float = 0.0):
+        super().__init__()
+        for p in (cc, mlo):
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"modality dropout rates must be in [0, 1), got {p}")
+        self.rates = {"cc": float(cc), "mlo": float(mlo)}
+
+    def forward(self, h: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        if not self.training or not any(self.rates.values()):
+            return h
+        out = {}
+        for view, rep in h.items():
+            keep = torch.rand(rep.shape[0], 1, device=rep.device) >= self.rates[view]
+            out[view] = rep * keep.to(rep.dtype)
+        return out
 
 
 class MultiViewModel(nn.Module):
@@ -82,19 +114,54 @@ class UniView(MultiViewModel):
 
 
 class JointResNet(MultiViewModel):
-    """A column and FC per view; h = h_cc + h_mlo; the output layer reads h (Figure 2)."""
+    """A column and FC per view; h = h_cc + h_mlo; the output layer reads h (Figure 2).
 
-    def __init__(self, channels: int = 3):
+    `view_dropout` ({'cc': p, 'mlo': p}) applies Modality Dropout before the sum.
+    """
+
+    def __init__(self, channels: int = 3, view_dropout: dict[str, float] | None = None):
         super().__init__()
         self.cc = ViewEncoder(resnet22(channels))
         self.mlo = ViewEncoder(resnet22(channels))
         self.output = nn.Linear(HIDDEN, TASKS)
+        self.dropout = ModalityDropout(**(view_dropout or {}))
+        self.frozen = False
 
     def representations(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {"cc": self.cc(self.noise(x["cc"])), "mlo": self.mlo(self.noise(x["mlo"]))}
 
     def fuse(self, h: dict[str, torch.Tensor]) -> torch.Tensor:
+        h = self.dropout(h)
         return h["cc"] + h["mlo"]
+
+    def init_views(self, states: dict[str, dict[str, torch.Tensor]]) -> None:
+        """Pretraining: copy each uni-view model's column and FC (its `encoder`) into this
+        model's column and FC of the same view; the output layer keeps its fresh init."""
+        for view, state in states.items():
+            encoder = {k.removeprefix("encoder."): v for k, v in state.items()
+                       if k.startswith("encoder.")}
+            if not encoder:
+                raise ValueError(f"the {view} state has no 'encoder.' weights: not a uni-view "
+                                 "model's state")
+            getattr(self, view).load_state_dict(encoder)
+
+    def freeze_views(self) -> None:
+        """Train the output layer only (Pretraining's fine-tuning): the view parameters stop
+        taking gradients and their BatchNorm layers keep their running statistics."""
+        self.frozen = True
+        for group in ("cc", "mlo"):
+            for p in self.param_groups()[group]:
+                p.requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> JointResNet:
+        super().train(mode)
+        if self.frozen:
+            for module in self.children():
+                if module is not self.output and module is not self.noise \
+                        and module is not self.dropout:
+                    module.eval()
+        return self
 
     def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.output(self.fuse(self.representations(x)))
@@ -110,12 +177,14 @@ class SharedResNet(JointResNet):
     The shared column belongs to theta_shared; theta_CC and theta_MLO are the view FCs.
     """
 
-    def __init__(self, channels: int = 3):
+    def __init__(self, channels: int = 3, view_dropout: dict[str, float] | None = None):
         nn.Module.__init__(self)
         self.noise = InputNoise()
         self.column = resnet22(channels)
         self.fc_cc, self.fc_mlo = nn.Linear(FEATURES, HIDDEN), nn.Linear(FEATURES, HIDDEN)
         self.output = nn.Linear(HIDDEN, TASKS)
+        self.dropout = ModalityDropout(**(view_dropout or {}))
+        self.frozen = False
 
     def representations(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         feats = {v: self.column(self.noise(x[v])).mean(dim=(2, 3)) for v in ("cc", "mlo")}
@@ -125,6 +194,35 @@ class SharedResNet(JointResNet):
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"cc": list(self.fc_cc.parameters()), "mlo": list(self.fc_mlo.parameters()),
                 "shared": [*self.column.parameters(), *self.output.parameters()]}
+
+
+class BlendedJointResNet(JointResNet):
+    """Joint ResNet with Gradient Blending's extra heads (Wang et al. 2020; REFERENCE 5):
+    per view, FC 256->512 + ReLU + output layer on the column's pooled features. `heads`
+    gives the three logits the blended loss weighs; `forward` is the joint prediction.
+    The extra heads belong to their view's parameter group."""
+
+    def __init__(self, channels: int = 3, view_dropout: dict[str, float] | None = None):
+        super().__init__(channels, view_dropout)
+        self.extra = nn.ModuleDict({
+            v: nn.Sequential(nn.Linear(FEATURES, HIDDEN), nn.ReLU(), nn.Linear(HIDDEN, TASKS))
+            for v in ("cc", "mlo")})
+
+    def heads(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        feats = {"cc": self.cc.features(self.noise(x["cc"])),
+                 "mlo": self.mlo.features(self.noise(x["mlo"]))}
+        h = {"cc": torch.relu(self.cc.fc(feats["cc"])),
+             "mlo": torch.relu(self.mlo.fc(feats["mlo"]))}
+        return {"joint": self.output(self.fuse(h)),
+                **{v: self.extra[v](feats[v]) for v in ("cc", "mlo")}}
+
+    def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.heads(x)["joint"]
+
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        return {"cc": [*self.cc.parameters(), *self.extra["cc"].parameters()],
+                "mlo": [*self.mlo.parameters(), *self.extra["mlo"].parameters()],
+                "shared": list(self.output.parameters())}
 
 
 class SplitResNet(MultiViewModel):
@@ -153,14 +251,28 @@ class SplitResNet(MultiViewModel):
 MODELS = {
     "uni_cc": lambda c: UniView("cc", c), "uni_mlo": lambda c: UniView("mlo", c),
     "joint": JointResNet, "shared": SharedResNet, "split": SplitResNet,
+    "joint_blend": BlendedJointResNet,
 }
+FUSING = ("joint", "shared", "joint_blend")  # the models Modality Dropout applies to
 
 
-def build_model(name: str, channels: int = 3) -> MultiViewModel:
-    """One of MODELS by name, for 1 (image) or 3 (image + heatmaps) input channels."""
+def build_model(name: str, channels: int = 3,
+                view_dropout: dict[str, float] | None = None) -> MultiViewModel:
+    """One of MODELS by name, for 1 (image) or 3 (image + heatmaps) input channels;
+    `view_dropout` (Modality Dropout rates per view) for the models that fuse views."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    if view_dropout:
+        if name not in FUSING:
+            raise ValueError(f"Modality Dropout needs a fusing model {FUSING}, not {name!r}")
+        return MODELS[name](channels, view_dropout)
     return MODELS[name](channels)
+
+
+def blended_loss(heads: dict[str, torch.Tensor], labels: torch.Tensor,
+                 weights: dict[str, float]) -> torch.Tensor:
+    """Gradient Blending's loss w_joint L_joint + w_cc L_cc + w_mlo L_mlo."""
+    return sum(weights[k] * loss_fn(heads[k].float(), labels) for k in ("joint", "cc", "mlo"))
 
 
 def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,224 @@
+"""Section 6.2 and Appendices B-C as sweeps of runs: Joint ResNet with each regularizer
+(Table 2), Gradient Blending's weights and ablation (Tables 4-5) and the no-heatmap study
+(Table 3). What notebooks 04-07 call; budgets scale with the profile as in `experiments`.
+
+Searches (Appendix B): Pretraining and its whole-model variant over the Joint ResNet
+learning rates; Split Learning Rates and Modality Dropout over `hp_samples` sets at each
+base rate (1e-5, 1e-4). Gradient Blending trains at 1e-4 with the estimated weights.
+The no-heatmap study re-trains the winning settings of Tables 1-2 on the image channel
+alone (the paper does not say whether it searched again; we do not, to save budget).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mvlib import blending, paper
+from mvlib.experiments import TABLE1, config, lr_settings, search_then_repeat, summary
+from mvlib.profiles import Profile
+from mvlib.runs import RunDir
+from mvlib.search import BASE_LRS, dropout_rates, split_learning_rates
+from mvlib.sweep import Executor, default_executor, sweep
+
+BLEND_LR = 1e-4  # Appendix C: every Gradient Blending run uses this rate
+SUBSET = 0.1  # Table 5: weights estimated on 10% of the validation set
+
+
+def table1_final(prof: Profile, executor: Executor | None = None, store: Path | None = None,
+                 names: tuple[str, ...] = tuple(TABLE1)) -> dict[str, list[RunDir]]:
+    """The final runs of Table 1's groups (found in the store after notebook 03)."""
+    groups = {n: lr_settings(prof, *TABLE1[n]) for n in names}
+    return search_then_repeat(prof, groups, executor, store)[1]
+
+
+def pretrained_views(prof: Profile, executor: Executor | None = None,
+                     store: Path | None = None) -> dict[str, str]:
+    """The best uni-view run of each view (highest validation AUC among Table 1's final
+    runs): the store references that Pretraining initialises Joint ResNet from."""
+    final = table1_final(prof, executor, store, ("uni-view CC", "uni-view MLO"))
+    best = {}
+    for view, name in (("cc", "uni-view CC"), ("mlo", "uni-view MLO")):
+        done = [r for r in final[name] if r.status()["state"] == "done"]
+        if not done:
+            raise RuntimeError(f"every {name} run diverged: nothing to pretrain from")
+        best[view] = max(done, key=lambda r: r.status()["best_val_auc"]).ref
+    return best
+
+
+def regularizer_groups(prof: Profile, init_from: dict[str, str]) -> dict[str, list[dict]]:
+    """Table 2's searched groups: name -> settings (Appendix B)."""
+    exp = "regularizers"
+    return {
+        "+ Pretraining": lr_settings(prof, "joint", exp, "variants", init_from=init_from,
+                                     finetune="output", paper_epochs=50),
+        "+ Pretraining (whole model)": lr_settings(prof, "joint", exp, "variants",
+                                                   init_from=init_from, paper_epochs=50),
+        "+ Split Learning Rates": [
+            dict(model="joint", lr=base, group_lr=rates, experiment=exp)
+            for i, base in enumerate(BASE_LRS)
+            for rates in split_learning_rates(base, prof.hp_samples, seed=10 + i)],
+        "+ Modality Dropout": [
+            dict(model="joint", lr=base, view_dropout=rates, experiment=exp, paper_epochs=150)
+            for i, base in enumerate(BASE_LRS)
+            for rates in dropout_rates(prof.hp_samples, seed=20 + i)],
+    }
+
+
+def regularizers(prof: Profile, executor: Executor | None = None, store: Path | None = None
+                 ) -> tuple[pd.DataFrame, dict[str, list[RunDir]]]:
+    """Every regularizer group's search and repetitions: (search table, final runs)."""
+    groups = regularizer_groups(prof, pretrained_views(prof, executor, store))
+    return search_then_repeat(prof, groups, executor, store)
+
+
+# --- Gradient Blending (Appendix C) ------------------------------------------------------
+
+def blending_curves(prof: Profile, executor: Executor | None = None,
+                    store: Path | None = None) -> dict[str, RunDir]:
+    """CC-only, MLO-only and Joint ResNet trained separately at 1e-4: the curves the
+    weights are estimated from."""
+    models = {"cc": "uni_cc", "mlo": "uni_mlo", "joint": "joint"}
+    cfgs = {k: config(prof, m, BLEND_LR, 0, "blending") for k, m in models.items()}
+    runs = sweep(list(cfgs.values()), executor or default_executor(prof.workers), store)
+    return dict(zip(cfgs, runs, strict=True))
+
+
+def blending_weights(runs: dict[str, RunDir]) -> pd.DataFrame:
+    """Table 4 (whole validation set; both measures, both windows) and the 10%-subset
+    estimates Table 5 uses. One row per estimate: w_joint, w_cc, w_mlo, or NaN with the
+    reason when the estimate is undefined (no model improved in the window)."""
+    curves = {k: r.metrics() for k, r in runs.items()}
+    subset = {k: blending.subset_curve(curves[k], r.dynamics("val_predictions"), SUBSET)
+              for k, r in runs.items()}
+    rows = []
+    for validation, source, windows in (("whole", curves, blending.WINDOWS),
+                                        ("10%", subset, {"[0, 100]": (0.0, 1.0)})):
+        for measure in blending.MEASURES:
+            for label, window in windows.items():
+                row = {"validation": validation, "measure": measure, "window": label}
+                try:
+                    w = blending.estimate(source, measure, window)
+                    row.update({f"w_{k}": round(w[k], 3) for k in ("joint", "cc", "mlo")},
+                               note="")
+                except ValueError as e:
+                    row.update({f"w_{k}": np.nan for k in ("joint", "cc", "mlo")}, note=str(e))
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _weights(row) -> dict[str, float]:
+    return {k: float(row[f"w_{k}"]) for k in ("joint", "cc", "mlo")}
+
+
+def blend_setting(weights: dict[str, float]) -> dict:
+    return dict(model="joint_blend", lr=BLEND_LR, blend_weights=weights, experiment="blending")
+
+
+def blended_models(prof: Profile, weights: pd.DataFrame, executor: Executor | None = None,
+                   store: Path | None = None) -> tuple[pd.DataFrame, dict[str, list[RunDir]]]:
+    """The '+ Gradient Blending' group of Table 2: one setting per defined Table 4 estimate,
+    the winner by mean validation AUC repeated. Returns (search table, final runs); both
+    empty when no estimate is defined."""
+    table4 = weights[(weights.validation == "whole") & weights.w_joint.notna()]
+    if table4.empty:
+        return pd.DataFrame(), {}
+    groups = {"+ Gradient Blending": [blend_setting(_weights(r)) for _, r in table4.iterrows()]}
+    return search_then_repeat(prof, groups, executor, store)
+
+
+def ablation_settings(weights: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Table 5's weight sets: equal, and each 10%-subset estimate with CC and MLO swapped."""
+    sets = {"equal weights": {"joint": 1 / 3, "cc": 1 / 3, "mlo": 1 / 3}}
+    for _, r in weights[(weights.validation == "10%") & weights.w_joint.notna()].iterrows():
+        name = "loss" if r.measure == "loss" else "AUC"
+        w = _weights(r)
+        sets[name] = w
+        sets[f"{name}, swapped"] = {**w, "cc": w["mlo"], "mlo": w["cc"]}
+    return sets
+
+
+def blending_ablation(prof: Profile, weights: pd.DataFrame, executor: Executor | None = None,
+                      store: Path | None = None) -> pd.DataFrame:
+    """Table 5: each weight set trained with `search_seeds` seeds; mean test AUC beside the
+    paper's."""
+    sets = ablation_settings(weights)
+    cfgs = {name: [config(prof, seed=s, **blend_setting(w)) for s in range(prof.search_seeds)]
+            for name, w in sets.items()}
+    runs = sweep([c for cs in cfgs.values() for c in cs],
+                 executor or default_executor(prof.workers), store)
+    by_cfg = {r.cfg.digest(): r for r in runs}
+    rows = []
+    for name, cs in cfgs.items():
+        status = [by_cfg[c.digest()].status() for c in cs]
+        aucs = [s["test_auc"] for s in status if s["state"] == "done"]
+        ref = paper.TABLE5.get(name)
+        rows.append({"weights": name,
+                     **{f"w_{k}": round(v, 3) for k, v in sets[name].items()},
+                     "test AUC (ours)": round(float(np.mean(aucs)), 3) if aucs else None,
+                     "runs done": f"{len(aucs)}/{len(cs)}",
+                     "weights (paper)": ", ".join(f"{w:.3f}" for w in ref[0]) if ref else "",
+                     "test AUC (paper)": ref[1] if ref else None})
+    return pd.DataFrame(rows).set_index("weights")
+
+
+def table4(weights: pd.DataFrame) -> pd.DataFrame:
+    """Table 4: our whole-validation-set estimates beside the paper's."""
+    t = weights[weights.validation == "whole"].copy()
+    t["paper (w_joint, w_cc, w_mlo)"] = [", ".join(f"{w:.3f}" for w in paper.TABLE4[(m, w)])
+                                        for m, w in zip(t.measure, t.window, strict=True)]
+    return t.drop(columns="validation").set_index(["measure", "window"])
+
+
+def gradient_blending(prof: Profile, executor: Executor | None = None,
+                      store: Path | None = None) -> dict:
+    """The whole of Appendix C: curves, weights, blended models and the ablation."""
+    runs = blending_curves(prof, executor, store)
+    weights = blending_weights(runs)
+    search, final = blended_models(prof, weights, executor, store)
+    return {"curves": runs, "weights": weights, "search": search, "final": final,
+            "ablation": blending_ablation(prof, weights, executor, store)}
+
+
+# --- Tables 2 and 3 ------------------------------------------------------------------------
+
+TABLE2_ORDER = ("Joint ResNet", "+ Pretraining", "+ Pretraining (whole model)",
+                "+ Split Learning Rates", "+ Gradient Blending", "+ Modality Dropout")
+
+
+def table2(prof: Profile, executor: Executor | None = None, store: Path | None = None,
+           with_blending: bool = True) -> pd.DataFrame:
+    """Table 2: Joint ResNet and each regularizer, ours beside the paper's (the paper
+    reports only the output-layer Pretraining; its whole-model variant has no reference)."""
+    final = {"Joint ResNet": table1_final(prof, executor, store, ("Joint ResNet",))[
+        "Joint ResNet"]}
+    final.update(regularizers(prof, executor, store)[1])
+    if with_blending:
+        final.update(gradient_blending(prof, executor, store)["final"])
+    return summary({k: final[k] for k in TABLE2_ORDER if k in final}, paper.TABLE2)
+
+
+def no_heatmap_settings(prof: Profile, executor: Executor | None = None,
+                        store: Path | None = None) -> dict[str, list]:
+    """Table 3's runs: the winning configs of Joint, Joint + Modality Dropout and Shared,
+    re-trained on the image channel alone, `seeds` repetitions each."""
+    t1 = table1_final(prof, executor, store, ("Joint ResNet", "Shared ResNet"))
+    md = regularizers(prof, executor, store)[1]["+ Modality Dropout"]
+    winners = {"Joint ResNet": t1["Joint ResNet"][0].cfg, "+ Modality Dropout": md[0].cfg,
+               "Shared ResNet": t1["Shared ResNet"][0].cfg}
+    return {name: [dataclasses.replace(cfg, channels=1, seed=s, experiment="no_heatmaps")
+                   for s in range(prof.seeds)] for name, cfg in winners.items()}
+
+
+def table3(prof: Profile, executor: Executor | None = None, store: Path | None = None
+           ) -> pd.DataFrame:
+    """Table 3: the models trained without heatmaps, ours beside the paper's."""
+    cfgs = no_heatmap_settings(prof, executor, store)
+    runs = sweep([c for cs in cfgs.values() for c in cs],
+                 executor or default_executor(prof.workers), store)
+    by_cfg = {r.cfg.digest(): r for r in runs}
+    return summary({n: [by_cfg[c.digest()] for c in cs] for n, cs in cfgs.items()},
+                   paper.TABLE3)
