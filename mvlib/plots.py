@@ -98,3 +98,77 @@ def lca_error_figure(run, title: str) -> plt.Figure:
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def sampled_learning_rates(search) -> plt.Figure:
+    """Figure 8: the sampled per-group learning rates of the Split Learning Rates search
+    (one row per group), coloured by the run's best validation AUC."""
+    part = search[search.group == "+ Split Learning Rates"]
+    fig, ax = plt.subplots(figsize=(6, 2.6))
+    for y, g in enumerate(("cc", "mlo", "shared")):
+        pts = ax.scatter(part[f"lr_{g}"], np.full(len(part), y), c=part.val_auc, cmap="viridis",
+                         vmin=0.5, vmax=1.0, s=40, edgecolor="black", lw=0.5)
+    ax.set_xscale("log")
+    ax.set_xlim(1e-6, 1e-3)
+    ax.set_yticks(range(3), [r"$\eta^{CC}$", r"$\eta^{MLO}$", r"$\eta^{shared}$"])
+    ax.set_ylim(-0.5, 2.5)
+    ax.set_xlabel("learning rate")
+    ax.grid(alpha=0.3)
+    fig.colorbar(pts, ax=ax, label="best val AUC")
+    fig.tight_layout()
+    return fig
+
+
+def dropout_rates_vs_auc(search) -> plt.Figure:
+    """Modality Dropout search: sampled (p_CC, p_MLO) coloured by best validation AUC,
+    one marker per base learning rate."""
+    part = search[search.group == "+ Modality Dropout"]
+    fig, ax = plt.subplots(figsize=(4.4, 3.6))
+    for (lr, sub), marker in zip(part.groupby("lr"), "os^", strict=False):
+        pts = ax.scatter(sub.p_cc, sub.p_mlo, c=sub.val_auc, cmap="viridis", vmin=0.5, vmax=1.0,
+                         marker=marker, s=60, edgecolor="black", lw=0.5, label=f"lr {lr:.0e}")
+        for _, r in sub.iterrows():
+            ax.annotate(f"{r.val_auc:.3f}", (r.p_cc, r.p_mlo), fontsize=7, xytext=(4, 4),
+                        textcoords="offset points")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="dropout rate CC", ylabel="dropout rate MLO")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.colorbar(pts, ax=ax, label="best val AUC")
+    fig.tight_layout()
+    return fig
+
+
+def blending_curves(runs: dict) -> plt.Figure:
+    """The curves Gradient Blending's weights come from: train and validation loss and
+    malignant AUC per epoch of the CC-only, MLO-only and joint models."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.3))
+    colors = {"cc": "tab:blue", "mlo": "tab:orange", "joint": "tab:green"}
+    for name, run in runs.items():
+        m = run.metrics()
+        for ax, what in zip(axes, ("loss", "auc_malignant"), strict=True):
+            ax.plot(m.epoch + 1, m[f"train_{what}"], ":", color=colors[name])
+            ax.plot(m.epoch + 1, m[f"val_{what}"], "-", color=colors[name],
+                    label=f"{name.upper()} (val solid, train dotted)")
+    axes[0].set(xlabel="epoch", ylabel="loss", title="loss")
+    axes[1].set(xlabel="epoch", ylabel="malignant AUC", title="AUC")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def render_table(table, title: str) -> plt.Figure:
+    """A table as an image (what notebook 07 writes into figures/ beside the CSV)."""
+    text = table.reset_index().astype(object).where(table.reset_index().notna(), "-")
+    text = text.astype(str)
+    fig, ax = plt.subplots(figsize=(min(1.0 + 1.1 * text.shape[1], 16), 0.6 + 0.3 * len(text)))
+    ax.axis("off")
+    t = ax.table(cellText=text.values, colLabels=list(text.columns), loc="center",
+                 cellLoc="center")
+    t.auto_set_font_size(False)
+    t.set_fontsize(8)
+    t.auto_set_column_width(list(range(text.shape[1])))
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig
