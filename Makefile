@@ -24,9 +24,11 @@ test: $(STAMP)
 	MVLIB_PROFILE=smoke $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
 
 # Re-run every numbered notebook in order (papermill, laptop profile by default).
+# Real data: make reproduce DATASET=rsna DATA_ROOT=/data/rsna (see README, "Your own data").
 PROFILE ?= laptop
+DATASET ?= synthetic
 reproduce: $(STAMP)
-	$(PY) -m mvlib reproduce --profile $(PROFILE)
+	$(PY) -m mvlib reproduce --profile $(PROFILE) --dataset $(DATASET) $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
 
 bench: $(STAMP)
 	$(PY) -m mvlib.bench

@@ -12,6 +12,17 @@ from mvlib.runs import RunConfig
 from mvlib.train import train
 
 
+def _option(text: str) -> tuple[str, object]:
+    """'key=value' -> (key, value parsed as JSON, else the text)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise SystemExit(f"--option {text!r}: expected KEY=VALUE")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m mvlib")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -19,16 +30,26 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dataset", default="synthetic", choices=SOURCES)
     p.add_argument("--data-root", default=None)
     p.add_argument("--profile", default=None, choices=sorted(profiles.PROFILES))
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a knob of prepare (VALUE as JSON, else text), e.g. "
+                        "birads_labels='{\"malignant\": [4, 5], \"benign\": [3]}'")
     t = sub.add_parser("train", help="run one RunConfig (JSON file) into the run store")
     t.add_argument("config")
     t.add_argument("--store", default=None)
     r = sub.add_parser("reproduce", help="re-run every numbered notebook with papermill")
     r.add_argument("--profile", default="laptop", choices=sorted(profiles.PROFILES))
+    r.add_argument("--dataset", default="synthetic", choices=SOURCES)
+    r.add_argument("--data-root", default=None)
     args = parser.parse_args(argv)
     if args.command == "prepare":
-        data = prepare(args.dataset, args.profile, args.data_root)
+        data = prepare(args.dataset, args.profile, args.data_root,
+                       **dict(_option(o) for o in args.option))
         print(data.root)
         print(data.counts().to_string())
+        if (data.root / "report.json").exists():
+            from mvlib.data.real import load_report
+
+            print(load_report(data).table().to_string())
     elif args.command == "train":
         path = Path(args.config)
         try:
@@ -38,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
         run = train(cfg, Path(args.store) if args.store else None)
         print(run.path, run.status())
     elif args.command == "reproduce":
-        notebooks.reproduce(args.profile)
+        notebooks.reproduce(args.profile, args.dataset, args.data_root)
 
 
 if __name__ == "__main__":

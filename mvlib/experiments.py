@@ -8,11 +8,13 @@ that rate are reused: a run is found by its config).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
 
 from mvlib import paper
+from mvlib.data.prepare import prepare
 from mvlib.evaluate import summarise
 from mvlib.profiles import Profile
 from mvlib.runs import RunConfig, RunDir
@@ -30,8 +32,27 @@ def config(prof: Profile, model: str, lr: float, seed: int, experiment: str,
     """A run at the profile's budget (test windows; epochs scaled from the paper's
     `paper_epochs`: 100, or 150 for Modality Dropout and 50 for Pretraining)."""
     epochs = epochs_override or max(1, round(prof.epochs * paper_epochs / 100))
+    knobs = {**prof.data_knobs, **kw.pop("knobs", {})}
+    channels = kw.pop("channels", None) or input_channels(prof)
     return RunConfig(model=model, lr=lr, seed=seed, epochs=epochs, profile=prof.name,
-                     tta_windows=prof.tta_windows, experiment=experiment, **kw)
+                     tta_windows=prof.tta_windows, experiment=experiment, dataset=prof.dataset,
+                     data_root=prof.data_root, knobs=knobs, channels=channels, **kw)
+
+
+def input_channels(prof: Profile) -> int:
+    """Channels the profile's data set holds (3 = image + heatmaps; real sources without
+    heatmaps are image only), capped at the 3 the models read by default."""
+    if prof.dataset == "synthetic":
+        return 3
+    key = (prof.dataset, prof.name, prof.data_root, json.dumps(prof.data_knobs, sort_keys=True))
+    if key not in _CHANNELS:
+        data = prepare(prof.dataset, prof.name, prof.data_root, progress=False,
+                       **prof.data_knobs)
+        _CHANNELS[key] = min(3, len(data.channels))
+    return _CHANNELS[key]
+
+
+_CHANNELS: dict[tuple, int] = {}
 
 
 def learning_rates(prof: Profile, kind: str) -> list[float]:
@@ -133,7 +154,9 @@ def dynamics_runs(prof: Profile, executor: Executor | None = None,
     data (no MLO shortcut). Returns {(condition, lr): run}."""
     epochs = min(prof.epochs, 5)
     default, control = CONDITIONS
-    wanted = [(default, lr) for lr in DYNAMICS_LRS] + [(control, 1e-4)]
+    wanted = [(default, lr) for lr in DYNAMICS_LRS]
+    if prof.dataset == "synthetic":  # the control switches a generator knob off
+        wanted.append((control, 1e-4))
     cfgs = {(cond, lr): config(prof, "joint", lr, 0, "dynamics", knobs=CONDITIONS[cond],
                                lca_every=60, epochs_override=epochs)
             for cond, lr in wanted}

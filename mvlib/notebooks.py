@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 import papermill
 
-from mvlib import paths
+from mvlib import paths, profiles
 from mvlib.atomic import write_atomic
 
 NOTEBOOKS = paths.REPO / "notebooks"
@@ -33,23 +33,27 @@ def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
-def output_path(path: Path, profile: str) -> Path:
-    """Committed notebooks carry the laptop run; other profiles write beside their runs."""
-    if profile == "laptop":
+def output_path(path: Path, tag: str) -> Path:
+    """Committed notebooks carry the laptop run on the synthetic data (tag `laptop`); other
+    profiles and data sets (tags like `paper`, `laptop-rsna`) write beside their runs."""
+    if tag == "laptop":
         return path
-    return paths.store() / profile / "notebooks" / path.name
+    return paths.store() / tag / "notebooks" / path.name
 
 
-def run(path: Path, profile: str, **parameters) -> Path:
+def run(path: Path, profile: str, dataset: str = "synthetic", data_root: str | None = None
+        ) -> Path:
     """Execute `path`; the output is replaced only when the whole run succeeded."""
-    out = output_path(path, profile)
-    tmp = paths.store() / "tmp" / f"{path.stem}.{profile}.running.ipynb"
+    tag = profiles.get(profile, dataset, data_root).tag
+    out = output_path(path, tag)
+    tmp = paths.store() / "tmp" / f"{path.stem}.{tag}.running.ipynb"
     tmp.parent.mkdir(parents=True, exist_ok=True)
     env_profile = os.environ.get("MVLIB_PROFILE")
     os.environ["MVLIB_PROFILE"] = profile
     try:
         papermill.execute_notebook(str(path), str(tmp),
-                                   parameters={"profile": profile, **parameters},
+                                   parameters={"profile": profile, "dataset": dataset,
+                                               "data_root": data_root},
                                    kernel_name="python3", cwd=str(path.parent),
                                    progress_bar=False)
         nb = clean(nbformat.read(tmp, as_version=4))
@@ -63,8 +67,9 @@ def run(path: Path, profile: str, **parameters) -> Path:
     return out
 
 
-def reproduce(profile: str) -> None:
-    """Run every numbered notebook in order at `profile`."""
+def reproduce(profile: str, dataset: str = "synthetic", data_root: str | None = None) -> None:
+    """Run every numbered notebook in order at `profile`, on `dataset`."""
+    tag = profiles.get(profile, dataset, data_root).tag
     for path in numbered():
-        print(f"[reproduce] {path.name} ({profile}) -> {output_path(path, profile)}", flush=True)
-        run(path, profile)
+        print(f"[reproduce] {path.name} ({tag}) -> {output_path(path, tag)}", flush=True)
+        run(path, profile, dataset, data_root)

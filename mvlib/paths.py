@@ -20,8 +20,9 @@ def realdata() -> Path:
     return Path(os.environ.get("MVLIB_REALDATA", REPO.parent / "shared" / "realdata"))
 
 
-def figures(profile: str) -> Path:
-    """Committed figures come from the laptop profile; other profiles write beside their runs."""
-    path = REPO / "figures" if profile == "laptop" else store() / profile / "figures"
+def figures(tag: str) -> Path:
+    """Committed figures come from the laptop profile on the synthetic data (tag `laptop`);
+    other profiles and data sets (tags like `paper`, `laptop-rsna`) write beside their runs."""
+    path = REPO / "figures" if tag == "laptop" else store() / tag / "figures"
     path.mkdir(parents=True, exist_ok=True)
     return path

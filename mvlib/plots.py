@@ -7,11 +7,13 @@ import numpy as np
 
 from mvlib import paths
 from mvlib.data.store import BreastDataset
+from mvlib.profiles import Profile
 
 
-def savefig(fig: plt.Figure, name: str, profile: str) -> None:
-    """Write `name`.png into the profile's figures folder (figures/ for `laptop`)."""
-    fig.savefig(paths.figures(profile) / f"{name}.png", dpi=110, bbox_inches="tight")
+def savefig(fig: plt.Figure, name: str, prof: Profile) -> None:
+    """Write `name`.png into the profile's figures folder (figures/ for `laptop` on the
+    synthetic data; elsewhere in the store for other profiles and data sets)."""
+    fig.savefig(paths.figures(prof.tag) / f"{name}.png", dpi=110, bbox_inches="tight")
 
 
 def show_breasts(data: BreastDataset, indices: list[int], titles: list[str]) -> plt.Figure:

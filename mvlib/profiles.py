@@ -7,6 +7,7 @@ runs whatever the Makefile exports.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 
@@ -36,6 +37,17 @@ class Profile:
     # Modality Dropout and Split Learning Rates: sampled sets per base learning rate (the
     # paper: 10 at 1e-5 and 10 at 1e-4).
     hp_samples: int = 10
+    # The data every run of the notebooks trains on: the synthetic default, or a real
+    # source prepared from `data_root` with `data_knobs` (mvlib.data.prepare).
+    dataset: str = "synthetic"
+    data_root: str | None = None
+    data_knobs: dict = field(default_factory=dict)
+
+    @property
+    def tag(self) -> str:
+        """Names this profile's outputs: the profile, plus the data set when it is not the
+        synthetic default (so real-data runs never overwrite the committed figures)."""
+        return self.name if self.dataset == "synthetic" else f"{self.name}-{self.dataset}"
 
     def synthetic_config(self, **knobs) -> SynthConfig:
         """The embedded default data set of this profile; `knobs` override generator fields."""
@@ -53,7 +65,8 @@ class Profile:
 
 PROFILES = {
     "smoke": Profile("smoke", (64, 48), (72, 42), {"train": 40, "val": 20, "test": 20},
-                     epochs=2, lr_samples=2, search_seeds=1, seeds=2, tta_windows=2, hp_samples=1),
+                     epochs=2, lr_samples=2, search_seeds=1, seeds=2, tta_windows=2,
+                     hp_samples=1),
     "laptop": Profile("laptop", (96, 72), (108, 64), {"train": 240, "val": 100, "test": 160},
                       epochs=6, lr_samples=2, search_seeds=1, seeds=3, tta_windows=5,
                       workers=2, hp_samples=1),
@@ -62,9 +75,16 @@ PROFILES = {
 }
 
 
-def get(name: str | None = None) -> Profile:
-    """The named profile; None means $MVLIB_PROFILE, else `laptop`."""
+def get(name: str | None = None, dataset: str = "synthetic", data_root: str | None = None,
+        **data_knobs) -> Profile:
+    """The named profile (None means $MVLIB_PROFILE, else `laptop`), training on `dataset`
+    (prepared from `data_root` with `data_knobs`; see mvlib.data.prepare)."""
     name = name or os.environ.get("MVLIB_PROFILE") or "laptop"
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
-    return PROFILES[name]
+    prof = PROFILES[name]
+    if dataset == "synthetic" and data_root is None and not data_knobs:
+        return prof
+    return dataclasses.replace(prof, dataset=dataset,
+                               data_root=None if data_root is None else str(data_root),
+                               data_knobs=dict(data_knobs))

@@ -134,14 +134,14 @@ def weight_volatility(table4: pd.DataFrame) -> dict:
             "why": "largest change of a weight between the windows [0, 100] and [90, 100]"}
 
 
-def write(tables: dict[str, pd.DataFrame], profile: str) -> list[Path]:
+def write(tables: dict[str, pd.DataFrame], prof: Profile) -> list[Path]:
     """Each table as CSV and as a rendered PNG in the profile's figures folder."""
     out = []
     for name, table in tables.items():
         stem = name.lower().replace(" ", "")
-        csv = paths.figures(profile) / f"{stem}.csv"
+        csv = paths.figures(prof.tag) / f"{stem}.csv"
         write_atomic(csv, lambda p, t=table: t.to_csv(p))
         shown = table.drop(columns=[c for c in ("auc_mean", "auc_std") if c in table])
-        plots.savefig(plots.render_table(shown, name), stem, profile)
+        plots.savefig(plots.render_table(shown, name), stem, prof)
         out += [csv, csv.with_suffix(".png")]
     return out

@@ -67,6 +67,16 @@ def fixed_subset_loss(data, epoch_indices: np.ndarray, fraction: float, channels
     return loss
 
 
+def selection_score(row: dict | None) -> tuple[float, float]:
+    """Checkpoint selection: validation malignant AUC, higher first. When a validation split
+    has no malignant breast (small real data sets) the AUC is NaN for every epoch and the
+    lower validation loss decides instead."""
+    if row is None:
+        return (-math.inf, -math.inf)
+    val_auc = row["val_auc_malignant"]
+    return (val_auc, 0.0) if math.isfinite(val_auc) else (-math.inf, -row["val_loss"])
+
+
 def make_optimizer(model: torch.nn.Module, cfg: RunConfig) -> torch.optim.Adam:
     """Adam over the trainable parameters; with `group_lr` (Split Learning Rates), one
     parameter group per theta_CC / theta_MLO / theta_shared with its own learning rate."""
@@ -178,7 +188,8 @@ def train(cfg: RunConfig, store: Path | None = None) -> RunDir:
                            reason=f"non-finite validation loss at epoch {epoch}")
             return run
         metrics.append(row)
-        if row["val_auc_malignant"] > best["val_auc"]:
+        if selection_score(row) > selection_score(metrics[best["epoch"]]
+                                                  if best["epoch"] >= 0 else None):
             best = {"epoch": epoch, "val_auc": row["val_auc_malignant"]}
             run.save("best.pt", model.state_dict())
         run.write_dynamics(epoch, "grad_norms", norms)
