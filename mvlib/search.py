@@ -32,10 +32,11 @@ def split_learning_rates(base: float, n: int, seed: int) -> list[dict[str, float
 
 
 def dropout_rates(n: int, seed: int) -> list[dict[str, float]]:
-    """n pairs of Modality Dropout rates, each uniform in [0, 1) independently per view."""
+    """n pairs of Modality Dropout rates, each uniform in [0, 1) independently per view
+    (3 digits, and at most 0.999: rounding must not reach a rate of 1)."""
     rng = np.random.default_rng(seed)
-    return [{"cc": float(f"{a:.3g}"), "mlo": float(f"{b:.3g}")}
-            for a, b in rng.uniform(0, 1, (n, 2))]
+    return [{v: min(float(f"{p:.3g}"), 0.999) for v, p in zip(("cc", "mlo"), pair, strict=True)}
+            for pair in rng.uniform(0, 1, (n, 2))]
 
 
 def results(runs: list[RunDir]) -> pd.DataFrame:

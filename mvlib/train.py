@@ -94,7 +94,7 @@ def make_model(cfg: RunConfig, store: Path) -> torch.nn.Module:
     when only the output layer is fine-tuned)."""
     model = build_model(cfg.model, cfg.channels, cfg.view_dropout)
     if cfg.init_from:
-        if not hasattr(model, "init_views"):
+        if cfg.model not in ("joint", "joint_blend"):
             raise ValueError(f"Pretraining initialises a Joint ResNet, not {cfg.model!r}")
         states = {}
         for view, ref in cfg.init_from.items():

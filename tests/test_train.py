@@ -221,3 +221,17 @@ def test_gradient_norms_every_iteration_and_online_lca_do_not_change_training(do
     assert np.allclose(w.cc + w.mlo + w.shared, w.allocated, atol=1e-6)
     assert np.allclose(w.actual - w.allocated, w.error, atol=1e-6)
     assert ((w.error.abs() <= 1e-3) | (w.splits == 32)).all()
+
+
+def test_checkpoint_selection_falls_back_to_validation_loss_without_two_classes():
+    from mvlib.train import selection_score
+
+    nan = float("nan")
+    a = {"val_auc_malignant": 0.8, "val_loss": 1.0}
+    b = {"val_auc_malignant": 0.7, "val_loss": 0.1}
+    assert selection_score(a) > selection_score(b)  # AUC decides when it is defined
+    assert not selection_score(dict(a)) > selection_score(a)  # a tie keeps the earlier epoch
+    single_class = [{"val_auc_malignant": nan, "val_loss": v} for v in (0.9, 0.4, 0.6)]
+    best = max(range(3), key=lambda i: selection_score(single_class[i]))
+    assert best == 1  # lowest validation loss
+    assert selection_score(single_class[0]) > selection_score(None)  # the first epoch is kept

@@ -1,0 +1,615 @@
+"""The regularizers of Section 6.2: Modality Dropout, Pretraining, Split Learning Rates and
+Gradient Blending (its heads, its loss and the offline weight estimate of Appendix C)."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import mvlib.blending as blending
+import mvlib.train as train_mod
+from mvlib.evaluate import auc
+from mvlib.models.heads import (
+    BlendedJointResNet,
+    JointResNet,
+    ModalityDropout,
+    UniView,
+    blended_loss,
+    build_model,
+    loss_fn,
+)
+from mvlib.regularized import ablation_settings
+from mvlib.runs import RunConfig
+from mvlib.search import BASE_LRS, dropout_rates, split_learning_rates
+from mvlib.train import make_model, make_optimizer, train
+
+VIEWS = ("cc", "mlo")
+KNOBS = {"patients": {"train": 12, "val": 10, "test": 6}}  # a small smoke set: ~2 s a run
+
+
+def views(b=2, c=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {"cc": torch.randn(b, c, 64, 48, generator=g),
+            "mlo": torch.randn(b, c, 72, 42, generator=g)}
+
+
+def labels(b):
+    return torch.tensor([[i % 2, (i // 2) % 2] for i in range(b)])
+
+
+def smoke(model, **kw):
+    return RunConfig(model=model, **{**dict(lr=1e-4, epochs=1, profile="smoke",
+                                            tta_windows=1, knobs=KNOBS), **kw})
+
+
+def encoder_state(uni_state):
+    return {k.removeprefix("encoder."): v for k, v in uni_state.items()
+            if k.startswith("encoder.")}
+
+
+def view_state(state, view):
+    return {k.removeprefix(f"{view}."): v for k, v in state.items()
+            if k.startswith(f"{view}.")}
+
+
+def assert_states_equal(a, b):
+    assert sorted(a) == sorted(b)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def states_differ(a, b):
+    return any(not torch.equal(a[k], b[k]) for k in a)
+
+
+# --- Modality Dropout ------------------------------------------------------------------------
+
+def reps(n=4000, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {v: torch.rand(n, 512, generator=g) + 0.1 for v in VIEWS}  # no zero entries
+
+
+def test_modality_dropout_is_the_identity_at_eval_and_with_zero_rates():
+    h = reps(64)
+    for md in (ModalityDropout(0.5, 0.9).eval(), ModalityDropout().train(),
+               ModalityDropout(0.0, 0.0).train()):
+        out = md(h)
+        for v in VIEWS:
+            assert torch.equal(out[v], h[v])
+
+
+def test_modality_dropout_keeps_or_zeroes_each_example_without_rescaling():
+    torch.manual_seed(0)
+    h = reps(4000)
+    out = ModalityDropout(cc=0.3, mlo=0.7).train()(h)
+    dropped = {}
+    for v in VIEWS:
+        kept = (out[v] == h[v]).all(dim=1)  # exactly the input: no 1/(1-p) rescale
+        zero = (out[v] == 0).all(dim=1)
+        assert (kept ^ zero).all(), "every row is either kept exactly or all zeros"
+        assert kept.any() and zero.any(), "masks differ across examples"
+        dropped[v] = zero.float()
+    assert dropped["cc"].mean().item() == pytest.approx(0.3, abs=0.03)
+    assert dropped["mlo"].mean().item() == pytest.approx(0.7, abs=0.03)
+    # Independent masks: both dropped at p_cc * p_mlo (a shared draw would give 0.3).
+    both = (dropped["cc"] * dropped["mlo"]).mean().item()
+    assert both == pytest.approx(0.3 * 0.7, abs=0.03)
+    equal_rates = ModalityDropout(0.5, 0.5).train()(h)
+    assert not torch.equal((equal_rates["cc"] == 0).all(1), (equal_rates["mlo"] == 0).all(1))
+
+
+def test_an_example_that_loses_both_views_is_predicted_by_the_output_bias():
+    torch.manual_seed(3)
+    model = JointResNet(view_dropout={"cc": 0.7, "mlo": 0.7}).train()
+    seen = {}
+    model.dropout.register_forward_hook(lambda m, i, o: seen.update(o))
+    x, y = views(8), labels(8)
+    logits = model(x)
+    both = ((seen["cc"] == 0).all(1) & (seen["mlo"] == 0).all(1))
+    assert both.any() and not both.all()
+    fused = seen["cc"] + seen["mlo"]
+    assert (fused[both] == 0).all()
+    bias = model.output.bias.detach().expand(int(both.sum()), -1)
+    assert torch.equal(logits[both].detach(), bias)
+    assert not torch.isclose(logits[~both].detach(), model.output.bias.detach()).all(1).any()
+    # Its loss still trains the bias, and only the bias.
+    loss_fn(logits[both], y[both]).backward()
+    assert model.output.bias.grad.abs().sum() > 0
+    assert torch.count_nonzero(model.output.weight.grad) == 0
+    for p in [*model.cc.parameters(), *model.mlo.parameters()]:
+        assert p.grad is None or torch.count_nonzero(p.grad) == 0
+
+
+@pytest.mark.parametrize("rates", [{"cc": -0.1}, {"mlo": 1.0}, {"cc": 1.5}, {"mlo": math.nan}])
+def test_modality_dropout_rates_outside_zero_one_are_rejected(rates):
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        ModalityDropout(**rates)
+
+
+@pytest.mark.parametrize("name", ["uni_cc", "uni_mlo", "split"])
+def test_modality_dropout_needs_a_fusing_model(name):
+    with pytest.raises(ValueError, match="fusing"):
+        build_model(name, view_dropout={"cc": 0.2, "mlo": 0.2})
+    assert isinstance(build_model("joint", view_dropout={"cc": 0.2, "mlo": 0.3}).dropout,
+                      ModalityDropout)
+
+
+# --- Pretraining: units ------------------------------------------------------------------------
+
+def trained_uniview(view):
+    model = UniView(view).train()
+    with torch.no_grad():
+        model(views(4, seed=1))  # BatchNorm running statistics away from their init
+    return model
+
+
+def test_init_views_copies_each_uniview_encoder_and_not_the_output_layer():
+    torch.manual_seed(0)
+    uni = {v: trained_uniview(v) for v in VIEWS}
+    joint = JointResNet()
+    output_before = {k: v.clone() for k, v in joint.output.state_dict().items()}
+    assert states_differ(joint.cc.state_dict(), encoder_state(uni["cc"].state_dict()))
+    joint.init_views({v: uni[v].state_dict() for v in VIEWS})
+    for v in VIEWS:
+        assert_states_equal(getattr(joint, v).state_dict(), encoder_state(uni[v].state_dict()))
+    assert_states_equal(joint.output.state_dict(), output_before)
+
+
+def test_init_views_of_one_view_leaves_the_other_and_rejects_non_uniview_states():
+    joint = JointResNet()
+    mlo_before = {k: v.clone() for k, v in joint.mlo.state_dict().items()}
+    joint.init_views({"cc": trained_uniview("cc").state_dict()})
+    assert_states_equal(joint.mlo.state_dict(), mlo_before)
+    with pytest.raises(ValueError, match="encoder"):
+        joint.init_views({"cc": JointResNet().state_dict()})
+
+
+def test_freeze_views_trains_the_output_layer_only():
+    model = JointResNet().train()
+    model.freeze_views()
+    assert not model.cc.training and not model.mlo.training and model.output.training
+    names = model.group_names()
+    params = dict(model.named_parameters())
+    for group in ("cc", "mlo"):
+        assert names[group] and not any(params[n].requires_grad for n in names[group])
+    assert names["shared"] and all(params[n].requires_grad for n in names["shared"])
+    model.eval()
+    model.train()
+    for view in VIEWS:
+        assert not any(m.training for m in getattr(model, view).modules())
+    assert model.output.training and model.noise.training and model.dropout.training
+    buffers = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    out = model(views(4))
+    for k, v in model.state_dict().items():
+        if "running" in k:
+            assert torch.equal(v, buffers[k]), k
+    loss_fn(out, labels(4)).backward()
+    assert model.output.weight.grad is not None
+    assert all(p.grad is None for v in VIEWS for p in getattr(model, v).parameters())
+    # Control: without freezing, the same forward moves the running statistics.
+    free = JointResNet().train()
+    before = free.cc.column.state_dict()
+    before = {k: v.clone() for k, v in before.items() if "running_mean" in k}
+    free(views(4))
+    assert any(not torch.equal(free.cc.column.state_dict()[k], v) for k, v in before.items())
+
+
+@pytest.mark.parametrize("group_lr", [None, {"cc": 1e-5, "mlo": 1e-4, "shared": 1e-3}])
+def test_optimizer_of_a_frozen_model_holds_the_output_layer_only(group_lr):
+    model = JointResNet()
+    model.freeze_views()
+    opt = make_optimizer(model, smoke("joint", group_lr=group_lr))
+    held = [p for g in opt.param_groups for p in g["params"]]
+    assert sorted(map(id, held)) == sorted(map(id, model.output.parameters()))
+    if group_lr:
+        assert [(g["name"], g["lr"]) for g in opt.param_groups] == [("shared", 1e-3)]
+
+
+# --- Pretraining: end to end -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    store = tmp_path_factory.mktemp("store")
+    uni = {v: train(smoke(f"uni_{v}"), store) for v in VIEWS}
+    init_from = {v: uni[v].ref for v in VIEWS}
+    runs = {f: train(smoke("joint", init_from=init_from, finetune=f), store)
+            for f in ("output", "all")}
+    return store, uni, runs
+
+
+def test_pretraining_output_only_keeps_the_uniview_columns(pretrained):
+    store, uni, runs = pretrained
+    run = runs["output"]
+    assert run.status()["state"] == "done"
+    best = run.load("best.pt")
+    for v in VIEWS:
+        # Weights and BatchNorm statistics: frozen columns stay the uni-view encoders.
+        assert_states_equal(view_state(best, v), encoder_state(uni[v].load("best.pt")))
+    torch.manual_seed(run.cfg.seed)  # what train() does before make_model
+    init = make_model(run.cfg, store)
+    assert init.frozen
+    assert states_differ(view_state(best, "output"), init.output.state_dict())
+    norms = run.dynamics("grad_norms")
+    assert (norms.cc == 0).all() and (norms.mlo == 0).all() and (norms.shared > 0).all()
+
+
+def test_pretraining_whole_model_starts_from_and_moves_away_from_the_uniview_columns(
+        pretrained):
+    store, uni, runs = pretrained
+    run = runs["all"]
+    assert run.status()["state"] == "done"
+    torch.manual_seed(run.cfg.seed)
+    init = make_model(run.cfg, store)
+    assert not init.frozen and all(p.requires_grad for p in init.parameters())
+    best = run.load("best.pt")
+    for v in VIEWS:
+        encoder = encoder_state(uni[v].load("best.pt"))
+        assert_states_equal(getattr(init, v).state_dict(), encoder)
+        assert states_differ(view_state(best, v), encoder)
+
+
+def test_pretraining_from_a_missing_run_names_the_missing_checkpoint(pretrained):
+    store, uni, _ = pretrained
+    cfg = smoke("joint", init_from={"cc": "default/no-such-run", "mlo": uni["mlo"].ref},
+                finetune="output", experiment="missing")
+    with pytest.raises(FileNotFoundError) as err:
+        train(cfg, store)
+    assert str(store / "default" / "no-such-run" / "best.pt") in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["uni_cc", "split", "shared"])
+def test_pretraining_initialises_joint_resnets_only(pretrained, name):
+    store, uni, _ = pretrained
+    cfg = smoke(name, init_from={v: uni[v].ref for v in VIEWS})
+    with pytest.raises(ValueError, match="Joint ResNet"):
+        make_model(cfg, store)
+
+
+# --- RunConfig validation ------------------------------------------------------------------
+
+@pytest.mark.parametrize("kw", [
+    dict(model="joint", blend_weights={"joint": 0.5, "cc": 0.25, "mlo": 0.25}),
+    dict(model="joint_blend"),
+    dict(model="joint_blend", blend_weights={}),
+    dict(model="joint", finetune="output"),
+    dict(model="joint", finetune="bogus", init_from={"cc": "a/b", "mlo": "a/c"}),
+])
+def test_run_config_rejects_inconsistent_regularizer_fields(kw):
+    with pytest.raises(ValueError):
+        RunConfig(lr=1e-4, epochs=1, **kw)
+
+
+def test_run_config_accepts_consistent_regularizer_fields():
+    RunConfig(model="joint_blend", lr=1e-4, epochs=1,
+              blend_weights={"joint": 0.5, "cc": 0.25, "mlo": 0.25})
+    RunConfig(model="joint", lr=1e-4, epochs=1, init_from={"cc": "a/b", "mlo": "a/c"},
+              finetune="output")
+
+
+# --- Split Learning Rates and Modality Dropout sampling ---------------------------------------
+
+@pytest.mark.parametrize("base", BASE_LRS)
+def test_split_learning_rates_are_log_uniform_within_a_decade(base):
+    a = split_learning_rates(base, 2000, seed=10)
+    assert a == split_learning_rates(base, 2000, seed=10)
+    assert a != split_learning_rates(base, 2000, seed=11)
+    assert len(a) == 2000 and all(set(r) == {"cc", "mlo", "shared"} for r in a)
+    rates = np.array([[r[g] for g in ("cc", "mlo", "shared")] for r in a])
+    assert (rates >= base / 10 * (1 - 5e-3)).all() and (rates <= base * 10 * (1 + 5e-3)).all()
+    assert all(float(f"{x:.3g}") == x for x in rates.ravel())  # 3 significant digits
+    exponents = np.log10(rates / base)
+    assert abs(exponents.mean()) < 0.05
+    for col in exponents.T:  # each group uniform on [-1, 1]
+        assert abs(col.mean()) < 0.06 and col.min() < -0.95 and col.max() > 0.95
+        assert np.mean(col < -0.5) == pytest.approx(0.25, abs=0.04)
+        assert np.mean(col > 0.5) == pytest.approx(0.25, abs=0.04)
+    assert abs(np.corrcoef(exponents.T)[0, 1]) < 0.1  # the groups are drawn independently
+
+
+def test_dropout_rates_are_uniform_per_view_and_reproducible():
+    a = dropout_rates(2000, seed=20)
+    assert a == dropout_rates(2000, seed=20) and a != dropout_rates(2000, seed=21)
+    for v in VIEWS:
+        r = np.array([d[v] for d in a])
+        assert (r >= 0).all() and (r <= 1).all()
+        assert r.mean() == pytest.approx(0.5, abs=0.03)
+        assert np.mean(r < 0.25) == pytest.approx(0.25, abs=0.04)
+
+
+def test_dropout_rates_stay_below_one_so_every_sample_builds_a_model():
+    rates = [p for d in dropout_rates(2000, seed=0) for p in d.values()]
+    assert max(rates) < 1.0
+    for d in dropout_rates(2000, seed=0):
+        ModalityDropout(**d)
+
+
+# --- Gradient Blending: heads and loss -----------------------------------------------------------
+
+def test_blended_model_has_a_joint_head_and_one_extra_head_per_view():
+    torch.manual_seed(0)
+    model = BlendedJointResNet().eval()
+    x = views()
+    heads = model.heads(x)
+    assert set(heads) == {"joint", "cc", "mlo"}
+    assert all(h.shape == (2, 2) for h in heads.values())
+    assert torch.equal(model(x), heads["joint"])
+    h = {v: getattr(model, v)(x[v]) for v in VIEWS}
+    assert torch.allclose(heads["joint"], model.output(h["cc"] + h["mlo"]), atol=1e-6)
+    for v in VIEWS:  # the extra heads read the column's pooled 256-d features
+        feats = getattr(model, v).column(x[v]).mean(dim=(2, 3))
+        assert torch.allclose(heads[v], model.extra[v](feats), atol=1e-6)
+    changed = model.heads({"cc": x["cc"], "mlo": x["mlo"] + 1})
+    assert torch.equal(changed["cc"], heads["cc"])
+    assert not torch.allclose(changed["mlo"], heads["mlo"])
+    assert not torch.allclose(changed["joint"], heads["joint"])
+
+
+def test_blended_loss_is_the_weighted_sum_of_the_three_losses():
+    torch.manual_seed(0)
+    heads = {k: torch.randn(6, 2) for k in ("joint", "cc", "mlo")}
+    y = labels(6)
+    w = {"joint": 0.5, "cc": 0.2, "mlo": 0.3}
+    expected = sum(w[k] * loss_fn(heads[k], y) for k in w)
+    assert torch.isclose(blended_loss(heads, y, w), expected)
+    assert not torch.isclose(blended_loss(heads, y, {"joint": 0.5, "cc": 0.3, "mlo": 0.2}),
+                             expected)
+    only_cc = blended_loss(heads, y, {"joint": 0.0, "cc": 1.0, "mlo": 0.0})
+    assert torch.isclose(only_cc, loss_fn(heads["cc"], y))
+
+
+def blended_step(w):
+    torch.manual_seed(0)
+    model = BlendedJointResNet().train()
+    before = {v: [p.detach().clone() for p in model.extra[v].parameters()] for v in VIEWS}
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    blended_loss(model.heads(views(4)), labels(4), w).backward()
+    grads = {v: [p.grad for p in model.extra[v].parameters()] for v in VIEWS}
+    opt.step()
+    moved = {v: any(not torch.equal(p, q) for p, q in zip(model.extra[v].parameters(),
+                                                          before[v], strict=True))
+             for v in VIEWS}
+    return model, grads, moved
+
+
+def nonzero(grads):
+    return any(g is not None and torch.count_nonzero(g) > 0 for g in grads)
+
+
+def test_a_blended_step_trains_an_extra_head_only_when_its_weight_is_positive():
+    _, grads, moved = blended_step({"joint": 0.5, "cc": 0.3, "mlo": 0.2})
+    assert nonzero(grads["cc"]) and nonzero(grads["mlo"]) and moved["cc"] and moved["mlo"]
+    model, grads, moved = blended_step({"joint": 0.7, "cc": 0.0, "mlo": 0.3})
+    assert not nonzero(grads["cc"]) and not moved["cc"]
+    assert nonzero(grads["mlo"]) and moved["mlo"]
+    assert nonzero([p.grad for p in model.cc.parameters()])  # the joint head still trains it
+
+
+def test_training_with_blend_weights_uses_the_blended_loss(tmp_path, monkeypatch):
+    calls = []
+    real = train_mod.blended_loss
+
+    def recording(heads, y, weights):
+        calls.append((sorted(heads), dict(weights)))
+        return real(heads, y, weights)
+
+    monkeypatch.setattr(train_mod, "blended_loss", recording)
+    w = {"joint": 0.6, "cc": 0.1, "mlo": 0.3}
+    run = train(smoke("joint_blend", blend_weights=w), tmp_path)
+    assert run.status()["state"] == "done"
+    assert calls and all(c == (["cc", "joint", "mlo"], w) for c in calls)
+    norms = run.dynamics("grad_norms")
+    assert len(norms) == len(calls)
+
+
+# --- Gradient Blending: the weight estimate ------------------------------------------------------
+
+def curve_from_steps(g_steps, o_steps, measure):
+    """A per-epoch metrics table whose steps have generalisation G and overfitting O."""
+    score = 0.5 + np.concatenate([[0.0], np.cumsum(np.asarray(g_steps, float))])
+    gap = 0.05 + np.concatenate([[0.0], np.cumsum(np.asarray(o_steps, float))])
+    n = len(score)
+    if measure == "loss":
+        val = 2.0 - (score - 0.5)
+        cols = {"val_loss": val, "train_loss": val - gap,
+                "train_auc_malignant": np.full(n, 0.5), "val_auc_malignant": np.full(n, 0.5)}
+    else:
+        cols = {"val_auc_malignant": score, "train_auc_malignant": score + gap,
+                "train_loss": np.ones(n), "val_loss": np.ones(n)}
+    return pd.DataFrame({"epoch": np.arange(n), **cols})
+
+
+def constant_curves(n_epochs, g, o, measure):
+    return {k: curve_from_steps([g[k]] * (n_epochs - 1), [o[k]] * (n_epochs - 1), measure)
+            for k in g}
+
+
+def formula(g, o):
+    raw = {k: g[k] / o[k] ** 2 for k in g}
+    return {k: v / sum(raw.values()) for k, v in raw.items()}
+
+
+def assert_weights(w, expected, tol=1e-9):
+    assert set(w) == set(expected)
+    assert all(v >= 0 for v in w.values()) and sum(w.values()) == pytest.approx(1, abs=1e-12)
+    for k in expected:
+        assert w[k] == pytest.approx(expected[k], abs=tol), k
+
+
+G1 = {"joint": 0.02, "cc": 0.01, "mlo": 0.004}
+O1 = {"joint": 0.01, "cc": 0.004, "mlo": 0.002}
+G2 = {"joint": 0.005, "cc": 0.012, "mlo": 0.003}
+O2 = {"joint": 0.002, "cc": 0.01, "mlo": 0.006}
+
+
+@pytest.mark.parametrize("measure", blending.MEASURES)
+def test_estimate_is_g_over_o_squared_for_constant_curves(measure):
+    curves = constant_curves(10, G1, O1, measure)
+    for window in blending.WINDOWS.values():
+        assert_weights(blending.estimate(curves, measure, window), formula(G1, O1))
+    steps = blending.step_weights(curves, measure)
+    assert list(steps.index) == list(range(2, 11))
+    expected = formula(G1, O1)
+    for k in G1:
+        assert np.allclose(steps[k], expected[k], atol=1e-9)
+
+
+@pytest.mark.parametrize("measure", blending.MEASURES)
+def test_estimate_window_takes_the_last_tenth_of_the_epochs(measure):
+    n, late = 19, 2  # 20 epochs: the steps ending at epochs 19 and 20 lie in (0.9, 1]
+    curves = {k: curve_from_steps([G1[k]] * (n - late) + [G2[k]] * late,
+                                  [O1[k]] * (n - late) + [O2[k]] * late, measure)
+              for k in G1}
+    early, last = formula(G1, O1), formula(G2, O2)
+    assert_weights(blending.estimate(curves, measure, (0.9, 1.0)), last)
+    mixture = {k: ((n - late) * early[k] + late * last[k]) / n for k in G1}
+    assert_weights(blending.estimate(curves, measure, (0.0, 1.0)), mixture)
+    assert_weights(blending.estimate(curves, measure, (0.0, 0.9)), early)
+
+
+@pytest.mark.parametrize("measure", blending.MEASURES)
+def test_a_shrinking_gap_counts_as_the_floor(measure):
+    o = {**O1, "mlo": -0.003}  # MLO improves while its gap shrinks
+    curves = constant_curves(6, G1, o, measure)
+    assert_weights(blending.estimate(curves, measure, (0, 1)),
+                   formula(G1, {**O1, "mlo": 1e-3}))
+    assert_weights(blending.estimate(curves, measure, (0, 1), floor=0.003),
+                   formula(G1, {**O1, "mlo": 0.003}))
+    # A gap that grows by less than the floor also counts as the floor.
+    tiny = constant_curves(6, G1, {**O1, "cc": 1e-4}, measure)
+    assert_weights(blending.estimate(tiny, measure, (0, 1)), formula(G1, {**O1, "cc": 1e-3}))
+
+
+@pytest.mark.parametrize("measure", blending.MEASURES)
+def test_a_model_that_gets_worse_gets_no_weight(measure):
+    for g_cc in (-0.01, 0.0):
+        curves = constant_curves(6, {**G1, "cc": g_cc}, O1, measure)
+        w = blending.estimate(curves, measure, (0, 1))
+        expected = formula({k: G1[k] for k in ("joint", "mlo")},
+                           {k: O1[k] for k in ("joint", "mlo")})
+        assert_weights(w, {**expected, "cc": 0.0})
+    # Worse in one step only: zero in that step, its usual weight in the others.
+    curves = constant_curves(5, G1, O1, measure)
+    curves["cc"] = curve_from_steps([G1["cc"], G1["cc"], -0.01, G1["cc"]], [O1["cc"]] * 4,
+                                    measure)
+    without_cc = formula({k: G1[k] for k in ("joint", "mlo")},
+                         {k: O1[k] for k in ("joint", "mlo")})
+    full = formula(G1, O1)
+    mean = {k: (3 * full[k] + without_cc.get(k, 0.0)) / 4 for k in G1}
+    assert_weights(blending.estimate(curves, measure, (0, 1)), mean)
+
+
+@pytest.mark.parametrize("measure", blending.MEASURES)
+def test_estimate_is_undefined_when_every_model_gets_worse(measure):
+    worse = {k: -v for k, v in G1.items()}
+    with pytest.raises(ValueError, match="undefined"):
+        blending.estimate(constant_curves(6, worse, O1, measure), measure, (0, 1))
+    # Good early, all worse in the last 10%: only the late window is undefined.
+    curves = {k: curve_from_steps([G1[k]] * 17 + [worse[k]] * 2, [O1[k]] * 19, measure)
+              for k in G1}
+    with pytest.raises(ValueError):
+        blending.estimate(curves, measure, (0.9, 1.0))
+    assert_weights(blending.estimate(curves, measure, (0, 1)), formula(G1, O1))
+    assert len(curves["cc"]) == 20
+    with pytest.raises(ValueError, match="measure"):
+        blending.estimate(curves, "accuracy", (0, 1))
+
+
+# --- Gradient Blending: the 10% validation subset ----------------------------------------------
+
+def val_predictions(n=40, malignant=3, epochs=3, seed=0):
+    rng = np.random.default_rng(seed)
+    ids = rng.permutation(np.arange(100, 100 + n))
+    mal = np.zeros(n, int)
+    mal[rng.choice(n, malignant, replace=False)] = 1
+    ben = rng.integers(0, 2, n)
+    frames = [pd.DataFrame({"breast_id": ids, "malignant": mal, "benign": ben,
+                            "p_malignant": rng.uniform(0.05, 0.95, n),
+                            "p_benign": rng.uniform(0.05, 0.95, n), "epoch": e})
+              for e in range(epochs)]
+    return pd.concat(frames, ignore_index=True)
+
+
+def metrics_curve(epochs=3):
+    return pd.DataFrame({"epoch": np.arange(epochs), "train_loss": np.linspace(1, 0.5, epochs),
+                         "val_loss": 9.0, "train_auc_malignant": 0.7,
+                         "val_auc_malignant": 0.0})
+
+
+def bce(y, p):
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    return float(np.mean(-(y * np.log(p) + (1 - y) * np.log(1 - p))))
+
+
+def test_subset_curve_on_the_whole_set_recomputes_loss_and_auc():
+    vp, curve = val_predictions(malignant=8), metrics_curve()
+    original = curve.copy()
+    out = blending.subset_curve(curve, vp, 1.0)
+    pd.testing.assert_frame_equal(curve, original)  # the input is not modified
+    pd.testing.assert_series_equal(out.train_loss, curve.train_loss)
+    for e in range(3):
+        p = vp[vp.epoch == e]
+        row = out[out.epoch == e].iloc[0]
+        assert row.val_auc_malignant == pytest.approx(auc(p.malignant, p.p_malignant), abs=1e-12)
+        expected = bce(p.malignant, p.p_malignant) + bce(p.benign, p.p_benign)
+        assert row.val_loss == pytest.approx(expected, rel=1e-9)
+        logits = torch.logit(torch.tensor(p[["p_malignant", "p_benign"]].to_numpy()))
+        y = torch.tensor(p[["malignant", "benign"]].to_numpy())
+        assert row.val_loss == pytest.approx(loss_fn(logits, y).item(), rel=1e-6)
+
+
+def test_subset_curve_keeps_a_fixed_stratified_tenth(monkeypatch):
+    vp, curve = val_predictions(n=40, malignant=3), metrics_curve()
+    seen = []
+    real = blending.auc
+
+    def recording(y, s):
+        seen.append((sorted(vp.loc[y.index, "breast_id"]), int(y.sum()), len(y)))
+        return real(y, s)
+
+    monkeypatch.setattr(blending, "auc", recording)
+    out = blending.subset_curve(curve, vp, 0.1, seed=5)
+    assert len(seen) == 3
+    ids, positives, size = seen[0]
+    assert positives == 1 and size == 1 + round(0.1 * 37)  # max(1, round(0.3)) malignant
+    assert all(s[0] == ids for s in seen)  # the same breasts every epoch
+    assert np.isfinite(out.val_auc_malignant).all() and (out.val_loss != 9.0).all()
+    monkeypatch.setattr(blending, "auc", real)
+    pd.testing.assert_frame_equal(out, blending.subset_curve(curve, vp, 0.1, seed=5))
+    assert not out.equals(blending.subset_curve(curve, vp, 0.1, seed=6))
+    whole = blending.subset_curve(curve, vp, 1.0)
+    assert not np.allclose(out.val_loss, whole.val_loss)
+
+
+# --- Table 5's weight sets ------------------------------------------------------------------
+
+def weights_table(auc_weights):
+    nan = {"w_joint": np.nan, "w_cc": np.nan, "w_mlo": np.nan}
+    rows = [
+        {"validation": "whole", "measure": "loss", "window": "[0, 100]",
+         "w_joint": 0.9, "w_cc": 0.05, "w_mlo": 0.05},
+        {"validation": "whole", "measure": "auc", "window": "[90, 100]", **nan},
+        {"validation": "10%", "measure": "loss", "window": "[0, 100]",
+         "w_joint": 0.5, "w_cc": 0.2, "w_mlo": 0.3},
+        {"validation": "10%", "measure": "auc", "window": "[0, 100]",
+         **(auc_weights or nan)},
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_ablation_settings_are_equal_weights_and_each_estimate_swapped():
+    sets = ablation_settings(weights_table({"w_joint": 0.6, "w_cc": 0.1, "w_mlo": 0.3}))
+    assert sets == {
+        "equal weights": {"joint": 1 / 3, "cc": 1 / 3, "mlo": 1 / 3},
+        "loss": {"joint": 0.5, "cc": 0.2, "mlo": 0.3},
+        "loss, swapped": {"joint": 0.5, "cc": 0.3, "mlo": 0.2},
+        "AUC": {"joint": 0.6, "cc": 0.1, "mlo": 0.3},
+        "AUC, swapped": {"joint": 0.6, "cc": 0.3, "mlo": 0.1},
+    }
+
+
+def test_ablation_settings_skip_undefined_estimates():
+    sets = ablation_settings(weights_table(None))
+    assert sorted(sets) == ["equal weights", "loss", "loss, swapped"]
+    assert sets["loss, swapped"] == {"joint": 0.5, "cc": 0.3, "mlo": 0.2}
