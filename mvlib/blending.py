@@ -8,6 +8,12 @@ or by malignant AUC (G = AUC_val,N+1 - AUC_val,N; gap = AUC_train - AUC_val). Th
 the steps inside a window of the run (a fraction of its epochs: the paper's [0, 100] and
 [90, 100] are (0, 1) and (0.9, 1)) are averaged and normalised again.
 
+Both sides are measured at the checkpoint, as Wang et al. do: the training loss and AUC are
+those of the whole training split evaluated like validation (`train_eval_*`, recorded by runs
+with `checkpoint_curves`), not the running average over the epoch's noisy windows; curves
+without them fall back to the running average. The untrained model is not evaluated, so the
+first step covered is epoch 1 -> 2.
+
 Guards, since the formula needs G > 0 and O > 0: a model whose validation performance got
 worse in a step (G <= 0) gets weight 0 in that step; an overfitting growth O below `floor`
 (including O <= 0: the gap shrank) counts as `floor`, so such a model gets a large but finite
@@ -29,11 +35,12 @@ WINDOWS = {"[0, 100]": (0.0, 1.0), "[90, 100]": (0.9, 1.0)}  # the paper's epoch
 def generalisation_and_overfitting(curve: pd.DataFrame, measure: str) -> pd.DataFrame:
     """Per step N -> N+1 of a per-epoch metrics table (row i = after epoch i + 1): G, O and
     the step's end epoch (epochs finished)."""
+    train = "train_eval" if "train_eval_loss" in curve else "train"
     if measure == "loss":
-        score, gap = -curve.val_loss, curve.val_loss - curve.train_loss
+        score, gap = -curve.val_loss, curve.val_loss - curve[f"{train}_loss"]
     elif measure == "auc":
         score = curve.val_auc_malignant
-        gap = curve.train_auc_malignant - curve.val_auc_malignant
+        gap = curve[f"{train}_auc_malignant"] - curve.val_auc_malignant
     else:
         raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
     return pd.DataFrame({"epoch": np.arange(2, len(curve) + 1),

@@ -19,14 +19,17 @@ def numbered() -> list[Path]:
     return sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
 
-def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
-    """Drop papermill's timing metadata and its injected-parameters cell.
+def clean(nb: nbformat.NotebookNode, keep_parameters: bool = False) -> nbformat.NotebookNode:
+    """Drop papermill's timing metadata and (unless `keep_parameters`) its injected cell.
 
-    The injected cell would pin the profile for anyone (nbval included) re-running the
-    committed notebook; the notebooks print the profile they ran with instead.
+    In the committed notebooks the injected cell would pin the profile for anyone (nbval
+    included) re-running them; the notebooks print the profile they ran with instead. Copies
+    run on other profiles or data sets keep it, as a record of their parameters.
     """
     nb.metadata.pop("papermill", None)
-    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    if not keep_parameters:
+        nb.cells = [c for c in nb.cells
+                    if "injected-parameters" not in c.metadata.get("tags", [])]
     for cell in nb.cells:
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
@@ -35,7 +38,7 @@ def clean(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 def output_path(path: Path, tag: str) -> Path:
     """Committed notebooks carry the laptop run on the synthetic data (tag `laptop`); other
-    profiles and data sets (tags like `paper`, `laptop-rsna`) write beside their runs."""
+    profiles and data sets (tags like `paper`, `laptop-rsna-1a2b3c`) write beside their runs."""
     if tag == "laptop":
         return path
     return paths.store() / tag / "notebooks" / path.name
@@ -56,7 +59,7 @@ def run(path: Path, profile: str, dataset: str = "synthetic", data_root: str | N
                                                "data_root": data_root},
                                    kernel_name="python3", cwd=str(path.parent),
                                    progress_bar=False)
-        nb = clean(nbformat.read(tmp, as_version=4))
+        nb = clean(nbformat.read(tmp, as_version=4), keep_parameters=tag != "laptop")
         write_atomic(out, lambda p: nbformat.write(nb, str(p)))
     finally:
         tmp.unlink(missing_ok=True)

@@ -22,7 +22,8 @@ def realdata() -> Path:
 
 def figures(tag: str) -> Path:
     """Committed figures come from the laptop profile on the synthetic data (tag `laptop`);
-    other profiles and data sets (tags like `paper`, `laptop-rsna`) write beside their runs."""
+    other profiles and data sets (tags like `paper`, `laptop-rsna-1a2b3c`) write beside
+    their runs."""
     path = REPO / "figures" if tag == "laptop" else store() / tag / "figures"
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -8,6 +8,8 @@ runs whatever the Makefile exports.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 
@@ -45,9 +47,13 @@ class Profile:
 
     @property
     def tag(self) -> str:
-        """Names this profile's outputs: the profile, plus the data set when it is not the
-        synthetic default (so real-data runs never overwrite the committed figures)."""
-        return self.name if self.dataset == "synthetic" else f"{self.name}-{self.dataset}"
+        """Names this profile's outputs: the profile, plus the data set and a hash of its
+        root and knobs when it is not the synthetic default (so real-data runs never
+        overwrite the committed figures, nor each other's)."""
+        if self.dataset == "synthetic" and not self.data_knobs:
+            return self.name
+        source = json.dumps([self.data_root, self.data_knobs], sort_keys=True).encode()
+        return f"{self.name}-{self.dataset}-{hashlib.sha256(source).hexdigest()[:6]}"
 
     def synthetic_config(self, **knobs) -> SynthConfig:
         """The embedded default data set of this profile; `knobs` override generator fields."""

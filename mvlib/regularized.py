@@ -12,17 +12,26 @@ alone (the paper does not say whether it searched again; we do not, to save budg
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from mvlib import blending, paper
-from mvlib.experiments import TABLE1, config, lr_settings, search_then_repeat, summary
+from mvlib.experiments import (
+    TABLE1,
+    config,
+    input_channels,
+    lr_settings,
+    search_then_repeat,
+    summary,
+)
 from mvlib.profiles import Profile
 from mvlib.runs import RunDir
 from mvlib.search import BASE_LRS, dropout_rates, split_learning_rates
 from mvlib.sweep import Executor, default_executor, sweep
+from mvlib.train import selection_score
 
 BLEND_LR = 1e-4  # Appendix C: every Gradient Blending run uses this rate
 SUBSET = 0.1  # Table 5: weights estimated on 10% of the validation set
@@ -45,7 +54,9 @@ def pretrained_views(prof: Profile, executor: Executor | None = None,
         done = [r for r in final[name] if r.status()["state"] == "done"]
         if not done:
             raise RuntimeError(f"every {name} run diverged: nothing to pretrain from")
-        best[view] = max(done, key=lambda r: r.status()["best_val_auc"]).ref
+        best[view] = max(done, key=lambda r: selection_score(
+            {"val_auc_malignant": r.status()["best_val_auc"],
+             "val_loss": r.status().get("best_val_loss", math.inf)})).ref
     return best
 
 
@@ -82,8 +93,13 @@ def blending_curves(prof: Profile, executor: Executor | None = None,
     """CC-only, MLO-only and Joint ResNet trained separately at 1e-4: the curves the
     weights are estimated from."""
     models = {"cc": "uni_cc", "mlo": "uni_mlo", "joint": "joint"}
-    cfgs = {k: config(prof, m, BLEND_LR, 0, "blending") for k, m in models.items()}
+    cfgs = {k: config(prof, m, BLEND_LR, 0, "blending", checkpoint_curves=True)
+            for k, m in models.items()}
     runs = sweep(list(cfgs.values()), executor or default_executor(prof.workers), store)
+    for run in runs:
+        if run.status()["state"] != "done":
+            raise RuntimeError(f"{run.path}: the {run.cfg.model} curve run "
+                               f"{run.status()['state']}; Gradient Blending has no weights")
     return dict(zip(cfgs, runs, strict=True))
 
 
@@ -204,7 +220,10 @@ def table2(prof: Profile, executor: Executor | None = None, store: Path | None =
 def no_heatmap_settings(prof: Profile, executor: Executor | None = None,
                         store: Path | None = None) -> dict[str, list]:
     """Table 3's runs: the winning configs of Joint, Joint + Modality Dropout and Shared,
-    re-trained on the image channel alone, `seeds` repetitions each."""
+    re-trained on the image channel alone, `seeds` repetitions each. None when the data set
+    has no heatmaps: every run already reads the image alone."""
+    if input_channels(prof) == 1:
+        return {}
     t1 = table1_final(prof, executor, store, ("Joint ResNet", "Shared ResNet"))
     md = regularizers(prof, executor, store)[1]["+ Modality Dropout"]
     winners = {"Joint ResNet": t1["Joint ResNet"][0].cfg, "+ Modality Dropout": md[0].cfg,
@@ -215,7 +234,8 @@ def no_heatmap_settings(prof: Profile, executor: Executor | None = None,
 
 def table3(prof: Profile, executor: Executor | None = None, store: Path | None = None
            ) -> pd.DataFrame:
-    """Table 3: the models trained without heatmaps, ours beside the paper's."""
+    """Table 3: the models trained without heatmaps, ours beside the paper's (no rows when the
+    data set has no heatmaps)."""
     cfgs = no_heatmap_settings(prof, executor, store)
     runs = sweep([c for cs in cfgs.values() for c in cs],
                  executor or default_executor(prof.workers), store)

@@ -4,7 +4,8 @@ A run folder is named by its config's hash and tells everything about the run:
   config.json     the RunConfig
   status.json     state (running / done / diverged), best epoch, test AUC, reason
   metrics.csv     one row per finished epoch
-  dynamics/       per epoch: gradient norms per iteration, LCA windows (when on)
+  dynamics/       per epoch: gradient norms per iteration, LCA windows (when on),
+                  validation predictions per breast (with checkpoint_curves)
   last.pt         model, optimiser and bookkeeping after the last finished epoch (resume)
   best.pt         model weights of the epoch with the best validation malignant AUC
   predictions.csv test predictions of the best checkpoint (10-window TTA mean)
@@ -46,6 +47,9 @@ class RunConfig:
     blend_weights: dict[str, float] | None = None
     init_from: dict[str, str] | None = None
     finetune: str = "all"
+    # Gradient Blending's curves: evaluate the training split at every checkpoint (as the
+    # validation split is) and keep per-breast validation predictions per epoch.
+    checkpoint_curves: bool = False
     # Online Loss Change Allocation (Appendix A): every `lca_every` iterations (0 = off),
     # over a fixed `lca_fraction` of the epoch's sample.
     lca_every: int = 0

@@ -50,16 +50,21 @@ def results(runs: list[RunDir]) -> pd.DataFrame:
                      **{f"lr_{g}": v for g, v in (cfg.group_lr or {}).items()},
                      **{f"p_{v}": p for v, p in (cfg.view_dropout or {}).items()},
                      **{f"w_{k}": w for k, w in (cfg.blend_weights or {}).items()},
-                     "state": status["state"], "best_epoch": status.get("best_epoch"),
+                     "state": status["state"], "val_loss": status.get("best_val_loss"),
+                     "best_epoch": status.get("best_epoch"),
                      "val_auc": status.get("best_val_auc"), "test_auc": status.get("test_auc"),
                      "path": str(run.path)})
     return pd.DataFrame(rows)
 
 
 def winner(table: pd.DataFrame, by: str = "lr") -> float:
-    """The setting with the best mean validation AUC over its repetitions; diverged runs
-    count as missing, a setting whose runs all diverged cannot win."""
+    """The setting with the best mean validation AUC over its repetitions (the lowest mean
+    validation loss when no AUC is defined); diverged runs count as missing, a setting
+    whose runs all diverged cannot win."""
     done = table[table.state == "done"]
     if done.empty:
         raise ValueError("every run of the group diverged")
-    return done.groupby(by)["val_auc"].mean().idxmax()
+    if done.val_auc.notna().any():
+        return done.groupby(by)["val_auc"].mean().idxmax()
+    # A validation split without malignant breasts (small real data): lowest loss wins.
+    return done.groupby(by)["val_loss"].mean().idxmin()

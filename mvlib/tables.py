@@ -5,7 +5,9 @@ A claim "A beats B" holds when A's mean test AUC exceeds B's by more than the st
 error of the difference, sqrt(s_A^2/n_A + s_B^2/n_B); it does not hold here when B's mean
 exceeds A's by more than that; otherwise the two are not comparable at this budget (the
 difference is within noise), as they also are when a group has fewer than 2 finished runs.
-A claim "A does not beat B" holds unless A beats B by more than the standard error.
+A claim "A does not beat B" (the paper found A no better) is judged the same way in mirror:
+it holds when A's mean is below B's by more than the standard error, does not hold when A
+beats B by more than that, and is not comparable in between.
 """
 
 from __future__ import annotations
@@ -89,15 +91,12 @@ def verdict(claim: Claim, tables: dict[str, pd.DataFrame]) -> dict:
                 "why": "fewer than 2 finished runs in a group"}
     diff, se = ma - mb, math.sqrt(sa ** 2 / na + sb ** 2 / nb)
     row["ours (A vs B)"] = f"{ma:.3f} vs {mb:.3f}"
-    if claim.beats:
-        if diff > se:
-            v = "holds"
-        elif diff < -se:
-            v = "does not hold here"
-        else:
-            v = "not comparable"
+    if abs(diff) <= se:
+        v = "not comparable"
+    elif (diff > se) == claim.beats:
+        v = "holds"
     else:
-        v = "does not hold here" if diff > se else "holds"
+        v = "does not hold here"
     why = f"difference {diff:+.3f}, standard error {se:.3f}"
     if v == "not comparable":
         why += " (within noise)"
@@ -142,6 +141,7 @@ def write(tables: dict[str, pd.DataFrame], prof: Profile) -> list[Path]:
         csv = paths.figures(prof.tag) / f"{stem}.csv"
         write_atomic(csv, lambda p, t=table: t.to_csv(p))
         shown = table.drop(columns=[c for c in ("auc_mean", "auc_std") if c in table])
-        plots.savefig(plots.render_table(shown, name), stem, prof)
+        title = f"{name}: ours ({prof.dataset} data, {prof.name} profile) beside the paper's"
+        plots.savefig(plots.render_table(shown, title), stem, prof)
         out += [csv, csv.with_suffix(".png")]
     return out

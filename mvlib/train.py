@@ -96,6 +96,9 @@ def make_model(cfg: RunConfig, store: Path) -> torch.nn.Module:
     if cfg.init_from:
         if cfg.model not in ("joint", "joint_blend"):
             raise ValueError(f"Pretraining initialises a Joint ResNet, not {cfg.model!r}")
+        if cfg.finetune == "output" and cfg.model != "joint":
+            raise ValueError("fine-tuning the output layer alone is for Joint ResNet: "
+                             f"{cfg.model!r} has extra heads that would stay untrained")
         states = {}
         for view, ref in cfg.init_from.items():
             path = store / ref / "best.pt"
@@ -181,8 +184,12 @@ def train(cfg: RunConfig, store: Path | None = None) -> RunDir:
                "train_auc_malignant": auc(labels[:, 0], probs[:, 0]),
                "train_auc_benign": auc(labels[:, 1], probs[:, 1]),
                "val_loss": val.attrs["loss"],
-               **{f"val_{k}": v for k, v in scores(val).items()},
-               "seconds": time.perf_counter() - start}
+               **{f"val_{k}": v for k, v in scores(val).items()}}
+        if cfg.checkpoint_curves:  # the training split as validation sees it, at this checkpoint
+            fit = predict(model, eval_loader(data, "train", channels=cfg.channels), device)
+            row.update({"train_eval_loss": fit.attrs["loss"],
+                        **{f"train_eval_{k}": v for k, v in scores(fit).items()}})
+        row["seconds"] = time.perf_counter() - start
         if not math.isfinite(row["val_loss"]):
             run.set_status(state="diverged", epoch=epoch,
                            reason=f"non-finite validation loss at epoch {epoch}")
@@ -193,8 +200,9 @@ def train(cfg: RunConfig, store: Path | None = None) -> RunDir:
             best = {"epoch": epoch, "val_auc": row["val_auc_malignant"]}
             run.save("best.pt", model.state_dict())
         run.write_dynamics(epoch, "grad_norms", norms)
-        # Per-breast validation predictions: weight estimates on a validation subset (Table 5).
-        run.write_dynamics(epoch, "val_predictions", val.assign(epoch=epoch).to_dict("records"))
+        if cfg.checkpoint_curves:  # per breast: weight estimates on a validation subset (Table 5)
+            run.write_dynamics(epoch, "val_predictions",
+                               val.assign(epoch=epoch).to_dict("records"))
         if windows_lca:
             run.write_dynamics(epoch, "lca", windows_lca)
         run.save("last.pt", {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -206,5 +214,6 @@ def train(cfg: RunConfig, store: Path | None = None) -> RunDir:
                    n_windows=cfg.tta_windows, seed=epoch_seed(cfg.seed, cfg.epochs, 2))
     run.write_predictions(test)
     run.set_status(state="done", best_epoch=best["epoch"], best_val_auc=best["val_auc"],
+                   best_val_loss=metrics[best["epoch"]]["val_loss"],
                    test_auc=scores(test)["auc_malignant"], test_loss=test.attrs["loss"])
     return run

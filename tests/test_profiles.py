@@ -41,18 +41,21 @@ def test_a_real_data_set_rides_on_the_profile_into_every_run(monkeypatch, tmp_pa
     monkeypatch.setenv("MVLIB_STORE", str(tmp_path / "store"))
     root = examples.write_rsna(tmp_path / "rsna")
     prof = profiles.get("smoke", "rsna", root, split_fractions=[0.4, 0.3, 0.3])
-    assert (prof.dataset, prof.data_root, prof.tag) == ("rsna", str(root), "smoke-rsna")
+    assert (prof.dataset, prof.data_root) == ("rsna", str(root))
+    assert prof.tag.startswith("smoke-rsna-")
+    assert profiles.get("smoke", "rsna", tmp_path / "elsewhere").tag != prof.tag
     assert profiles.get("smoke") is profiles.PROFILES["smoke"]  # synthetic: unchanged
     cfg = experiments.config(prof, "joint", 1e-4, 0, "variants")
     assert (cfg.dataset, cfg.data_root) == ("rsna", str(root))
     assert cfg.knobs == {"split_fractions": [0.4, 0.3, 0.3]}
     assert cfg.channels == 1  # RSNA has no heatmaps: image-only runs
+    from mvlib import regularized
+    assert regularized.no_heatmap_settings(prof) == {}  # image only already: no Table 3 runs
     synthetic = experiments.config(profiles.get("smoke"), "joint", 1e-4, 0, "variants")
     assert synthetic.channels == 3 and synthetic.dataset == "synthetic"
     # Real-data outputs never land on the committed laptop figures or notebooks.
-    assert paths.figures(profiles.get("laptop", "rsna", root).tag) == \
-        tmp_path / "store" / "laptop-rsna" / "figures"
+    tag = profiles.get("laptop", "rsna", root).tag
+    assert paths.figures(tag) == tmp_path / "store" / tag / "figures"
     nb = notebooks.NOTEBOOKS / "00_data.ipynb"
     assert notebooks.output_path(nb, "laptop") == nb
-    assert notebooks.output_path(nb, "laptop-rsna") == \
-        tmp_path / "store" / "laptop-rsna" / "notebooks" / "00_data.ipynb"
+    assert notebooks.output_path(nb, tag) == tmp_path / "store" / tag / "notebooks" / nb.name

@@ -613,3 +613,34 @@ def test_ablation_settings_skip_undefined_estimates():
     sets = ablation_settings(weights_table(None))
     assert sorted(sets) == ["equal weights", "loss", "loss, swapped"]
     assert sets["loss, swapped"] == {"joint": 0.5, "cc": 0.3, "mlo": 0.2}
+
+
+def test_the_estimate_prefers_the_checkpoint_evaluation_of_the_training_split():
+    curves = constant_curves(6, G1, O1, "loss")
+    # The running training loss says "no overfitting" (gap shrinks); the checkpoint
+    # evaluation carries the gaps the weights should come from.
+    shifted = {k: c.assign(train_eval_loss=c.train_loss, train_loss=c.val_loss + 1.0)
+               for k, c in curves.items()}
+    assert_weights(blending.estimate(shifted, "loss", (0.0, 1.0)), formula(G1, O1))
+
+
+def test_checkpoint_curves_record_the_training_split_and_validation_predictions(tmp_path):
+    plain = train(smoke("uni_cc"), tmp_path)
+    assert "train_eval_loss" not in plain.metrics()
+    assert plain.dynamics("val_predictions").empty
+    run = train(smoke("uni_cc", checkpoint_curves=True), tmp_path)
+    m = run.metrics()
+    assert {"train_eval_loss", "train_eval_auc_malignant"} <= set(m.columns)
+    assert m.train_eval_loss.notna().all()
+    preds = run.dynamics("val_predictions")
+    assert sorted(preds.epoch.unique()) == list(m.epoch)
+    # Same seed, same training: only the extra evaluation differs.
+    assert np.allclose(m.val_loss, plain.metrics().val_loss)
+
+
+def test_output_only_fine_tuning_rejects_the_blended_model(pretrained):
+    store, uni, _ = pretrained
+    cfg = smoke("joint_blend", blend_weights={"joint": 0.4, "cc": 0.3, "mlo": 0.3},
+                init_from={v: uni[v].ref for v in VIEWS}, finetune="output")
+    with pytest.raises(ValueError, match="extra heads"):
+        make_model(cfg, store)

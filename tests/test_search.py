@@ -81,3 +81,14 @@ def test_uniview_summary_picks_each_views_best_validation_run():
     assert s.loc["CC", "mean epoch of best val AUC (ours)"] == 4.0  # (4 + 2) / 2 + 1
     assert s.loc["MLO", "its test AUC (ours)"] == 0.72  # the diverged run is ignored
     assert s.loc["CC", "test AUC (paper)"] == 0.864 and s.loc["MLO", "test AUC (paper)"] == 0.789
+
+
+def test_winner_falls_back_to_validation_loss_when_no_auc_is_defined():
+    t = pd.DataFrame({"lr": [1, 1, 2, 2], "state": ["done"] * 4, "val_auc": [math.nan] * 4,
+                      "val_loss": [0.9, 0.7, 0.6, 0.8]})
+    assert winner(t) == 2  # mean loss 0.70 beats 0.80
+
+
+def test_summary_of_no_groups_is_an_empty_table():
+    s = experiments.summary({}, {})
+    assert s.empty and "AUC (ours)" in s.columns
