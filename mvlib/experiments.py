@@ -9,6 +9,7 @@ that rate are reused: a run is found by its config).
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -202,7 +203,11 @@ def uniview_summary(runs: pd.DataFrame) -> pd.DataFrame:
     test AUC. `runs` is the results table of `uniview_curves`."""
     done = runs[runs.state == "done"].assign(
         view=lambda t: t.model.str.removeprefix("uni_").str.upper())
-    best = done.loc[done.groupby("view").val_auc.idxmax()].set_index("view")
+    # Best validation AUC first; without one (single-class validation split), lowest loss.
+    ranked = done.assign(_auc=done.val_auc.astype(float).fillna(-math.inf),
+                         _loss=done.get("val_loss", math.nan)).sort_values(
+        ["_auc", "_loss"], ascending=[False, True], kind="stable")
+    best = ranked.groupby("view").head(1).set_index("view")
     reference = {"CC": paper.TABLE1["uni-view CC"][0], "MLO": paper.TABLE1["uni-view MLO"][0]}
     return pd.DataFrame({
         "mean epoch of best val AUC (ours)": done.groupby("view").best_epoch.mean() + 1,

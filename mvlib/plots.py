@@ -166,11 +166,14 @@ def render_table(table, title: str) -> plt.Figure:
     text = text.astype(str)
     fig, ax = plt.subplots(figsize=(min(1.0 + 1.1 * text.shape[1], 16), 0.6 + 0.3 * len(text)))
     ax.axis("off")
+    ax.set_title(title, fontsize=10)
+    if text.empty:  # e.g. Table 3 on a data set without heatmaps
+        ax.text(0.5, 0.5, "no rows for this data set", ha="center", va="center")
+        return fig
     t = ax.table(cellText=text.values, colLabels=list(text.columns), loc="center",
                  cellLoc="center")
     t.auto_set_font_size(False)
     t.set_fontsize(8)
     t.auto_set_column_width(list(range(text.shape[1])))
-    ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig

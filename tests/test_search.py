@@ -92,3 +92,12 @@ def test_winner_falls_back_to_validation_loss_when_no_auc_is_defined():
 def test_summary_of_no_groups_is_an_empty_table():
     s = experiments.summary({}, {})
     assert s.empty and "AUC (ours)" in s.columns
+
+
+def test_uniview_summary_falls_back_to_validation_loss_without_auc():
+    t = pd.DataFrame({"model": ["uni_cc", "uni_cc", "uni_mlo"], "lr": [1e-4, 1e-3, 1e-4],
+                      "state": ["done"] * 3, "best_epoch": [1, 2, 0],
+                      "val_auc": [math.nan] * 3, "val_loss": [0.9, 0.7, 0.8],
+                      "test_auc": [0.6, 0.65, 0.55]})
+    s = experiments.uniview_summary(t)
+    assert s.loc["CC", "its test AUC (ours)"] == 0.65  # the lower validation loss

@@ -55,3 +55,10 @@ def test_weight_volatility_compares_the_windows_of_each_measure():
     assert v["verdict"] == "holds" and v["ours (A vs B)"] == "0.400 vs 0.100"
     swapped = t4.rename(index={"loss": "auc", "auc": "loss"}, level=0)
     assert tables.weight_volatility(swapped)["verdict"] == "does not hold here"
+
+
+def test_an_empty_table_renders_as_a_note():
+    from mvlib import plots
+
+    fig = plots.render_table(pd.DataFrame(columns=["AUC (ours)"]), "Table 3")
+    assert "no rows" in fig.axes[0].texts[0].get_text()
