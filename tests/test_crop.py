@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
-
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -107,17 +105,11 @@ def test_prepare_view_rejects_a_heatmap_of_another_shape():
 # --- real NYU sample mammograms ----------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def real_images():
-    if not REAL.is_dir():
-        pytest.skip(f"real sample images not present at {REAL}")
+def real_images(real_flips):
     from mvlib.data.dicom import read_png
 
-    with open(REAL / "exam_list_before_cropping.pkl", "rb") as f:
-        exams = pickle.load(f)
-    flip_of = {stem: exam["horizontal_flip"] for exam in exams
-               for key in ("L-CC", "R-CC", "L-MLO", "R-MLO") for stem in exam.get(key, [])}
     # Half resolution keeps the test quick; the crop rule scales with the height.
-    return {stem: (read_png(REAL / f"{stem}.png")[::2, ::2], flip_of[stem])
+    return {stem: (read_png(REAL / f"{stem}.png")[::2, ::2], real_flips[stem])
             for stem in REAL_STEMS}
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import pickle
 
 import numpy as np
 import pytest
@@ -86,25 +85,16 @@ def test_generator_output_faces_right_in_float16_with_channel_axis(synthetic_vie
 # --- real NYU sample images --------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def real_exams():
-    if not REAL.is_dir():
-        pytest.skip(f"real sample images not present at {REAL}")
+def real_exams(real_flips):
     from PIL import Image
 
-    with open(REAL / "exam_list_before_cropping.pkl", "rb") as f:
-        exams = pickle.load(f)
-    flip_of = {}
-    for exam in exams:
-        for key in ("L-CC", "R-CC", "L-MLO", "R-MLO"):
-            for stem in exam.get(key, []):
-                flip_of[stem] = exam["horizontal_flip"]
     images = {}
     for stem in REAL_STEMS:
         with Image.open(REAL / f"{stem}.png") as im:
             full = np.asarray(im)
         assert full.shape == (3328, 2560)
         images[stem] = full[::8, ::8]
-    return images, flip_of
+    return images, real_flips
 
 
 def _laterality(stem: str) -> str:
