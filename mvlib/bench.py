@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 import time
+from collections import Counter
 
 import threadpoolctl
 import torch
@@ -101,7 +102,8 @@ def matmul_gflops(n: int = 2048) -> float:
 
 def bench_training(batch: int = 8, size: tuple[int, int] = (256, 192)) -> dict:
     """Uni-view ResNet-22 training steps (forward, backward, Adam) at 256x192, batch 8:
-    images/s and GFLOP/s, channels_last (what train.py uses) against plain NCHW."""
+    images/s and GFLOP/s of train.py's step (channels_last, fused Adam) against a plain
+    NCHW eager step (default Adam)."""
     out = {}
     for layout in ("nchw", "channels_last"):
         torch.manual_seed(0)
@@ -111,7 +113,7 @@ def bench_training(batch: int = 8, size: tuple[int, int] = (256, 192)) -> dict:
             model = model.to(memory_format=torch.channels_last)
             x = to_device(x, torch.device("cpu"))
         y = torch.randint(0, 2, (batch, 2))
-        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=layout == "channels_last")
 
         def step(model=model, x=x, y=y, opt=opt):
             opt.zero_grad(set_to_none=True)
@@ -125,21 +127,58 @@ def bench_training(batch: int = 8, size: tuple[int, int] = (256, 192)) -> dict:
     return out
 
 
+def bench_conv_bound(batch: int = 8, size: tuple[int, int] = (256, 192)) -> dict:
+    """An upper bound for the training step: each of ResNet-22's convolutions alone
+    (forward and backward, the input gradient too except at the stem), timed in isolation
+    on its own input shape and summed, per layout. BatchNorm, ReLU, pooling, the adds, the
+    noise layer and Adam cost extra, so no step can beat these rates."""
+    inputs = []
+    model = UniView("cc")
+    hooks = [m.register_forward_hook(lambda m, i, o: inputs.append((m, i[0].shape)))
+             for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    model({"cc": torch.randn(batch, 3, *size)})
+    for h in hooks:
+        h.remove()
+    out = {}
+    for layout in ("nchw", "channels_last"):
+        fmt = torch.channels_last if layout == "channels_last" else torch.contiguous_format
+        seconds = flops = 0.0
+        for i, (conv, shape) in enumerate(inputs):
+            conv = conv.to(memory_format=fmt)
+            x = torch.randn(shape).contiguous(memory_format=fmt).requires_grad_(i > 0)
+            grad = torch.randn_like(conv(x))
+
+            def step(conv=conv, x=x, grad=grad):
+                conv.zero_grad(set_to_none=True)
+                x.grad = None
+                conv(x).backward(grad)
+
+            with FlopCounterMode(display=False) as counter:
+                step()
+            seconds += 1 / _rate(step, min_seconds=0.3, warmup=2)
+            flops += counter.get_total_flops()
+        out[layout] = {"seconds": seconds, "gflops": flops / seconds / 1e9}
+    return out
+
+
 def bench_dynamics() -> dict:
     """Cost of the instruments at the laptop size: per-iteration gradient norms against a
     plain Joint ResNet step, and a one-epoch Joint run with online LCA (defaults: every 60
-    iterations, 10% of the epoch's sample) against the same run with LCA off."""
+    iterations, 10% of the epoch's sample, Simpson refined up to 32 sub-intervals while
+    |error| > 1e-3) against the same run with LCA off; and with refinement off (RK4 only),
+    which shows what the refinement costs."""
     data = prepare("synthetic", "laptop", progress=False)
     batch = next(iter(train_loader(data, seed=0)))
     x = to_device(to_model_input(batch, torch.device("cpu"), augment=False), torch.device("cpu"))
     model = JointResNet().to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)
+    groups = model.param_groups()
 
     def step(norms: bool):
         opt.zero_grad(set_to_none=True)
         loss_fn(model(x), batch["labels"]).backward()
         if norms:
-            group_grad_norms(model)
+            group_grad_norms(groups)
         opt.step()
 
     # Interleaved best-of-3: a few percent is below this machine's run-to-run noise.
@@ -147,15 +186,20 @@ def bench_dynamics() -> dict:
     for _ in range(3):
         plain = max(plain, _rate(lambda: step(False), min_seconds=2.0, warmup=2))
         with_norms = max(with_norms, _rate(lambda: step(True), min_seconds=2.0, warmup=2))
-    seconds = {}
+    seconds, splits = {}, {}
     with tempfile.TemporaryDirectory() as store:
-        for every in (0, 60):
+        for name, kw in (("off", {"lca_every": 0}), ("default", {"lca_every": 60}),
+                         ("rk4", {"lca_every": 60, "lca_max_splits": 2})):
             cfg = RunConfig(model="joint", lr=1e-4, epochs=1, profile="laptop", tta_windows=1,
-                            lca_every=every, experiment="bench")
+                            experiment="bench", **kw)
             start = time.perf_counter()
-            train(cfg, store)
-            seconds[every] = time.perf_counter() - start
-    return {"norm_slowdown": plain / with_norms - 1, "lca_ratio": seconds[60] / seconds[0]}
+            run = train(cfg, store)
+            seconds[name] = time.perf_counter() - start
+            if cfg.lca_every:
+                splits[name] = run.dynamics("lca").splits.tolist()
+    return {"norm_slowdown": plain / with_norms - 1,
+            "lca_ratio": seconds["default"] / seconds["off"],
+            "rk4_ratio": seconds["rk4"] / seconds["off"], "splits": splits["default"]}
 
 
 def main() -> None:
@@ -179,11 +223,18 @@ def main() -> None:
           f"{ours['gflops'] / peak:.0%} of a {peak:.0f} GFLOP/s fp32 matmul; target >= 60%), "
           f"{base['images_s']:.1f} img/s NCHW baseline -> "
           f"{ours['images_s'] / base['images_s']:.2f}x (target >= 1.5x)")
+    c = bench_conv_bound()
+    cl, nchw = c["channels_last"], c["nchw"]
+    print(f"  bound: its convolutions alone (oneDNN, each in isolation) run at "
+          f"{cl['gflops']:.0f} GFLOP/s = {cl['gflops'] / peak:.0%} of the matmul in "
+          f"channels_last, {nchw['seconds'] / cl['seconds']:.2f}x their NCHW time; the "
+          f"convolutions are {cl['seconds'] / (8 / ours['images_s']):.0%} of the step")
     d = bench_dynamics()
+    counts = dict(sorted(Counter(d["splits"]).items()))
     print(f"gradient norms every iteration: {d['norm_slowdown']:+.1%} step time (target < 5%); "
           f"Joint ResNet epoch with online LCA: {d['lca_ratio']:.2f}x the time without "
-          f"(target <= 1.5x)")
-
+          f"(target <= 1.5x); Simpson sub-intervals per window {counts}; with refinement "
+          f"off (RK4 only): {d['rk4_ratio']:.2f}x")
 
 if __name__ == "__main__":
     main()

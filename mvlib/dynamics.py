@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 import torch
 
 
-def group_grad_norms(model: torch.nn.Module) -> dict[str, float]:
-    """Euclidean norm of the current gradient of each parameter group (theta_CC, ...)."""
-    out = {}
-    for name, params in model.param_groups().items():
-        grads = [p.grad for p in params if p.grad is not None]
-        out[name] = torch.nn.utils.get_total_norm(grads).item() if grads else 0.0
-    return out
+def group_grad_norms(groups: dict[str, list[torch.nn.Parameter]]) -> dict[str, float]:
+    """Euclidean norm of the current gradient of each parameter group (theta_CC, ...), for
+    the groups of `model.param_groups()` (built once per run: this runs every iteration)."""
+    norms = [torch.nn.utils.get_total_norm([p.grad for p in ps if p.grad is not None])
+             if any(p.grad is not None for p in ps) else torch.zeros(())
+             for ps in groups.values()]
+    return dict(zip(groups, torch.stack(norms).tolist(), strict=True))
 
 
 @dataclass

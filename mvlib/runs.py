@@ -51,9 +51,11 @@ class RunConfig:
     # validation split is) and keep per-breast validation predictions per epoch.
     checkpoint_curves: bool = False
     # Online Loss Change Allocation (Appendix A): every `lca_every` iterations (0 = off),
-    # over a fixed `lca_fraction` of the epoch's sample.
+    # over a fixed `lca_fraction` of the epoch's sample; Simpson sub-intervals double from 2
+    # up to `lca_max_splits` while |error| > 1e-3 (the reference's rule; 2 = RK4 only).
     lca_every: int = 0
     lca_fraction: float = 0.1
+    lca_max_splits: int = 32
     # The data: a source prepared at a profile's sizes (see mvlib.data.prepare).
     dataset: str = "synthetic"
     profile: str = "laptop"
@@ -73,6 +75,9 @@ class RunConfig:
             raise ValueError(f"finetune must be 'all' or 'output', got {self.finetune!r}")
         if (self.model == "joint_blend") != bool(self.blend_weights):
             raise ValueError("Gradient Blending weights go with model 'joint_blend' and only it")
+        if self.lca_max_splits < 2 or self.lca_max_splits % 2:
+            raise ValueError("lca_max_splits must be an even number >= 2 (Simpson's rule), "
+                             f"got {self.lca_max_splits}")
         if self.finetune == "output" and not self.init_from:
             raise ValueError("finetune='output' needs init_from (the pretrained uni-view runs)")
 

@@ -124,6 +124,7 @@ def train(cfg: RunConfig, store: Path | None = None) -> RunDir:
     torch.manual_seed(cfg.seed)
     model = make_model(cfg, run.store).to(device, memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
+    groups = model.param_groups()
     metrics, best = [], {"epoch": -1, "val_auc": -math.inf}
     checkpoint = run.load("last.pt")
     if checkpoint is not None:
@@ -164,13 +165,14 @@ def train(cfg: RunConfig, store: Path | None = None) -> RunDir:
                 return run
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            norms.append({"epoch": epoch, "iteration": it, **group_grad_norms(model)})
+            norms.append({"epoch": epoch, "iteration": it, **group_grad_norms(groups)})
             optimizer.step()
             losses.append(loss.item())
             last = it + 1 == len(loader)
             if cfg.lca_every and ((it + 1) % cfg.lca_every == 0 or last):
                 window_end = clone_state(model)
-                r = lca(model, window_start, window_end, lca_loss, start_eval=start_eval)
+                r = lca(model, window_start, window_end, lca_loss,
+                        max_splits=cfg.lca_max_splits, start_eval=start_eval)
                 windows_lca.append({"epoch": epoch, "iteration": it, **r.groups,
                                     "actual": r.actual, "allocated": r.allocated,
                                     "error": r.error, "splits": r.splits})

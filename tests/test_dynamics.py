@@ -121,7 +121,7 @@ def test_group_grad_norms_of_joint_resnet():
     model = JointResNet(1)
     x = {"cc": torch.randn(2, 1, 64, 48), "mlo": torch.randn(2, 1, 72, 42)}
     loss_fn(model(x), torch.tensor([[1, 0], [0, 1]])).backward()
-    norms = group_grad_norms(model)
+    norms = group_grad_norms(model.param_groups())
     for g, params in model.param_groups().items():
         expected = math.sqrt(sum(float((p.grad**2).sum()) for p in params))
         assert norms[g] == pytest.approx(expected, rel=1e-5)

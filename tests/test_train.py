@@ -223,6 +223,20 @@ def test_gradient_norms_every_iteration_and_online_lca_do_not_change_training(do
     assert ((w.error.abs() <= 1e-3) | (w.splits == 32)).all()
 
 
+def test_lca_max_splits_caps_the_simpson_refinement(tmp_path):
+    full = train(cfg(lca_every=3, epochs=1), tmp_path).dynamics("lca")
+    rk4 = train(cfg(lca_every=3, epochs=1, lca_max_splits=2), tmp_path).dynamics("lca")
+    assert (rk4.splits == 2).all()
+    assert np.allclose(rk4.actual, full.actual)  # the same windows of the same training
+    same = full.splits == 2
+    assert (~same).any()  # the tiny set's windows do need refinement
+    assert np.allclose(rk4[same].allocated, full[same].allocated)
+    assert (rk4[~same].error.abs() > 1e-3).all()  # refined only where RK4 missed the tolerance
+    for bad in (0, 3):
+        with pytest.raises(ValueError, match="lca_max_splits"):
+            cfg(lca_max_splits=bad)
+
+
 def test_checkpoint_selection_falls_back_to_validation_loss_without_two_classes():
     from mvlib.train import selection_score
 
