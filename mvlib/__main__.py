@@ -1,4 +1,5 @@
-"""Command line: `python -m mvlib prepare|reproduce ...` (what a cluster job calls)."""
+"""Command line: `python -m mvlib prepare|train|reproduce ...` (`train <config.json>` is what
+a cluster job calls)."""
 
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
         path = Path(args.config)
         try:
             cfg = RunConfig.from_dict(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError, TypeError) as e:
+        except (OSError, json.JSONDecodeError, TypeError, ValueError) as e:
             raise SystemExit(f"{path}: not a run config ({e})") from e
         run = train(cfg, Path(args.store) if args.store else None)
         print(run.path, run.status())

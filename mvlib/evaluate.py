@@ -24,8 +24,8 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, loader, device: torch.device, n_windows: int = 0,
-            seed: int = 0) -> pd.DataFrame:
+def predict(model: torch.nn.Module, loader: torch.utils.data.DataLoader, device: torch.device,
+            n_windows: int = 0, seed: int = 0) -> pd.DataFrame:
     """Probabilities per breast: the whole crop (n_windows=0, validation) or the mean over
     `n_windows` random windows (the paper's test-time augmentation)."""
     model.eval()

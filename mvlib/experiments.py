@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -183,7 +184,9 @@ def dynamics_summary(runs: dict[tuple[str, float], RunDir]) -> pd.DataFrame:
     rows = []
     for (cond, lr), run in runs.items():
         g, w = run.dynamics("grad_norms"), run.dynamics("lca")
-        if g.empty or w.empty:
+        if g.empty or w.empty:  # e.g. diverged in its first epoch
+            warnings.warn(f"{run.path}: no dynamics recorded (state "
+                          f"{run.status()['state']!r}); left out of the summary", stacklevel=2)
             continue
         reduction = -(w.cc.sum() + w.mlo.sum() + w.shared.sum())
         rows.append({"condition": cond, "lr": lr,

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 
 from mvlib import paths
+from mvlib.atomic import write_atomic
 from mvlib.data.store import BreastDataset
 from mvlib.profiles import Profile
+from mvlib.runs import RunDir
 
 
 def savefig(fig: plt.Figure, name: str, prof: Profile) -> None:
     """Write `name`.png into the profile's figures folder (figures/ for `laptop` on the
-    synthetic data; elsewhere in the store for other profiles and data sets)."""
-    fig.savefig(paths.figures(prof.tag) / f"{name}.png", dpi=110, bbox_inches="tight")
+    synthetic data; elsewhere in the store for other profiles and data sets), atomically."""
+    write_atomic(paths.figures(prof.tag) / f"{name}.png",
+                 lambda p: fig.savefig(p, format="png", dpi=110, bbox_inches="tight"))
 
 
 def show_breasts(data: BreastDataset, indices: list[int], titles: list[str]) -> plt.Figure:
@@ -37,7 +41,7 @@ def show_breasts(data: BreastDataset, indices: list[int], titles: list[str]) -> 
     return fig
 
 
-def learning_curves(curves, views=("CC", "MLO")) -> plt.Figure:
+def learning_curves(curves: pd.DataFrame, views: tuple[str, ...] = ("CC", "MLO")) -> plt.Figure:
     """Figure 3: train and validation malignant AUC per epoch. One thin line per learning
     rate; with three rates or more, the mean and a one-std band over them as in the paper."""
     fig, axes = plt.subplots(1, len(views), figsize=(5 * len(views), 3.4), sharey=True,
@@ -67,7 +71,7 @@ def learning_curves(curves, views=("CC", "MLO")) -> plt.Figure:
     return fig
 
 
-def dynamics_figure(run, title: str, smooth: int = 10) -> plt.Figure:
+def dynamics_figure(run: RunDir, title: str, smooth: int = 10) -> plt.Figure:
     """Figure 4 / 6 / 7: (a) gradient norms of the CC and MLO groups per iteration
     (running mean over `smooth` iterations), (b) cumulative LCA of each group."""
     g, w = run.dynamics("grad_norms"), run.dynamics("lca")
@@ -87,7 +91,7 @@ def dynamics_figure(run, title: str, smooth: int = 10) -> plt.Figure:
     return fig
 
 
-def lca_error_figure(run, title: str) -> plt.Figure:
+def lca_error_figure(run: RunDir, title: str) -> plt.Figure:
     """Figure 5: actual loss change per LCA window, the allocated change, their difference."""
     w = run.dynamics("lca")
     fig, ax = plt.subplots(figsize=(6, 3.2))
@@ -102,7 +106,7 @@ def lca_error_figure(run, title: str) -> plt.Figure:
     return fig
 
 
-def sampled_learning_rates(search) -> plt.Figure:
+def sampled_learning_rates(search: pd.DataFrame) -> plt.Figure:
     """Figure 8: the sampled per-group learning rates of the Split Learning Rates search
     (one row per group), coloured by the run's best validation AUC."""
     part = search[search.group == "+ Split Learning Rates"]
@@ -121,7 +125,7 @@ def sampled_learning_rates(search) -> plt.Figure:
     return fig
 
 
-def dropout_rates_vs_auc(search) -> plt.Figure:
+def dropout_rates_vs_auc(search: pd.DataFrame) -> plt.Figure:
     """Modality Dropout search: sampled (p_CC, p_MLO) coloured by best validation AUC,
     one marker per base learning rate."""
     part = search[search.group == "+ Modality Dropout"]
@@ -140,7 +144,7 @@ def dropout_rates_vs_auc(search) -> plt.Figure:
     return fig
 
 
-def blending_curves(runs: dict) -> plt.Figure:
+def blending_curves(runs: dict[str, RunDir]) -> plt.Figure:
     """The curves Gradient Blending's weights come from: train and validation loss and
     malignant AUC per epoch of the CC-only, MLO-only and joint models."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.3))
@@ -160,7 +164,7 @@ def blending_curves(runs: dict) -> plt.Figure:
     return fig
 
 
-def render_table(table, title: str) -> plt.Figure:
+def render_table(table: pd.DataFrame, title: str) -> plt.Figure:
     """A table as an image (what notebook 07 writes into figures/ beside the CSV)."""
     text = table.reset_index().astype(object).where(table.reset_index().notna(), "-")
     text = text.astype(str)

@@ -220,7 +220,7 @@ def table2(prof: Profile, executor: Executor | None = None, store: Path | None =
 def no_heatmap_settings(prof: Profile, executor: Executor | None = None,
                         store: Path | None = None) -> dict[str, list]:
     """Table 3's runs: the winning configs of Joint, Joint + Modality Dropout and Shared,
-    re-trained on the image channel alone, `seeds` repetitions each. None when the data set
+    re-trained on the image channel alone, `seeds` repetitions each. Empty when the data set
     has no heatmaps: every run already reads the image alone."""
     if input_channels(prof) == 1:
         return {}

@@ -8,7 +8,7 @@ A run folder is named by its config's hash and tells everything about the run:
                   validation predictions per breast (with checkpoint_curves)
   last.pt         model, optimiser and bookkeeping after the last finished epoch (resume)
   best.pt         model weights of the epoch with the best validation malignant AUC
-  predictions.csv test predictions of the best checkpoint (10-window TTA mean)
+  predictions.csv test predictions of the best checkpoint (TTA mean over `tta_windows`)
 Every file is written atomically.
 """
 
@@ -68,9 +68,34 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> RunConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        if unknown := sorted(set(d) - known):
+            raise ValueError(f"unknown RunConfig fields {unknown}")
         return cls(**d)
 
     def __post_init__(self):
+        from mvlib.models.heads import MODELS
+
+        if self.model not in MODELS:
+            raise ValueError(f"unknown model {self.model!r}; choose one of {sorted(MODELS)}")
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 (image) or 3 (image + heatmaps), "
+                             f"got {self.channels}")
+        if not (isinstance(self.lr, int | float) and 0 < self.lr < float("inf")):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        for name in ("epochs", "batch_size", "tta_windows"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if self.lca_every < 0 or not 0 < self.lca_fraction <= 1:
+            raise ValueError(f"lca_every must be >= 0 and lca_fraction in (0, 1], got "
+                             f"{self.lca_every} and {self.lca_fraction}")
+        _check_keys("group_lr", self.group_lr, {"cc", "mlo", "shared"}, exact=True,
+                    valid=lambda v: v > 0)
+        _check_keys("view_dropout", self.view_dropout, {"cc", "mlo"},
+                    valid=lambda v: 0 <= v < 1)
+        _check_keys("blend_weights", self.blend_weights, {"joint", "cc", "mlo"}, exact=True,
+                    valid=lambda v: v >= 0)
+        _check_keys("init_from", self.init_from, {"cc", "mlo"}, valid=lambda v: bool(v))
         if self.finetune not in ("all", "output"):
             raise ValueError(f"finetune must be 'all' or 'output', got {self.finetune!r}")
         if (self.model == "joint_blend") != bool(self.blend_weights):
@@ -92,6 +117,20 @@ class RunConfig:
                    if k not in defaults or v != defaults[k]}
         blob = json.dumps(changed, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _check_keys(field: str, value: dict | None, allowed: set[str], exact: bool = False,
+                valid=lambda v: True) -> None:
+    """A dict-valued RunConfig field: its keys (all of `allowed` when `exact`) and values."""
+    if value is None:
+        return
+    if not isinstance(value, dict) or not set(value) <= allowed or (
+            exact and set(value) != allowed):
+        need = "exactly" if exact else "a subset of"
+        raise ValueError(f"{field} must be a dict with keys {need} {sorted(allowed)}, "
+                         f"got {value!r}")
+    if bad := {k: v for k, v in value.items() if not valid(v)}:
+        raise ValueError(f"{field} has invalid values {bad}")
 
 
 class RunDir:

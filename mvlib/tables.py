@@ -67,10 +67,14 @@ CLAIMS = (
 )
 
 
-def _stats(tables: dict[str, pd.DataFrame], ref: tuple[str, str]) -> tuple[float, float, int]:
+def _stats(tables: dict[str, pd.DataFrame], ref: tuple[str, str]
+           ) -> tuple[float, float, int | None]:
+    """(mean, std, finished runs) of a table row; runs is None when the row was not run."""
     table, row = ref
     t = tables.get(table)
-    if t is None or row not in t.index or pd.isna(t.loc[row, "auc_mean"]):
+    if t is None or row not in t.index:
+        return math.nan, math.nan, None
+    if pd.isna(t.loc[row, "auc_mean"]):
         return math.nan, math.nan, 0
     n = int(str(t.loc[row, "runs done"]).split("/")[0])
     return float(t.loc[row, "auc_mean"]), float(t.loc[row, "auc_std"]), n
@@ -86,6 +90,9 @@ def verdict(claim: Claim, tables: dict[str, pd.DataFrame]) -> dict:
     (ma, sa, na), (mb, sb, nb) = _stats(tables, claim.a), _stats(tables, claim.b)
     row = {"claim": claim.text,
            "paper (A vs B)": f"{_paper_mean(*claim.a):.3f} vs {_paper_mean(*claim.b):.3f}"}
+    if missing := [" / ".join(ref) for ref, n in ((claim.a, na), (claim.b, nb)) if n is None]:
+        return {**row, "ours (A vs B)": "-", "verdict": "not comparable",
+                "why": f"not run on this data set: {', '.join(missing)}"}
     if min(na, nb) < 2:
         return {**row, "ours (A vs B)": "-", "verdict": "not comparable",
                 "why": "fewer than 2 finished runs in a group"}

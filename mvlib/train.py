@@ -2,7 +2,8 @@
 
 Each epoch: the paper's sampler (all biopsied breasts + as many biopsy-free ones), random
 windows, Adam at batch 4; then validation malignant AUC on the whole crops. The best
-epoch's weights are kept; the test AUC is that checkpoint's 10-window TTA mean prediction.
+epoch's weights are kept; the test AUC is that checkpoint's TTA mean prediction
+(over `tta_windows` random windows; 10 in the paper).
 Every random draw of epoch e comes from (seed, e), so a run resumed after its last
 finished epoch gives the same metrics as one that was never interrupted. Every iteration
 records the gradient norm of each parameter group; with `lca_every`, Loss Change

@@ -17,7 +17,7 @@ import torch
 from mvlib.__main__ import main
 from mvlib.data import build
 from mvlib.data.adapters import examples
-from mvlib.data.adapters.common import select_breasts, split_patients
+from mvlib.data.adapters.common import normalise_splits, select_breasts, split_patients
 from mvlib.data.loader import BreastArrays, to_model_input, train_loader
 from mvlib.data.orientation import faces_right
 from mvlib.data.prepare import prepare
@@ -290,6 +290,103 @@ def test_official_split_keeps_test_and_draws_val_from_train():
     assert conflicts == 1 and split["both"] == "test" and split["t1"] == "test"
     assert sum(s == "val" for s in split.values()) == 2  # 0.1 / 0.9 of 18
     assert sum(s == "test" for s in split.values()) == 2
+
+
+# --- official split values: known spellings map, anything else is an error ---------------
+
+def _nyu_with_splits(tmp_path, downloads, splits: list[str]):
+    """The example NYU exam list and labels (no images needed) with a split column."""
+    import shutil
+
+    root = tmp_path / "nyu"
+    root.mkdir()
+    shutil.copy(downloads["nyu"] / "exam_list_before_cropping.pkl", root)
+    labels = pd.read_csv(downloads["nyu"] / "labels.csv", dtype=str)
+    labels["split"] = splits + ["train"] * (len(labels) - len(splits))
+    labels.to_csv(root / "labels.csv", index=False)
+    return root
+
+
+def test_split_spellings_are_normalised():
+    values = pd.Series(["Test", " validation ", "TRAINING", "", None, "val", "testing", "Valid"])
+    assert list(normalise_splits(values, "f.csv")) == [
+        "test", "val", "train", "", "", "val", "test", "val"]
+    with pytest.raises(DatasetError, match=r"f.csv: unknown split value\(s\) \[''\]"):
+        normalise_splits(pd.Series(["train", ""]), "f.csv", allow_empty=False)
+
+
+@pytest.mark.parametrize("bad", ["holdout", "tst", "train/test", "dev"])
+def test_unknown_nyu_split_names_the_file_and_the_value(tmp_path, downloads, bad):
+    from mvlib.data.adapters.nyu import list_images
+
+    root = _nyu_with_splits(tmp_path, downloads, ["Test", bad, bad])
+    with pytest.raises(DatasetError, match=rf"labels.csv: unknown split value\(s\) "
+                                           rf"\['{bad}'\] in 2 row"):
+        list_images(root)
+
+
+def test_nyu_split_spellings_keep_test_and_val_patients_out_of_train(tmp_path, downloads):
+    from mvlib.data.adapters.nyu import list_images
+
+    # exams 0-5 are patients p0-p5; exam 3 has no official split (drawn train/val)
+    root = _nyu_with_splits(tmp_path, downloads,
+                            ["Test", " Validation ", "TRAINING", "", "testing", "VAL"])
+    images = list_images(root)
+    assert set(images["split"]) == {"test", "val", "train", ""}
+    breasts, _ = select_breasts(images)
+    split = breasts.groupby("patient_id")["split"].agg(set).to_dict()
+    assert split["p0"] == split["p4"] == {"test"}
+    assert split["p1"] == split["p5"] == {"val"}
+    assert split["p3"] <= {"train", "val"}
+    assert set(breasts["split"]) == {"train", "val", "test"}
+
+
+def test_unknown_split_in_an_image_list_or_official_splits_is_an_error():
+    images = _images([("a", "a", "L", "CC", "a/1.dcm", 0, 0, "holdout"),
+                      ("a", "a", "L", "MLO", "a/2.dcm", 0, 0, "holdout")])
+    with pytest.raises(DatasetError, match=r"image list: unknown split value\(s\) \['holdout'\]"):
+        select_breasts(images)
+    images["split"] = "Testing"
+    breasts, _ = select_breasts(images)
+    assert list(breasts["split"]) == ["test"]
+    official = pd.Series({"a": {"train"}, "b": {"Test"}})
+    with pytest.raises(DatasetError, match=r"unknown value\(s\) \['Test'\]"):
+        split_patients(official.index, official)
+
+
+def test_vindr_split_spellings(tmp_path, downloads):
+    import shutil
+
+    from mvlib.data.adapters.vindr import list_images
+
+    root = tmp_path / "vindr"
+    shutil.copytree(downloads["vindr"], root)
+    csv = root / "breast-level_annotations.csv"
+    df = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    want = list_images(root)["split"]
+    df["split"] = df["split"].str.upper()  # "TRAINING", "TEST"
+    df.to_csv(csv, index=False)
+    pd.testing.assert_series_equal(list_images(root)["split"], want)
+    for bad in ("holdout", ""):
+        df.loc[2, "split"] = bad
+        df.to_csv(csv, index=False)
+        with pytest.raises(DatasetError, match=rf"breast-level_annotations.csv: unknown split "
+                                               rf"value\(s\) \['{bad}'\]"):
+            list_images(root)
+
+
+def test_cbis_missing_columns_name_the_file(tmp_path, downloads):
+    import shutil
+
+    from mvlib.data.adapters.cbis_ddsm import list_images
+
+    root = tmp_path / "cbis"
+    shutil.copytree(downloads["cbis-ddsm"], root)
+    csv = root / "calc_case_description_test_set.csv"
+    pd.read_csv(csv).drop(columns=["pathology"]).to_csv(csv, index=False)
+    with pytest.raises(DatasetError, match=r"calc_case_description_test_set.csv: missing "
+                                           r"columns \['pathology'\]"):
+        list_images(root)
 
 
 def test_cbis_column_names_are_normalised(downloads):

@@ -16,11 +16,7 @@ from mvlib.data.crop import (
     prepare_view,
     resize,
 )
-from mvlib.data.orientation import faces_right, needs_flip
-from mvlib.paths import realdata
-
-REAL = realdata() / "nyu_sample"
-REAL_STEMS = ("1_L_CC", "1_R_CC", "2_L_CC", "2_R_CC")
+from mvlib.data.orientation import faces_right, half_masses, needs_flip
 
 
 def _largest_component(fg: np.ndarray) -> np.ndarray:
@@ -59,6 +55,24 @@ def test_box_has_margin_on_the_nipple_side_only(laterality):
     rows, cols = crop_box(mask, faces_right=laterality == "L", margin=3)
     assert (rows.start, rows.stop) == (7, 33)
     assert (cols.start, cols.stop) == ((0, 23) if laterality == "L" else (17, 40))
+
+
+def test_chest_wall_rule_shares_the_half_masses_with_faces_right():
+    mask = np.zeros((20, 31), bool)  # odd width: the middle column counts in neither half
+    mask[5:15, :8] = True
+    assert half_masses(mask) == (80, 0)
+    assert chest_wall_on_left(mask) and faces_right(mask)
+    assert not chest_wall_on_left(mask[:, ::-1]) and not faces_right(mask[:, ::-1])
+    mask[:, 15] = True
+    assert half_masses(mask) == (80, 0)
+    # where they differ on purpose: a tie keeps the image (crop must decide), and a mask
+    # covering nearly the whole frame has no percentile foreground for faces_right
+    tie = np.zeros((20, 30), bool)
+    tie[5:15, 5:25] = True
+    assert chest_wall_on_left(tie) and not faces_right(tie)
+    full = np.ones((20, 30), bool)
+    full[:, -1] = False
+    assert chest_wall_on_left(full) and not faces_right(full)
 
 
 def test_pad_to_aspect_pads_nipple_side_or_evenly():
@@ -105,12 +119,12 @@ def test_prepare_view_rejects_a_heatmap_of_another_shape():
 # --- real NYU sample mammograms ----------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def real_images(real_flips):
+def real_images(real_dir, real_stems, real_flips):
     from mvlib.data.dicom import read_png
 
     # Half resolution keeps the test quick; the crop rule scales with the height.
-    return {stem: (read_png(REAL / f"{stem}.png")[::2, ::2], real_flips[stem])
-            for stem in REAL_STEMS}
+    return {stem: (read_png(real_dir / f"{stem}.png")[::2, ::2], real_flips[stem])
+            for stem in real_stems}
 
 
 def test_real_crop_keeps_the_whole_breast_and_drops_background(real_images):

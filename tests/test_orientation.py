@@ -9,11 +9,7 @@ import pytest
 
 import mvlib.profiles
 from mvlib.data.orientation import face_right, faces_right, needs_flip
-from mvlib.paths import realdata
 from mvlib.synth.generate import generate_chunk
-
-REAL = realdata() / "nyu_sample"
-REAL_STEMS = ("1_L_CC", "1_R_CC", "2_L_CC", "2_R_CC")
 
 
 @pytest.mark.parametrize(("laterality", "horizontal_flip", "flip"), [
@@ -85,12 +81,12 @@ def test_generator_output_faces_right_in_float16_with_channel_axis(synthetic_vie
 # --- real NYU sample images --------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def real_exams(real_flips):
+def real_exams(real_dir, real_stems, real_flips):
     from PIL import Image
 
     images = {}
-    for stem in REAL_STEMS:
-        with Image.open(REAL / f"{stem}.png") as im:
+    for stem in real_stems:
+        with Image.open(real_dir / f"{stem}.png") as im:
             full = np.asarray(im)
         assert full.shape == (3328, 2560)
         images[stem] = full[::8, ::8]

@@ -44,6 +44,8 @@ def test_missing_or_single_runs_are_not_comparable():
     assert verdict(BEATS, one)["verdict"] == "not comparable"
     assert verdict(BEATS, {})["verdict"] == "not comparable"
     assert "fewer than 2" in verdict(BEATS, one)["why"]
+    assert verdict(BEATS, {})["why"] == ("not run on this data set: Table 1 / Shared ResNet, "
+                                         "Table 1 / Joint ResNet")
 
 
 def test_weight_volatility_compares_the_windows_of_each_measure():

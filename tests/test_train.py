@@ -147,7 +147,7 @@ def test_a_diverged_run_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch)
 def test_subprocess_executor_runs_the_cli_and_reports_crashes(done_run, tmp_path):
     runs = sweep([cfg(epochs=1), cfg(epochs=1, seed=3)], Subprocesses(workers=2), tmp_path)
     assert [r.status()["state"] for r in runs] == ["done", "done"]
-    broken = cfg(epochs=1, model="no_such_model")
+    broken = cfg(epochs=1, model="joint", init_from={"cc": "nowhere/no-run"})  # raises in train
     with pytest.raises(RuntimeError, match="crashed"):
         sweep([broken], Subprocesses(workers=1), tmp_path)
 
@@ -237,6 +237,37 @@ def test_lca_max_splits_caps_the_simpson_refinement(tmp_path):
             cfg(lca_max_splits=bad)
 
 
+@pytest.mark.parametrize("field, bad", [
+    ("model", "joint_resnet"), ("channels", 2), ("lr", 0.0), ("lr", float("nan")),
+    ("epochs", 0), ("tta_windows", 0), ("lca_fraction", 0.0),
+    ("group_lr", {"cc": 1e-4, "mlo": 1e-5}),  # theta_shared missing
+    ("view_dropout", {"cc": 1.0}), ("view_dropout", {"left": 0.5}),
+    ("init_from", {"cc": ""}),
+])
+def test_a_bad_config_is_refused_naming_the_field(field, bad):
+    with pytest.raises(ValueError, match=field):
+        cfg(**{field: bad})
+
+
+def test_a_config_file_with_an_unknown_field_is_refused_naming_the_file(tmp_path):
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({**cfg().to_dict(), "learning_rate": 1e-3}))
+    with pytest.raises(ValueError, match="learning_rate"):
+        RunConfig.from_dict(json.loads(path.read_text()))
+    out = subprocess.run([sys.executable, "-m", "mvlib", "train", str(path)],
+                         capture_output=True, text=True, cwd=REPO)
+    assert out.returncode != 0
+    assert str(path) in out.stderr and "learning_rate" in out.stderr
+
+
+def test_a_tied_validation_auc_keeps_the_earlier_epoch(monkeypatch, tmp_path):
+    real = train_mod.scores
+    monkeypatch.setattr(train_mod, "scores", lambda df: {**real(df), "auc_malignant": 0.75})
+    run = train(cfg(epochs=3), tmp_path)
+    assert list(run.metrics().val_auc_malignant) == [0.75] * 3
+    assert run.status()["best_epoch"] == 0
+
+
 def test_checkpoint_selection_falls_back_to_validation_loss_without_two_classes():
     from mvlib.train import selection_score
 
@@ -244,7 +275,6 @@ def test_checkpoint_selection_falls_back_to_validation_loss_without_two_classes(
     a = {"val_auc_malignant": 0.8, "val_loss": 1.0}
     b = {"val_auc_malignant": 0.7, "val_loss": 0.1}
     assert selection_score(a) > selection_score(b)  # AUC decides when it is defined
-    assert not selection_score(dict(a)) > selection_score(a)  # a tie keeps the earlier epoch
     single_class = [{"val_auc_malignant": nan, "val_loss": v} for v in (0.9, 0.4, 0.6)]
     best = max(range(3), key=lambda i: selection_score(single_class[i]))
     assert best == 1  # lowest validation loss

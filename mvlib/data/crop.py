@@ -17,6 +17,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from mvlib.data.orientation import half_masses
+
 
 @dataclass(frozen=True)
 class CropRule:
@@ -54,9 +56,12 @@ def breast_mask(image: np.ndarray, rule: CropRule = DEFAULT_RULE) -> np.ndarray:
 
 
 def chest_wall_on_left(mask: np.ndarray) -> bool:
-    """True when the breast mask has more pixels in the left half (the breast faces right)."""
-    w = mask.shape[1]
-    return bool(mask[:, : w // 2].sum() >= mask[:, w - w // 2:].sum())
+    """True when the breast mask has at least as many pixels in the left half (the breast
+    faces right). Same halves as orientation.faces_right, but not faces_right(mask): its
+    percentile foreground is empty for a mask covering over 95% of the frame (a tight crop)
+    and it counts a tie as not facing right; here a tie leaves the image unflipped."""
+    left, right = half_masses(np.asarray(mask, dtype=bool))
+    return left >= right
 
 
 def crop_box(mask: np.ndarray, faces_right: bool, margin: int) -> tuple[slice, slice]:

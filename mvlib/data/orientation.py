@@ -13,12 +13,23 @@ def needs_flip(laterality: str, horizontal_flip: str = "NO") -> bool:
     return (laterality == "R") == (horizontal_flip == "NO")
 
 
+def half_masses(fg: np.ndarray) -> tuple[int, int]:
+    """Foreground pixels in the left and right halves (last axis) of a boolean mask; with an
+    odd width the middle column counts in neither. The one half-mass rule shared by
+    `faces_right` and crop.chest_wall_on_left (which differ in foreground and tie-break)."""
+    w = fg.shape[-1]
+    return int(fg[..., : w // 2].sum()), int(fg[..., w - w // 2:].sum())
+
+
 def faces_right(image: np.ndarray) -> bool:
-    """True when the breast tissue sits against the left edge (x = 0), by foreground mass."""
+    """True when the breast tissue sits against the left edge (x = 0), by foreground mass.
+
+    Foreground: above the 5th percentile plus 5% of the range to the maximum, so it works on
+    any intensity scale; a tie is not facing right (a check that must be passed clearly)."""
     img = np.asarray(image, dtype=np.float64)
     fg = img > np.percentile(img, 5) + 0.05 * (img.max() - np.percentile(img, 5))
-    w = fg.shape[-1]
-    return bool(fg[..., : w // 2].sum() > fg[..., w - w // 2:].sum())
+    left, right = half_masses(fg)
+    return left > right
 
 
 def face_right(image: np.ndarray, laterality: str, horizontal_flip: str = "NO") -> np.ndarray:

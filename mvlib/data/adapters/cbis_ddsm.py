@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mvlib.data.adapters.common import read_csv
+from mvlib.data.adapters.common import check_columns, read_csv
 from mvlib.data.store import DatasetError
 
 CSV_FILES = {
@@ -64,9 +64,7 @@ def list_images(root: Path, csv_dir: str = ".", images: str | None = None) -> pd
     for name, split in found.items():
         path = root / csv_dir / name
         df = normalise_columns(read_csv(path))
-        missing = [c for c in REQUIRED if c not in df.columns]
-        if missing:
-            raise DatasetError(f"{path}: missing columns {missing} (has {list(df.columns)})")
+        check_columns(df, REQUIRED, str(path))
         pathology = df["pathology"].str.upper()
         bad = sorted(set(pathology) - set(PATHOLOGIES))
         if bad:

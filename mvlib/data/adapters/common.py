@@ -12,10 +12,16 @@ applies the documented rules:
   others are counted; the choice depends on nothing else, so it is reproducible.
 - Breasts without both a CC and an MLO image are dropped and counted.
 - Labels: a breast is malignant (benign) if any of its rows is.
-- Splits by patient: an official split (train/test) is kept and validation patients are
-  drawn from its training patients; a patient listed in several official splits goes to
-  test. Without one, patients are drawn into train/val/test by `split_fractions`. The draw
-  is a permutation of the sorted patient ids seeded by `seed`.
+- Splits by patient: an official split (train/test, maybe val) is kept and validation
+  patients are drawn from its training patients; a patient listed in several official
+  splits goes to test (val before train). Without one, patients are drawn into
+  train/val/test by `split_fractions`. The draw is a permutation of the sorted patient ids
+  seeded by `seed`.
+- Official split values (`normalise_splits`): case and surrounding whitespace are ignored;
+  train/training -> train, val/valid/validation -> val, test/testing -> test. An empty
+  value means "no official split for this row": its patient is drawn like an official
+  training patient (train or val, never test) when other rows have one. Any other value
+  (e.g. "holdout") is an error naming the file and the value, never a silent train.
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ IMAGE_COLUMNS = ("patient_id", "exam_id", "laterality", "view", "path", "maligna
 OPTIONAL_VIEW_COLUMNS = ("heatmap_benign", "heatmap_malignant")
 DEFAULT_VIEW_CODES = {"CC": "cc", "MLO": "mlo"}
 DEFAULT_SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
+# Accepted spellings of an official split (after stripping and lower-casing).
+SPLIT_SPELLINGS = {"train": "train", "training": "train", "val": "val", "valid": "val",
+                   "validation": "val", "test": "test", "testing": "test"}
 
 
 @dataclass
@@ -47,7 +56,9 @@ class Report:
     breasts_paired: int = 0
     patients_in_several_official_splits: int = 0
     breasts_unreadable: int = 0
-    unreadable: list[dict[str, str]] = field(default_factory=list)  # {"path", "error"}
+    # one per dropped breast: {"breast": "patient_id/exam_id/laterality",
+    #                          "error": "<file>: <problem>"} (build._finish)
+    unreadable: list[dict[str, str]] = field(default_factory=list)
     breasts_kept: int = 0
 
     def to_dict(self) -> dict:
@@ -95,15 +106,39 @@ def read_csv(path, required: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
     return df
 
 
+def normalise_splits(values: pd.Series, source: str, allow_empty: bool = True) -> pd.Series:
+    """Official split values as 'train', 'val' or 'test' ('' for none, if `allow_empty`).
+
+    Spellings are SPLIT_SPELLINGS, ignoring case and surrounding whitespace; anything else
+    raises DatasetError naming the file (`source`) and the unknown values."""
+    text = values.fillna("").astype(str).str.strip()
+    out = text.str.lower().map(SPLIT_SPELLINGS)
+    if allow_empty:
+        out = out.mask(text == "", "")
+    unknown = out.isna()
+    if unknown.any():
+        bad = sorted(set(values[unknown].fillna("").astype(str)))
+        expected = sorted(SPLIT_SPELLINGS) + (["'' (none)"] if allow_empty else [])
+        raise DatasetError(f"{source}: unknown split value(s) {bad[:10]} in "
+                           f"{int(unknown.sum())} row(s) (expected one of {expected}, any case)")
+    return out.astype(str)
+
+
 def split_patients(patients, official: pd.Series | None = None,
                    fractions: tuple[float, float, float] = DEFAULT_SPLIT_FRACTIONS,
                    seed: int = 0) -> tuple[dict[str, str], int]:
     """Split of each patient id, and how many patients had several official splits.
 
-    `official`: per patient, the set of official splits ('train', 'test', maybe 'val')."""
+    `official`: per patient, the set of official splits ('train', 'test', maybe 'val'; see
+    normalise_splits); a patient absent or with an empty set is drawn like a training one."""
     train_f, val_f, test_f = fractions
     if min(fractions) < 0 or not np.isclose(sum(fractions), 1.0):
         raise ValueError(f"split_fractions {fractions} must be >= 0 and sum to 1")
+    if official is not None:
+        unknown = sorted(set().union(*official) - set(SPLITS))
+        if unknown:  # never let an unrecognised split fall into the training pool
+            raise DatasetError(f"official splits: unknown value(s) {unknown} (expected "
+                               f"{list(SPLITS)}; see normalise_splits)")
     ids = sorted(set(patients))
     out, conflicts = {}, 0
     if official is None:
@@ -147,7 +182,7 @@ def select_breasts(images: pd.DataFrame, view_codes: dict[str, str] | None = Non
         df[col] = df[col].astype(str).str.strip()
     df["laterality"] = df["laterality"].str.upper().str[:1]
     df[["malignant", "benign"]] = df[["malignant", "benign"]].astype(int)
-    df["split"] = df["split"].fillna("").astype(str)
+    df["split"] = normalise_splits(df["split"], "image list")
     bad = df[~df["laterality"].isin(["L", "R"])]
     if len(bad):
         raise DatasetError(f"{bad['path'].iloc[0]}: laterality must be L or R, "

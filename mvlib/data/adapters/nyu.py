@@ -8,7 +8,8 @@
                                            exam list; default the row number), left_benign,
                                            left_malignant, right_benign, right_malignant,
                                            optional patient_id (default: one patient per
-                                           exam) and split (train/val/test)
+                                           exam) and split (train/val/test; spellings
+                                           as common.normalise_splits, empty = drawn)
 
 Orientation follows each exam's `horizontal_flip` (orientation.needs_flip). Heatmaps are
 stored transposed and must have their image's shape once transposed back.
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mvlib.data.adapters.common import read_csv
+from mvlib.data.adapters.common import normalise_splits, read_csv
 from mvlib.data.store import DatasetError
 
 VIEW_KEYS = ("L-CC", "R-CC", "L-MLO", "R-MLO")
@@ -84,6 +85,7 @@ def read_labels(path: Path, n_exams: int) -> pd.DataFrame:
         df["patient_id"] = "exam" + df["exam_index"].astype(str)
     if "split" not in df.columns:
         df["split"] = ""
+    df["split"] = normalise_splits(df["split"], str(path))
     return df.set_index("exam_index")
 
 

@@ -21,12 +21,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from mvlib.data.adapters.common import read_csv
+from mvlib.data.adapters.common import normalise_splits, read_csv
 from mvlib.data.store import DatasetError
 
 REQUIRED = ("study_id", "image_id", "laterality", "view_position", "breast_birads", "split")
 DEFAULT_BIRADS = {"malignant": [5], "benign": [3, 4]}
-SPLIT_NAMES = {"training": "train", "train": "train", "test": "test"}
 
 
 def parse_birads(value: str, where: str) -> int:
@@ -56,10 +55,7 @@ def list_images(root: Path, birads_labels: dict | None = None,
     path = root / annotations
     df = read_csv(path, REQUIRED)
     birads = [parse_birads(v, f"{path} row {i + 2}") for i, v in enumerate(df["breast_birads"])]
-    split = df["split"].str.lower().map(SPLIT_NAMES)
-    if split.isna().any():
-        bad = df["split"][split.isna()].iloc[0]
-        raise DatasetError(f"{path}: unknown split {bad!r} (expected training or test)")
+    split = normalise_splits(df["split"], str(path), allow_empty=False)
     out = pd.DataFrame({
         "patient_id": df["study_id"], "exam_id": df["study_id"],
         "laterality": df["laterality"], "view": df["view_position"],
