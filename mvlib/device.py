@@ -9,7 +9,20 @@ import torch
 
 
 def pick_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """CUDA when present (made deterministic where it can be), else the CPU."""
+    if torch.cuda.is_available():
+        deterministic_cuda()
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def deterministic_cuda() -> None:
+    """Same seed, same metrics on one GPU: cuDNN picks deterministic convolution algorithms
+    (no autotuning) and cuBLAS a fixed workspace. Max-pool's backward still accumulates with
+    atomics on CUDA, so the last bits can differ between runs there (never on the CPU)."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
 
 
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:

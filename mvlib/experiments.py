@@ -9,7 +9,6 @@ that rate are reused: a run is found by its config).
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from mvlib.profiles import Profile
 from mvlib.runs import RunConfig, RunDir
 from mvlib.search import LR_RANGES, log_uniform, results, winner
 from mvlib.sweep import Executor, default_executor, sweep
+from mvlib.train import selection_score
 
 # Table 1 groups: name -> (model, learning-rate range, experiment folder).
 TABLE1 = {"uni-view MLO": ("uni_mlo", "uniview"), "uni-view CC": ("uni_cc", "uniview"),
@@ -207,10 +207,10 @@ def uniview_summary(runs: pd.DataFrame) -> pd.DataFrame:
     done = runs[runs.state == "done"].assign(
         view=lambda t: t.model.str.removeprefix("uni_").str.upper())
     # Best validation AUC first; without one (single-class validation split), lowest loss.
-    ranked = done.assign(_auc=done.val_auc.astype(float).fillna(-math.inf),
-                         _loss=done.get("val_loss", math.nan)).sort_values(
-        ["_auc", "_loss"], ascending=[False, True], kind="stable")
-    best = ranked.groupby("view").head(1).set_index("view")
+    auc, loss = (done.reindex(columns=[c])[c].astype(float) for c in ("val_auc", "val_loss"))
+    order = sorted(done.index, reverse=True, key=lambda i: selection_score(
+        {"val_auc_malignant": auc[i], "val_loss": loss[i]}))
+    best = done.loc[order].groupby("view").head(1).set_index("view")
     reference = {"CC": paper.TABLE1["uni-view CC"][0], "MLO": paper.TABLE1["uni-view MLO"][0]}
     return pd.DataFrame({
         "mean epoch of best val AUC (ours)": done.groupby("view").best_epoch.mean() + 1,

@@ -206,14 +206,15 @@ TABLE2_ORDER = ("Joint ResNet", "+ Pretraining", "+ Pretraining (whole model)",
 
 
 def table2(prof: Profile, executor: Executor | None = None, store: Path | None = None,
-           with_blending: bool = True) -> pd.DataFrame:
+           with_blending: bool = True, blended: dict | None = None) -> pd.DataFrame:
     """Table 2: Joint ResNet and each regularizer, ours beside the paper's (the paper
-    reports only the output-layer Pretraining; its whole-model variant has no reference)."""
+    reports only the output-layer Pretraining; its whole-model variant has no reference).
+    `blended`: the result of `gradient_blending` when the caller already has it."""
     final = {"Joint ResNet": table1_final(prof, executor, store, ("Joint ResNet",))[
         "Joint ResNet"]}
     final.update(regularizers(prof, executor, store)[1])
     if with_blending:
-        final.update(gradient_blending(prof, executor, store)["final"])
+        final.update((blended or gradient_blending(prof, executor, store))["final"])
     return summary({k: final[k] for k in TABLE2_ORDER if k in final}, paper.TABLE2)
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from mvlib.runs import RunDir
+from mvlib.train import selection_score  # the one ranking rule, shared with checkpoints
 
 # Learning-rate ranges (log-uniform): uni-view curves, and Joint / Shared / Split.
 LR_RANGES = {"uniview": (1e-5, 3e-3), "variants": (1e-5, 1e-3)}
@@ -64,7 +65,7 @@ def winner(table: pd.DataFrame, by: str = "lr") -> float:
     done = table[table.state == "done"]
     if done.empty:
         raise ValueError("every run of the group diverged")
-    if done.val_auc.notna().any():
-        return done.groupby(by)["val_auc"].mean().idxmax()
-    # A validation split without malignant breasts (small real data): lowest loss wins.
-    return done.groupby(by)["val_loss"].mean().idxmin()
+    means = done.reindex(columns=[by, "val_auc", "val_loss"]).astype(
+        {"val_auc": float, "val_loss": float}).groupby(by).mean()
+    return max(means.index, key=lambda k: selection_score(
+        {"val_auc_malignant": means.val_auc[k], "val_loss": means.val_loss[k]}))

@@ -29,7 +29,7 @@ def all_tables(prof: Profile, executor: Executor | None = None, store: Path | No
     """Tables 1-5 (training whatever the store does not hold yet)."""
     t1, _ = experiments.table1(prof, executor, store)
     gb = regularized.gradient_blending(prof, executor, store)
-    return {"Table 1": t1, "Table 2": regularized.table2(prof, executor, store),
+    return {"Table 1": t1, "Table 2": regularized.table2(prof, executor, store, blended=gb),
             "Table 3": regularized.table3(prof, executor, store),
             "Table 4": regularized.table4(gb["weights"]), "Table 5": gb["ablation"]}
 
