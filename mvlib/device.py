@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 
+import threadpoolctl
 import torch
 
 
@@ -37,6 +38,13 @@ def set_threads() -> None:
     threads = os.environ.get("MVLIB_THREADS")
     if threads:
         torch.set_num_threads(int(threads))
+
+
+def one_thread_worker() -> None:
+    """Set-up of a data-preparation worker process, as torch's DataLoader workers do: one
+    BLAS and one torch thread, so that `workers` processes share the cores."""
+    threadpoolctl.threadpool_limits(1, user_api="blas")
+    torch.set_num_threads(1)
 
 
 def to_device(x: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:

@@ -38,6 +38,7 @@ from mvlib.data.store import (
     build_lock,
     write_arrays,
 )
+from mvlib.device import one_thread_worker
 
 # Bump when a change to the preparation changes its output: it is part of the name.
 BUILD_VERSION = 1
@@ -106,12 +107,6 @@ def _prepare_chunk(task: tuple) -> tuple[int, pd.DataFrame]:
     return k, rows.assign(error=errors)
 
 
-def _one_thread() -> None:
-    import threadpoolctl
-
-    threadpoolctl.threadpool_limits(1)
-
-
 def build_dataset(source: str, breasts: pd.DataFrame, report: Report, data_root: str | Path,
                   sizes: dict[str, tuple[int, int]], store: str | Path, config: dict,
                   rule: CropRule = DEFAULT_RULE, progress: bool = True, workers: int = 2
@@ -153,7 +148,7 @@ def _stage(breasts, staging, meta, root_dir, sizes, channels, rule, progress, wo
     if workers > 1 and len(tasks) > 1:
         ctx = multiprocessing.get_context("fork")  # as generate.py: no __main__ guard needed
         with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx,
-                                 initializer=_one_thread) as pool:
+                                 initializer=one_thread_worker) as pool:
             for k, rows in pool.map(_prepare_chunk, tasks):
                 _commit(writer, k, rows, ids)
                 bar.update(len(rows))

@@ -29,6 +29,7 @@ from mvlib.data.store import (
     build_lock,
     write_arrays,
 )
+from mvlib.device import one_thread_worker
 from mvlib.synth.anatomy import depth_pixels, render_tissue, sample_geometry
 from mvlib.synth.config import SynthConfig
 from mvlib.synth.findings import project, render, sample_findings
@@ -168,12 +169,6 @@ def _build_chunk(cfg: SynthConfig, partial: Path, k: int) -> tuple:
     return k, batch.rows, batch.findings
 
 
-def _one_thread_each() -> None:
-    """Worker set-up, as torch's DataLoader workers do: one BLAS and one torch thread."""
-    threadpoolctl.threadpool_limits(1, user_api="blas")
-    torch.set_num_threads(1)
-
-
 def generate_dataset(cfg: SynthConfig, store: str | Path, progress: bool = True,
                      workers: int = 2) -> BreastDataset:
     """Build the data set for `cfg` under `store/data/` (or open it if it exists).
@@ -200,7 +195,7 @@ def _build(cfg: SynthConfig, root: Path, progress: bool, workers: int) -> None:
     if workers > 1 and len(todo) > 1:
         # fork, like torch's DataLoader: workers start at once and need no __main__ guard.
         ctx = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_one_thread_each) as pool:
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=one_thread_worker) as pool:
             for result in pool.map(build, todo):
                 writer.commit_chunk(*result)
                 bar.update()
