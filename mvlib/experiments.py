@@ -130,11 +130,12 @@ def final_runs(final: dict[str, list[RunDir]]) -> pd.DataFrame:
 
 
 def table1(prof: Profile, executor: Executor | None = None, store: Path | None = None
-           ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Table 1 (uni-view models and model variants): (summary, learning-rate search)."""
+           ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, list[RunDir]]]:
+    """Table 1 (uni-view models and model variants): (summary, learning-rate search, the
+    final runs per group)."""
     groups = {name: lr_settings(prof, model, exp) for name, (model, exp) in TABLE1.items()}
     search, final = search_then_repeat(prof, groups, executor, store)
-    return summary(final, paper.TABLE1), search
+    return summary(final, paper.TABLE1), search, final
 
 
 def uniview_curves(prof: Profile, executor: Executor | None = None,

@@ -146,13 +146,16 @@ def dropout_rates_vs_auc(search: pd.DataFrame) -> plt.Figure:
 
 def blending_curves(runs: dict[str, RunDir]) -> plt.Figure:
     """The curves Gradient Blending's weights come from: train and validation loss and
-    malignant AUC per epoch of the CC-only, MLO-only and joint models."""
+    malignant AUC per epoch of the CC-only, MLO-only and joint models. The training curve is
+    the checkpoint's evaluation of the training split (as the estimate uses) when the run has
+    one, else the running training loss."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.3))
     colors = {"cc": "tab:blue", "mlo": "tab:orange", "joint": "tab:green"}
     for name, run in runs.items():
         m = run.metrics()
+        train = "train_eval" if "train_eval_loss" in m else "train"
         for ax, what in zip(axes, ("loss", "auc_malignant"), strict=True):
-            ax.plot(m.epoch + 1, m[f"train_{what}"], ":", color=colors[name])
+            ax.plot(m.epoch + 1, m[f"{train}_{what}"], ":", color=colors[name])
             ax.plot(m.epoch + 1, m[f"val_{what}"], "-", color=colors[name],
                     label=f"{name.upper()} (val solid, train dotted)")
     axes[0].set(xlabel="epoch", ylabel="loss", title="loss")

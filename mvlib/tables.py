@@ -27,7 +27,7 @@ from mvlib.sweep import Executor
 def all_tables(prof: Profile, executor: Executor | None = None, store: Path | None = None
                ) -> dict[str, pd.DataFrame]:
     """Tables 1-5 (training whatever the store does not hold yet)."""
-    t1, _ = experiments.table1(prof, executor, store)
+    t1 = experiments.table1(prof, executor, store)[0]
     gb = regularized.gradient_blending(prof, executor, store)
     return {"Table 1": t1, "Table 2": regularized.table2(prof, executor, store, blended=gb),
             "Table 3": regularized.table3(prof, executor, store),
