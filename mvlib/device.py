@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 
 import threadpoolctl
 import torch
@@ -33,11 +34,15 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext()
 
 
-def set_threads() -> None:
-    """Honour MVLIB_THREADS (set by the sweep executor when runs share the cores)."""
-    threads = os.environ.get("MVLIB_THREADS")
-    if threads:
-        torch.set_num_threads(int(threads))
+@contextlib.contextmanager
+def cpu_threads(n: int) -> Iterator[None]:
+    """Run the block with `n` intra-op CPU threads, then restore the caller's count."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def one_thread_worker() -> None:

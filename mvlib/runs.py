@@ -56,6 +56,10 @@ class RunConfig:
     lca_every: int = 0
     lca_fraction: float = 0.1
     lca_max_splits: int = 32
+    # CPU threads of the run. Float reductions, and through them the whole training, depend on
+    # the count, so it is part of the config: a run gives the same metrics whichever executor
+    # runs it. Sweeps get parallelism by running several runs side by side instead.
+    threads: int = 1
     # The data: a source prepared at a profile's sizes (see mvlib.data.prepare).
     dataset: str = "synthetic"
     profile: str = "laptop"
@@ -83,7 +87,7 @@ class RunConfig:
                              f"got {self.channels}")
         if not (isinstance(self.lr, int | float) and 0 < self.lr < float("inf")):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        for name in ("epochs", "batch_size", "tta_windows"):
+        for name in ("epochs", "batch_size", "tta_windows", "threads"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.lca_every < 0 or not 0 < self.lca_fraction <= 1:

@@ -35,18 +35,19 @@ class InProcess:
 
 
 class Subprocesses:
-    """`workers` runs at a time as `python -m mvlib train` jobs with `threads` threads each.
-
-    On 2 CPU cores, two single-threaded runs do about 1.5x the work of one two-threaded run
-    (REFERENCE section 10). A job that crashes is reported after the others have finished.
+    """`workers` runs at a time as `python -m mvlib train` jobs (each with its config's
+    `threads`). On 2 CPU cores, two single-threaded runs do about 1.5x the work of one
+    two-threaded run (REFERENCE section 10). A job that crashes is reported after the others
+    have finished.
     """
 
-    def __init__(self, workers: int = 2, threads: int = 1):
-        self.workers, self.threads = workers, threads
+    def __init__(self, workers: int = 2):
+        self.workers = workers
 
     def run(self, configs: list[RunConfig], store: Path) -> None:
-        env = {**os.environ, "MVLIB_THREADS": str(self.threads),
-               "OMP_NUM_THREADS": str(self.threads), "PYTHONPATH": str(paths.REPO)}
+        # One thread for other libraries' pools (BLAS in data loading); torch's comes from
+        # the run's config.
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(paths.REPO)}
         queue, active, failed = list(configs), [], []
         bar = tqdm(total=len(configs), desc="runs", unit="run", leave=False, disable=None)
         while queue or active:

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from mvlib.data.loader import BreastArrays, eval_loader, to_model_input, train_loader
 from mvlib.data.prepare import prepare
-from mvlib.device import autocast, pick_device, set_threads, to_device
+from mvlib.device import autocast, cpu_threads, pick_device, to_device
 from mvlib.dynamics import group_grad_norms, lca
 from mvlib.evaluate import auc, predict, scores
 from mvlib.models.heads import blended_loss, build_model, loss_fn
@@ -114,12 +114,19 @@ def make_model(cfg: RunConfig, store: Path) -> torch.nn.Module:
 
 
 def train(cfg: RunConfig, store: Path | None = None) -> RunDir:
-    """Run `cfg` into the store (or resume it, or return at once if it is finished)."""
+    """Run `cfg` into the store (or resume it, or return at once if it is finished), on
+    the config's number of CPU threads."""
     run = RunDir(cfg, store)
     if run.finished:
         return run
+    with cpu_threads(cfg.threads):
+        return run_protocol(cfg, run)
+
+
+def run_protocol(cfg: RunConfig, run: RunDir) -> RunDir:
+    """The paper's protocol for one run, top to bottom: epochs of training with the
+    instruments, validation and checkpoints, then the test predictions."""
     run.create()
-    set_threads()
     device = pick_device()
     data = prepare(cfg.dataset, cfg.profile, cfg.data_root, progress=False, **cfg.knobs)
     torch.manual_seed(cfg.seed)
