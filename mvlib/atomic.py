@@ -32,5 +32,5 @@ def write_text(path: str | Path, text: str) -> Path:
     return write_atomic(path, lambda p: p.write_text(text))
 
 
-def write_json(path: str | Path, obj) -> Path:
+def write_json(path: str | Path, obj: object) -> Path:
     return write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")

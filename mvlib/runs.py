@@ -173,10 +173,10 @@ class RunDir:
         write_atomic(self.path / "metrics.csv",
                      lambda p: pd.DataFrame(rows).to_csv(p, index=False))
 
-    def save(self, name: str, obj) -> None:
+    def save(self, name: str, obj: object) -> None:
         write_atomic(self.path / name, lambda p: torch.save(obj, p))
 
-    def load(self, name: str):
+    def load(self, name: str) -> object | None:
         p = self.path / name
         return torch.load(p, map_location="cpu", weights_only=False) if p.exists() else None
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from tqdm import tqdm
 
 from mvlib.data.loader import BreastArrays, eval_loader, to_model_input, train_loader
 from mvlib.data.prepare import prepare
+from mvlib.data.store import BreastDataset
 from mvlib.device import autocast, cpu_threads, pick_device, to_device
 from mvlib.dynamics import group_grad_norms, lca
 from mvlib.evaluate import auc, predict, scores
@@ -42,8 +44,9 @@ def clone_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def fixed_subset_loss(data, epoch_indices: np.ndarray, fraction: float, channels: int,
-                      device: torch.device):
+def fixed_subset_loss(data: BreastDataset, epoch_indices: np.ndarray, fraction: float,
+                      channels: int, device: torch.device
+                      ) -> Callable[[torch.nn.Module], torch.Tensor]:
     """The LCA evaluation of Appendix A: a fixed `fraction` of this epoch's sample, whole
     crops, no input noise. BatchNorm normalises with the statistics of these fixed batches,
     as in training: the loss is then a smooth function of the parameters alone (running

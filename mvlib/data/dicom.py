@@ -11,10 +11,14 @@ pylibjpeg-openjpeg, JPEG lossless and baseline with pylibjpeg-libjpeg) or gdcm i
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from mvlib.data.store import DatasetError
+
+if TYPE_CHECKING:  # imported where used, so the synthetic path never loads pydicom
+    import pydicom
 
 DICOM_SUFFIXES = (".dcm", ".dicom", "")
 PNG_SUFFIXES = (".png",)
@@ -53,7 +57,7 @@ def read_png(path: str | Path) -> np.ndarray:
     return arr.astype(np.float32) / np.iinfo(arr.dtype).max
 
 
-def padding_mask(stored: np.ndarray, ds) -> np.ndarray:
+def padding_mask(stored: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
     """Pixels equal to Pixel Padding Value (or within it and Pixel Padding Range Limit)."""
     value = ds.get("PixelPaddingValue")
     if value is None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mvlib.synth.anatomy import Geometry
+from mvlib.synth.config import SynthConfig
 
 MALIGNANT_KINDS = ("spiculated_mass", "fine_calcifications")
 BENIGN_KINDS = ("round_mass", "coarse_calcifications")
@@ -36,7 +37,7 @@ class Finding:
 
 
 def sample_findings(rng: np.random.Generator, malignant: np.ndarray, benign: np.ndarray,
-                    incidental: np.ndarray, cfg) -> list[Finding]:
+                    incidental: np.ndarray, cfg: SynthConfig) -> list[Finding]:
     """One finding per positive label (and per incidental benign-looking finding)."""
     findings = []
     for b in range(len(malignant)):

@@ -26,7 +26,9 @@ applies the documented rules:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -92,7 +94,7 @@ def check_columns(df: pd.DataFrame, required: list[str] | tuple[str, ...], sourc
         raise DatasetError(f"{source}: missing columns {missing} (has {list(df.columns)})")
 
 
-def read_csv(path, required: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
+def read_csv(path: str | Path, required: list[str] | tuple[str, ...] = ()) -> pd.DataFrame:
     """A CSV whose column names and text cells are stripped of surrounding whitespace."""
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -124,7 +126,7 @@ def normalise_splits(values: pd.Series, source: str, allow_empty: bool = True) -
     return out.astype(str)
 
 
-def split_patients(patients, official: pd.Series | None = None,
+def split_patients(patients: Iterable[str], official: pd.Series | None = None,
                    fractions: tuple[float, float, float] = DEFAULT_SPLIT_FRACTIONS,
                    seed: int = 0) -> tuple[dict[str, str], int]:
     """Split of each patient id, and how many patients had several official splits.
