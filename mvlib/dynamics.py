@@ -20,10 +20,12 @@ import torch
 def group_grad_norms(groups: dict[str, list[torch.nn.Parameter]]) -> dict[str, float]:
     """Euclidean norm of the current gradient of each parameter group (theta_CC, ...), for
     the groups of `model.param_groups()` (built once per run: this runs every iteration)."""
-    norms = [torch.nn.utils.get_total_norm([p.grad for p in ps if p.grad is not None])
-             if any(p.grad is not None for p in ps) else torch.zeros(())
-             for ps in groups.values()]
-    return dict(zip(groups, torch.stack(norms).tolist(), strict=True))
+    norms = {name: torch.nn.utils.get_total_norm(grads) for name, ps in groups.items()
+             if (grads := [p.grad for p in ps if p.grad is not None])}
+    # One transfer for all groups; the norms stay on the gradients' device until then.
+    stacked = torch.stack(list(norms.values())).tolist() if norms else []
+    values = dict(zip(norms, stacked, strict=True))
+    return {name: values.get(name, 0.0) for name in groups}  # no gradient (e.g. frozen): 0
 
 
 @dataclass

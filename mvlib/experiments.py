@@ -36,6 +36,7 @@ def config(prof: Profile, model: str, lr: float, seed: int, experiment: str,
     epochs = epochs_override or max(1, round(prof.epochs * paper_epochs / 100))
     knobs = {**prof.data_knobs, **kw.pop("knobs", {})}
     channels = kw.pop("channels", None) or input_channels(prof)
+    kw.setdefault("threads", prof.threads)
     return RunConfig(model=model, lr=lr, seed=seed, epochs=epochs, profile=prof.name,
                      tta_windows=prof.tta_windows, experiment=experiment, dataset=prof.dataset,
                      data_root=prof.data_root, knobs=knobs, channels=channels, **kw)

@@ -36,6 +36,9 @@ class Profile:
     seeds: int = 3
     tta_windows: int = 10
     workers: int = 1
+    # CPU threads of each run (RunConfig.threads: part of a run's identity, since results
+    # depend on it): all cores when runs go one at a time, one each when they share them.
+    threads: int = 1
     # Modality Dropout and Split Learning Rates: sampled sets per base learning rate (the
     # paper: 10 at 1e-5 and 10 at 1e-4).
     hp_samples: int = 10
@@ -72,7 +75,7 @@ class Profile:
 PROFILES = {
     "smoke": Profile("smoke", (64, 48), (72, 42), {"train": 40, "val": 20, "test": 20},
                      epochs=2, lr_samples=2, search_seeds=1, seeds=2, tta_windows=2,
-                     hp_samples=1),
+                     hp_samples=1, threads=2),
     "laptop": Profile("laptop", (96, 72), (108, 64), {"train": 240, "val": 100, "test": 160},
                       epochs=6, lr_samples=2, search_seeds=1, seeds=3, tta_windows=5,
                       workers=2, hp_samples=1),

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,10 +86,10 @@ class RunConfig:
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 (image) or 3 (image + heatmaps), "
                              f"got {self.channels}")
-        if not (isinstance(self.lr, int | float) and 0 < self.lr < float("inf")):
+        if not (_number(self.lr, numbers.Real) and 0 < self.lr < float("inf")):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         for name in ("epochs", "batch_size", "tta_windows", "threads"):
-            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+            if not (_number(getattr(self, name), numbers.Integral) and getattr(self, name) >= 1):
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if self.lca_every < 0 or not 0 < self.lca_fraction <= 1:
             raise ValueError(f"lca_every must be >= 0 and lca_fraction in (0, 1], got "
@@ -104,9 +105,9 @@ class RunConfig:
             raise ValueError(f"finetune must be 'all' or 'output', got {self.finetune!r}")
         if (self.model == "joint_blend") != bool(self.blend_weights):
             raise ValueError("Gradient Blending weights go with model 'joint_blend' and only it")
-        if self.lca_max_splits < 2 or self.lca_max_splits % 2:
-            raise ValueError("lca_max_splits must be an even number >= 2 (Simpson's rule), "
-                             f"got {self.lca_max_splits}")
+        if self.lca_max_splits < 2 or self.lca_max_splits & (self.lca_max_splits - 1):
+            raise ValueError("lca_max_splits must be a power of two >= 2 (Simpson's rule, "
+                             f"doubled from 2), got {self.lca_max_splits}")
         if self.finetune == "output" and not self.init_from:
             raise ValueError("finetune='output' needs init_from (the pretrained uni-view runs)")
 
@@ -121,6 +122,11 @@ class RunConfig:
                    if k not in defaults or v != defaults[k]}
         blob = json.dumps(changed, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def _number(value: object, kind: type) -> bool:
+    """A number of `kind` (numpy scalars included), not a bool."""
+    return isinstance(value, kind) and not isinstance(value, bool)
 
 
 def _check_keys(field: str, value: dict | None, allowed: set[str], exact: bool = False,

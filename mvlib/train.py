@@ -77,8 +77,10 @@ def selection_score(row: dict | None) -> tuple[float, float]:
     lower validation loss decides instead."""
     if row is None:
         return (-math.inf, -math.inf)
-    val_auc = row["val_auc_malignant"]
-    return (val_auc, 0.0) if math.isfinite(val_auc) else (-math.inf, -row["val_loss"])
+    val_auc, val_loss = row["val_auc_malignant"], row["val_loss"]
+    if math.isfinite(val_auc):
+        return (val_auc, 0.0)
+    return (-math.inf, -val_loss if math.isfinite(val_loss) else -math.inf)
 
 
 def make_optimizer(model: torch.nn.Module, cfg: RunConfig) -> torch.optim.Adam:

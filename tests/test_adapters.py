@@ -290,6 +290,8 @@ def test_official_split_keeps_test_and_draws_val_from_train():
     assert conflicts == 1 and split["both"] == "test" and split["t1"] == "test"
     assert sum(s == "val" for s in split.values()) == 2  # 0.1 / 0.9 of 18
     assert sum(s == "test" for s in split.values()) == 2
+    as_dict, _ = split_patients(official.index, official.to_dict(), fractions=(0.8, 0.1, 0.1))
+    assert as_dict == split  # a plain dict of sets works as well
 
 
 # --- official split values: known spellings map, anything else is an error ---------------

@@ -22,7 +22,8 @@ def test_cuda_gets_bf16_autocast_and_deterministic_cudnn(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
-    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", "")  # recorded, so restored after the test
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG")
     gpu = device.pick_device()
     assert gpu.type == "cuda"
     assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark

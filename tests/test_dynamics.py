@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mvlib.dynamics import group_grad_norms, lca, simpson_weights
-from mvlib.models.heads import JointResNet, loss_fn
+from mvlib.models.heads import JointResNet, UniView, loss_fn
 
 
 class Tiny(torch.nn.Module):
@@ -125,6 +125,14 @@ def test_group_grad_norms_of_joint_resnet():
     for g, params in model.param_groups().items():
         expected = math.sqrt(sum(float((p.grad**2).sum()) for p in params))
         assert norms[g] == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_group_without_gradients_has_norm_zero():
+    model = UniView("cc", 1)  # its MLO group is empty
+    loss_fn(model({"cc": torch.randn(2, 1, 64, 48)}), torch.tensor([[1, 0], [0, 1]])).backward()
+    norms = group_grad_norms(model.param_groups())
+    assert norms["mlo"] == 0.0 and norms["cc"] > 0 and norms["shared"] > 0
+    assert all(type(v) is float for v in norms.values())
 
 
 def test_reusing_the_previous_windows_end_evaluation_changes_nothing():

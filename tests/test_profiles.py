@@ -59,3 +59,13 @@ def test_a_real_data_set_rides_on_the_profile_into_every_run(monkeypatch, tmp_pa
     nb = notebooks.NOTEBOOKS / "00_data.ipynb"
     assert notebooks.output_path(nb, "laptop") == nb
     assert notebooks.output_path(nb, tag) == tmp_path / "store" / tag / "notebooks" / nb.name
+
+
+def test_runs_take_their_thread_count_from_the_profile():
+    from mvlib import experiments
+
+    smoke, laptop = profiles.get("smoke"), profiles.get("laptop")
+    assert smoke.workers == 1 and laptop.workers == 2
+    assert experiments.config(smoke, "joint", 1e-4, 0, "x").threads == 2  # one run at a time
+    assert experiments.config(laptop, "joint", 1e-4, 0, "x").threads == 1  # two side by side
+    assert experiments.config(laptop, "joint", 1e-4, 0, "x", threads=2).threads == 2

@@ -247,7 +247,7 @@ def test_lca_max_splits_caps_the_simpson_refinement(tmp_path):
     assert (~same).any()  # the tiny set's windows do need refinement
     assert np.allclose(rk4[same].allocated, full[same].allocated)
     assert (rk4[~same].error.abs() > 1e-3).all()  # refined only where RK4 missed the tolerance
-    for bad in (0, 3):
+    for bad in (0, 3, 6):  # doubling from 2 reaches powers of two only
         with pytest.raises(ValueError, match="lca_max_splits"):
             cfg(lca_max_splits=bad)
 
@@ -262,6 +262,13 @@ def test_lca_max_splits_caps_the_simpson_refinement(tmp_path):
 def test_a_bad_config_is_refused_naming_the_field(field, bad):
     with pytest.raises(ValueError, match=field):
         cfg(**{field: bad})
+
+
+def test_numpy_numbers_are_accepted_and_booleans_refused():
+    ok = cfg(lr=np.float32(1e-4), epochs=np.int64(2), threads=np.int64(1))
+    assert ok.epochs == 2
+    with pytest.raises(ValueError, match="epochs"):
+        cfg(epochs=True)
 
 
 def test_a_config_file_with_an_unknown_field_is_refused_naming_the_file(tmp_path):
@@ -294,3 +301,5 @@ def test_checkpoint_selection_falls_back_to_validation_loss_without_two_classes(
     best = max(range(3), key=lambda i: selection_score(single_class[i]))
     assert best == 1  # lowest validation loss
     assert selection_score(single_class[0]) > selection_score(None)  # the first epoch is kept
+    no_loss = {"val_auc_malignant": nan, "val_loss": nan}
+    assert selection_score(single_class[0]) > selection_score(no_loss)  # NaN loss ranks last

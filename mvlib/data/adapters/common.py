@@ -137,7 +137,8 @@ def split_patients(patients: Iterable[str], official: pd.Series | None = None,
     if min(fractions) < 0 or not np.isclose(sum(fractions), 1.0):
         raise ValueError(f"split_fractions {fractions} must be >= 0 and sum to 1")
     if official is not None:
-        unknown = sorted(set().union(*official) - set(SPLITS))
+        sets = official.values() if isinstance(official, dict) else official
+        unknown = sorted(set().union(*sets) - set(SPLITS))
         if unknown:  # never let an unrecognised split fall into the training pool
             raise DatasetError(f"official splits: unknown value(s) {unknown} (expected "
                                f"{list(SPLITS)}; see normalise_splits)")
