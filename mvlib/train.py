@@ -49,8 +49,10 @@ def fixed_subset_loss(data: BreastDataset, epoch_indices: np.ndarray, fraction: 
                       ) -> Callable[[torch.nn.Module], torch.Tensor]:
     """The LCA evaluation of Appendix A: a fixed `fraction` of this epoch's sample, whole
     crops, no input noise. BatchNorm normalises with the statistics of these fixed batches,
-    as in training: the loss is then a smooth function of the parameters alone (running
-    statistics lag the parameters and made the eval-mode loss jump between windows)."""
+    as in training: the loss is then a function of the parameters alone (running statistics
+    lag the parameters and made the eval-mode loss jump between windows). It is smooth only
+    piecewise: ReLU and max-pool kinks make its gradient along a path rough, which is why
+    Simpson's rule needs many sub-intervals at high learning rates."""
     keep = np.sort(epoch_indices[: max(2, int(round(fraction * len(epoch_indices))))])
     items = BreastArrays(data, channels)
     # Collated by hand: a DataLoader would draw from the global RNG and shift the noise.
