@@ -25,6 +25,7 @@ from mvlib.data.loader import to_model_input, train_loader
 from mvlib.data.prepare import prepare
 from mvlib.device import to_device
 from mvlib.dynamics import group_grad_norms
+from mvlib.experiments import mlo_share
 from mvlib.models.heads import JointResNet, UniView, loss_fn
 from mvlib.runs import RunConfig
 from mvlib.synth.generate import CHUNK, generate_chunk, generate_dataset
@@ -32,6 +33,8 @@ from mvlib.train import train
 
 GENERATOR_TARGET = 200.0
 LOADER_TARGET = 5.0
+# Issue 4's LCA cost target (<= 1.5x) is for the paper's LCA set-up: Appendix A trains at 1e-5.
+LCA_TARGET_LR = 1e-5
 
 
 def _rate(step, min_seconds: float = 3.0, warmup: int = 1) -> float:
@@ -182,12 +185,12 @@ def bench_dynamics() -> dict:
             group_grad_norms(groups)
         opt.step()
 
-    # Interleaved best-of-3: a few percent is below this machine's run-to-run noise.
+    # Interleaved best-of-5: a few percent is within this machine's run-to-run noise.
     plain = with_norms = 0.0
-    for _ in range(3):
+    for _ in range(5):
         plain = max(plain, _rate(lambda: step(False), min_seconds=2.0, warmup=2))
         with_norms = max(with_norms, _rate(lambda: step(True), min_seconds=2.0, warmup=2))
-    seconds, splits = {}, {}
+    seconds, records = {}, {}
     with tempfile.TemporaryDirectory() as store:
         # Untimed warm-up: the first run in a process also pays for loading the data set.
         train(RunConfig(model="joint", lr=1e-5, epochs=1, profile="laptop", tta_windows=1,
@@ -201,10 +204,15 @@ def bench_dynamics() -> dict:
             run = train(cfg, store)
             seconds[lr, name] = time.perf_counter() - start
             if cfg.lca_every:
-                splits[lr, name] = run.dynamics("lca").splits.tolist()
-    return {"norm_slowdown": plain / with_norms - 1,
-            "lca": {lr: {"ratio": seconds[lr, "lca"] / seconds[lr, "off"],
-                         "splits": splits[lr, "lca"]} for lr in (1e-5, 1e-4)},
+                records[lr, name] = run.dynamics("lca")
+    lca_cost = {}
+    for lr in (1e-5, 1e-4):
+        w = records[lr, "lca"]  # each window also records its unrefined RK4 level
+        lca_cost[lr] = {"ratio": seconds[lr, "lca"] / seconds[lr, "off"],
+                        "splits": w.splits.tolist(),
+                        "max_error": w.error.abs().max(), "rk4_max_error": w.rk4_error.abs().max(),
+                        "mlo_share": mlo_share(w), "rk4_mlo_share": mlo_share(w, "rk4_")}
+    return {"norm_slowdown": plain / with_norms - 1, "lca": lca_cost,
             "rk4_ratio": seconds[1e-4, "rk4"] / seconds[1e-4, "off"]}
 
 
@@ -239,9 +247,13 @@ def main() -> None:
     print(f"gradient norms every iteration: {d['norm_slowdown']:+.1%} step time (target < 5%)")
     for lr, r in d["lca"].items():
         counts = dict(sorted(Counter(r["splits"]).items()))
+        verdict = (f"target <= 1.5x: {'met' if r['ratio'] <= 1.5 else 'NOT met'}"
+                   if lr == LCA_TARGET_LR else "no target at this rate")
         print(f"Joint ResNet epoch at lr {lr:g} with online LCA: {r['ratio']:.2f}x the time "
-              f"without (target <= 1.5x); Simpson sub-intervals per window {counts}")
-    print(f"  the same at lr 1e-4 with refinement off (RK4 only): {d['rk4_ratio']:.2f}x")
+              f"without ({verdict}); Simpson sub-intervals per window {counts}; max |error| "
+              f"{r['max_error']:.4f} (RK4 alone {r['rk4_max_error']:.4f}); MLO share of the "
+              f"reduction {r['mlo_share']:.1%} (RK4 alone {r['rk4_mlo_share']:.1%})")
+    print(f"  lr 1e-4 with refinement off (RK4 only, lca_max_splits=2): {d['rk4_ratio']:.2f}x")
 
 if __name__ == "__main__":
     main()

@@ -31,13 +31,16 @@ def group_grad_norms(groups: dict[str, list[torch.nn.Parameter]]) -> dict[str, f
 @dataclass
 class LCAResult:
     """Allocations per parameter (same shapes), their group sums, the actual loss change,
-    the error (actual - allocated) and the number of Simpson sub-intervals used."""
+    the error (actual - allocated) and the number of Simpson sub-intervals used. `levels`
+    holds every refinement level tried, coarsest first: (splits, error, group sums), which
+    shows what the refinement changed (the last level is the result)."""
 
     per_param: dict[str, torch.Tensor]
     groups: dict[str, float]
     actual: float
     error: float
     splits: int
+    levels: list[tuple[int, float, dict[str, float]]] = field(default_factory=list)
     end_eval: tuple[float, dict[str, torch.Tensor]] = field(default=None, repr=False)
 
     @property
@@ -87,8 +90,11 @@ def lca(model: torch.nn.Module, start: dict[str, torch.Tensor], end: dict[str, t
             cache[t] = (loss.item(), {n: params[n].grad.detach().clone() for n in names})
         return cache[t]
 
+    named_groups = (model.param_groups() if hasattr(model, "param_groups")
+                    else {"all": list(params.values())})
+    owner = {id(p): g for g, ps in named_groups.items() for p in ps}
     actual = at(1.0)[0] - at(0.0)[0]
-    n = splits
+    n, levels = splits, []
     while True:
         weights = simpson_weights(n)
         mean_grad = {k: torch.zeros_like(v) for k, v in delta.items()}
@@ -96,16 +102,14 @@ def lca(model: torch.nn.Module, start: dict[str, torch.Tensor], end: dict[str, t
             for name, g in at(k / n)[1].items():
                 mean_grad[name] += w * g
         per_param = {k: mean_grad[k] * delta[k] for k in names}
-        error = actual - sum(float(v.sum()) for v in per_param.values())
+        groups = dict.fromkeys(named_groups, 0.0)
+        for name in names:
+            groups[owner[id(params[name])]] += float(per_param[name].sum())
+        error = actual - sum(groups.values())
+        levels.append((n, error, groups))
         if abs(error) <= tol or n >= max_splits:
             break
         n *= 2
-    named_groups = (model.param_groups() if hasattr(model, "param_groups")
-                    else {"all": list(params.values())})
-    owner = {id(p): g for g, ps in named_groups.items() for p in ps}
-    groups = dict.fromkeys(named_groups, 0.0)
-    for name in names:
-        groups[owner[id(params[name])]] += float(per_param[name].sum())
     model.load_state_dict(end)
     model.zero_grad(set_to_none=True)
-    return LCAResult(per_param, groups, actual, error, n, end_eval=cache[1.0])
+    return LCAResult(per_param, groups, actual, error, n, levels, end_eval=cache[1.0])

@@ -180,9 +180,18 @@ def dynamics_runs(prof: Profile, executor: Executor | None = None,
     return dict(zip(cfgs, runs, strict=True))
 
 
+def mlo_share(lca: pd.DataFrame, prefix: str = "") -> float:
+    """θ_MLO's share of the total loss reduction allocated over LCA windows (NaN when the
+    loss did not go down); `prefix` "rk4_" reads the windows' unrefined RK4 allocations."""
+    cc, mlo, shared = (lca[f"{prefix}{g}"].sum() for g in ("cc", "mlo", "shared"))
+    reduction = -(cc + mlo + shared)
+    return -mlo / reduction if reduction > 0 else float("nan")
+
+
 def dynamics_summary(runs: dict[tuple[str, float], RunDir]) -> pd.DataFrame:
-    """Per run: how often and by how much MLO's gradient norm exceeds CC's, and each
-    column's share of the loss reduction allocated by LCA."""
+    """Per run: how often and by how much MLO's gradient norm exceeds CC's, each column's
+    share of the loss reduction allocated by LCA, the quadrature's accuracy and cost, and
+    what RK4 alone (no refinement) would have allocated."""
     rows = []
     for (cond, lr), run in runs.items():
         g, w = run.dynamics("grad_norms"), run.dynamics("lca")
@@ -190,14 +199,16 @@ def dynamics_summary(runs: dict[tuple[str, float], RunDir]) -> pd.DataFrame:
             warnings.warn(f"{run.path}: no dynamics recorded (state "
                           f"{run.status()['state']!r}); left out of the summary", stacklevel=2)
             continue
-        reduction = -(w.cc.sum() + w.mlo.sum() + w.shared.sum())
         rows.append({"condition": cond, "lr": lr,
                      "iterations with |g_MLO| > |g_CC|": (g.mlo > g.cc).mean(),
                      "median |g_MLO| / |g_CC|": (g.mlo / g.cc).median(),
                      "LCA CC": w.cc.sum(), "LCA MLO": w.mlo.sum(), "LCA shared": w.shared.sum(),
-                     "MLO share of the reduction": -w.mlo.sum() / reduction if reduction > 0
-                     else float("nan"),
+                     "MLO share of the reduction": mlo_share(w),
                      "max |error|": w.error.abs().max(),
+                     "mean Simpson sub-intervals": w.splits.mean(),
+                     # What the windows would say without the refinement (RK4, 2 sub-intervals).
+                     "MLO share, RK4 only": mlo_share(w, "rk4_"),
+                     "max |error|, RK4 only": w.rk4_error.abs().max(),
                      "val AUC (best)": run.status().get("best_val_auc")})
     return pd.DataFrame(rows).set_index(["condition", "lr"])
 

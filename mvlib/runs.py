@@ -4,8 +4,10 @@ A run folder is named by its config's hash and tells everything about the run:
   config.json     the RunConfig
   status.json     state (running / done / diverged), best epoch, test AUC, reason
   metrics.csv     one row per finished epoch
-  dynamics/       per epoch: gradient norms per iteration, LCA windows (when on),
-                  validation predictions per breast (with checkpoint_curves)
+  dynamics/       per epoch: gradient norms per iteration; LCA windows (when on: group
+                  allocations, actual change, error, Simpson sub-intervals, and the same
+                  before refinement as rk4_*); validation predictions per breast (with
+                  checkpoint_curves)
   last.pt         model, optimiser and bookkeeping after the last finished epoch (resume)
   best.pt         model weights of the epoch with the best validation malignant AUC
   predictions.csv test predictions of the best checkpoint (TTA mean over `tta_windows`)

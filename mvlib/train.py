@@ -188,9 +188,12 @@ def run_protocol(cfg: RunConfig, run: RunDir) -> RunDir:
                 window_end = clone_state(model)
                 r = lca(model, window_start, window_end, lca_loss,
                         max_splits=cfg.lca_max_splits, start_eval=start_eval)
+                _, rk4_error, rk4 = r.levels[0]  # before refinement: what RK4 alone gives
                 windows_lca.append({"epoch": epoch, "iteration": it, **r.groups,
                                     "actual": r.actual, "allocated": r.allocated,
-                                    "error": r.error, "splits": r.splits})
+                                    "error": r.error, "splits": r.splits,
+                                    **{f"rk4_{g}": v for g, v in rk4.items()},
+                                    "rk4_error": rk4_error})
                 window_start, start_eval = window_end, r.end_eval  # same loss within the epoch
                 model.train()
             probs.append(torch.sigmoid(logits.detach().float()).cpu().numpy())

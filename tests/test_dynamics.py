@@ -2,10 +2,12 @@
 
 import math
 
+import pandas as pd
 import pytest
 import torch
 
 from mvlib.dynamics import group_grad_norms, lca, simpson_weights
+from mvlib.experiments import mlo_share
 from mvlib.models.heads import JointResNet, UniView, loss_fn
 
 
@@ -110,6 +112,16 @@ def test_adaptive_doubling_stops_at_the_tolerance_or_the_cap():
     assert abs(tight.error) <= abs(loose.error) + 1e-12
 
 
+def test_levels_record_each_refinement_coarsest_first():
+    m, start, end = states(seed=7, step=3.0)
+    r = lca(m, start, end, bce, splits=2, tol=1e-12, max_splits=8)
+    assert [n for n, _, _ in r.levels] == [2, 4, 8]
+    assert r.levels[-1] == (r.splits, r.error, r.groups)
+    rk4 = lca(m, start, end, bce, splits=2, max_splits=2)  # what stopping at RK4 gives
+    assert r.levels[0] == (2, rk4.error, rk4.groups)
+    assert abs(r.levels[0][1]) > abs(r.error)  # the long path needs the refinement
+
+
 def test_the_model_ends_in_the_end_state():
     m, start, end = states()
     lca(m, start, end, bce)
@@ -144,3 +156,11 @@ def test_reusing_the_previous_windows_end_evaluation_changes_nothing():
     assert reused.actual == fresh.actual and reused.splits == fresh.splits
     for k in fresh.per_param:
         assert torch.equal(reused.per_param[k], fresh.per_param[k])
+
+
+def test_mlo_share_of_the_allocated_reduction():
+    w = pd.DataFrame({"cc": [-0.1, -0.1], "mlo": [-0.3, 0.0], "shared": [0.0, 0.1],
+                      "rk4_cc": [-0.2, 0.0], "rk4_mlo": [-0.2, 0.0], "rk4_shared": [0.0, 0.0]})
+    assert mlo_share(w) == pytest.approx(0.3 / 0.4)
+    assert mlo_share(w, "rk4_") == pytest.approx(0.5)
+    assert math.isnan(mlo_share(w.assign(shared=[0.0, 0.5])))  # the loss went up: no share

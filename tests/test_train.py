@@ -247,6 +247,9 @@ def test_lca_max_splits_caps_the_simpson_refinement(tmp_path):
     assert (~same).any()  # the tiny set's windows do need refinement
     assert np.allclose(rk4[same].allocated, full[same].allocated)
     assert (rk4[~same].error.abs() > 1e-3).all()  # refined only where RK4 missed the tolerance
+    # Each window also records its RK4 level, before refinement: the capped run's result.
+    for col in ("cc", "mlo", "shared", "error"):
+        assert np.allclose(full[f"rk4_{col}"], rk4[col], atol=1e-7)
     for bad in (0, 3, 6):  # doubling from 2 reaches powers of two only
         with pytest.raises(ValueError, match="lca_max_splits"):
             cfg(lca_max_splits=bad)
