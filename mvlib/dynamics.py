@@ -11,10 +11,15 @@ error, which is reported. Buffers are not on the path: the model ends in the `en
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
+import pandas as pd
 import torch
+
+RK4 = "rk4_"  # prefix of the columns an online LCA window records before refinement
 
 
 def group_grad_norms(groups: dict[str, list[torch.nn.Parameter]]) -> dict[str, float]:
@@ -28,19 +33,27 @@ def group_grad_norms(groups: dict[str, list[torch.nn.Parameter]]) -> dict[str, f
     return {name: values.get(name, 0.0) for name in groups}  # no gradient (e.g. frozen): 0
 
 
+class Level(NamedTuple):
+    """One refinement level of `lca`: Simpson sub-intervals, error, group sums."""
+
+    splits: int
+    error: float
+    groups: dict[str, float]
+
+
 @dataclass
 class LCAResult:
     """Allocations per parameter (same shapes), their group sums, the actual loss change,
     the error (actual - allocated) and the number of Simpson sub-intervals used. `levels`
-    holds every refinement level tried, coarsest first: (splits, error, group sums), which
-    shows what the refinement changed (the last level is the result)."""
+    holds every refinement level tried, coarsest first, which shows what the refinement
+    changed (the last level is the result)."""
 
     per_param: dict[str, torch.Tensor]
     groups: dict[str, float]
     actual: float
     error: float
     splits: int
-    levels: list[tuple[int, float, dict[str, float]]] = field(default_factory=list)
+    levels: list[Level] = field(default_factory=list)
     end_eval: tuple[float, dict[str, torch.Tensor]] = field(default=None, repr=False)
 
     @property
@@ -93,6 +106,8 @@ def lca(model: torch.nn.Module, start: dict[str, torch.Tensor], end: dict[str, t
     named_groups = (model.param_groups() if hasattr(model, "param_groups")
                     else {"all": list(params.values())})
     owner = {id(p): g for g, ps in named_groups.items() for p in ps}
+    if (missing := [n for n in names if id(params[n]) not in owner]):
+        raise ValueError(f"parameters in no group of model.param_groups(): {missing}")
     actual = at(1.0)[0] - at(0.0)[0]
     n, levels = splits, []
     while True:
@@ -106,10 +121,22 @@ def lca(model: torch.nn.Module, start: dict[str, torch.Tensor], end: dict[str, t
         for name in names:
             groups[owner[id(params[name])]] += float(per_param[name].sum())
         error = actual - sum(groups.values())
-        levels.append((n, error, groups))
+        levels.append(Level(n, error, groups))
         if abs(error) <= tol or n >= max_splits:
             break
         n *= 2
     model.load_state_dict(end)
     model.zero_grad(set_to_none=True)
     return LCAResult(per_param, groups, actual, error, n, levels, end_eval=cache[1.0])
+
+
+def mlo_share(windows: pd.DataFrame, prefix: str = "") -> float:
+    """theta_MLO's share of the loss reduction allocated over online LCA windows (NaN when
+    the loss did not go down); `prefix` RK4 reads the windows' unrefined allocations, NaN for
+    records made before they were kept."""
+    cols = [f"{prefix}{g}" for g in ("cc", "mlo", "shared")]
+    if not set(cols) <= set(windows) or windows[cols].isna().any().any():
+        return math.nan
+    cc, mlo, shared = (float(windows[c].sum()) for c in cols)
+    reduction = -(cc + mlo + shared)
+    return -mlo / reduction if reduction > 0 else math.nan

@@ -16,6 +16,7 @@ import pandas as pd
 
 from mvlib import paper
 from mvlib.data.prepare import prepare
+from mvlib.dynamics import RK4, mlo_share
 from mvlib.evaluate import summarise
 from mvlib.profiles import Profile
 from mvlib.runs import RunConfig, RunDir
@@ -180,14 +181,6 @@ def dynamics_runs(prof: Profile, executor: Executor | None = None,
     return dict(zip(cfgs, runs, strict=True))
 
 
-def mlo_share(lca: pd.DataFrame, prefix: str = "") -> float:
-    """θ_MLO's share of the total loss reduction allocated over LCA windows (NaN when the
-    loss did not go down); `prefix` "rk4_" reads the windows' unrefined RK4 allocations."""
-    cc, mlo, shared = (lca[f"{prefix}{g}"].sum() for g in ("cc", "mlo", "shared"))
-    reduction = -(cc + mlo + shared)
-    return -mlo / reduction if reduction > 0 else float("nan")
-
-
 def dynamics_summary(runs: dict[tuple[str, float], RunDir]) -> pd.DataFrame:
     """Per run: how often and by how much MLO's gradient norm exceeds CC's, each column's
     share of the loss reduction allocated by LCA, the quadrature's accuracy and cost, and
@@ -207,8 +200,9 @@ def dynamics_summary(runs: dict[tuple[str, float], RunDir]) -> pd.DataFrame:
                      "max |error|": w.error.abs().max(),
                      "mean Simpson sub-intervals": w.splits.mean(),
                      # What the windows would say without the refinement (RK4, 2 sub-intervals).
-                     "MLO share, RK4 only": mlo_share(w, "rk4_"),
-                     "max |error|, RK4 only": w.rk4_error.abs().max(),
+                     "MLO share, RK4 only": mlo_share(w, RK4),
+                     "max |error|, RK4 only": (w[f"{RK4}error"].abs().max(skipna=False)
+                                               if f"{RK4}error" in w else float("nan")),
                      "val AUC (best)": run.status().get("best_val_auc")})
     return pd.DataFrame(rows).set_index(["condition", "lr"])
 

@@ -29,7 +29,7 @@ from mvlib.data.loader import BreastArrays, eval_loader, to_model_input, train_l
 from mvlib.data.prepare import prepare
 from mvlib.data.store import BreastDataset
 from mvlib.device import autocast, cpu_threads, pick_device, to_device
-from mvlib.dynamics import group_grad_norms, lca
+from mvlib.dynamics import RK4, group_grad_norms, lca
 from mvlib.evaluate import auc, predict, scores
 from mvlib.models.heads import blended_loss, build_model, loss_fn
 from mvlib.runs import RunConfig, RunDir
@@ -188,12 +188,12 @@ def run_protocol(cfg: RunConfig, run: RunDir) -> RunDir:
                 window_end = clone_state(model)
                 r = lca(model, window_start, window_end, lca_loss,
                         max_splits=cfg.lca_max_splits, start_eval=start_eval)
-                _, rk4_error, rk4 = r.levels[0]  # before refinement: what RK4 alone gives
+                rk4 = r.levels[0]  # before refinement: what RK4 alone gives
                 windows_lca.append({"epoch": epoch, "iteration": it, **r.groups,
                                     "actual": r.actual, "allocated": r.allocated,
                                     "error": r.error, "splits": r.splits,
-                                    **{f"rk4_{g}": v for g, v in rk4.items()},
-                                    "rk4_error": rk4_error})
+                                    **{f"{RK4}{g}": v for g, v in rk4.groups.items()},
+                                    f"{RK4}error": rk4.error})
                 window_start, start_eval = window_end, r.end_eval  # same loss within the epoch
                 model.train()
             probs.append(torch.sigmoid(logits.detach().float()).cpu().numpy())

@@ -6,8 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from mvlib.dynamics import group_grad_norms, lca, simpson_weights
-from mvlib.experiments import mlo_share
+from mvlib.dynamics import RK4, group_grad_norms, lca, mlo_share, simpson_weights
 from mvlib.models.heads import JointResNet, UniView, loss_fn
 
 
@@ -115,11 +114,26 @@ def test_adaptive_doubling_stops_at_the_tolerance_or_the_cap():
 def test_levels_record_each_refinement_coarsest_first():
     m, start, end = states(seed=7, step=3.0)
     r = lca(m, start, end, bce, splits=2, tol=1e-12, max_splits=8)
-    assert [n for n, _, _ in r.levels] == [2, 4, 8]
-    assert r.levels[-1] == (r.splits, r.error, r.groups)
-    rk4 = lca(m, start, end, bce, splits=2, max_splits=2)  # what stopping at RK4 gives
-    assert r.levels[0] == (2, rk4.error, rk4.groups)
-    assert abs(r.levels[0][1]) > abs(r.error)  # the long path needs the refinement
+    assert [lv.splits for lv in r.levels] == [2, 4, 8] and r.splits == 8
+    for level in r.levels:
+        assert level.error == pytest.approx(r.actual - sum(level.groups.values()), abs=1e-12)
+    for cap, level in zip((2, 4), r.levels, strict=False):  # each level = a run capped there
+        capped = lca(m, start, end, bce, splits=2, tol=1e-12, max_splits=cap)
+        assert level == (cap, capped.error, capped.groups)
+    assert abs(r.levels[0].error) > abs(r.error)  # the long path needs the refinement
+    assert lca(m, start, end, bce, splits=4, tol=1e-12, max_splits=8).levels[0].splits == 4
+
+
+def test_a_parameter_outside_every_group_is_refused():
+    class Partial(Tiny):
+        def param_groups(self):
+            return {"first": [self.a.weight]}
+
+    torch.manual_seed(0)
+    m = Partial()
+    start = {k: v.clone() for k, v in m.state_dict().items()}
+    with pytest.raises(ValueError, match="no group"):
+        lca(m, start, start, bce)
 
 
 def test_the_model_ends_in_the_end_state():
@@ -162,5 +176,8 @@ def test_mlo_share_of_the_allocated_reduction():
     w = pd.DataFrame({"cc": [-0.1, -0.1], "mlo": [-0.3, 0.0], "shared": [0.0, 0.1],
                       "rk4_cc": [-0.2, 0.0], "rk4_mlo": [-0.2, 0.0], "rk4_shared": [0.0, 0.0]})
     assert mlo_share(w) == pytest.approx(0.3 / 0.4)
-    assert mlo_share(w, "rk4_") == pytest.approx(0.5)
+    assert mlo_share(w, RK4) == pytest.approx(0.5)
     assert math.isnan(mlo_share(w.assign(shared=[0.0, 0.5])))  # the loss went up: no share
+    # Records made before the RK4 columns were kept: none, or only some windows (resumed).
+    assert math.isnan(mlo_share(w[["cc", "mlo", "shared"]], RK4))
+    assert math.isnan(mlo_share(w.assign(rk4_mlo=[-0.2, float("nan")]), RK4))
