@@ -1,23 +1,22 @@
-"""Gradient Blending's offline weight estimate (Wang et al. 2020; the paper's Appendix C).
+"""Gradient Blending's offline weight estimate (Wang, Tran & Feiszli, "What makes training
+multi-modal classification networks hard?", CVPR 2020; the paper's Appendix C).
 
-Between consecutive epochs N and N+1 of a model trained alone (CC-only, MLO-only, joint):
-  G = gain in validation performance (generalisation), O = growth of the train-validation
-  gap (overfitting), and w_k proportional to G_k / O_k^2, normalised over the three models.
-Measured by loss (G = L_val,N - L_val,N+1; O = gap_N+1 - gap_N with gap = L_val - L_train)
-or by malignant AUC (G = AUC_val,N+1 - AUC_val,N; gap = AUC_train - AUC_val). The weights of
-the steps inside a window of the run (a fraction of its epochs: the paper's [0, 100] and
-[90, 100] are (0, 1) and (0.9, 1)) are averaged and normalised again.
+For each model trained alone (CC-only, MLO-only, joint) and a window of epochs [N, N+n], from
+the checkpoints at the window's two ends (the paper's windows: epochs [0, 100] and [90, 100],
+here fractions (0, 1) and (0.9, 1) of a run, epoch 0 being the untrained model):
+  G = generalisation gained = L*_N - L*_N+n      (validation loss; AUC: AUC*_N+n - AUC*_N)
+  O = overfitting added     = O_N+n - O_N,  O_t = L*_t - L_t   (AUC: AUC_t - AUC*_t)
+with * the validation split and the training split evaluated like it at the checkpoint (not
+the running average over the epoch's noisy windows: runs with `checkpoint_curves` record it,
+and the untrained model too). Then w_k proportional to G_k / O_k^2, normalised over the three.
 
-Both sides are measured at the checkpoint, as Wang et al. do: the training loss and AUC are
-those of the whole training split evaluated like validation (`train_eval_*`, recorded by runs
-with `checkpoint_curves`), not the running average over the epoch's noisy windows; curves
-without them fall back to the running average. The untrained model is not evaluated, so the
-first step covered is epoch 1 -> 2.
-
-Guards, since the formula needs G > 0 and O > 0: a model whose validation performance got
-worse in a step (G <= 0) gets weight 0 in that step; an overfitting growth O below `floor`
-(including O <= 0: the gap shrank) counts as `floor`, so such a model gets a large but finite
-weight; a step where every model got worse has no weights and is left out of the average.
+The formula needs G > 0 and O > 0. Guards, for degenerate windows only:
+  * G <= 0 (the model did not generalise over the window): weight 0;
+  * O <= 0 with G > 0 (it generalised and overfitted no more, or less): G / O^2 has no finite
+    value (it tends to infinity as O -> 0+), so such models take all the weight, shared in
+    proportion to G; the others get 0;
+  * G <= 0 for every model: no weights (ValueError).
+`window_terms` shows G, O, the unguarded G / O^2 and which guard applied, for each model.
 """
 
 from __future__ import annotations
@@ -32,54 +31,76 @@ MEASURES = ("loss", "auc")
 WINDOWS = {"[0, 100]": (0.0, 1.0), "[90, 100]": (0.9, 1.0)}  # the paper's epoch windows
 
 
-def generalisation_and_overfitting(curve: pd.DataFrame, measure: str) -> pd.DataFrame:
-    """Per step N -> N+1 of a per-epoch metrics table (row i = after epoch i + 1): G, O and
-    the step's end epoch (epochs finished)."""
-    train = "train_eval" if "train_eval_loss" in curve else "train"
-    if measure == "loss":
-        score, gap = -curve.val_loss, curve.val_loss - curve[f"{train}_loss"]
-    elif measure == "auc":
-        score = curve.val_auc_malignant
-        gap = curve[f"{train}_auc_malignant"] - curve.val_auc_malignant
-    else:
-        raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
-    return pd.DataFrame({"epoch": np.arange(2, len(curve) + 1),
-                         "G": np.diff(score.to_numpy(float)),
-                         "O": np.diff(gap.to_numpy(float))})
-
-
-def step_weights(curves: dict[str, pd.DataFrame], measure: str,
-                 floor: float = 1e-3) -> pd.DataFrame:
-    """Normalised weights per step (rows) and model (columns), with the module's guards."""
-    raw = {}
-    for name, curve in curves.items():
-        s = generalisation_and_overfitting(curve, measure).set_index("epoch")
-        raw[name] = s.G.clip(lower=0) / s.O.clip(lower=floor) ** 2
-    raw = pd.DataFrame(raw)
-    total = raw.sum(axis=1)
-    return raw.div(total.where(total > 0), axis=0)  # all-zero steps become NaN rows
-
-
-def estimate(curves: dict[str, pd.DataFrame], measure: str, window: tuple[float, float],
-             floor: float = 1e-3) -> dict[str, float]:
-    """Blending weights from the models' curves: the mean of the step weights whose end
-    epoch e lies in the window, lo * E < e <= hi * E (E epochs), normalised to sum to 1."""
-    steps = step_weights(curves, measure, floor)
-    epochs = min(len(c) for c in curves.values())
+def window_ends(epochs: int, window: tuple[float, float]) -> tuple[int, int]:
+    """The checkpoints (epochs finished, 0 = untrained) at a window's ends, for a run of
+    `epochs` epochs: the paper's [90, 100] of a 6-epoch run is 5 -> 6."""
     lo, hi = window
-    inside = steps[(steps.index > lo * epochs) & (steps.index <= hi * epochs)].dropna()
-    mean = inside.mean()
-    if inside.empty or not np.isfinite(mean).all() or mean.sum() <= 0:
-        raise ValueError(f"no step in window {window} where any model improved by {measure}; "
+    if not 0 <= lo < hi <= 1:
+        raise ValueError(f"a window is (lo, hi) with 0 <= lo < hi <= 1, got {window}")
+    start, end = round(lo * epochs), round(hi * epochs)
+    return min(start, end - 1), end
+
+
+def _at(curve: pd.DataFrame, done: int, measure: str) -> tuple[float, float]:
+    """(validation performance, train - validation gap) of the checkpoint after `done`
+    epochs, oriented so that G = later - earlier of the first and O = later - earlier of
+    the second."""
+    if "train_eval_loss" not in curve:
+        raise ValueError("Gradient Blending needs checkpoint evaluations of the training split "
+                         "(runs with checkpoint_curves=True)")
+    row = curve[curve.epoch + 1 == done]
+    if row.empty:
+        raise ValueError(f"no checkpoint after {done} epochs in the curve (epochs "
+                         f"{sorted((curve.epoch + 1).tolist())}; 0 = the untrained model, "
+                         "written by runs with checkpoint_curves)")
+    r = row.iloc[0]
+    if measure == "loss":
+        return -r.val_loss, r.val_loss - r.train_eval_loss
+    if measure == "auc":
+        return r.val_auc_malignant, r.train_eval_auc_malignant - r.val_auc_malignant
+    raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
+
+
+def window_terms(curves: dict[str, pd.DataFrame], measure: str,
+                 window: tuple[float, float]) -> pd.DataFrame:
+    """Per model: the window's checkpoints, G, O, the unguarded G / O^2, the guard applied
+    and the weight. `curves`: model -> checkpoint table (the initial row, epoch -1, then one
+    row per epoch) with val_* and train_eval_* columns."""
+    epochs = min(int(c.epoch.max()) + 1 for c in curves.values())
+    start, end = window_ends(epochs, window)
+    rows = {}
+    for name, curve in curves.items():
+        (perf0, gap0), (perf1, gap1) = _at(curve, start, measure), _at(curve, end, measure)
+        g, o = perf1 - perf0, gap1 - gap0
+        if not (np.isfinite(g) and np.isfinite(o)):
+            raise ValueError(f"{name}: {measure} is not finite at epochs {start} or {end}; "
+                             "the weights are undefined")
+        rows[name] = {"from": start, "to": end, "G": g, "O": o,
+                      "G/O^2": g / o**2 if o else np.sign(g) * np.inf,
+                      "guard": ("G <= 0: weight 0" if g <= 0 else
+                                "O <= 0: takes the weight" if o <= 0 else "")}
+    t = pd.DataFrame.from_dict(rows, orient="index")
+    positive = t.G > 0
+    if not positive.any():
+        raise ValueError(f"no model generalised by {measure} over epochs {start} -> {end}; "
                          "the weights are undefined")
-    return (mean / mean.sum()).to_dict()
+    unbounded = positive & (t.O <= 0)
+    raw = t.G.where(unbounded, 0.0) if unbounded.any() else (t["G/O^2"].where(positive, 0.0))
+    t["weight"] = raw / raw.sum()
+    return t
+
+
+def estimate(curves: dict[str, pd.DataFrame], measure: str,
+             window: tuple[float, float]) -> dict[str, float]:
+    """Blending weights (summing to 1) from the models' checkpoints at the window's ends."""
+    return window_terms(curves, measure, window)["weight"].to_dict()
 
 
 def subset_curve(curve: pd.DataFrame, val_predictions: pd.DataFrame, fraction: float,
                  seed: int = 0) -> pd.DataFrame:
     """`curve` with its validation loss and malignant AUC recomputed on a fixed random
     `fraction` of the validation breasts (stratified by malignancy; Table 5's ablation).
-    `val_predictions`: per-epoch predictions with an `epoch` column."""
+    `val_predictions`: per-checkpoint predictions with an `epoch` column (-1 = untrained)."""
     first = val_predictions[val_predictions.epoch == val_predictions.epoch.min()]
     rng = np.random.default_rng(seed)
     keep = []

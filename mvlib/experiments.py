@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from mvlib import paper
+from mvlib.data.loader import train_loader
 from mvlib.data.prepare import prepare
 from mvlib.dynamics import RK4, mlo_share
 from mvlib.evaluate import summarise
@@ -162,36 +163,70 @@ def uniview_curves(prof: Profile, executor: Executor | None = None,
 DYNAMICS_LRS = (1e-5, 1e-4, 1e-3)  # Figures 4-5, 6 and 7
 CONDITIONS = {"MLO shortcut on (default)": {},
               "control: shortcut off": {"mlo": {"shortcut_strength": 0.0}}}
+# Appendix A: LCA runs train on shrunken epochs (10% of the positive and of the negative
+# exams of a regular epoch), for about six regular epochs' worth, with windows of 60
+# iterations; the loss is measured on each shrunken epoch's own sample.
+LCA_FRACTION, LCA_REGULAR_EPOCHS, LCA_WINDOW = 0.1, 6, 60
+LCA_WINDOWS_PER_EPOCH = 3  # at least this many windows per shrunken epoch
 
 
-def dynamics_runs(prof: Profile, executor: Executor | None = None,
-                  store: Path | None = None) -> dict[tuple[str, float], RunDir]:
-    """Joint ResNet with online LCA over the first epochs (the paper looks at about five):
-    at the paper's three learning rates on the default data, and at 1e-4 on the control
-    data (no MLO shortcut). Returns {(condition, lr): run}."""
-    epochs = min(prof.epochs, 5)
+def lca_window(iterations: int) -> int:
+    """k: the paper's 60 iterations, shortened on small profiles so that a shrunken epoch of
+    `iterations` holds at least LCA_WINDOWS_PER_EPOCH windows (the paper's 970 exams make
+    about 485 iterations: 8 windows)."""
+    return max(1, min(LCA_WINDOW, iterations // LCA_WINDOWS_PER_EPOCH))
+
+
+def lca_setup(prof: Profile) -> dict:
+    """The LCA runs' config fields at this profile: shrunken epochs, their number (about
+    six regular epochs' worth, fewer on profiles that train fewer), the window k, and one
+    validation per regular epoch's worth."""
+    data = prepare(prof.dataset, prof.name, prof.data_root, progress=False, **prof.data_knobs)
+    batches = len(train_loader(data, 0, channels=1, fraction=LCA_FRACTION))
+    regular = min(prof.epochs, LCA_REGULAR_EPOCHS)
+    per_regular = round(1 / LCA_FRACTION)
+    return dict(epoch_fraction=LCA_FRACTION, epochs_override=regular * per_regular,
+                lca_every=lca_window(batches), val_every=per_regular)
+
+
+def dynamics_runs(prof: Profile, executor: Executor | None = None, store: Path | None = None
+                  ) -> dict[str, dict[tuple[str, float], RunDir]]:
+    """Joint ResNet at the paper's three learning rates on the default data, and at 1e-4 on
+    the control data (no MLO shortcut), twice: `norms`, regular runs over the profile's whole
+    training (gradient norms, Figures 4a, 6a, 7a), and `lca`, the Appendix A runs on shrunken
+    epochs with online LCA (Figures 4b-7b). Returns {"norms": {(condition, lr): run},
+    "lca": {...}}."""
     default, control = CONDITIONS
     wanted = [(default, lr) for lr in DYNAMICS_LRS]
     if prof.dataset == "synthetic":  # the control switches a generator knob off
         wanted.append((control, 1e-4))
-    cfgs = {(cond, lr): config(prof, "joint", lr, 0, "dynamics", knobs=CONDITIONS[cond],
-                               lca_every=60, epochs_override=epochs)
-            for cond, lr in wanted}
-    runs = sweep(list(cfgs.values()), executor or default_executor(prof.workers), store)
-    return dict(zip(cfgs, runs, strict=True))
+    setup = lca_setup(prof)
+    cfgs = {"norms": {(c, lr): config(prof, "joint", lr, 0, "dynamics", knobs=CONDITIONS[c])
+                      for c, lr in wanted},
+            "lca": {(c, lr): config(prof, "joint", lr, 0, "dynamics", knobs=CONDITIONS[c],
+                                    **setup) for c, lr in wanted}}
+    runs = sweep([c for part in cfgs.values() for c in part.values()],
+                 executor or default_executor(prof.workers), store)
+    by_cfg = {r.cfg.digest(): r for r in runs}
+    return {kind: {key: by_cfg[c.digest()] for key, c in part.items()}
+            for kind, part in cfgs.items()}
 
 
-def dynamics_summary(runs: dict[tuple[str, float], RunDir]) -> pd.DataFrame:
-    """Per run: how often and by how much MLO's gradient norm exceeds CC's, each column's
-    share of the loss reduction allocated by LCA, the quadrature's accuracy and cost, and
-    what RK4 alone (no refinement) would have allocated."""
+def dynamics_summary(runs: dict[str, dict[tuple[str, float], RunDir]]) -> pd.DataFrame:
+    """Per condition and learning rate: how often and by how much MLO's gradient norm exceeds
+    CC's over a whole regular run, each column's share of the loss reduction allocated by
+    LCA in the shrunken-epoch run, the quadrature's accuracy and cost, and what RK4 alone
+    (no refinement) would have allocated."""
     rows = []
-    for (cond, lr), run in runs.items():
-        g, w = run.dynamics("grad_norms"), run.dynamics("lca")
+    for key, lca_run in runs["lca"].items():
+        norm_run = runs["norms"][key]
+        g, w = norm_run.dynamics("grad_norms"), lca_run.dynamics("lca")
         if g.empty or w.empty:  # e.g. diverged in its first epoch
-            warnings.warn(f"{run.path}: no dynamics recorded (state "
-                          f"{run.status()['state']!r}); left out of the summary", stacklevel=2)
+            for run in (norm_run, lca_run):
+                warnings.warn(f"{run.path}: state {run.status()['state']!r}; the pair is left "
+                              "out of the summary", stacklevel=2)
             continue
+        cond, lr = key
         rows.append({"condition": cond, "lr": lr,
                      "iterations with |g_MLO| > |g_CC|": (g.mlo > g.cc).mean(),
                      "median |g_MLO| / |g_CC|": (g.mlo / g.cc).median(),
@@ -203,7 +238,8 @@ def dynamics_summary(runs: dict[tuple[str, float], RunDir]) -> pd.DataFrame:
                      "MLO share, RK4 only": mlo_share(w, RK4),
                      "max |error|, RK4 only": (w[f"{RK4}error"].abs().max(skipna=False)
                                                if f"{RK4}error" in w else float("nan")),
-                     "val AUC (best)": run.status().get("best_val_auc")})
+                     "val AUC (best, regular run)": norm_run.status().get("best_val_auc"),
+                     "val AUC (best, LCA run)": lca_run.status().get("best_val_auc")})
     return pd.DataFrame(rows).set_index(["condition", "lr"])
 
 

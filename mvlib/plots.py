@@ -71,18 +71,24 @@ def learning_curves(curves: pd.DataFrame, views: tuple[str, ...] = ("CC", "MLO")
     return fig
 
 
-def dynamics_figure(run: RunDir, title: str, smooth: int = 10) -> plt.Figure:
-    """Figure 4 / 6 / 7: (a) gradient norms of the CC and MLO groups per iteration
-    (running mean over `smooth` iterations), (b) cumulative LCA of each group."""
-    g, w = run.dynamics("grad_norms"), run.dynamics("lca")
+def dynamics_figure(norm_run: RunDir, lca_run: RunDir, title: str,
+                    smooth: int = 10) -> plt.Figure:
+    """Figure 4 / 6 / 7: (a) gradient norms of the CC and MLO groups per iteration over a
+    whole regular run (running mean over `smooth` iterations), (b) cumulative LCA of each
+    group in the shrunken-epoch run, against training done in regular epochs' worth."""
+    g, w = norm_run.dynamics("grad_norms"), lca_run.dynamics("lca")
+    per_epoch = g.groupby("epoch").iteration.max() + 1
+    x_norms = g.epoch + g.iteration / g.epoch.map(per_epoch)
+    lca_per_epoch = w.groupby("epoch").iteration.transform("max") + 1
+    x_lca = (w.epoch + (w.iteration + 1) / lca_per_epoch) * lca_run.cfg.epoch_fraction
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.3))
     for col, color in (("cc", "tab:blue"), ("mlo", "tab:orange")):
-        a.plot(g[col].rolling(smooth, min_periods=1).mean().to_numpy(), color=color,
+        a.plot(x_norms, g[col].rolling(smooth, min_periods=1).mean().to_numpy(), color=color,
                label=col.upper())
-        b.plot(np.arange(1, len(w) + 1), w[col].cumsum(), color=color, label=col.upper())
-    b.plot(np.arange(1, len(w) + 1), w["shared"].cumsum(), color="gray", label="shared")
-    a.set(xlabel="iteration", ylabel="gradient norm", title=f"(a) gradient norms, {title}")
-    b.set(xlabel="LCA window", ylabel="cumulative LCA (loss change)",
+        b.plot(x_lca, w[col].cumsum(), color=color, label=col.upper())
+    b.plot(x_lca, w["shared"].cumsum(), color="gray", label="shared")
+    a.set(xlabel="epoch", ylabel="gradient norm", title=f"(a) gradient norms, {title}")
+    b.set(xlabel="training (regular epochs' worth)", ylabel="cumulative LCA (loss change)",
           title="(b) loss change allocated")
     for ax in (a, b):
         ax.grid(alpha=0.3)

@@ -106,24 +106,46 @@ def blending_curves(prof: Profile, executor: Executor | None = None,
 def blending_weights(runs: dict[str, RunDir]) -> pd.DataFrame:
     """Table 4 (whole validation set; both measures, both windows) and the 10%-subset
     estimates Table 5 uses. One row per estimate: w_joint, w_cc, w_mlo, or NaN with the
-    reason when the estimate is undefined (no model improved in the window)."""
-    curves = {k: r.metrics() for k, r in runs.items()}
-    subset = {k: blending.subset_curve(curves[k], r.dynamics("val_predictions"), SUBSET)
-              for k, r in runs.items()}
+    reason when the estimate is undefined (no model generalised over the window)."""
     rows = []
+    for validation, measure, label, terms in blending_terms(runs):
+        row = {"validation": validation, "measure": measure, "window": label}
+        if isinstance(terms, str):
+            row.update({f"w_{k}": np.nan for k in ("joint", "cc", "mlo")}, note=terms)
+        else:
+            w = terms["weight"]
+            guards = "; ".join(f"{k}: {g}" for k, g in terms.guard.items() if g)
+            row.update({f"w_{k}": round(float(w[k]), 3) for k in ("joint", "cc", "mlo")},
+                       note=guards)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def blending_terms(runs: dict[str, RunDir]) -> list[tuple[str, str, str, pd.DataFrame | str]]:
+    """For every estimate (validation set, measure, window): the per-model G, O, unguarded
+    G / O^2, guard and weight of `blending.window_terms`, or the reason it is undefined."""
+    curves = {k: r.checkpoints() for k, r in runs.items()}
+    subset = {k: blending.subset_curve(curves[k], r.val_predictions(), SUBSET)
+              for k, r in runs.items()}
+    out = []
     for validation, source, windows in (("whole", curves, blending.WINDOWS),
                                         ("10%", subset, {"[0, 100]": (0.0, 1.0)})):
         for measure in blending.MEASURES:
             for label, window in windows.items():
-                row = {"validation": validation, "measure": measure, "window": label}
                 try:
-                    w = blending.estimate(source, measure, window)
-                    row.update({f"w_{k}": round(w[k], 3) for k in ("joint", "cc", "mlo")},
-                               note="")
+                    terms = blending.window_terms(source, measure, window)
                 except ValueError as e:
-                    row.update({f"w_{k}": np.nan for k in ("joint", "cc", "mlo")}, note=str(e))
-                rows.append(row)
-    return pd.DataFrame(rows)
+                    terms = str(e)
+                out.append((validation, measure, label, terms))
+    return out
+
+
+def terms_table(runs: dict[str, RunDir]) -> pd.DataFrame:
+    """`blending_terms` as one table (rows: estimate and model), for notebook 05."""
+    parts = {(v, m, w): t for v, m, w, t in blending_terms(runs) if not isinstance(t, str)}
+    if not parts:
+        return pd.DataFrame()
+    return pd.concat(parts, names=["validation", "measure", "window", "model"])
 
 
 def _weights(row) -> dict[str, float]:

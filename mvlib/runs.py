@@ -3,11 +3,13 @@
 A run folder is named by its config's hash and tells everything about the run:
   config.json     the RunConfig
   status.json     state (running / done / diverged), best epoch, test AUC, reason
-  metrics.csv     one row per finished epoch
+  metrics.csv     one row per finished epoch (validation columns empty in epochs that
+                  `val_every` skips)
+  initial.csv     with checkpoint_curves: the untrained model evaluated like a checkpoint
   dynamics/       per epoch: gradient norms per iteration; LCA windows (when on: group
                   allocations, actual change, error, Simpson sub-intervals, and the same
                   before refinement as rk4_*); validation predictions per breast (with
-                  checkpoint_curves)
+                  checkpoint_curves; `_init` for the untrained model)
   last.pt         model, optimiser and bookkeeping after the last finished epoch (resume)
   best.pt         model weights of the epoch with the best validation malignant AUC
   predictions.csv test predictions of the best checkpoint (TTA mean over `tta_windows`)
@@ -28,6 +30,12 @@ import torch
 
 from mvlib import paths
 from mvlib.atomic import write_atomic, write_json
+from mvlib.data.sampler import UNITS
+
+# Version of the training protocol behind a run's numbers, part of every run's name: runs of
+# an earlier protocol are never reused. 2: epochs draw exams (1 drew breasts), LCA runs on
+# shrunken epochs, fp32 output layer under autocast.
+PROTOCOL = 2
 
 
 @dataclass(frozen=True)
@@ -53,11 +61,18 @@ class RunConfig:
     # Gradient Blending's curves: evaluate the training split at every checkpoint (as the
     # validation split is) and keep per-breast validation predictions per epoch.
     checkpoint_curves: bool = False
-    # Online Loss Change Allocation (Appendix A): every `lca_every` iterations (0 = off),
-    # over a fixed `lca_fraction` of the epoch's sample; Simpson sub-intervals double from 2
+    # The epoch sampler (mvlib.data.sampler): exams (the paper's Section 4) or breasts, and
+    # the share of a regular epoch's positive and negative units drawn per epoch (Appendix
+    # A's LCA runs train on shrunken epochs of 0.1).
+    sampling: str = "exam"
+    epoch_fraction: float = 1.0
+    # Validate (and select the checkpoint) every `val_every` epochs and after the last: the
+    # shrunken epochs of an LCA run are validated once per regular epoch's worth.
+    val_every: int = 1
+    # Online Loss Change Allocation (Appendix A): every `lca_every` iterations (0 = off), the
+    # loss measured on the current epoch's own sample; Simpson sub-intervals double from 2
     # up to `lca_max_splits` while |error| > 1e-3 (the reference's rule; 2 = RK4 only).
     lca_every: int = 0
-    lca_fraction: float = 0.1
     lca_max_splits: int = 32
     # CPU threads of the run. Float reductions, and through them the whole training, depend on
     # the count, so it is part of the config: a run gives the same metrics whichever executor
@@ -93,9 +108,14 @@ class RunConfig:
         for name in ("epochs", "batch_size", "tta_windows", "threads"):
             if not (_number(getattr(self, name), numbers.Integral) and getattr(self, name) >= 1):
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
-        if self.lca_every < 0 or not 0 < self.lca_fraction <= 1:
-            raise ValueError(f"lca_every must be >= 0 and lca_fraction in (0, 1], got "
-                             f"{self.lca_every} and {self.lca_fraction}")
+        if not (_number(self.lca_every, numbers.Integral) and self.lca_every >= 0):
+            raise ValueError(f"lca_every must be an integer >= 0, got {self.lca_every!r}")
+        if not (_number(self.val_every, numbers.Integral) and self.val_every >= 1):
+            raise ValueError(f"val_every must be a positive integer, got {self.val_every!r}")
+        if self.sampling not in UNITS:
+            raise ValueError(f"sampling must be one of {UNITS}, got {self.sampling!r}")
+        if not (_number(self.epoch_fraction, numbers.Real) and 0 < self.epoch_fraction <= 1):
+            raise ValueError(f"epoch_fraction must be in (0, 1], got {self.epoch_fraction!r}")
         _check_keys("group_lr", self.group_lr, {"cc", "mlo", "shared"}, exact=True,
                     valid=lambda v: v > 0)
         _check_keys("view_dropout", self.view_dropout, {"cc", "mlo"},
@@ -114,14 +134,17 @@ class RunConfig:
             raise ValueError("finetune='output' needs init_from (the pretrained uni-view runs)")
 
     def digest(self) -> str:
-        """Hash of the fields that differ from their defaults: adding a field with a default
-        keeps every earlier run's name (config.json still lists every field)."""
+        """Hash of PROTOCOL and the fields that differ from their defaults: adding a field
+        with a default keeps every earlier run's name (config.json still lists every field),
+        and a change of protocol gives every run a new one."""
         defaults = {f.name: f.default if f.default is not dataclasses.MISSING
                     else f.default_factory() for f in dataclasses.fields(self)
                     if f.default is not dataclasses.MISSING
                     or f.default_factory is not dataclasses.MISSING}
         changed = {k: v for k, v in self.to_dict().items()
                    if k not in defaults or v != defaults[k]}
+        if PROTOCOL > 1:
+            changed["protocol"] = PROTOCOL
         blob = json.dumps(changed, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -187,6 +210,31 @@ class RunDir:
     def load(self, name: str) -> object | None:
         p = self.path / name
         return torch.load(p, map_location="cpu", weights_only=False) if p.exists() else None
+
+    def write_initial(self, row: dict, val_predictions: pd.DataFrame) -> None:
+        """The untrained model's evaluation (runs with checkpoint_curves): where Gradient
+        Blending's [0, 100] window starts."""
+        write_atomic(self.path / "dynamics" / "val_predictions_init.csv",
+                     lambda p: val_predictions.assign(epoch=-1).to_csv(p, index=False))
+        write_atomic(self.path / "initial.csv",
+                     lambda p: pd.DataFrame([{"epoch": -1, **row}]).to_csv(p, index=False))
+
+    def initial(self) -> pd.DataFrame:
+        """The row `write_initial` wrote (epoch -1), or an empty table."""
+        p = self.path / "initial.csv"
+        return pd.read_csv(p) if p.exists() else pd.DataFrame()
+
+    def checkpoints(self) -> pd.DataFrame:
+        """Every evaluated checkpoint: the untrained model's row (epoch -1, runs with
+        checkpoint_curves) and then metrics.csv."""
+        return pd.concat([self.initial(), self.metrics()], ignore_index=True)
+
+    def val_predictions(self) -> pd.DataFrame:
+        """Per-breast validation predictions of every checkpoint (with checkpoint_curves),
+        the untrained model's first (epoch -1)."""
+        init = self.path / "dynamics" / "val_predictions_init.csv"
+        return pd.concat([pd.read_csv(init) if init.exists() else pd.DataFrame(),
+                          self.dynamics("val_predictions")], ignore_index=True)
 
     def write_dynamics(self, epoch: int, name: str, rows: list[dict]) -> None:
         path = self.path / "dynamics" / f"{name}_e{epoch:04d}.csv"

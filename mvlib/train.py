@@ -1,16 +1,18 @@
-"""One training run of the paper's protocol, top to bottom (REFERENCE section 3).
+"""One training run of the paper's protocol, top to bottom (Wu et al. 2020, Section 4).
 
-Each epoch: the paper's sampler (all biopsied breasts + as many biopsy-free ones), random
-windows, Adam at batch 4; then validation malignant AUC on the whole crops. The best
-epoch's weights are kept; the test AUC is that checkpoint's TTA mean prediction
-(over `tta_windows` random windows; 10 in the paper).
-Every random draw of epoch e comes from (seed, e), so a run resumed after its last
-finished epoch gives the same metrics as one that was never interrupted. Every iteration
-records the gradient norm of each parameter group; with `lca_every`, Loss Change
-Allocation runs online over windows of that many iterations (Appendix A). The regularizers
-of Section 6.2 are config fields: Modality Dropout lives in the model, Split Learning Rates
-in the optimiser, Gradient Blending in the loss, Pretraining in the initialisation. A non-finite
-loss ends the run as `diverged`, recorded in its folder, without raising.
+Each epoch (`train_one_epoch`): the paper's sampler (every biopsied exam + as many
+biopsy-free ones, each drawn exam's breasts as instances), random windows, Adam at batch 4;
+then (`evaluate`) validation malignant AUC on the whole crops. The best epoch's weights are
+kept; the test AUC is that checkpoint's TTA mean prediction (over `tta_windows` random
+windows; 10 in the paper). Every random draw of epoch e comes from (seed, e), so a run
+resumed after its last finished epoch gives the same metrics as one that was never
+interrupted. Every iteration records the gradient norm of each parameter group; with
+`lca_every`, Loss Change Allocation runs online over windows of that many iterations on
+the epoch's own sample (Appendix A, with shrunken epochs: `epoch_fraction`). The
+regularizers of Section 6.2 are config fields: Modality Dropout lives in the model, Split
+Learning Rates in the optimiser, Gradient Blending in the loss, Pretraining in the
+initialisation. A non-finite loss ends the run as `diverged`, recorded in its folder,
+without raising.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import default_collate
 from tqdm import tqdm
@@ -44,16 +47,16 @@ def clone_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def fixed_subset_loss(data: BreastDataset, epoch_indices: np.ndarray, fraction: float,
-                      channels: int, device: torch.device
-                      ) -> Callable[[torch.nn.Module], torch.Tensor]:
-    """The LCA evaluation of Appendix A: a fixed `fraction` of this epoch's sample, whole
-    crops, no input noise. BatchNorm normalises with the statistics of these fixed batches,
-    as in training: the loss is then a function of the parameters alone (running statistics
-    lag the parameters and made the eval-mode loss jump between windows). It is smooth only
-    piecewise: ReLU and max-pool kinks make its gradient along a path rough, which is why
-    Simpson's rule needs many sub-intervals at high learning rates."""
-    keep = np.sort(epoch_indices[: max(2, int(round(fraction * len(epoch_indices))))])
+def epoch_loss(data: BreastDataset, epoch_indices: np.ndarray, channels: int,
+               device: torch.device) -> Callable[[torch.nn.Module], torch.Tensor]:
+    """The LCA loss of Appendix A: the loss on the current epoch's own sample ("the loss
+    change on samples used in the current epoch"), whole crops, no input noise. BatchNorm
+    normalises with the statistics of these fixed batches, as in training: the loss is then
+    a function of the parameters alone (running statistics lag the parameters and made the
+    eval-mode loss jump between windows). It is smooth only piecewise: ReLU and max-pool
+    kinks make its gradient along a path rough, which is why Simpson's rule needs more
+    sub-intervals over longer paths (higher learning rates, longer windows)."""
+    keep = np.sort(epoch_indices)
     items = BreastArrays(data, channels)
     # Collated by hand: a DataLoader would draw from the global RNG and shift the noise.
     batches = []
@@ -130,6 +133,79 @@ def train(cfg: RunConfig, store: Path | None = None) -> RunDir:
         return run_protocol(cfg, run)
 
 
+class Diverged(Exception):
+    """The training loss turned non-finite: the run ends as `diverged`, with this reason."""
+
+
+def train_one_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    loader: torch.utils.data.DataLoader, data: BreastDataset, cfg: RunConfig,
+                    epoch: int, device: torch.device) -> tuple[dict, list[dict], list[dict]]:
+    """One epoch of the sampler's draw, random windows, Adam; every iteration the gradient
+    norm of each parameter group, and with `lca_every` online LCA windows on this epoch's own
+    sample. Returns (training metrics, gradient norms, LCA windows); raises Diverged."""
+    loader.sampler.set_epoch(epoch)
+    torch.manual_seed(epoch_seed(cfg.seed, epoch, 0))  # the input-noise layer
+    windows = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, 1))
+    groups = model.param_groups()
+    model.train()
+    losses, probs, labels, norms, windows_lca = [], [], [], [], []
+    if cfg.lca_every:
+        lca_loss = epoch_loss(data, loader.sampler.epoch_indices(epoch), cfg.channels, device)
+        window_start, start_eval = clone_state(model), None
+    for it, batch in enumerate(loader):
+        x = to_device(to_model_input(batch, device, augment=True, generator=windows), device)
+        y = batch["labels"].to(device)
+        with autocast(device):
+            if cfg.blend_weights:  # Gradient Blending: the joint and the two extra heads
+                heads = model.heads(x)
+                logits = heads["joint"]
+            else:
+                logits = model(x)
+        loss = (blended_loss(heads, y, cfg.blend_weights) if cfg.blend_weights
+                else loss_fn(logits.float(), y))
+        if not torch.isfinite(loss):
+            raise Diverged(f"non-finite training loss {loss.item()} at epoch {epoch}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        norms.append({"epoch": epoch, "iteration": it, **group_grad_norms(groups)})
+        optimizer.step()
+        losses.append(loss.item())
+        last = it + 1 == len(loader)
+        if cfg.lca_every and ((it + 1) % cfg.lca_every == 0 or last):
+            window_end = clone_state(model)
+            r = lca(model, window_start, window_end, lca_loss,
+                    max_splits=cfg.lca_max_splits, start_eval=start_eval)
+            rk4 = r.levels[0]  # before refinement: what RK4 alone gives
+            windows_lca.append({"epoch": epoch, "iteration": it, **r.groups,
+                                "actual": r.actual, "allocated": r.allocated,
+                                "error": r.error, "splits": r.splits,
+                                **{f"{RK4}{g}": v for g, v in rk4.groups.items()},
+                                f"{RK4}error": rk4.error})
+            window_start, start_eval = window_end, r.end_eval  # same loss within the epoch
+            model.train()
+        probs.append(torch.sigmoid(logits.detach().float()).cpu().numpy())
+        labels.append(batch["labels"].numpy())
+    probs, labels = np.concatenate(probs), np.concatenate(labels)
+    row = {"train_loss": float(np.mean(losses)),
+           "train_auc_malignant": auc(labels[:, 0], probs[:, 0]),
+           "train_auc_benign": auc(labels[:, 1], probs[:, 1])}
+    return row, norms, windows_lca
+
+
+def evaluate(model: torch.nn.Module, data: BreastDataset, cfg: RunConfig,
+             device: torch.device) -> tuple[dict, pd.DataFrame]:
+    """The checkpoint on the validation split (whole crops): its loss and AUCs, and with
+    `checkpoint_curves` the same for the training split evaluated alike. Returns (metrics,
+    per-breast validation predictions)."""
+    val = predict(model, eval_loader(data, "val", channels=cfg.channels), device)
+    row = {"val_loss": val.attrs["loss"], **{f"val_{k}": v for k, v in scores(val).items()}}
+    if cfg.checkpoint_curves:  # the training split as validation sees it, at this checkpoint
+        fit = predict(model, eval_loader(data, "train", channels=cfg.channels), device)
+        row.update({"train_eval_loss": fit.attrs["loss"],
+                    **{f"train_eval_{k}": v for k, v in scores(fit).items()}})
+    return row, val
+
+
 def run_protocol(cfg: RunConfig, run: RunDir) -> RunDir:
     """The paper's protocol for one run, top to bottom: epochs of training with the
     instruments, validation and checkpoints, then the test predictions."""
@@ -139,7 +215,6 @@ def run_protocol(cfg: RunConfig, run: RunDir) -> RunDir:
     torch.manual_seed(cfg.seed)
     model = make_model(cfg, run.store).to(device, memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
-    groups = model.param_groups()
     metrics, best = [], {"epoch": -1, "val_auc": -math.inf}
     checkpoint = run.load("last.pt")
     if checkpoint is not None:
@@ -147,76 +222,35 @@ def run_protocol(cfg: RunConfig, run: RunDir) -> RunDir:
         optimizer.load_state_dict(checkpoint["optimizer"])
         metrics, best = checkpoint["metrics"], checkpoint["best"]
     run.set_status(state="running")
-    loader = train_loader(data, cfg.seed, cfg.batch_size, cfg.channels)
-    val_loader = eval_loader(data, "val", channels=cfg.channels)
+    loader = train_loader(data, cfg.seed, cfg.batch_size, cfg.channels,
+                          unit=cfg.sampling, fraction=cfg.epoch_fraction)
+    if cfg.checkpoint_curves and not metrics:  # Gradient Blending's window starts untrained
+        initial, val = evaluate(model, data, cfg, device)
+        run.write_initial(initial, val)
 
     # Bars show in a terminal only (disable=None), so notebooks and logs stay clean.
     for epoch in tqdm(range(len(metrics), cfg.epochs), desc=cfg.model, unit="epoch",
                       initial=len(metrics), total=cfg.epochs, disable=None, leave=False):
         start = time.perf_counter()
-        loader.sampler.set_epoch(epoch)
-        torch.manual_seed(epoch_seed(cfg.seed, epoch, 0))  # the input-noise layer
-        windows = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, 1))
-        model.train()
-        losses, probs, labels, norms, windows_lca = [], [], [], [], []
-        if cfg.lca_every:
-            lca_loss = fixed_subset_loss(data, loader.sampler.epoch_indices(epoch),
-                                         cfg.lca_fraction, cfg.channels, device)
-            window_start, start_eval = clone_state(model), None
-        for it, batch in enumerate(loader):
-            x = to_device(to_model_input(batch, device, augment=True, generator=windows), device)
-            y = batch["labels"].to(device)
-            with autocast(device):
-                if cfg.blend_weights:  # Gradient Blending: the joint and the two extra heads
-                    heads = model.heads(x)
-                    logits = heads["joint"]
-                else:
-                    logits = model(x)
-            loss = (blended_loss(heads, y, cfg.blend_weights) if cfg.blend_weights
-                    else loss_fn(logits.float(), y))
-            if not torch.isfinite(loss):
-                run.set_status(state="diverged", epoch=epoch,
-                               reason=f"non-finite training loss {loss.item()} at epoch {epoch}")
-                return run
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            norms.append({"epoch": epoch, "iteration": it, **group_grad_norms(groups)})
-            optimizer.step()
-            losses.append(loss.item())
-            last = it + 1 == len(loader)
-            if cfg.lca_every and ((it + 1) % cfg.lca_every == 0 or last):
-                window_end = clone_state(model)
-                r = lca(model, window_start, window_end, lca_loss,
-                        max_splits=cfg.lca_max_splits, start_eval=start_eval)
-                rk4 = r.levels[0]  # before refinement: what RK4 alone gives
-                windows_lca.append({"epoch": epoch, "iteration": it, **r.groups,
-                                    "actual": r.actual, "allocated": r.allocated,
-                                    "error": r.error, "splits": r.splits,
-                                    **{f"{RK4}{g}": v for g, v in rk4.groups.items()},
-                                    f"{RK4}error": rk4.error})
-                window_start, start_eval = window_end, r.end_eval  # same loss within the epoch
-                model.train()
-            probs.append(torch.sigmoid(logits.detach().float()).cpu().numpy())
-            labels.append(batch["labels"].numpy())
-        probs, labels = np.concatenate(probs), np.concatenate(labels)
-        val = predict(model, val_loader, device)
-        row = {"epoch": epoch, "train_loss": float(np.mean(losses)),
-               "train_auc_malignant": auc(labels[:, 0], probs[:, 0]),
-               "train_auc_benign": auc(labels[:, 1], probs[:, 1]),
-               "val_loss": val.attrs["loss"],
-               **{f"val_{k}": v for k, v in scores(val).items()}}
-        if cfg.checkpoint_curves:  # the training split as validation sees it, at this checkpoint
-            fit = predict(model, eval_loader(data, "train", channels=cfg.channels), device)
-            row.update({"train_eval_loss": fit.attrs["loss"],
-                        **{f"train_eval_{k}": v for k, v in scores(fit).items()}})
-        row["seconds"] = time.perf_counter() - start
-        if not math.isfinite(row["val_loss"]):
-            run.set_status(state="diverged", epoch=epoch,
-                           reason=f"non-finite validation loss at epoch {epoch}")
+        try:
+            fit, norms, windows_lca = train_one_epoch(model, optimizer, loader, data, cfg,
+                                                      epoch, device)
+        except Diverged as e:
+            run.set_status(state="diverged", epoch=epoch, reason=str(e))
             return run
+        row = {"epoch": epoch, **fit}
+        validated = (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs
+        if validated:
+            checked, val = evaluate(model, data, cfg, device)
+            if not math.isfinite(checked["val_loss"]):
+                run.set_status(state="diverged", epoch=epoch,
+                               reason=f"non-finite validation loss at epoch {epoch}")
+                return run
+            row.update(checked)
+        row["seconds"] = time.perf_counter() - start
         metrics.append(row)
-        if selection_score(row) > selection_score(metrics[best["epoch"]]
-                                                  if best["epoch"] >= 0 else None):
+        if validated and selection_score(row) > selection_score(
+                metrics[best["epoch"]] if best["epoch"] >= 0 else None):
             best = {"epoch": epoch, "val_auc": row["val_auc_malignant"]}
             run.save("best.pt", model.state_dict())
         run.write_dynamics(epoch, "grad_norms", norms)

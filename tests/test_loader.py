@@ -78,7 +78,12 @@ def test_train_loader_batches_come_from_train_split(data):
     assert 1 <= len(batches[-1]["index"]) <= 4
     seen = torch.cat([b["index"] for b in batches]).tolist()
     assert set(seen) <= train
-    assert len(seen) == len(set(seen)) == 2 * min(n_biopsied, len(train) - n_biopsied)
+    # Exams (patients here): every biopsied one and as many biopsy-free ones, both breasts.
+    m = data.manifest.loc[sorted(train)]
+    positive = m.groupby("patient_id")[["malignant", "benign"]].max().any(axis=1)
+    n_exams = int(positive.sum()) + min(int(positive.sum()), int((~positive).sum()))
+    assert len(seen) == len(set(seen)) == 2 * n_exams
+    assert n_biopsied <= len(seen)
     for b in batches:
         np.testing.assert_array_equal(b["labels"].numpy(), labels[b["index"].numpy()])
         assert b["cc"].shape[1:] == (3, *_sizes(data)["cc"])

@@ -6,6 +6,7 @@ import torch
 from mvlib.models.heads import (
     MODELS,
     InputNoise,
+    OutputLayer,
     JointResNet,
     SharedResNet,
     SplitResNet,
@@ -113,3 +114,30 @@ def test_loss_is_the_sum_of_two_cross_entropies():
 def test_unknown_model_name():
     with pytest.raises(ValueError, match="joint"):
         build_model("late_fusion")
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_scores_stay_fp32_under_bf16_autocast(name):
+    """Under autocast (bf16 on CUDA; checked here with the CPU's) every head's logits come
+    out of an fp32 output layer."""
+    torch.manual_seed(0)
+    model = build_model(name).eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        outputs = model.heads(views(4)) if hasattr(model, "heads") else {"joint": model(views(4))}
+    for head, logits in outputs.items():
+        assert logits.dtype == torch.float32, head
+
+
+def test_the_output_layer_does_not_tie_bf16_representations():
+    """bf16 logits (8 bits of mantissa) tie the scores that AUCs rank; the fp32 output layer
+    keeps 400 different representations apart, where a plain Linear under autocast does not."""
+    torch.manual_seed(0)
+    h = (0.5 + 0.01 * torch.randn(400, 512)).to(torch.bfloat16)  # a bf16 column's output
+    layer = OutputLayer(512, 2)
+    plain = torch.nn.Linear(512, 2)
+    plain.load_state_dict(layer.state_dict())
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        ours, theirs = layer(h), plain(h)
+    assert ours.dtype == torch.float32 and theirs.dtype == torch.bfloat16
+    assert len(torch.unique(ours[:, 0])) == 400
+    assert len(torch.unique(theirs[:, 0])) < 200

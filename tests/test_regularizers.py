@@ -405,29 +405,19 @@ def test_training_with_blend_weights_uses_the_blended_loss(tmp_path, monkeypatch
 
 # --- Gradient Blending: the weight estimate ------------------------------------------------------
 
-def curve_from_steps(g_steps, o_steps, measure):
-    """A per-epoch metrics table whose steps have generalisation G and overfitting O."""
-    score = 0.5 + np.concatenate([[0.0], np.cumsum(np.asarray(g_steps, float))])
-    gap = 0.05 + np.concatenate([[0.0], np.cumsum(np.asarray(o_steps, float))])
-    n = len(score)
+def checkpoint_curve(val, train_eval, measure="loss"):
+    """A checkpoint table (epoch -1 = untrained, then one row per epoch) with the given
+    validation and training-split values of `measure`."""
+    n = len(val)
+    other = np.full(n, 0.5 if measure == "loss" else 1.0)
     if measure == "loss":
-        val = 2.0 - (score - 0.5)
-        cols = {"val_loss": val, "train_loss": val - gap,
-                "train_auc_malignant": np.full(n, 0.5), "val_auc_malignant": np.full(n, 0.5)}
+        cols = {"val_loss": val, "train_eval_loss": train_eval,
+                "val_auc_malignant": other, "train_eval_auc_malignant": other}
     else:
-        cols = {"val_auc_malignant": score, "train_auc_malignant": score + gap,
-                "train_loss": np.ones(n), "val_loss": np.ones(n)}
-    return pd.DataFrame({"epoch": np.arange(n), **cols})
-
-
-def constant_curves(n_epochs, g, o, measure):
-    return {k: curve_from_steps([g[k]] * (n_epochs - 1), [o[k]] * (n_epochs - 1), measure)
-            for k in g}
-
-
-def formula(g, o):
-    raw = {k: g[k] / o[k] ** 2 for k in g}
-    return {k: v / sum(raw.values()) for k, v in raw.items()}
+        cols = {"val_auc_malignant": val, "train_eval_auc_malignant": train_eval,
+                "val_loss": other, "train_eval_loss": other}
+    return pd.DataFrame({"epoch": np.arange(-1, n - 1), **{k: np.asarray(v, float)
+                                                          for k, v in cols.items()}})
 
 
 def assert_weights(w, expected, tol=1e-9):
@@ -437,83 +427,100 @@ def assert_weights(w, expected, tol=1e-9):
         assert w[k] == pytest.approx(expected[k], abs=tol), k
 
 
-G1 = {"joint": 0.02, "cc": 0.01, "mlo": 0.004}
-O1 = {"joint": 0.01, "cc": 0.004, "mlo": 0.002}
-G2 = {"joint": 0.005, "cc": 0.012, "mlo": 0.003}
-O2 = {"joint": 0.002, "cc": 0.01, "mlo": 0.006}
+# Loss at the untrained model and after 4 epochs (validation, training split), by hand:
+#   joint: G = 1.2 - 0.9 = 0.3, O = (0.9 - 0.8) - (1.2 - 1.2)  = 0.1  -> G/O^2 = 30
+#   cc:    G = 1.2 - 1.0 = 0.2, O = (1.0 - 0.9) - (1.2 - 1.15) = 0.05 -> G/O^2 = 80
+#   mlo:   G = 1.2 - 1.1 = 0.1, O = (1.1 - 0.9) - (1.2 - 1.2)  = 0.2  -> G/O^2 = 2.5
+# weights 30, 80, 2.5 over 112.5.
+ENDS = {"joint": ((1.2, 0.9), (1.2, 0.8)), "cc": ((1.2, 1.0), (1.15, 0.9)),
+        "mlo": ((1.2, 1.1), (1.2, 0.9))}
+BY_HAND = {"joint": 30 / 112.5, "cc": 80 / 112.5, "mlo": 2.5 / 112.5}
 
 
-@pytest.mark.parametrize("measure", blending.MEASURES)
-def test_estimate_is_g_over_o_squared_for_constant_curves(measure):
-    curves = constant_curves(10, G1, O1, measure)
-    for window in blending.WINDOWS.values():
-        assert_weights(blending.estimate(curves, measure, window), formula(G1, O1))
-    steps = blending.step_weights(curves, measure)
-    assert list(steps.index) == list(range(2, 11))
-    expected = formula(G1, O1)
-    for k in G1:
-        assert np.allclose(steps[k], expected[k], atol=1e-9)
+def two_ends(ends=ENDS, middle=(1.0, 0.95, 1.3), measure="loss"):
+    """Curves of 4 epochs with the given values at the untrained model and the last
+    checkpoint, and arbitrary ones in between."""
+    return {k: checkpoint_curve([v0, *middle, v1], [t0, *middle, t1], measure)
+            for k, ((v0, v1), (t0, t1)) in ends.items()}
 
 
-@pytest.mark.parametrize("measure", blending.MEASURES)
-def test_estimate_window_takes_the_last_tenth_of_the_epochs(measure):
-    n, late = 19, 2  # 20 epochs: the steps ending at epochs 19 and 20 lie in (0.9, 1]
-    curves = {k: curve_from_steps([G1[k]] * (n - late) + [G2[k]] * late,
-                                  [O1[k]] * (n - late) + [O2[k]] * late, measure)
-              for k in G1}
-    early, last = formula(G1, O1), formula(G2, O2)
-    assert_weights(blending.estimate(curves, measure, (0.9, 1.0)), last)
-    mixture = {k: ((n - late) * early[k] + late * last[k]) / n for k in G1}
-    assert_weights(blending.estimate(curves, measure, (0.0, 1.0)), mixture)
-    assert_weights(blending.estimate(curves, measure, (0.0, 0.9)), early)
+def test_estimate_on_a_hand_computed_two_checkpoint_example():
+    assert_weights(blending.estimate(two_ends(), "loss", (0, 1)), BY_HAND)
+    terms = blending.window_terms(two_ends(), "loss", (0, 1))
+    assert terms.loc["cc", "G"] == pytest.approx(0.2) and terms.loc["cc", "O"] == pytest.approx(0.05)
+    assert (terms["from"] == 0).all() and (terms["to"] == 4).all()
+    assert (terms.guard == "").all()
 
 
-@pytest.mark.parametrize("measure", blending.MEASURES)
-def test_a_shrinking_gap_counts_as_the_floor(measure):
-    o = {**O1, "mlo": -0.003}  # MLO improves while its gap shrinks
-    curves = constant_curves(6, G1, o, measure)
-    assert_weights(blending.estimate(curves, measure, (0, 1)),
-                   formula(G1, {**O1, "mlo": 1e-3}))
-    assert_weights(blending.estimate(curves, measure, (0, 1), floor=0.003),
-                   formula(G1, {**O1, "mlo": 0.003}))
-    # A gap that grows by less than the floor also counts as the floor.
-    tiny = constant_curves(6, G1, {**O1, "cc": 1e-4}, measure)
-    assert_weights(blending.estimate(tiny, measure, (0, 1)), formula(G1, {**O1, "cc": 1e-3}))
+def test_only_the_windows_end_checkpoints_matter():
+    a = blending.estimate(two_ends(middle=(1.0, 0.95, 1.3)), "loss", (0, 1))
+    b = blending.estimate(two_ends(middle=(0.3, 2.0, 0.7)), "loss", (0, 1))
+    assert_weights(a, b)
 
 
-@pytest.mark.parametrize("measure", blending.MEASURES)
-def test_a_model_that_gets_worse_gets_no_weight(measure):
-    for g_cc in (-0.01, 0.0):
-        curves = constant_curves(6, {**G1, "cc": g_cc}, O1, measure)
-        w = blending.estimate(curves, measure, (0, 1))
-        expected = formula({k: G1[k] for k in ("joint", "mlo")},
-                           {k: O1[k] for k in ("joint", "mlo")})
-        assert_weights(w, {**expected, "cc": 0.0})
-    # Worse in one step only: zero in that step, its usual weight in the others.
-    curves = constant_curves(5, G1, O1, measure)
-    curves["cc"] = curve_from_steps([G1["cc"], G1["cc"], -0.01, G1["cc"]], [O1["cc"]] * 4,
-                                    measure)
-    without_cc = formula({k: G1[k] for k in ("joint", "mlo")},
-                         {k: O1[k] for k in ("joint", "mlo")})
-    full = formula(G1, O1)
-    mean = {k: (3 * full[k] + without_cc.get(k, 0.0)) / 4 for k in G1}
-    assert_weights(blending.estimate(curves, measure, (0, 1)), mean)
+def test_auc_measure_gains_auc_and_overfits_by_the_auc_gap():
+    # AUC: G = AUC*_end - AUC*_start; gap = AUC_train - AUC*.
+    ends = {"joint": ((0.5, 0.8), (0.5, 0.9)),   # G 0.3, O 0.1 -> 30
+            "cc": ((0.5, 0.7), (0.55, 0.8)),     # G 0.2, O 0.1 - 0.05 = 0.05 -> 80
+            "mlo": ((0.5, 0.6), (0.5, 0.8))}     # G 0.1, O 0.2 -> 2.5
+    assert_weights(blending.estimate(two_ends(ends, (0.6, 0.6, 0.6), "auc"), "auc", (0, 1)),
+                   BY_HAND)
 
 
-@pytest.mark.parametrize("measure", blending.MEASURES)
-def test_estimate_is_undefined_when_every_model_gets_worse(measure):
-    worse = {k: -v for k, v in G1.items()}
+def test_the_late_window_starts_at_the_checkpoint_of_its_first_epoch():
+    assert blending.window_ends(100, (0.9, 1.0)) == (90, 100)
+    assert blending.window_ends(6, (0.9, 1.0)) == (5, 6)
+    assert blending.window_ends(6, (0.0, 1.0)) == (0, 6)
+    assert blending.window_ends(1, (0.9, 1.0)) == (0, 1)  # never an empty window
+    # 10 epochs: [90, 100] compares the checkpoints after epochs 9 and 10 only.
+    val = np.linspace(1.2, 0.8, 11)
+    curves = {k: checkpoint_curve(val, val - 0.01 * np.arange(11) * (i + 1))
+              for i, k in enumerate(("joint", "cc", "mlo"))}
+    terms = blending.window_terms(curves, "loss", (0.9, 1.0))
+    assert (terms["from"] == 9).all() and (terms["to"] == 10).all()
+    assert terms.G.to_numpy() == pytest.approx([0.04] * 3)
+    assert terms.O.to_numpy() == pytest.approx([0.01, 0.02, 0.03])
+    with pytest.raises(ValueError, match="window"):
+        blending.window_ends(10, (0.5, 0.5))
+
+
+def test_a_model_that_did_not_generalise_gets_no_weight():
+    for v_end in (1.2, 1.3):  # G = 0, then G < 0
+        ends = {**ENDS, "mlo": ((1.2, v_end), (1.2, 0.9))}
+        terms = blending.window_terms(two_ends(ends), "loss", (0, 1))
+        assert terms.loc["mlo", "guard"] == "G <= 0: weight 0"
+        assert_weights(terms.weight.to_dict(),
+                       {"joint": 30 / 110, "cc": 80 / 110, "mlo": 0.0})
+
+
+def test_a_model_that_generalised_without_overfitting_takes_the_weight():
+    # CC's gap shrinks (O < 0): G / O^2 has no finite value; CC takes all the weight.
+    ends = {**ENDS, "cc": ((1.2, 1.0), (1.1, 0.95))}  # G 0.2, O 0.05 - 0.1 < 0
+    terms = blending.window_terms(two_ends(ends), "loss", (0, 1))
+    assert terms.loc["cc", "guard"] == "O <= 0: takes the weight"
+    assert_weights(terms.weight.to_dict(), {"joint": 0.0, "cc": 1.0, "mlo": 0.0})
+    # Two such models share it in proportion to G; O = 0 counts as O <= 0.
+    ends["joint"] = ((1.2, 0.9), (1.2, 0.9))  # G 0.3, O 0
+    assert_weights(blending.estimate(two_ends(ends), "loss", (0, 1)),
+                   {"joint": 0.6, "cc": 0.4, "mlo": 0.0})
+
+
+def test_estimate_is_undefined_when_no_model_generalised():
+    worse = {k: ((v0, v0 + 0.1), t) for k, ((v0, _), t) in ENDS.items()}
     with pytest.raises(ValueError, match="undefined"):
-        blending.estimate(constant_curves(6, worse, O1, measure), measure, (0, 1))
-    # Good early, all worse in the last 10%: only the late window is undefined.
-    curves = {k: curve_from_steps([G1[k]] * 17 + [worse[k]] * 2, [O1[k]] * 19, measure)
-              for k in G1}
-    with pytest.raises(ValueError):
-        blending.estimate(curves, measure, (0.9, 1.0))
-    assert_weights(blending.estimate(curves, measure, (0, 1)), formula(G1, O1))
-    assert len(curves["cc"]) == 20
+        blending.estimate(two_ends(worse), "loss", (0, 1))
     with pytest.raises(ValueError, match="measure"):
-        blending.estimate(curves, "accuracy", (0, 1))
+        blending.estimate(two_ends(), "accuracy", (0, 1))
+
+
+def test_estimate_needs_checkpoint_evaluations_and_the_untrained_model():
+    curves = two_ends()
+    no_start = {k: c[c.epoch >= 0] for k, c in curves.items()}
+    with pytest.raises(ValueError, match="untrained"):
+        blending.estimate(no_start, "loss", (0, 1))
+    running = {k: c.drop(columns=["train_eval_loss"]) for k, c in curves.items()}
+    with pytest.raises(ValueError, match="checkpoint_curves"):
+        blending.estimate(running, "loss", (0, 1))
 
 
 # --- Gradient Blending: the 10% validation subset ----------------------------------------------
@@ -615,15 +622,6 @@ def test_ablation_settings_skip_undefined_estimates():
     assert sets["loss, swapped"] == {"joint": 0.5, "cc": 0.3, "mlo": 0.2}
 
 
-def test_the_estimate_prefers_the_checkpoint_evaluation_of_the_training_split():
-    curves = constant_curves(6, G1, O1, "loss")
-    # The running training loss says "no overfitting" (gap shrinks); the checkpoint
-    # evaluation carries the gaps the weights should come from.
-    shifted = {k: c.assign(train_eval_loss=c.train_loss, train_loss=c.val_loss + 1.0)
-               for k, c in curves.items()}
-    assert_weights(blending.estimate(shifted, "loss", (0.0, 1.0)), formula(G1, O1))
-
-
 def test_checkpoint_curves_record_the_training_split_and_validation_predictions(tmp_path):
     plain = train(smoke("uni_cc"), tmp_path)
     assert "train_eval_loss" not in plain.metrics()
@@ -634,6 +632,12 @@ def test_checkpoint_curves_record_the_training_split_and_validation_predictions(
     assert m.train_eval_loss.notna().all()
     preds = run.dynamics("val_predictions")
     assert sorted(preds.epoch.unique()) == list(m.epoch)
+    # The untrained model is evaluated alike: where Gradient Blending's windows start.
+    start = run.initial()
+    assert list(start.epoch) == [-1] and np.isfinite(start.train_eval_loss).all()
+    assert list(run.checkpoints().epoch) == [-1, *m.epoch]
+    assert sorted(run.val_predictions().epoch.unique()) == [-1, *m.epoch]
+    assert plain.initial().empty
     # Same seed, same training: only the extra evaluation differs.
     assert np.allclose(m.val_loss, plain.metrics().val_loss)
 

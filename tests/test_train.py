@@ -1,6 +1,7 @@
 """The training protocol end to end on a tiny synthetic set: metrics, best checkpoint,
 TTA test predictions, resume after an interruption or a kill, divergence, determinism."""
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -215,8 +216,18 @@ def test_each_epoch_trains_on_exactly_the_samplers_draw(tmp_path, monkeypatch):
     flat = [i for batch in seen for i in batch]
     assert flat == expected[0] + expected[1]
     assert all(len(b) <= c.batch_size for b in seen) and per_epoch == len(loader.sampler)
-    biopsied = data.labels()[data.indices("train")].any(axis=1).sum()
-    assert data.labels()[expected[0]].any(axis=1).sum() == biopsied  # every biopsied breast
+    # Exams: every biopsied exam with both its breasts (the synthetic exam is the patient).
+    train_ids = data.indices("train")
+    m = data.manifest.loc[train_ids]
+    positive = m.groupby("patient_id")[["malignant", "benign"]].max().any(axis=1)
+    wanted = m.index[m.patient_id.map(positive)]
+    assert set(wanted) <= set(expected[0])
+    drawn_patients = data.manifest.loc[expected[0]].patient_id
+    assert drawn_patients.value_counts().eq(2).all()  # both breasts of every drawn exam
+    by_breast = train(cfg(epochs=1, sampling="breast"), tmp_path)
+    assert by_breast.path != train(cfg(epochs=1), tmp_path).path
+    biopsied = data.labels()[train_ids].any(axis=1).sum()
+    assert len(seen[-1]) <= c.batch_size and biopsied < per_epoch
 
 
 def test_gradient_norms_every_iteration_and_online_lca_do_not_change_training(done_run,
@@ -238,6 +249,56 @@ def test_gradient_norms_every_iteration_and_online_lca_do_not_change_training(do
     assert ((w.error.abs() <= 1e-3) | (w.splits == 32)).all()
 
 
+def test_an_lca_window_measures_the_loss_on_its_shrunken_epochs_own_sample(tmp_path,
+                                                                           monkeypatch):
+    measured, trained = {}, {}
+    real_loss, real_input = train_mod.epoch_loss, train_mod.to_model_input
+    epoch = {"now": -1}
+
+    def recording_loss(data, indices, *args, **kwargs):
+        epoch["now"] += 1
+        measured[epoch["now"]] = sorted(np.asarray(indices).tolist())
+        return real_loss(data, indices, *args, **kwargs)
+
+    def recording_input(batch, *args, augment, **kwargs):
+        if augment:  # training batches (the LCA loss reads whole crops)
+            trained.setdefault(epoch["now"], []).extend(batch["index"].tolist())
+        return real_input(batch, *args, augment=augment, **kwargs)
+
+    monkeypatch.setattr(train_mod, "epoch_loss", recording_loss)
+    monkeypatch.setattr(train_mod, "to_model_input", recording_input)
+    knobs = {"patients": {"train": 80, "val": 16, "test": 16}}
+    c = cfg(model="joint", lr=1e-4, epochs=4, knobs=knobs, epoch_fraction=0.25, lca_every=2,
+            val_every=2, lca_max_splits=2)
+    run = train(c, tmp_path)
+    data = prepare("synthetic", "smoke", progress=False, **knobs)
+    full = train_mod.train_loader(data, c.seed, c.batch_size, c.channels)
+    shrunk = train_mod.train_loader(data, c.seed, c.batch_size, c.channels, fraction=0.25)
+    assert sorted(measured) == [0, 1, 2, 3]
+    for e in range(4):
+        drawn = sorted(shrunk.sampler.epoch_indices(e).tolist())
+        assert measured[e] == drawn == sorted(trained[e])  # the epoch's own breasts, all
+    assert len(shrunk.sampler) < 0.4 * len(full.sampler)
+    # The windows' allocations sum to the change of that loss, window by window.
+    w = run.dynamics("lca")
+    assert (w.groupby("epoch").size() == -(-len(shrunk) // 2)).all()
+    # Validation every second epoch and after the last; the others leave it empty.
+    m = run.metrics()
+    assert m.val_auc_malignant.notna().tolist() == [False, True, False, True]
+    assert run.status()["best_epoch"] in (1, 3)
+    # Epoch 3's windows add up to the change, over epoch 3, of the loss on epoch 3's own
+    # sample: from the state after 3 epochs (a 3-epoch run of the same config) to the end.
+    before = train(dataclasses.replace(c, epochs=3), tmp_path)
+    loss = real_loss(data, shrunk.sampler.epoch_indices(3), c.channels, torch.device("cpu"))
+    values = []
+    for r in (before, run):
+        model = build_model("joint")
+        model.load_state_dict(r.load("last.pt")["model"])
+        values.append(loss(model).item())
+    assert w[w.epoch == 3].actual.sum() == pytest.approx(values[1] - values[0], abs=1e-5)
+    assert abs(values[1] - values[0]) > 1e-4
+
+
 def test_lca_max_splits_caps_the_simpson_refinement(tmp_path):
     full = train(cfg(lca_every=3, epochs=1), tmp_path).dynamics("lca")
     rk4 = train(cfg(lca_every=3, epochs=1, lca_max_splits=2), tmp_path).dynamics("lca")
@@ -257,7 +318,8 @@ def test_lca_max_splits_caps_the_simpson_refinement(tmp_path):
 
 @pytest.mark.parametrize("field, bad", [
     ("model", "joint_resnet"), ("channels", 2), ("lr", 0.0), ("lr", float("nan")),
-    ("epochs", 0), ("tta_windows", 0), ("lca_fraction", 0.0),
+    ("epochs", 0), ("tta_windows", 0), ("epoch_fraction", 0.0), ("epoch_fraction", 1.5),
+    ("sampling", "patient"), ("val_every", 0), ("lca_every", -1),
     ("group_lr", {"cc": 1e-4, "mlo": 1e-5}),  # theta_shared missing
     ("view_dropout", {"cc": 1.0}), ("view_dropout", {"left": 0.5}),
     ("init_from", {"cc": ""}),

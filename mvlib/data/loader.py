@@ -41,11 +41,14 @@ class BreastArrays(torch.utils.data.Dataset):
 
 
 def train_loader(data: BreastDataset, seed: int, batch_size: int = 4, channels: int = 3,
-                 workers: int = 0) -> torch.utils.data.DataLoader:
-    """Training batches with the paper's epoch sampler; call `loader.sampler.set_epoch(e)`."""
+                 workers: int = 0, unit: str = "exam", fraction: float = 1.0
+                 ) -> torch.utils.data.DataLoader:
+    """Training batches with the paper's epoch sampler (exams by default; `unit` and
+    `fraction` as in `EpochSampler`); call `loader.sampler.set_epoch(e)`."""
     idx = data.indices("train")
     labels = data.labels()[idx]
-    sampler = EpochSampler(idx, labels.any(axis=1), seed)
+    sampler = EpochSampler(idx, labels.any(axis=1), seed, exams=data.exams()[idx], unit=unit,
+                           fraction=fraction)
     return torch.utils.data.DataLoader(BreastArrays(data, channels), batch_size=batch_size,
                                        sampler=sampler, num_workers=workers,
                                        persistent_workers=workers > 0)

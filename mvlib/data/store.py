@@ -88,6 +88,14 @@ class BreastDataset:
     def indices(self, split: str) -> np.ndarray:
         return np.flatnonzero(self.manifest["split"].to_numpy() == split)
 
+    def exams(self) -> np.ndarray:
+        """One key per breast naming its exam: patient and `exam_id` where the source has
+        exams (real adapters), else the patient (the synthetic generator: one exam each)."""
+        patient = self.manifest["patient_id"].astype(str)
+        if "exam_id" in self.manifest:
+            return (patient + "/" + self.manifest["exam_id"].astype(str)).to_numpy()
+        return patient.to_numpy()
+
     def labels(self) -> np.ndarray:
         """(N, 2) int64 labels in the model's output order: malignant, benign."""
         return self.manifest[["malignant", "benign"]].to_numpy(np.int64)
