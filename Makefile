@@ -11,7 +11,7 @@ export PYTHONHASHSEED := 0
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	# torch from this machine's local wheels (REFERENCE section 10); other pins download GBs.
+	# torch from this machine's local wheels; other pins download GBs.
 	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@

@@ -1,4 +1,4 @@
-"""Training-dynamics instruments (the paper's Section 5 and Appendix A; REFERENCE section 4):
+"""Training-dynamics instruments (the paper's Section 5 and Appendix A):
 per-group gradient norms, and Loss Change Allocation (Lan et al. 2019).
 
 LCA splits a loss change L(end) - L(start) among the parameters along the straight path

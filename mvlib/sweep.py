@@ -37,8 +37,8 @@ class InProcess:
 class Subprocesses:
     """`workers` runs at a time as `python -m mvlib train` jobs (each with its config's
     `threads`). On 2 CPU cores, two single-threaded runs do about 1.5x the work of one
-    two-threaded run (REFERENCE section 10). A job that crashes is reported after the others
-    have finished.
+    two-threaded run (measured on this project's 2-core machines). A job that crashes is
+    reported after the others have finished.
     """
 
     def __init__(self, workers: int = 2):

@@ -140,6 +140,41 @@ def weight_volatility(table4: pd.DataFrame) -> dict:
             "why": "largest change of a weight between the windows [0, 100] and [90, 100]"}
 
 
+def summary_markdown(table: pd.DataFrame, per_seed: pd.DataFrame | None = None) -> str:
+    """One Markdown line per group of an `experiments.summary` table: our test AUC (mean ±
+    std over seeds, 3x ensemble, runs done, and with `per_seed` (`experiments.final_runs`)
+    each seed's) beside the paper's. What the notebooks print under their tables, so that a
+    re-run anywhere rewrites it."""
+    lines = []
+    for group, r in table.iterrows():
+        ours = ("not run" if r["AUC (ours)"] == "-" else
+                f"{r['AUC (ours)']} (3x ensemble {r['3x ensemble (ours)']:.3f}, "
+                f"{r['runs done']} runs done)")
+        if per_seed is not None and group in per_seed.index.get_level_values(0):
+            seeds = per_seed.loc[group]
+            ours += "; per seed " + ", ".join(
+                f"{a:.3f}" if a == a else s for a, s in zip(seeds.test_auc, seeds.state,
+                                                            strict=True))
+        paper_auc = r["AUC (paper)"]
+        ref = "none" if paper_auc == "-" else (f"{paper_auc} (3x ensemble "
+                                               f"{r['3x ensemble (paper)']:.3f})")
+        lines.append(f"* **{group}**: ours {ours}; the paper {ref}.")
+    return "\n".join(lines)
+
+
+def verdicts_markdown(verdicts: pd.DataFrame) -> str:
+    """The verdict table as Markdown: counts, then the claims under each verdict with our
+    numbers and the reason."""
+    counts = verdicts.verdict.value_counts()
+    lines = [f"Of the {len(verdicts)} claims: "
+             + ", ".join(f"{n} {v}" for v, n in counts.items()) + "."]
+    for v in counts.index:
+        part = verdicts[verdicts.verdict == v]
+        lines.append(f"* **{v}:** " + "; ".join(
+            f"{claim} ({r['ours (A vs B)']}; {r.why})" for claim, r in part.iterrows()) + ".")
+    return "\n".join(lines)
+
+
 def write(tables: dict[str, pd.DataFrame], prof: Profile) -> list[Path]:
     """Each table as CSV and as a rendered PNG in the profile's figures folder."""
     out = []

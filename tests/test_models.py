@@ -6,8 +6,8 @@ import torch
 from mvlib.models.heads import (
     MODELS,
     InputNoise,
-    OutputLayer,
     JointResNet,
+    OutputLayer,
     SharedResNet,
     SplitResNet,
     UniView,

@@ -447,7 +447,8 @@ def two_ends(ends=ENDS, middle=(1.0, 0.95, 1.3), measure="loss"):
 def test_estimate_on_a_hand_computed_two_checkpoint_example():
     assert_weights(blending.estimate(two_ends(), "loss", (0, 1)), BY_HAND)
     terms = blending.window_terms(two_ends(), "loss", (0, 1))
-    assert terms.loc["cc", "G"] == pytest.approx(0.2) and terms.loc["cc", "O"] == pytest.approx(0.05)
+    assert terms.loc["cc", "G"] == pytest.approx(0.2)
+    assert terms.loc["cc", "O"] == pytest.approx(0.05)
     assert (terms["from"] == 0).all() and (terms["to"] == 4).all()
     assert (terms.guard == "").all()
 
@@ -648,3 +649,42 @@ def test_output_only_fine_tuning_rejects_the_blended_model(pretrained):
                 init_from={v: uni[v].ref for v in VIEWS}, finetune="output")
     with pytest.raises(ValueError, match="extra heads"):
         make_model(cfg, store)
+
+
+class _CurveRun:
+    """What blending_terms reads of a run: its checkpoints and validation predictions."""
+
+    def __init__(self, curve, preds):
+        self.curve, self.preds = curve, preds
+
+    def checkpoints(self):
+        return self.curve
+
+    def val_predictions(self):
+        return self.preds
+
+
+def test_blending_weights_and_terms_from_the_runs_checkpoints():
+    from mvlib.regularized import blending_weights, terms_table
+
+    curves = two_ends()
+    for k, c in curves.items():  # AUC columns that generalise and overfit a little
+        c["val_auc_malignant"] = np.linspace(0.5, 0.8, 5)
+        c["train_eval_auc_malignant"] = np.linspace(0.5, 0.9, 5) + (k == "cc") * 0.01
+    preds = val_predictions(n=60, malignant=20, epochs=5).assign(
+        epoch=lambda p: p.epoch - 1)  # checkpoints -1 (untrained) .. 3
+    runs = {k: _CurveRun(c, preds) for k, c in curves.items()}
+    w = blending_weights(runs)
+    assert list(zip(w.validation, w.measure, w.window, strict=True)) == [
+        ("whole", "loss", "[0, 100]"), ("whole", "loss", "[90, 100]"),
+        ("whole", "auc", "[0, 100]"), ("whole", "auc", "[90, 100]"),
+        ("10%", "loss", "[0, 100]"), ("10%", "auc", "[0, 100]")]
+    first = w.iloc[0]
+    for k in ("joint", "cc", "mlo"):
+        assert first[f"w_{k}"] == pytest.approx(round(BY_HAND[k], 3))
+    assert first.note == ""
+    terms = terms_table(runs)
+    assert terms.index.names == ["validation", "measure", "window", "model"]
+    assert len(terms) == 3 * len(w.dropna(subset=["w_joint"]))
+    late_loss = terms.sort_index().loc[("whole", "loss", "[90, 100]")]
+    assert (late_loss["from"] == 3).all() and (late_loss["to"] == 4).all()

@@ -64,3 +64,30 @@ def test_an_empty_table_renders_as_a_note():
 
     fig = plots.render_table(pd.DataFrame(columns=["AUC (ours)"]), "Table 3")
     assert "no rows" in fig.axes[0].texts[0].get_text()
+
+
+def test_summary_markdown_states_each_groups_numbers_beside_the_papers():
+    t = pd.DataFrame({"AUC (ours)": ["0.912 ± 0.031", "-"], "3x ensemble (ours)": [0.93, None],
+                      "runs done": ["3/3", "0/3"], "AUC (paper)": ["0.872 ± 0.005", "-"],
+                      "3x ensemble (paper)": [0.887, None]},
+                     index=pd.Index(["Joint ResNet", "+ Pretraining (whole model)"],
+                                    name="group"))
+    seeds = pd.DataFrame({"state": ["done", "done", "diverged"],
+                          "test_auc": [0.9, 0.95, float("nan")]},
+                         index=pd.MultiIndex.from_tuples([("Joint ResNet", None)] * 3,
+                                                         names=["group", None]))
+    text = tables.summary_markdown(t, seeds).splitlines()
+    assert text[0] == ("* **Joint ResNet**: ours 0.912 ± 0.031 (3x ensemble 0.930, 3/3 runs "
+                       "done); per seed 0.900, 0.950, diverged; the paper 0.872 ± 0.005 "
+                       "(3x ensemble 0.887).")
+    assert text[1] == "* **+ Pretraining (whole model)**: ours not run; the paper none."
+
+
+def test_verdicts_markdown_groups_the_claims_by_verdict():
+    v = pd.DataFrame({"ours (A vs B)": ["0.9 vs 0.8", "0.8 vs 0.9", "0.85 vs 0.86"],
+                      "verdict": ["holds", "does not hold here", "holds"],
+                      "why": ["w1", "w2", "w3"]}, index=pd.Index(["a", "b", "c"], name="claim"))
+    text = tables.verdicts_markdown(v).splitlines()
+    assert text[0] == "Of the 3 claims: 2 holds, 1 does not hold here."
+    assert text[1] == "* **holds:** a (0.9 vs 0.8; w1); c (0.85 vs 0.86; w3)."
+    assert text[2] == "* **does not hold here:** b (0.8 vs 0.9; w2)."

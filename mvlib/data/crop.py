@@ -1,4 +1,4 @@
-"""Breast-region crop, orientation and resizing of one view (REFERENCE section 2).
+"""Breast-region crop, orientation and resizing of one view (as in nyukat/breast_cancer_classifier).
 
 The crop follows breast_cancer_classifier: foreground = pixels > threshold; erode 100
 times; keep the largest connected component; dilate 100 times; its bounding box plus up

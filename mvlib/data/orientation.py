@@ -1,4 +1,5 @@
-"""Every breast faces right: chest wall at x = 0, nipple towards larger x (REFERENCE section 2)."""
+"""Every breast faces right: chest wall at x = 0, nipple towards larger x (the convention of
+nyukat/breast_cancer_classifier)."""
 
 from __future__ import annotations
 

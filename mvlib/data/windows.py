@@ -1,5 +1,6 @@
 """The paper's random cropping windows, for training augmentation and the 10-window
-test-time augmentation (REFERENCE section 2), batched on whatever device holds the images.
+test-time augmentation (Wu et al. 2019a, nyukat/breast_cancer_classifier), batched on
+whatever device holds the images.
 
 A window is the whole stored crop with its position shifted and each border moved
 independently, then resized back to the input size (bicubic). The image channel of each

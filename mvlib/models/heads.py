@@ -57,7 +57,7 @@ class ViewEncoder(nn.Module):
 
 
 class ModalityDropout(nn.Module):
-    """Modality Dropout (Neverova et al. 2015, as the paper adapts it, REFERENCE section 6).
+    """Modality Dropout (Neverova et al. 2015, as the paper adapts it).
 
     During training each view's representation h_v is multiplied by its own per-example
     Bernoulli mask (drop rate p_v); at evaluation nothing is dropped. The two masks are
@@ -207,7 +207,7 @@ class SharedResNet(JointResNet):
 
 
 class BlendedJointResNet(JointResNet):
-    """Joint ResNet with Gradient Blending's extra heads (Wang et al. 2020; REFERENCE 5):
+    """Joint ResNet with Gradient Blending's extra heads (Wang, Tran & Feiszli, CVPR 2020):
     per view, FC 256->512 + ReLU + output layer on the column's pooled features. `heads`
     gives the three logits the blended loss weighs; `forward` is the joint prediction.
     The extra heads belong to their view's parameter group."""

@@ -1,4 +1,4 @@
-"""The ResNet-22 column of Wu et al. 2019a (REFERENCE section 1): a 7x7/2 stem, a 3x3/2
+"""The ResNet-22 column of Wu et al. 2019a (nyukat/breast_cancer_classifier): a 7x7/2 stem, a 3x3/2
 max-pool, five stages of two pre-activation basic blocks (16..256 filters) and a final
 BN-ReLU. It returns the feature map; global average pooling belongs to the heads."""
 

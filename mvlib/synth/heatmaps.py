@@ -1,6 +1,6 @@
 """Simulated patch-classifier heatmaps: benign and malignant probability maps in [0, 1].
 
-A patch classifier (256x256 patches at full resolution, REFERENCE section 2) sees a finding
+A patch classifier (256x256 patches at full resolution, as in Wu et al. 2019a) sees a finding
 as a smooth blob about one patch wide. Each visible finding is detected with the view's
 sensitivity; a detected finding lights its own map and, by cross-talk, the other one.
 False-positive blobs and smooth noise make the maps imperfect. Blobs combine by
