@@ -1,0 +1,138 @@
+"""AUC inference: DeLong intervals and tests, and a seed x case bootstrap for recipes.
+
+* `delong`: the AUCs of k score vectors on the same cases and their covariance (DeLong,
+  DeLong & Clarke-Pearson, Biometrics 1988), computed with the midrank algorithm of Sun & Xu
+  (IEEE Signal Processing Letters 2014): placements V10 (per positive) and V01 (per
+  negative) from midranks, S = cov(V10) / m + cov(V01) / n with m-1 and n-1 denominators.
+* `auc_ci`, `delong_test`: the interval of one AUC (as R's pROC: AUC +- z sqrt(S), clipped
+  to [0, 1]) and the test of a difference of two correlated AUCs.
+* `compare_recipes`: two recipes (model + training set-up) each trained with several seeds
+  and scored on the same test cases. Each bootstrap replicate resamples seeds and, stratified
+  by label, test cases (the same cases for every model), averages each recipe's per-seed
+  AUCs and takes the difference: the "multi-bootstrap" of Sellam et al. (ICLR 2022), so the
+  interval carries both the seed-to-seed and the test-set variation.
+
+Ties count 1/2 throughout; a higher score means more likely positive.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import norm, rankdata
+
+
+def _checked(y: np.ndarray, scores: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Labels as booleans and scores as a (k, N) float64 array, or a ValueError that says
+    what is wrong with them."""
+    y = np.asarray(y)
+    if y.ndim != 1 or not np.isin(y, (0, 1)).all():
+        raise ValueError("labels must be a 1-D array of 0 and 1")
+    if not scores:
+        raise ValueError("no score vector given")
+    arrays = [np.asarray(x, dtype=np.float64) for x in scores]
+    if bad := sorted({x.shape for x in arrays if x.shape != y.shape}):
+        raise ValueError(f"score shapes {bad} do not match the labels' {y.shape}")
+    s = np.stack(arrays)
+    if not np.isfinite(s).all():
+        raise ValueError("scores contain NaN or infinite values")
+    m = int(y.sum())
+    if m < 2 or len(y) - m < 2:
+        raise ValueError(f"need at least 2 cases of each class, got {m} positive and "
+                         f"{len(y) - m} negative")
+    return y.astype(bool), s
+
+
+def delong(y: np.ndarray, *scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """AUCs (shape (k,)) of k score vectors on the same cases and their DeLong covariance
+    (shape (k, k))."""
+    y, s = _checked(y, scores)
+    pos, neg = s[:, y], s[:, ~y]
+    m, n = pos.shape[1], neg.shape[1]
+    tz = rankdata(np.concatenate([pos, neg], axis=1), axis=1)  # midranks, float64
+    tx, ty = rankdata(pos, axis=1), rankdata(neg, axis=1)
+    v10 = (tz[:, :m] - tx) / n  # per positive: the share of negatives it outranks
+    v01 = 1.0 - (tz[:, m:] - ty) / m  # per negative: the share of positives above it
+    aucs = v10.mean(axis=1)
+    cov = np.atleast_2d(np.cov(v10, ddof=1)) / m + np.atleast_2d(np.cov(v01, ddof=1)) / n
+    return aucs, cov
+
+
+def _z(level: float) -> float:
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    return float(norm.ppf(0.5 + level / 2))
+
+
+def auc_ci(y: np.ndarray, score: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """(AUC, lower, upper): the DeLong interval on the AUC scale, clipped to [0, 1]."""
+    aucs, cov = delong(y, score)
+    half = _z(level) * float(np.sqrt(cov[0, 0]))
+    a = float(aucs[0])
+    return a, max(0.0, a - half), min(1.0, a + half)
+
+
+def delong_test(y: np.ndarray, a: np.ndarray, b: np.ndarray, level: float = 0.95) -> dict:
+    """AUC_a - AUC_b on the same cases: `diff`, its interval `lo`, `hi`, the statistic `z`
+    and the two-sided `p`. Identical scores give diff 0, z 0 and p 1."""
+    aucs, cov = delong(y, a, b)
+    diff = float(aucs[0] - aucs[1])
+    var = float(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
+    if var <= 1e-15 * max(1.0, float(cov[0, 0] + cov[1, 1])):  # the same ranking of cases
+        return {"diff": diff, "lo": diff, "hi": diff, "z": 0.0 if diff == 0 else
+                float(np.sign(diff) * np.inf), "p": 1.0 if diff == 0 else 0.0}
+    sd = np.sqrt(var)
+    z = diff / sd
+    half = _z(level) * sd
+    return {"diff": diff, "lo": diff - half, "hi": diff + half, "z": float(z),
+            "p": float(2 * norm.sf(abs(z)))}
+
+
+def _bootstrap_aucs(s: np.ndarray, cases: np.ndarray, m: int) -> np.ndarray:
+    """AUC of every score vector (rows of `s`) on every resample of cases (rows of `cases`,
+    its first `m` columns positives): shape (k, B)."""
+    n = cases.shape[1] - m
+    out = np.empty((len(s), len(cases)))
+    for i, row in enumerate(s):
+        ranks = rankdata(row[cases], axis=1)  # midranks within each resample
+        out[i] = (ranks[:, :m].sum(axis=1) - m * (m + 1) / 2) / (m * n)
+    return out
+
+
+def compare_recipes(y: np.ndarray, runs_a: list[np.ndarray], runs_b: list[np.ndarray],
+                    n_boot: int = 10000, seed: int = 0, level: float = 0.95,
+                    paired_seeds: bool | None = None) -> dict:
+    """Recipe A against recipe B, each a list of per-seed score vectors on the same cases.
+
+    Returns `diff` (mean AUC of A's seeds - mean of B's), the percentile interval `lo`, `hi`
+    of the seed x case bootstrap, its two-sided `p` (twice the smaller share of replicates on
+    either side of 0) and `p_a_better`, the probability that a seed of A beats a seed of B
+    on this test set (ties 1/2). Seeds are resampled with one shared draw when
+    `paired_seeds` (default: when both lists have the same length, i.e. the same seed list),
+    else independently; test cases are resampled within each class.
+    """
+    if not runs_a or not runs_b:
+        raise ValueError("each recipe needs at least one run")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be positive, got {n_boot}")
+    y, s = _checked(y, (*runs_a, *runs_b))
+    ka = len(runs_a)
+    paired = (ka == len(runs_b)) if paired_seeds is None else paired_seeds
+    if paired and ka != len(runs_b):
+        raise ValueError("paired seeds need the same number of runs in both recipes")
+    aucs = delong(y, *s)[0]
+    a, b = aucs[:ka], aucs[ka:]
+    rng = np.random.default_rng(seed)
+    pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
+    cases = np.concatenate([rng.choice(pos, (n_boot, len(pos))),
+                            rng.choice(neg, (n_boot, len(neg)))], axis=1)
+    boot = _bootstrap_aucs(s, cases, len(pos))
+    seeds_a = rng.integers(0, ka, (n_boot, ka))
+    seeds_b = seeds_a if paired else rng.integers(0, len(runs_b), (n_boot, len(runs_b)))
+    cols = np.arange(n_boot)[:, None]
+    diffs = boot[:ka][seeds_a, cols].mean(axis=1) - boot[ka:][seeds_b, cols].mean(axis=1)
+    alpha = 1 - level
+    lo, hi = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
+    p = min(1.0, 2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0)))
+    wins = (a[:, None] > b[None, :]) + 0.5 * (a[:, None] == b[None, :])
+    return {"diff": float(a.mean() - b.mean()), "lo": float(lo), "hi": float(hi),
+            "p": float(p), "p_a_better": float(wins.mean())}

@@ -1,0 +1,182 @@
+"""mvlib.stats: DeLong against a brute-force placement computation, symmetry, the interval's
+coverage in simulation, and the seed x case bootstrap of compare_recipes."""
+
+import numpy as np
+import pytest
+from scipy.stats import norm
+from sklearn.metrics import roc_auc_score
+
+from mvlib import stats
+
+
+def brute_force(y, *scores):
+    """O(mn) placements with ties as 1/2, covariances with explicit m-1 and n-1."""
+    y = np.asarray(y, bool)
+    s = np.asarray(scores, float)
+    m, n = y.sum(), (~y).sum()
+    v10 = np.zeros((len(s), m))
+    v01 = np.zeros((len(s), n))
+    for k, row in enumerate(s):
+        pos, neg = row[y], row[~y]
+        for i, x in enumerate(pos):
+            for j, z in enumerate(neg):
+                psi = 1.0 if x > z else 0.5 if x == z else 0.0
+                v10[k, i] += psi / n
+                v01[k, j] += psi / m
+    aucs = v10.mean(axis=1)
+    d10, d01 = v10 - aucs[:, None], v01 - aucs[:, None]
+    s10 = d10 @ d10.T / (m - 1)
+    s01 = d01 @ d01.T / (n - 1)
+    return aucs, s10 / m + s01 / n
+
+
+def tied_scores(seed, n=40, k=3):
+    rng = np.random.default_rng(seed)
+    y = np.zeros(n, int)
+    y[rng.choice(n, 13, replace=False)] = 1
+    scores = [np.round(rng.normal(y * (0.5 + i), 1.0), 1) for i in range(k)]  # many ties
+    return y, scores
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fast_delong_equals_the_brute_force_placements(seed):
+    y, scores = tied_scores(seed)
+    assert any(len(np.unique(s)) < len(s) for s in scores)  # the example has ties
+    aucs, cov = stats.delong(y, *scores)
+    ref_aucs, ref_cov = brute_force(y, *scores)
+    np.testing.assert_allclose(aucs, ref_aucs, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(cov, ref_cov, rtol=0, atol=1e-12)
+    assert aucs.shape == (3,) and cov.shape == (3, 3)
+    for a, s in zip(aucs, scores, strict=True):
+        assert a == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+
+
+def test_one_score_vector_gives_a_one_by_one_covariance():
+    y, scores = tied_scores(4, k=1)
+    aucs, cov = stats.delong(y, scores[0])
+    assert cov.shape == (1, 1)
+    np.testing.assert_allclose(cov, brute_force(y, scores[0])[1], atol=1e-12)
+
+
+def test_auc_ci_is_the_delong_interval_clipped_to_0_1():
+    y, scores = tied_scores(5)
+    auc, lo, hi = stats.auc_ci(y, scores[1])
+    a, v = brute_force(y, scores[1])
+    half = norm.ppf(0.975) * np.sqrt(v[0, 0])
+    assert (auc, lo, hi) == pytest.approx((a[0], a[0] - half, a[0] + half), abs=1e-12)
+    perfect = np.arange(20.0)
+    labels = (perfect >= 10).astype(int)
+    assert stats.auc_ci(labels, perfect) == (1.0, 1.0, 1.0)
+    near = perfect.copy()
+    near[[9, 10]] = near[[10, 9]]  # one swapped pair: AUC just below 1
+    auc, lo, hi = stats.auc_ci(labels, near)
+    assert auc < 1 and hi == 1.0 and lo < auc
+
+
+def test_swapping_the_models_flips_the_difference_and_keeps_p():
+    y, (a, b, _) = tied_scores(6)
+    ab, ba = stats.delong_test(y, a, b), stats.delong_test(y, b, a)
+    assert ab["diff"] == pytest.approx(-ba["diff"], abs=1e-15)
+    assert ab["z"] == pytest.approx(-ba["z"], abs=1e-12)
+    assert ab["p"] == pytest.approx(ba["p"], abs=1e-12)
+    assert (ab["lo"], ab["hi"]) == pytest.approx((-ba["hi"], -ba["lo"]), abs=1e-12)
+    aucs, cov = brute_force(y, a, b)
+    sd = np.sqrt(cov[0, 0] + cov[1, 1] - 2 * cov[0, 1])
+    assert ab["z"] == pytest.approx((aucs[0] - aucs[1]) / sd, abs=1e-10)
+    assert ab["p"] == pytest.approx(2 * norm.sf(abs(ab["z"])), abs=1e-12)
+
+
+def test_identical_scores_give_no_difference_and_p_one():
+    y, (a, _, _) = tied_scores(7)
+    r = stats.delong_test(y, a, a.copy())
+    assert r == {"diff": 0.0, "lo": 0.0, "hi": 0.0, "z": 0.0, "p": 1.0}
+    # A monotone transform ranks the cases the same way: the same AUC, no variance.
+    r = stats.delong_test(y, a, 3 * a + 1)
+    assert r["diff"] == 0 and r["p"] == 1.0
+
+
+@pytest.mark.parametrize("labels, scores, message", [
+    ([0, 0, 0, 0], [[0.1, 0.2, 0.3, 0.4]], "2 cases of each class"),
+    ([1, 0, 0, 0], [[0.1, 0.2, 0.3, 0.4]], "1 positive"),
+    ([1, 1, 0, 0], [[0.1, np.nan, 0.3, 0.4]], "NaN"),
+    ([1, 1, 0, 0], [[0.1, 0.2, 0.3]], "do not match"),
+    ([1, 2, 0, 0], [[0.1, 0.2, 0.3, 0.4]], "0 and 1"),
+])
+def test_bad_input_is_refused_naming_the_problem(labels, scores, message):
+    with pytest.raises(ValueError, match=message):
+        stats.delong(labels, *scores)
+
+
+def test_delong_interval_covers_the_true_auc_about_95_percent_of_the_time():
+    rng = np.random.default_rng(0)
+    d, m, n = 1.2, 30, 90
+    true = norm.cdf(d / np.sqrt(2))  # binormal AUC
+    hits = 0
+    for _ in range(400):
+        y = np.r_[np.ones(m, int), np.zeros(n, int)]
+        s = np.r_[rng.normal(d, 1, m), rng.normal(0, 1, n)]
+        _, lo, hi = stats.auc_ci(y, s)
+        hits += lo <= true <= hi
+    assert 0.92 <= hits / 400 <= 0.98
+
+
+# --- compare_recipes ----------------------------------------------------------------------
+
+def recipe_scores(rng, y, u, mu, tau, seeds):
+    """Per-seed scores u + sigma_s * noise, log sigma_s ~ N(mu, tau): a seed effect on top
+    of the case effect u that every model shares."""
+    sigma = np.exp(mu + tau * rng.normal(size=seeds))
+    return [u + s * rng.normal(size=len(y)) for s in sigma]
+
+
+def recipe_auc(delta, mu, tau):
+    """Expected AUC of a recipe over seeds and cases (Gauss-Hermite over log sigma)."""
+    x, w = np.polynomial.hermite_e.hermegauss(60)
+    sigma = np.exp(mu + tau * x)
+    return float(np.sum(w * norm.cdf(delta / np.sqrt(2 * (1 + sigma ** 2)))) / w.sum())
+
+
+def test_compare_recipes_swaps_symmetrically_and_counts_wins():
+    rng = np.random.default_rng(1)
+    y = np.r_[np.ones(40, int), np.zeros(80, int)]
+    u = rng.normal(y * 1.0, 1.0)
+    a = recipe_scores(rng, y, u, -1.0, 0.3, 5)
+    b = recipe_scores(rng, y, u, 0.0, 0.3, 5)
+    ab = stats.compare_recipes(y, a, b, n_boot=2000, seed=3)
+    ba = stats.compare_recipes(y, b, a, n_boot=2000, seed=3)
+    assert ab["diff"] == pytest.approx(-ba["diff"], abs=1e-12)
+    assert (ab["lo"], ab["hi"]) == pytest.approx((-ba["hi"], -ba["lo"]), abs=1e-12)
+    assert ab["p"] == pytest.approx(ba["p"])
+    assert ab["p_a_better"] == pytest.approx(1 - ba["p_a_better"])
+    aucs_a = [roc_auc_score(y, s) for s in a]
+    aucs_b = [roc_auc_score(y, s) for s in b]
+    assert ab["diff"] == pytest.approx(np.mean(aucs_a) - np.mean(aucs_b), abs=1e-12)
+    wins = np.mean([[x > z for z in aucs_b] for x in aucs_a])
+    assert ab["p_a_better"] == pytest.approx(wins)
+    assert ab["lo"] < ab["diff"] < ab["hi"]
+    same = stats.compare_recipes(y, a, a, n_boot=500)
+    assert same["diff"] == 0 and same["lo"] == same["hi"] == 0 and same["p"] == 1.0
+    assert same["p_a_better"] == 0.5
+    unpaired = stats.compare_recipes(y, a, b[:3], n_boot=500)  # different seed lists
+    assert unpaired["diff"] == pytest.approx(np.mean(aucs_a) - np.mean(aucs_b[:3]))
+    with pytest.raises(ValueError, match="do not match"):
+        stats.compare_recipes(y, a, [b[0][:-1]])
+    with pytest.raises(ValueError, match="at least one run"):
+        stats.compare_recipes(y, a, [])
+
+
+def test_compare_recipes_interval_covers_the_true_difference():
+    """Seeds and test cases drawn afresh each time; the interval should cover the difference
+    of the recipes' expected AUCs (over seeds and cases) about 95% of the time."""
+    rng = np.random.default_rng(2)
+    delta, (mu_a, mu_b), tau, seeds = 1.5, (-0.7, -0.3), 0.5, 5
+    true = recipe_auc(delta, mu_a, tau) - recipe_auc(delta, mu_b, tau)
+    y = np.r_[np.ones(40, int), np.zeros(120, int)]
+    hits, sims = 0, 200
+    for i in range(sims):
+        u = rng.normal(y * delta, 1.0)
+        a = recipe_scores(rng, y, u, mu_a, tau, seeds)
+        b = recipe_scores(rng, y, u, mu_b, tau, seeds)
+        r = stats.compare_recipes(y, a, b, n_boot=400, seed=i, paired_seeds=False)
+        hits += r["lo"] <= true <= r["hi"]
+    assert 0.92 <= hits / sims <= 0.98
