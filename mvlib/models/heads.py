@@ -173,8 +173,16 @@ class JointResNet(MultiViewModel):
                     module.eval()
         return self
 
+    def view_parts(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """What each view contributes before fusion: its representation h (view reliance
+        replaces one view's by a constant; mvlib.reliance)."""
+        return self.representations(x)
+
+    def fuse_parts(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.output(self.fuse(parts))
+
     def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.output(self.fuse(self.representations(x)))
+        return self.fuse_parts(self.view_parts(x))
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         return {"cc": list(self.cc.parameters()), "mlo": list(self.mlo.parameters()),
@@ -246,9 +254,16 @@ class SplitResNet(MultiViewModel):
         super().__init__()
         self.cc, self.mlo = UniView("cc", channels), UniView("mlo", channels)
 
+    def view_parts(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Each uni-view model's logits (what view reliance replaces by a constant)."""
+        return {"cc": self.cc(x), "mlo": self.mlo(x)}
+
     def forward(self, x: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.fuse_parts(self.view_parts(x))
+
+    def fuse_parts(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
         # log(mean(sigmoid)) and log(1 - mean(sigmoid)) computed stably in log space.
-        a, b = self.cc(x), self.mlo(x)
+        a, b = parts["cc"], parts["mlo"]
         log_p = torch.logaddexp(nn.functional.logsigmoid(a), nn.functional.logsigmoid(b))
         log_q = torch.logaddexp(nn.functional.logsigmoid(-a), nn.functional.logsigmoid(-b))
         return log_p - log_q

@@ -1,0 +1,68 @@
+"""View reliance: predictions with one view's part replaced by its training mean."""
+
+import numpy as np
+import pytest
+import torch
+
+from mvlib import reliance
+from mvlib.data.loader import eval_loader
+from mvlib.data.prepare import prepare
+from mvlib.evaluate import predict
+from mvlib.models.heads import build_model
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def data():
+    return prepare("synthetic", "smoke", progress=False)
+
+
+@pytest.mark.parametrize("name", ["joint", "shared", "split", "joint_blend"])
+def test_the_full_prediction_is_the_models_own(data, name):
+    torch.manual_seed(0)
+    model = build_model(name)
+    pred = reliance.reliance_predictions(model, data, "test", 3, CPU)
+    ref = predict(model, eval_loader(data, "test"), CPU)
+    assert list(pred.breast_id) == list(ref.breast_id)
+    np.testing.assert_allclose(pred.p_full, ref.p_malignant, rtol=0, atol=1e-6)
+    for view in ("cc_only", "mlo_only"):
+        assert not np.allclose(pred[f"p_{view}"], pred.p_full)
+
+
+def test_the_replaced_view_is_its_training_mean_and_any_constant_ranks_alike(data):
+    torch.manual_seed(1)
+    model = build_model("joint").eval()
+    pred = reliance.reliance_predictions(model, data, "test", 3, CPU)
+    parts, _ = reliance.view_parts(model, data, "test", 3, CPU)
+    train_parts, _ = reliance.view_parts(model, data, "train", 3, CPU)
+    with torch.no_grad():
+        mean = model.fuse_parts({"cc": parts["cc"],
+                                 "mlo": train_parts["mlo"].mean(0).expand_as(parts["mlo"])})
+        zero = model.fuse_parts({"cc": parts["cc"], "mlo": torch.zeros_like(parts["mlo"])})
+    np.testing.assert_allclose(pred.p_cc_only, torch.sigmoid(mean[:, 0]).numpy(), atol=1e-6)
+    # Linear in h_cc + h_mlo: another constant shifts every logit alike, the order stays.
+    shift = (zero - mean)[:, 0].numpy()
+    np.testing.assert_allclose(shift, shift[0], atol=1e-5)
+
+
+def test_a_model_that_ignores_mlo_loses_nothing_without_it(data):
+    torch.manual_seed(2)
+    model = build_model("joint")
+    with torch.no_grad():  # h_mlo = relu(0) = 0 for every breast: MLO carries nothing
+        model.mlo.fc.weight.zero_()
+        model.mlo.fc.bias.zero_()
+    pred = reliance.reliance_predictions(model, data, "test", 3, CPU)
+    np.testing.assert_allclose(pred.p_cc_only, pred.p_full, atol=1e-7)
+    s = reliance.reliance_summary(pred)
+    assert s["u(mlo|cc)"] == pytest.approx(0, abs=1e-12)
+    assert s["auc_mlo_only"] == pytest.approx(0.5)  # a constant score
+    assert s["d_util"] == pytest.approx(-s["u(cc|mlo)"])
+    assert s["auc_full_lo"] <= s["auc_full"] <= s["auc_full_hi"]
+
+
+def test_utilisation_rates_by_hand():
+    u = reliance.utilisation({"full": 0.9, "cc_only": 0.81, "mlo_only": 0.6})
+    assert u["u(mlo|cc)"] == pytest.approx(0.1)
+    assert u["u(cc|mlo)"] == pytest.approx(1 / 3)
+    assert u["d_util"] == pytest.approx(0.1 - 1 / 3)
