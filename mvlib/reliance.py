@@ -15,7 +15,6 @@ hence the training mean) and its uni-view model's logits for Split ResNet.
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -78,13 +77,3 @@ def reliance_summary(pred: pd.DataFrame, level: float = 0.95) -> dict[str, float
         aucs[name] = a
         row.update({f"auc_{name}": a, f"auc_{name}_lo": lo, f"auc_{name}_hi": hi})
     return {**row, **utilisation(aucs)}
-
-
-def mean_utilisation(preds: list[pd.DataFrame]) -> dict[str, float]:
-    """Utilisation rates averaged over several seeds' predictions on the same breasts."""
-    rates = [utilisation({n: float(_auc(p, n)) for n in PREDICTIONS}) for p in preds]
-    return {k: float(np.mean([r[k] for r in rates])) for k in rates[0]}
-
-
-def _auc(pred: pd.DataFrame, name: str) -> float:
-    return auc_ci(pred.malignant, pred[f"p_{name}"])[0]
