@@ -51,6 +51,7 @@ class EpochSampler(torch.utils.data.Sampler[int]):
         self.positives = np.flatnonzero(positive)  # unit numbers
         self.negatives = np.flatnonzero(~positive)
         self.seed, self.fraction, self.epoch = seed, fraction, 0
+        self._cached: tuple[int | None, np.ndarray] = (None, np.zeros(0, dtype=int))
         # A regular epoch: every positive unit and as many negative ones (all, if fewer).
         n_pos, n_neg = len(self.positives), min(len(self.positives), len(self.negatives))
         self.n_pos = max(1, round(fraction * n_pos)) if n_pos else 0
@@ -69,11 +70,13 @@ class EpochSampler(torch.utils.data.Sampler[int]):
 
     def epoch_indices(self, epoch: int) -> np.ndarray:
         """The breasts of `epoch` in training order (drawn units' breasts, shuffled)."""
-        rng = np.random.default_rng([self.seed, epoch, 1])
-        units = self.epoch_units(epoch)
-        breasts = np.concatenate([self.members[u] for u in units]) if len(units) else \
-            np.zeros(0, dtype=int)
-        return rng.permutation(breasts)
+        if self._cached[0] != epoch:  # len() asks every iteration: draw once per epoch
+            rng = np.random.default_rng([self.seed, epoch, 1])
+            units = self.epoch_units(epoch)
+            breasts = np.concatenate([self.members[u] for u in units]) if len(units) else \
+                np.zeros(0, dtype=int)
+            self._cached = (epoch, rng.permutation(breasts))
+        return self._cached[1].copy()
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.epoch_indices(self.epoch).tolist())
