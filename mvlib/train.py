@@ -254,7 +254,7 @@ def run_protocol(cfg: RunConfig, run: RunDir) -> RunDir:
             best = {"epoch": epoch, "val_auc": row["val_auc_malignant"]}
             run.save("best.pt", model.state_dict())
         run.write_dynamics(epoch, "grad_norms", norms)
-        if cfg.checkpoint_curves:  # per breast: weight estimates on a validation subset (Table 5)
+        if cfg.checkpoint_curves and validated:  # per breast: Table 5 weights on a subset
             run.write_dynamics(epoch, "val_predictions",
                                val.assign(epoch=epoch).to_dict("records"))
         if windows_lca:

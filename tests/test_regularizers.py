@@ -688,3 +688,11 @@ def test_blending_weights_and_terms_from_the_runs_checkpoints():
     assert len(terms) == 3 * len(w.dropna(subset=["w_joint"]))
     late_loss = terms.sort_index().loc[("whole", "loss", "[90, 100]")]
     assert (late_loss["from"] == 3).all() and (late_loss["to"] == 4).all()
+
+
+def test_checkpoint_curves_keep_predictions_of_validated_epochs_only(tmp_path):
+    run = train(smoke("uni_cc", checkpoint_curves=True, epochs=3, val_every=2), tmp_path)
+    m = run.metrics()
+    assert m.val_loss.notna().tolist() == [False, True, True]  # every 2nd and the last
+    assert sorted(run.dynamics("val_predictions").epoch.unique()) == [1, 2]
+    assert list(run.checkpoints().epoch) == [-1, 0, 1, 2]
