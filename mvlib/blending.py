@@ -9,17 +9,22 @@ here fractions (0, 1) and (0.9, 1) of a run, epoch 0 being the untrained model):
 with * the validation split and the training split evaluated like it at the checkpoint (not
 the running average over the epoch's noisy windows: runs with `checkpoint_curves` record it,
 and the untrained model too). Then w_k proportional to G_k / O_k^2, normalised over the three.
+The paper's Appendix C says it averages the weights over the window; Wang et al.'s offline
+estimate, followed here, compares the window's two end checkpoints (so a window is one
+estimate, not a mean of per-epoch ones).
 
 The formula needs G > 0 and O > 0. Guards, for degenerate windows only:
   * G <= 0 (the model did not generalise over the window): weight 0;
   * O <= 0 with G > 0 (it generalised and overfitted no more, or less): G / O^2 has no finite
     value (it tends to infinity as O -> 0+), so such models take all the weight, shared in
-    proportion to G; the others get 0;
+    proportion to G; the others get 0 ("weight 0: another model has O <= 0");
   * G <= 0 for every model: no weights (ValueError).
 `window_terms` shows G, O, the unguarded G / O^2 and which guard applied, for each model.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
@@ -37,7 +42,7 @@ def window_ends(epochs: int, window: tuple[float, float]) -> tuple[int, int]:
     lo, hi = window
     if not 0 <= lo < hi <= 1:
         raise ValueError(f"a window is (lo, hi) with 0 <= lo < hi <= 1, got {window}")
-    start, end = round(lo * epochs), round(hi * epochs)
+    start, end = math.floor(lo * epochs + 0.5), math.floor(hi * epochs + 0.5)  # half up
     return min(start, end - 1), end
 
 
@@ -85,6 +90,8 @@ def window_terms(curves: dict[str, pd.DataFrame], measure: str,
         raise ValueError(f"no model generalised by {measure} over epochs {start} -> {end}; "
                          "the weights are undefined")
     unbounded = positive & (t.O <= 0)
+    if unbounded.any():
+        t.loc[positive & ~unbounded, "guard"] = "weight 0: another model has O <= 0"
     raw = t.G.where(unbounded, 0.0) if unbounded.any() else (t["G/O^2"].where(positive, 0.0))
     t["weight"] = raw / raw.sum()
     return t

@@ -9,16 +9,17 @@ that rate are reused: a run is found by its config).
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from pathlib import Path
 
 import pandas as pd
 
-from mvlib import paper
+from mvlib import paper, stats
 from mvlib.data.loader import train_loader
 from mvlib.data.prepare import prepare
 from mvlib.dynamics import RK4, mlo_share
-from mvlib.evaluate import summarise
+from mvlib.evaluate import ensemble, summarise
 from mvlib.profiles import Profile
 from mvlib.runs import RunConfig, RunDir
 from mvlib.search import LR_RANGES, log_uniform, results, winner
@@ -103,23 +104,58 @@ def search_then_repeat(prof: Profile, groups: dict[str, list[dict]],
     return table, {name: [by_cfg[c.digest()] for c in cfgs] for name, cfgs in final.items()}
 
 
+# Numeric columns of `summary` behind its displayed cells (the CSVs keep them; `shown` drops
+# them for display). `runs` lists the runs' places in the store, ';'-separated.
+NUMERIC = ("auc_mean", "auc_std", "auc_lo", "auc_hi", "ensemble", "ensemble_lo", "ensemble_hi",
+           "runs")
+
+
 def summary(final: dict[str, list[RunDir]], reference: dict[str, tuple]) -> pd.DataFrame:
-    """Test AUC per group, ours beside the paper's: mean +- std and 3x ensemble."""
-    columns = ["group", "lr", "AUC (ours)", "3x ensemble (ours)", "runs done", "AUC (paper)",
-               "3x ensemble (paper)", "auc_mean", "auc_std"]
+    """Test AUC per group, ours beside the paper's: the mean over seeds with its seed x case
+    95% interval (`stats.recipe_ci`), the std over seeds, and the 3x ensemble with its DeLong
+    interval."""
+    columns = ["group", "lr", "AUC (ours)", "std (ours)", "3x ensemble (ours)", "runs done",
+               "AUC (paper)", "3x ensemble (paper)", *NUMERIC]
     rows = []
     for name, runs in final.items():
         done = [r for r in runs if r.status()["state"] == "done"]
-        s = summarise([r.predictions() for r in done]) if done else {}
         ref = reference.get(name)
-        rows.append({"group": name, "lr": runs[0].cfg.lr,
-                     "AUC (ours)": f"{s['auc_mean']:.3f} ± {s['auc_std']:.3f}" if s else "-",
-                     "3x ensemble (ours)": round(s["auc_ensemble"], 3) if s else None,
-                     "runs done": f"{len(done)}/{len(runs)}",
-                     "AUC (paper)": f"{ref[0]:.3f} ± {ref[1]:.3f}" if ref else "-",
-                     "3x ensemble (paper)": ref[2] if ref else None,
-                     "auc_mean": s.get("auc_mean"), "auc_std": s.get("auc_std")})
+        row = {"group": name, "lr": runs[0].cfg.lr, "AUC (ours)": "-", "std (ours)": "-",
+               "3x ensemble (ours)": "-", "runs done": f"{len(done)}/{len(runs)}",
+               "AUC (paper)": f"{ref[0]:.3f} ± {ref[1]:.3f}" if ref else "-",
+               "3x ensemble (paper)": ref[2] if ref else None,
+               "runs": ";".join(r.ref for r in done)}
+        if done:
+            preds = [r.predictions() for r in done]
+            s = summarise(preds)
+            y, scores = preds[0].malignant, [p.p_malignant for p in preds]
+            ens = ensemble(preds).p_malignant
+            mean, lo, hi = _interval(stats.recipe_ci, y, scores, fallback=s["auc_mean"])
+            e, elo, ehi = _interval(stats.auc_ci, y, ens, fallback=s["auc_ensemble"])
+            row.update({"AUC (ours)": _cell(mean, lo, hi), "std (ours)": f"{s['auc_std']:.3f}",
+                        "3x ensemble (ours)": _cell(e, elo, ehi), "auc_mean": mean,
+                        "auc_std": s["auc_std"], "auc_lo": lo, "auc_hi": hi, "ensemble": e,
+                        "ensemble_lo": elo, "ensemble_hi": ehi})
+        rows.append(row)
     return pd.DataFrame(rows, columns=columns).set_index("group")
+
+
+def _interval(fn, y, scores, fallback: float) -> tuple[float, float, float]:
+    """(estimate, lo, hi) from `fn`; NaN bounds when the test split cannot give an interval
+    (fewer than 2 breasts of a class: small real data sets)."""
+    try:
+        return fn(y, scores)
+    except ValueError:
+        return fallback, math.nan, math.nan
+
+
+def _cell(value: float, lo: float, hi: float) -> str:
+    return f"{value:.3f}" + ("" if math.isnan(lo) else f" [{lo:.3f}, {hi:.3f}]")
+
+
+def shown(table: pd.DataFrame) -> pd.DataFrame:
+    """A summary table without its numeric columns, for display."""
+    return table.drop(columns=[c for c in NUMERIC if c in table])
 
 
 def final_runs(final: dict[str, list[RunDir]]) -> pd.DataFrame:
@@ -173,7 +209,7 @@ LCA_WINDOWS_PER_EPOCH = 3  # at least this many windows per shrunken epoch
 def lca_window(iterations: int) -> int:
     """k: the paper's 60 iterations, shortened on small profiles so that a shrunken epoch of
     `iterations` holds at least LCA_WINDOWS_PER_EPOCH windows (the paper's 970 exams make
-    about 485 iterations: 8 windows)."""
+    about 485 iterations: 9 windows, the last one shorter)."""
     return max(1, min(LCA_WINDOW, iterations // LCA_WINDOWS_PER_EPOCH))
 
 

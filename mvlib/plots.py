@@ -77,6 +77,12 @@ def dynamics_figure(norm_run: RunDir, lca_run: RunDir, title: str,
     whole regular run (running mean over `smooth` iterations), (b) cumulative LCA of each
     group in the shrunken-epoch run, against training done in regular epochs' worth."""
     g, w = norm_run.dynamics("grad_norms"), lca_run.dynamics("lca")
+    if g.empty or w.empty:  # a run that diverged before its first record
+        fig, ax = plt.subplots(figsize=(6, 1.2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"{title}: no dynamics recorded (states {norm_run.status()['state']}"
+                f", {lca_run.status()['state']})", ha="center", va="center")
+        return fig
     per_epoch = g.groupby("epoch").iteration.max() + 1
     x_norms = g.epoch + g.iteration / g.epoch.map(per_epoch)
     lca_per_epoch = w.groupby("epoch").iteration.transform("max") + 1
@@ -158,7 +164,7 @@ def blending_curves(runs: dict[str, RunDir]) -> plt.Figure:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.3))
     colors = {"cc": "tab:blue", "mlo": "tab:orange", "joint": "tab:green"}
     for name, run in runs.items():
-        m = run.metrics()
+        m = run.checkpoints()  # from the untrained model (epoch 0) where it was evaluated
         train = "train_eval" if "train_eval_loss" in m else "train"
         for ax, what in zip(axes, ("loss", "auc_malignant"), strict=True):
             ax.plot(m.epoch + 1, m[f"{train}_{what}"], ":", color=colors[name])

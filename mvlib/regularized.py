@@ -158,10 +158,12 @@ def blend_setting(weights: dict[str, float]) -> dict:
 
 def blended_models(prof: Profile, weights: pd.DataFrame, executor: Executor | None = None,
                    store: Path | None = None) -> tuple[pd.DataFrame, dict[str, list[RunDir]]]:
-    """The '+ Gradient Blending' group of Table 2: one setting per defined Table 4 estimate,
-    the winner by mean validation AUC repeated. Returns (search table, final runs); both
-    empty when no estimate is defined."""
-    table4 = weights[(weights.validation == "whole") & weights.w_joint.notna()]
+    """The '+ Gradient Blending' group of Table 2: one setting per defined Table 4 estimate
+    with w_joint > 0, the winner by mean validation AUC repeated. Returns (search table, final
+    runs); both empty when no estimate qualifies. (With w_joint = 0 only the extra heads would
+    train: the joint head, which makes every prediction, and both FC layers would keep their
+    initial weights.)"""
+    table4 = weights[(weights.validation == "whole") & (weights.w_joint > 0)]
     if table4.empty:
         return pd.DataFrame(), {}
     groups = {"+ Gradient Blending": [blend_setting(_weights(r)) for _, r in table4.iterrows()]}
@@ -181,8 +183,8 @@ def ablation_settings(weights: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 def blending_ablation(prof: Profile, weights: pd.DataFrame, executor: Executor | None = None,
                       store: Path | None = None) -> pd.DataFrame:
-    """Table 5: each weight set trained with `search_seeds` seeds; mean test AUC beside the
-    paper's."""
+    """Table 5: each weight set trained with `search_seeds` seeds; mean test AUC with its seed
+    x case interval (a case bootstrap with one seed) beside the paper's."""
     sets = ablation_settings(weights)
     cfgs = {name: [config(prof, seed=s, **blend_setting(w)) for s in range(prof.search_seeds)]
             for name, w in sets.items()}
@@ -191,15 +193,15 @@ def blending_ablation(prof: Profile, weights: pd.DataFrame, executor: Executor |
     by_cfg = {r.cfg.digest(): r for r in runs}
     rows = []
     for name, cs in cfgs.items():
-        status = [by_cfg[c.digest()].status() for c in cs]
-        aucs = [s["test_auc"] for s in status if s["state"] == "done"]
+        s = summary({name: [by_cfg[c.digest()] for c in cs]}, {}).iloc[0]
         ref = paper.TABLE5.get(name)
         rows.append({"weights": name,
                      **{f"w_{k}": round(v, 3) for k, v in sets[name].items()},
-                     "test AUC (ours)": round(float(np.mean(aucs)), 3) if aucs else None,
-                     "runs done": f"{len(aucs)}/{len(cs)}",
+                     "test AUC (ours)": s["AUC (ours)"], "runs done": s["runs done"],
                      "weights (paper)": ", ".join(f"{w:.3f}" for w in ref[0]) if ref else "",
-                     "test AUC (paper)": ref[1] if ref else None})
+                     "test AUC (paper)": ref[1] if ref else None,
+                     "auc_mean": s.auc_mean, "auc_lo": s.auc_lo, "auc_hi": s.auc_hi,
+                     "runs": s.runs})
     return pd.DataFrame(rows).set_index("weights")
 
 

@@ -73,7 +73,10 @@ def reliance_summary(pred: pd.DataFrame, level: float = 0.95) -> dict[str, float
     one model's `reliance_predictions`."""
     row, aucs = {}, {}
     for name in PREDICTIONS:
-        a, lo, hi = auc_ci(pred.malignant, pred[f"p_{name}"], level)
+        try:
+            a, lo, hi = auc_ci(pred.malignant, pred[f"p_{name}"], level)
+        except ValueError:  # fewer than 2 breasts of a class (small real splits): no AUC
+            a = lo = hi = float("nan")
         aucs[name] = a
         row.update({f"auc_{name}": a, f"auc_{name}_lo": lo, f"auc_{name}_hi": hi})
     return {**row, **utilisation(aucs)}

@@ -59,7 +59,8 @@ class RunConfig:
     init_from: dict[str, str] | None = None
     finetune: str = "all"
     # Gradient Blending's curves: evaluate the training split at every checkpoint (as the
-    # validation split is) and keep per-breast validation predictions per epoch.
+    # validation split is), the untrained model included, and keep per-breast validation
+    # predictions of every validated epoch.
     checkpoint_curves: bool = False
     # The epoch sampler (mvlib.data.sampler): exams (the paper's Section 4) or breasts, and
     # the share of a regular epoch's positive and negative units drawn per epoch (Appendix

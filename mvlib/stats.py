@@ -98,6 +98,38 @@ def _bootstrap_aucs(s: np.ndarray, cases: np.ndarray, m: int) -> np.ndarray:
     return out
 
 
+def _recipe_means(y: np.ndarray, s: np.ndarray, sizes: list[int], n_boot: int, seed: int,
+                  paired: bool) -> np.ndarray:
+    """Bootstrap replicates (shape (len(sizes), n_boot)) of each recipe's mean AUC over its
+    seeds; the rows of `s` are the recipes' runs in order (`sizes` of them each). Each
+    replicate resamples test cases within each class (the same cases for every run) and each
+    recipe's seeds, with one shared draw when `paired`."""
+    rng = np.random.default_rng(seed)
+    pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
+    cases = np.concatenate([rng.choice(pos, (n_boot, len(pos))),
+                            rng.choice(neg, (n_boot, len(neg)))], axis=1)
+    boot = _bootstrap_aucs(s, cases, len(pos))
+    cols, out, start = np.arange(n_boot)[:, None], [], 0
+    shared = rng.integers(0, sizes[0], (n_boot, sizes[0])) if paired else None
+    for k in sizes:
+        draw = shared if paired else rng.integers(0, k, (n_boot, k))
+        out.append(boot[start:start + k][draw.T, cols.T].mean(axis=0))
+        start += k
+    return np.array(out)
+
+
+def recipe_ci(y: np.ndarray, runs: list[np.ndarray], n_boot: int = 10000, seed: int = 0,
+              level: float = 0.95) -> tuple[float, float, float]:
+    """(mean AUC over the seeds' runs, lower, upper): the percentile interval of the seed x
+    case bootstrap, the interval each AUC cell of the tables carries."""
+    if not runs:
+        raise ValueError("a recipe needs at least one run")
+    y, s = _checked(y, tuple(runs))
+    means = _recipe_means(y, s, [len(runs)], n_boot, seed, paired=False)[0]
+    lo, hi = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
+    return float(delong(y, *s)[0].mean()), float(lo), float(hi)
+
+
 def compare_recipes(y: np.ndarray, runs_a: list[np.ndarray], runs_b: list[np.ndarray],
                     n_boot: int = 10000, seed: int = 0, level: float = 0.95,
                     paired_seeds: bool | None = None) -> dict:
@@ -121,15 +153,8 @@ def compare_recipes(y: np.ndarray, runs_a: list[np.ndarray], runs_b: list[np.nda
         raise ValueError("paired seeds need the same number of runs in both recipes")
     aucs = delong(y, *s)[0]
     a, b = aucs[:ka], aucs[ka:]
-    rng = np.random.default_rng(seed)
-    pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
-    cases = np.concatenate([rng.choice(pos, (n_boot, len(pos))),
-                            rng.choice(neg, (n_boot, len(neg)))], axis=1)
-    boot = _bootstrap_aucs(s, cases, len(pos))
-    seeds_a = rng.integers(0, ka, (n_boot, ka))
-    seeds_b = seeds_a if paired else rng.integers(0, len(runs_b), (n_boot, len(runs_b)))
-    cols = np.arange(n_boot)[:, None]
-    diffs = boot[:ka][seeds_a, cols].mean(axis=1) - boot[ka:][seeds_b, cols].mean(axis=1)
+    means = _recipe_means(y, s, [ka, len(runs_b)], n_boot, seed, paired)
+    diffs = means[0] - means[1]
     alpha = 1 - level
     lo, hi = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
     p = min(1.0, 2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0)))

@@ -1,13 +1,14 @@
 """Every table of the paper (1-5) from the run store, ours beside the paper's, and a
-verdict per claim computed from the numbers (notebook 07).
+verdict per claim computed from the runs' test predictions (notebook 07).
 
-A claim "A beats B" holds when A's mean test AUC exceeds B's by more than the standard
-error of the difference, sqrt(s_A^2/n_A + s_B^2/n_B); it does not hold here when B's mean
-exceeds A's by more than that; otherwise the two are not comparable at this budget (the
-difference is within noise), as they also are when a group has fewer than 2 finished runs.
-A claim "A does not beat B" (the paper found A no better) is judged the same way in mirror:
-it holds when A's mean is below B's by more than the standard error, does not hold when A
-beats B by more than that, and is not comparable in between.
+Each claim compares two recipes (groups of runs, one per seed, on the same test breasts) with
+`stats.compare_recipes`: the difference of their mean AUCs with a seed x case bootstrap 95%
+interval. A claim "A beats B" **holds** when that interval lies above 0, is **contradicted**
+when it lies below 0 and is **inconclusive at this budget** otherwise. A claim "A does not
+improve on B" (the paper found A no better) is **consistent** when the interval's upper bound
+is below the equivalence margin MARGIN (0.01 AUC), **contradicted** when its lower bound is
+above 0, and inconclusive otherwise. Each verdict prints the interval, its p-value and the
+smallest difference this budget could detect (the interval's half-width).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mvlib import experiments, paper, paths, plots, regularized
+from mvlib import experiments, paper, paths, plots, regularized, stats
 from mvlib.atomic import write_atomic
 from mvlib.profiles import Profile
 from mvlib.sweep import Executor
@@ -67,17 +68,23 @@ CLAIMS = (
 )
 
 
-def _stats(tables: dict[str, pd.DataFrame], ref: tuple[str, str]
-           ) -> tuple[float, float, int | None]:
-    """(mean, std, finished runs) of a table row; runs is None when the row was not run."""
+MARGIN = 0.01  # equivalence margin of a "does not improve" claim, in AUC
+
+
+def _runs(tables: dict[str, pd.DataFrame], ref: tuple[str, str]) -> list[str] | None:
+    """The store references of a table row's finished runs; None when the row was not run."""
     table, row = ref
     t = tables.get(table)
     if t is None or row not in t.index:
-        return math.nan, math.nan, None
-    if pd.isna(t.loc[row, "auc_mean"]):
-        return math.nan, math.nan, 0
-    n = int(str(t.loc[row, "runs done"]).split("/")[0])
-    return float(t.loc[row, "auc_mean"]), float(t.loc[row, "auc_std"]), n
+        return None
+    refs = t.loc[row, "runs"]
+    return [r for r in str(refs).split(";") if r] if isinstance(refs, str) else []
+
+
+def _scores(refs: list[str], store: Path) -> tuple[pd.Series, list[pd.Series]]:
+    preds = [pd.read_csv(store / r / "predictions.csv") for r in refs]
+    return preds[0].set_index("breast_id").malignant, [
+        p.set_index("breast_id").p_malignant for p in preds]
 
 
 def _paper_mean(table: str, row: str) -> float:
@@ -85,35 +92,49 @@ def _paper_mean(table: str, row: str) -> float:
     return source[row][0]
 
 
-def verdict(claim: Claim, tables: dict[str, pd.DataFrame]) -> dict:
-    """The claim, the paper's and our means, and the computed verdict with its reason."""
-    (ma, sa, na), (mb, sb, nb) = _stats(tables, claim.a), _stats(tables, claim.b)
+def verdict(claim: Claim, tables: dict[str, pd.DataFrame], store: Path | None = None) -> dict:
+    """The claim, the paper's and our mean AUCs, and the verdict from the seed x case
+    bootstrap interval of A - B, with the interval, p and detectable difference."""
+    store = Path(store or paths.store())
+    runs_a, runs_b = _runs(tables, claim.a), _runs(tables, claim.b)
     row = {"claim": claim.text,
-           "paper (A vs B)": f"{_paper_mean(*claim.a):.3f} vs {_paper_mean(*claim.b):.3f}"}
-    if missing := [" / ".join(ref) for ref, n in ((claim.a, na), (claim.b, nb)) if n is None]:
-        return {**row, "ours (A vs B)": "-", "verdict": "not comparable",
+           "paper (A vs B)": f"{_paper_mean(*claim.a):.3f} vs {_paper_mean(*claim.b):.3f}",
+           "ours (A vs B)": "-", "diff": math.nan, "lo": math.nan, "hi": math.nan,
+           "p": math.nan}
+    if missing := [" / ".join(ref) for ref, r in ((claim.a, runs_a), (claim.b, runs_b))
+                   if r is None]:
+        return {**row, "verdict": "not tested",
                 "why": f"not run on this data set: {', '.join(missing)}"}
-    if min(na, nb) < 2:
-        return {**row, "ours (A vs B)": "-", "verdict": "not comparable",
-                "why": "fewer than 2 finished runs in a group"}
-    diff, se = ma - mb, math.sqrt(sa ** 2 / na + sb ** 2 / nb)
-    row["ours (A vs B)"] = f"{ma:.3f} vs {mb:.3f}"
-    if abs(diff) <= se:
-        v = "not comparable"
-    elif (diff > se) == claim.beats:
-        v = "holds"
+    if not runs_a or not runs_b:
+        return {**row, "verdict": "not tested", "why": "a group has no finished run"}
+    (y, a), (y_b, b) = _scores(runs_a, store), _scores(runs_b, store)
+    if not all(s.index.equals(y.index) for s in (*a, y_b, *b)):
+        raise ValueError(f"{claim.text}: the two groups were not scored on the same breasts")
+    try:
+        r = stats.compare_recipes(y.to_numpy(), [s.to_numpy() for s in a],
+                                  [s.to_numpy() for s in b])
+    except ValueError as e:
+        return {**row, "verdict": "not tested", "why": str(e)}
+    mean_a = stats.delong(y.to_numpy(), *[s.to_numpy() for s in a])[0].mean()
+    row.update({"ours (A vs B)": f"{mean_a:.3f} vs {mean_a - r['diff']:.3f}", "diff": r["diff"],
+                "lo": r["lo"], "hi": r["hi"], "p": r["p"]})
+    if claim.beats:
+        v = ("holds" if r["lo"] > 0 else "contradicted" if r["hi"] < 0
+             else "inconclusive at this budget")
     else:
-        v = "does not hold here"
-    why = f"difference {diff:+.3f}, standard error {se:.3f}"
-    if v == "not comparable":
-        why += " (within noise)"
+        v = ("consistent" if r["hi"] < MARGIN else "contradicted" if r["lo"] > 0
+             else "inconclusive at this budget")
+    why = (f"A - B {r['diff']:+.3f}, 95% interval [{r['lo']:+.3f}, {r['hi']:+.3f}], "
+           f"p = {r['p']:.3f}; detectable: {(r['hi'] - r['lo']) / 2:.3f}; "
+           f"{len(a)} vs {len(b)} seeds")
     return {**row, "verdict": v, "why": why}
 
 
-def verdicts(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """One row per claim of the paper (CLAIMS), with the verdict on our numbers, plus
-    Appendix C's remark that AUC-based weights are more volatile than loss-based ones."""
-    rows = [verdict(c, tables) for c in CLAIMS]
+def verdicts(tables: dict[str, pd.DataFrame], store: Path | None = None) -> pd.DataFrame:
+    """One row per claim of the paper (CLAIMS), with the verdict on our runs, plus Appendix
+    C's remark that AUC-based weights are more volatile than loss-based ones (described, not
+    tested)."""
+    rows = [verdict(c, tables, store) for c in CLAIMS]
     rows.append(weight_volatility(tables["Table 4"]))
     return pd.DataFrame(rows).set_index("claim")
 
@@ -133,11 +154,13 @@ def weight_volatility(table4: pd.DataFrame) -> dict:
     row = {"claim": "AUC-based blending weights are more volatile than loss-based ones",
            "paper (A vs B)": f"{ref['auc']:.3f} vs {ref['loss']:.3f}"}
     if any(math.isnan(v) for v in ours.values()):
-        return {**row, "ours (A vs B)": "-", "verdict": "not comparable",
+        return {**row, "ours (A vs B)": "-", "verdict": "not tested",
                 "why": "a weight estimate is undefined"}
-    v = "holds" if ours["auc"] > ours["loss"] else "does not hold here"
-    return {**row, "ours (A vs B)": f"{ours['auc']:.3f} vs {ours['loss']:.3f}", "verdict": v,
-            "why": "largest change of a weight between the windows [0, 100] and [90, 100]"}
+    v = "as the paper" if ours["auc"] > ours["loss"] else "unlike the paper"
+    return {**row, "ours (A vs B)": f"{ours['auc']:.3f} vs {ours['loss']:.3f}",
+            "verdict": f"descriptive: {v}",
+            "why": "largest change of a weight between the windows [0, 100] and [90, 100] "
+                   "(one estimate per window: no interval)"}
 
 
 def summary_markdown(table: pd.DataFrame, per_seed: pd.DataFrame | None = None) -> str:
@@ -148,8 +171,8 @@ def summary_markdown(table: pd.DataFrame, per_seed: pd.DataFrame | None = None) 
     lines = []
     for group, r in table.iterrows():
         ours = ("not run" if r["AUC (ours)"] == "-" else
-                f"{r['AUC (ours)']} (3x ensemble {r['3x ensemble (ours)']:.3f}, "
-                f"{r['runs done']} runs done)")
+                f"{r['AUC (ours)']} (mean over seeds, 95% interval; std {r['std (ours)']}; "
+                f"3x ensemble {r['3x ensemble (ours)']}; {r['runs done']} runs done)")
         if per_seed is not None and group in per_seed.index.get_level_values(0):
             seeds = per_seed.loc[group]
             ours += "; per seed " + ", ".join(
@@ -166,8 +189,11 @@ def verdicts_markdown(verdicts: pd.DataFrame) -> str:
     """The verdict table as Markdown: counts, then the claims under each verdict with our
     numbers and the reason."""
     counts = verdicts.verdict.value_counts()
+    tested = int(verdicts.get("p", pd.Series(dtype=float)).notna().sum())
     lines = [f"Of the {len(verdicts)} claims: "
-             + ", ".join(f"{n} {v}" for v, n in counts.items()) + "."]
+             + ", ".join(f"{n} {v}" for v, n in counts.items()) + ". "
+             f"{tested} are tested at once, each at 95%: were no difference real, about "
+             f"{0.05 * tested:.1f} of them would still come out holds or contradicted by chance."]
     for v in counts.index:
         part = verdicts[verdicts.verdict == v]
         lines.append(f"* **{v}:** " + "; ".join(
@@ -182,7 +208,7 @@ def write(tables: dict[str, pd.DataFrame], prof: Profile) -> list[Path]:
         stem = name.lower().replace(" ", "")
         csv = paths.figures(prof.tag) / f"{stem}.csv"
         write_atomic(csv, lambda p, t=table: t.to_csv(p))
-        shown = table.drop(columns=[c for c in ("auc_mean", "auc_std") if c in table])
+        shown = experiments.shown(table)
         title = f"{name}: ours ({prof.dataset} data, {prof.name} profile) beside the paper's"
         plots.savefig(plots.render_table(shown, title), stem, prof)
         out += [csv, csv.with_suffix(".png")]

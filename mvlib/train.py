@@ -224,6 +224,9 @@ def run_protocol(cfg: RunConfig, run: RunDir) -> RunDir:
     run.set_status(state="running")
     loader = train_loader(data, cfg.seed, cfg.batch_size, cfg.channels,
                           unit=cfg.sampling, fraction=cfg.epoch_fraction)
+    if len(loader) == 0:
+        raise ValueError(f"{data.root}: the training split has no breast to draw an epoch "
+                         "from (no biopsied exam and no biopsy-free one)")
     if cfg.checkpoint_curves and not metrics:  # Gradient Blending's window starts untrained
         initial, val = evaluate(model, data, cfg, device)
         run.write_initial(initial, val)

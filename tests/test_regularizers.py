@@ -499,6 +499,7 @@ def test_a_model_that_generalised_without_overfitting_takes_the_weight():
     ends = {**ENDS, "cc": ((1.2, 1.0), (1.1, 0.95))}  # G 0.2, O 0.05 - 0.1 < 0
     terms = blending.window_terms(two_ends(ends), "loss", (0, 1))
     assert terms.loc["cc", "guard"] == "O <= 0: takes the weight"
+    assert (terms.loc[["joint", "mlo"], "guard"] == "weight 0: another model has O <= 0").all()
     assert_weights(terms.weight.to_dict(), {"joint": 0.0, "cc": 1.0, "mlo": 0.0})
     # Two such models share it in proportion to G; O = 0 counts as O <= 0.
     ends["joint"] = ((1.2, 0.9), (1.2, 0.9))  # G 0.3, O 0

@@ -66,3 +66,12 @@ def test_utilisation_rates_by_hand():
     assert u["u(mlo|cc)"] == pytest.approx(0.1)
     assert u["u(cc|mlo)"] == pytest.approx(1 / 3)
     assert u["d_util"] == pytest.approx(0.1 - 1 / 3)
+
+
+def test_a_split_too_small_for_an_auc_gives_nan_not_a_crash():
+    import pandas as pd
+
+    pred = pd.DataFrame({"malignant": [1, 0, 0], "p_full": [0.9, 0.2, 0.1],
+                         "p_cc_only": [0.8, 0.3, 0.2], "p_mlo_only": [0.5, 0.5, 0.4]})
+    s = reliance.reliance_summary(pred)
+    assert np.isnan(s["auc_full"]) and np.isnan(s["d_util"])

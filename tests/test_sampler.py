@@ -150,6 +150,9 @@ def test_shrunken_epochs_keep_a_fraction_of_positives_and_of_negatives(unit):
     full = EpochSampler(indices, biopsied, seed=4, exams=keys, unit=unit)
     tenth = EpochSampler(indices, biopsied, seed=4, exams=keys, unit=unit, fraction=0.1)
     assert (tenth.n_pos, tenth.n_neg) == (round(0.1 * full.n_pos), round(0.1 * full.n_neg))
+    # The paper's 10% of 970 exams' worth: within one unit of a tenth of each class.
+    assert abs(tenth.n_pos - len(full.positives) / 10) <= 0.5
+    assert abs(tenth.n_neg - min(len(full.positives), len(full.negatives)) / 10) <= 0.5
     units = tenth.epoch_units(0)
     assert np.isin(units, tenth.positives).sum() == tenth.n_pos
     assert np.isin(units, tenth.negatives).sum() == tenth.n_neg

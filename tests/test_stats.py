@@ -180,3 +180,22 @@ def test_compare_recipes_interval_covers_the_true_difference():
         r = stats.compare_recipes(y, a, b, n_boot=400, seed=i, paired_seeds=False)
         hits += r["lo"] <= true <= r["hi"]
     assert 0.92 <= hits / sims <= 0.98
+
+
+def test_recipe_ci_brackets_the_mean_and_covers_the_recipes_expected_auc():
+    rng = np.random.default_rng(5)
+    y = np.r_[np.ones(40, int), np.zeros(120, int)]
+    delta, mu, tau = 1.5, -0.5, 0.5
+    true = recipe_auc(delta, mu, tau)
+    hits = 0
+    for i in range(200):
+        u = rng.normal(y * delta, 1.0)
+        runs = recipe_scores(rng, y, u, mu, tau, 5)
+        mean, lo, hi = stats.recipe_ci(y, runs, n_boot=400, seed=i)
+        if i == 0:
+            assert mean == pytest.approx(np.mean([roc_auc_score(y, r) for r in runs]))
+            assert lo < mean < hi
+        hits += lo <= true <= hi
+    assert 0.92 <= hits / 200 <= 0.98
+    with pytest.raises(ValueError, match="at least one run"):
+        stats.recipe_ci(y, [])

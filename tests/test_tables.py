@@ -1,5 +1,6 @@
-"""Notebook 07's verdicts: computed from means, standard deviations and run counts."""
+"""Notebook 07's verdicts: intervals of the difference between two groups of runs."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -7,45 +8,63 @@ from mvlib import tables
 from mvlib.tables import Claim, verdict
 
 
-def table(rows: dict[str, tuple[float, float, int]]) -> pd.DataFrame:
-    return pd.DataFrame({name: {"auc_mean": m, "auc_std": s, "runs done": f"{n}/3"}
-                         for name, (m, s, n) in rows.items()}).T
+def store_with(tmp_path, groups: dict[str, list[np.ndarray]], y: np.ndarray):
+    """Fake run folders holding test predictions, and a Table 1 whose rows list them."""
+    rows = {}
+    for name, runs in groups.items():
+        refs = []
+        for i, score in enumerate(runs):
+            ref = f"t/{name.replace(' ', '_')}-{i}"
+            (tmp_path / ref).mkdir(parents=True)
+            pd.DataFrame({"breast_id": np.arange(len(y)), "malignant": y,
+                          "p_malignant": score}).to_csv(tmp_path / ref / "predictions.csv",
+                                                        index=False)
+            refs.append(ref)
+        rows[name] = {"runs": ";".join(refs)}
+    return {"Table 1": pd.DataFrame(rows).T, "Table 2": pd.DataFrame(rows).T}
+
+
+def seeds(rng, y, separation, n=5, noise=1.0):
+    u = rng.normal(0, 1, len(y))  # what every model sees of a breast
+    return [separation * y + u + noise * rng.normal(0, 1, len(y)) for _ in range(n)]
 
 
 BEATS = Claim("Shared ResNet beats Joint ResNet", ("Table 1", "Shared ResNet"),
               ("Table 1", "Joint ResNet"))
 NO_GAIN = Claim("Split Learning Rates do not improve Joint ResNet",
                 ("Table 2", "+ Split Learning Rates"), ("Table 2", "Joint ResNet"), beats=False)
+Y = np.r_[np.ones(60, int), np.zeros(140, int)]
 
 
 @pytest.mark.parametrize("shared, expected", [
-    (0.95, "holds"),  # +0.05 against a standard error of sqrt(2 * 0.01^2 / 3) = 0.008
-    (0.85, "does not hold here"),
-    (0.905, "not comparable"),  # within one standard error
-])
-def test_a_beats_claim_needs_a_difference_beyond_one_standard_error(shared, expected):
-    t = {"Table 1": table({"Shared ResNet": (shared, 0.01, 3), "Joint ResNet": (0.9, 0.01, 3)})}
-    v = verdict(BEATS, t)
-    assert v["verdict"] == expected
+    (3.0, "holds"), (0.5, "contradicted"), (1.5, "inconclusive at this budget")])
+def test_a_beats_claim_is_judged_by_the_interval_of_the_difference(tmp_path, shared, expected):
+    rng = np.random.default_rng(0)
+    t = store_with(tmp_path, {"Shared ResNet": seeds(rng, Y, shared),
+                              "Joint ResNet": seeds(rng, Y, 1.5)}, Y)
+    v = verdict(BEATS, t, tmp_path)
+    assert v["verdict"] == expected, v["why"]
     assert v["paper (A vs B)"] == "0.879 vs 0.872"
-    assert v["ours (A vs B)"] == f"{shared:.3f} vs 0.900"
+    assert v["lo"] <= v["diff"] <= v["hi"] and 0 <= v["p"] <= 1
+    assert "95% interval" in v["why"] and "detectable" in v["why"]
 
 
 @pytest.mark.parametrize("split_lrs, expected", [
-    (0.85, "holds"), (0.95, "does not hold here"), (0.905, "not comparable")])
-def test_a_no_gain_claim_is_judged_in_mirror(split_lrs, expected):
-    t = {"Table 2": table({"+ Split Learning Rates": (split_lrs, 0.01, 3),
-                           "Joint ResNet": (0.9, 0.01, 3)})}
-    assert verdict(NO_GAIN, t)["verdict"] == expected
+    (0.5, "consistent"), (3.0, "contradicted"), (1.5, "inconclusive at this budget")])
+def test_a_no_gain_claim_is_consistent_below_the_margin(tmp_path, split_lrs, expected):
+    rng = np.random.default_rng(1)
+    t = store_with(tmp_path, {"+ Split Learning Rates": seeds(rng, Y, split_lrs),
+                              "Joint ResNet": seeds(rng, Y, 1.5)}, Y)
+    assert verdict(NO_GAIN, t, tmp_path)["verdict"] == expected
 
 
-def test_missing_or_single_runs_are_not_comparable():
-    one = {"Table 1": table({"Shared ResNet": (0.99, 0.0, 1), "Joint ResNet": (0.5, 0.0, 3)})}
-    assert verdict(BEATS, one)["verdict"] == "not comparable"
-    assert verdict(BEATS, {})["verdict"] == "not comparable"
-    assert "fewer than 2" in verdict(BEATS, one)["why"]
+def test_groups_not_run_or_without_finished_runs_are_not_tested(tmp_path):
+    assert verdict(BEATS, {})["verdict"] == "not tested"
     assert verdict(BEATS, {})["why"] == ("not run on this data set: Table 1 / Shared ResNet, "
                                          "Table 1 / Joint ResNet")
+    rng = np.random.default_rng(2)
+    t = store_with(tmp_path, {"Shared ResNet": [], "Joint ResNet": seeds(rng, Y, 1.0)}, Y)
+    assert verdict(BEATS, t, tmp_path)["verdict"] == "not tested"
 
 
 def test_weight_volatility_compares_the_windows_of_each_measure():
@@ -54,9 +73,9 @@ def test_weight_volatility_compares_the_windows_of_each_measure():
                        "w_joint": [0.3, 0.3, 0.2, 0.6], "w_cc": [0.3, 0.4, 0.4, 0.2],
                        "w_mlo": [0.4, 0.3, 0.4, 0.2]}).set_index(["measure", "window"])
     v = tables.weight_volatility(t4)
-    assert v["verdict"] == "holds" and v["ours (A vs B)"] == "0.400 vs 0.100"
+    assert v["verdict"] == "descriptive: as the paper" and v["ours (A vs B)"] == "0.400 vs 0.100"
     swapped = t4.rename(index={"loss": "auc", "auc": "loss"}, level=0)
-    assert tables.weight_volatility(swapped)["verdict"] == "does not hold here"
+    assert tables.weight_volatility(swapped)["verdict"] == "descriptive: unlike the paper"
 
 
 def test_an_empty_table_renders_as_a_note():
@@ -67,27 +86,66 @@ def test_an_empty_table_renders_as_a_note():
 
 
 def test_summary_markdown_states_each_groups_numbers_beside_the_papers():
-    t = pd.DataFrame({"AUC (ours)": ["0.912 ± 0.031", "-"], "3x ensemble (ours)": [0.93, None],
+    t = pd.DataFrame({"AUC (ours)": ["0.912 [0.870, 0.950]", "-"], "std (ours)": ["0.031", "-"],
+                      "3x ensemble (ours)": ["0.930 [0.880, 0.980]", "-"],
                       "runs done": ["3/3", "0/3"], "AUC (paper)": ["0.872 ± 0.005", "-"],
                       "3x ensemble (paper)": [0.887, None]},
                      index=pd.Index(["Joint ResNet", "+ Pretraining (whole model)"],
                                     name="group"))
-    seeds = pd.DataFrame({"state": ["done", "done", "diverged"],
-                          "test_auc": [0.9, 0.95, float("nan")]},
-                         index=pd.MultiIndex.from_tuples([("Joint ResNet", None)] * 3,
-                                                         names=["group", None]))
-    text = tables.summary_markdown(t, seeds).splitlines()
-    assert text[0] == ("* **Joint ResNet**: ours 0.912 ± 0.031 (3x ensemble 0.930, 3/3 runs "
-                       "done); per seed 0.900, 0.950, diverged; the paper 0.872 ± 0.005 "
+    per_seed = pd.DataFrame({"state": ["done", "done", "diverged"],
+                             "test_auc": [0.9, 0.95, float("nan")]},
+                            index=pd.MultiIndex.from_tuples([("Joint ResNet", None)] * 3,
+                                                            names=["group", None]))
+    text = tables.summary_markdown(t, per_seed).splitlines()
+    assert text[0] == ("* **Joint ResNet**: ours 0.912 [0.870, 0.950] (mean over seeds, 95% "
+                       "interval; std 0.031; 3x ensemble 0.930 [0.880, 0.980]; 3/3 runs done); "
+                       "per seed 0.900, 0.950, diverged; the paper 0.872 ± 0.005 "
                        "(3x ensemble 0.887).")
     assert text[1] == "* **+ Pretraining (whole model)**: ours not run; the paper none."
 
 
 def test_verdicts_markdown_groups_the_claims_by_verdict():
     v = pd.DataFrame({"ours (A vs B)": ["0.9 vs 0.8", "0.8 vs 0.9", "0.85 vs 0.86"],
-                      "verdict": ["holds", "does not hold here", "holds"],
+                      "verdict": ["holds", "contradicted", "holds"], "p": [0.01, 0.02, 0.03],
                       "why": ["w1", "w2", "w3"]}, index=pd.Index(["a", "b", "c"], name="claim"))
     text = tables.verdicts_markdown(v).splitlines()
-    assert text[0] == "Of the 3 claims: 2 holds, 1 does not hold here."
+    assert text[0].startswith("Of the 3 claims: 2 holds, 1 contradicted. 3 are tested at once")
+    assert "about 0.2 of them" in text[0]  # 0.05 x 3
     assert text[1] == "* **holds:** a (0.9 vs 0.8; w1); c (0.85 vs 0.86; w3)."
-    assert text[2] == "* **does not hold here:** b (0.8 vs 0.9; w2)."
+    assert text[2] == "* **contradicted:** b (0.8 vs 0.9; w2)."
+
+
+class _Run:
+    """What experiments.summary reads of a run."""
+
+    def __init__(self, ref, pred, state="done"):
+        self.ref, self.pred, self.state = ref, pred, state
+        self.cfg = type("Cfg", (), {"lr": 1e-4})()
+
+    def status(self):
+        return {"state": self.state}
+
+    def predictions(self):
+        return self.pred
+
+
+def test_summary_cells_carry_seed_by_case_and_delong_intervals():
+    from mvlib import experiments, stats
+
+    rng = np.random.default_rng(3)
+    scores = seeds(rng, Y, 1.5, n=3)
+    runs = [_Run(f"t/r{i}", pd.DataFrame({"breast_id": np.arange(len(Y)), "malignant": Y,
+                                          "benign": 0, "p_malignant": s, "p_benign": 0.5}))
+            for i, s in enumerate(scores)]
+    runs.append(_Run("t/bad", None, state="diverged"))
+    t = experiments.summary({"Joint ResNet": runs, "nothing": [runs[-1]]},
+                            {"Joint ResNet": (0.872, 0.005, 0.887)})
+    r = t.loc["Joint ResNet"]
+    mean, lo, hi = stats.recipe_ci(Y, scores)
+    assert (r.auc_mean, r.auc_lo, r.auc_hi) == pytest.approx((mean, lo, hi))
+    e, elo, ehi = stats.auc_ci(Y, np.mean(scores, axis=0))
+    assert (r.ensemble, r.ensemble_lo, r.ensemble_hi) == pytest.approx((e, elo, ehi))
+    assert r["AUC (ours)"] == f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
+    assert r["runs done"] == "3/4" and r.runs == "t/r0;t/r1;t/r2"
+    assert t.loc["nothing", "AUC (ours)"] == "-" and t.loc["nothing", "runs"] == ""
+    assert not set(experiments.NUMERIC) & set(experiments.shown(t).columns)

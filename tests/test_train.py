@@ -224,10 +224,15 @@ def test_each_epoch_trains_on_exactly_the_samplers_draw(tmp_path, monkeypatch):
     assert set(wanted) <= set(expected[0])
     drawn_patients = data.manifest.loc[expected[0]].patient_id
     assert drawn_patients.value_counts().eq(2).all()  # both breasts of every drawn exam
+    biopsied = int(data.labels()[train_ids].any(axis=1).sum())
+    assert biopsied < per_epoch  # biopsy-free breasts of biopsied exams came along
+    # The breast-level option: every biopsied breast and as many biopsy-free ones.
+    seen.clear()
     by_breast = train(cfg(epochs=1, sampling="breast"), tmp_path)
     assert by_breast.path != train(cfg(epochs=1), tmp_path).path
-    biopsied = data.labels()[train_ids].any(axis=1).sum()
-    assert len(seen[-1]) <= c.batch_size and biopsied < per_epoch
+    n_breast = biopsied + min(biopsied, len(train_ids) - biopsied)
+    drawn = [i for batch in seen for i in batch][:n_breast]  # the breast-level run's epoch
+    assert len(drawn) == n_breast and data.labels()[drawn].any(axis=1).sum() == biopsied
 
 
 def test_gradient_norms_every_iteration_and_online_lca_do_not_change_training(done_run,
