@@ -22,6 +22,7 @@ import pandas as pd
 from mvlib import experiments, paper, paths, plots, regularized, stats
 from mvlib.atomic import write_atomic
 from mvlib.profiles import Profile
+from mvlib.reliance import table6_display
 from mvlib.sweep import Executor
 
 
@@ -199,6 +200,29 @@ def verdicts_markdown(verdicts: pd.DataFrame) -> str:
         lines.append(f"* **{v}:** " + "; ".join(
             f"{claim} ({r['ours (A vs B)']}; {r.why})" for claim, r in part.iterrows()) + ".")
     return "\n".join(lines)
+
+
+RELIANCE_ORDER = ("uni-view CC", "uni-view MLO", "Split ResNet", "Joint ResNet", "Shared ResNet",
+                  "+ Pretraining", "+ Pretraining (whole model)", "+ Split Learning Rates",
+                  "+ Gradient Blending", "+ Modality Dropout")
+
+
+def reliance_groups(prof: Profile, executor: Executor | None = None,
+                    store: Path | None = None) -> dict[str, list]:
+    """The final runs of Tables 1 and 2 (training what the store lacks), in Table 6's order."""
+    final = {**experiments.table1(prof, executor, store)[2],
+             **regularized.regularizers(prof, executor, store)[1],
+             **regularized.gradient_blending(prof, executor, store)["final"]}
+    return {g: final[g] for g in RELIANCE_ORDER if g in final}
+
+
+def write_table6(table6: pd.DataFrame, prof: Profile) -> list[Path]:
+    """Table 6 as CSV (values and bounds as columns) and as a rendered PNG."""
+    csv = paths.figures(prof.tag) / "table6.csv"
+    write_atomic(csv, lambda p: table6.to_csv(p))
+    title = f"Table 6 (ours): view reliance ({prof.dataset} data, {prof.name} profile)"
+    plots.savefig(plots.render_table(table6_display(table6), title), "table6", prof)
+    return [csv, csv.with_suffix(".png")]
 
 
 def write(tables: dict[str, pd.DataFrame], prof: Profile) -> list[Path]:

@@ -75,3 +75,58 @@ def test_a_split_too_small_for_an_auc_gives_nan_not_a_crash():
                          "p_cc_only": [0.8, 0.3, 0.2], "p_mlo_only": [0.5, 0.5, 0.4]})
     s = reliance.reliance_summary(pred)
     assert np.isnan(s["auc_full"]) and np.isnan(s["d_util"])
+
+
+def fake_predictions(rng, y, cc, mlo):
+    """Test and training predictions of one seed whose full score sums a CC part and an MLO
+    part that separate the classes by `cc` and `mlo` standard deviations (0: no part)."""
+    import pandas as pd
+
+    parts = []
+    for split in ("test", "train"):
+        u_cc = rng.normal(cc * y, 1.0) if cc else np.zeros(len(y))
+        u_mlo = rng.normal(mlo * y, 1.0) if mlo else np.zeros(len(y))
+        parts.append(pd.DataFrame({"breast_id": np.arange(len(y)), "malignant": y,
+                                   "p_full": u_cc + u_mlo, "p_cc_only": u_cc,
+                                   "p_mlo_only": u_mlo, "split": split}))
+    return pd.concat(parts, ignore_index=True)
+
+
+class _Done:
+    def __init__(self, pred):
+        self.pred = pred
+
+    def status(self):
+        return {"state": "done"}
+
+
+def test_table6_and_claims_from_the_runs_predictions(monkeypatch):
+    rng = np.random.default_rng(0)
+    y = np.r_[np.ones(50, int), np.zeros(150, int)]
+    groups = {"uni-view CC": (1.5, 0.0), "Joint ResNet": (0.3, 1.5),
+              "+ Modality Dropout": (1.5, 0.3), "Shared ResNet": (1.0, 1.0)}
+    runs = {g: [_Done(fake_predictions(rng, y, *w)) for _ in range(4)]
+            for g, w in groups.items()}
+    monkeypatch.setattr(reliance, "run_reliance", lambda run: run.pred)
+    t = reliance.table6(runs)
+    assert t.loc["uni-view CC", "u(mlo|cc)"] == pytest.approx(0.0)
+    assert t.loc["Joint ResNet", "d_util"] > 0 > t.loc["+ Modality Dropout", "d_util"]
+    for col in ("full", "cc_only", "d_util", "mlo_only (train)"):
+        assert (t[f"{col} lo"] <= t[col]).all() and (t[col] <= t[f"{col} hi"]).all(), col
+    claims = reliance.reliance_claims(runs)
+    assert claims.loc["Joint ResNet under-uses CC: its CC part scores below uni-view CC",
+                      "verdict"] == "holds"
+    md = claims.loc["+ Modality Dropout reduces Joint ResNet's reliance on MLO (lower d_util)"]
+    assert md.verdict == "holds" and md.hi < 0
+
+
+def test_utilisation_replicates_pair_up_for_the_same_runs():
+    rng = np.random.default_rng(1)
+    y = np.r_[np.ones(30, int), np.zeros(60, int)]
+    preds = [fake_predictions(rng, y, 0.5, 0.5) for _ in range(3)]
+    test = [p[p.split == "test"].reset_index(drop=True) for p in preds]
+    a = reliance.utilisation_replicates(y, test, n_boot=300, seed=4)
+    b = reliance.utilisation_replicates(y, test, n_boot=300, seed=4)
+    np.testing.assert_array_equal(a["d_util"], b["d_util"])  # same draws: a zero difference
+    point = np.mean([reliance.reliance_summary(p)["d_util"] for p in test])
+    assert abs(np.median(a["d_util"]) - point) < 0.05
