@@ -27,7 +27,7 @@ from mvlib.device import autocast, cpu_threads, pick_device, to_device
 from mvlib.evaluate import predict
 from mvlib.models.heads import build_model
 from mvlib.runs import RunDir
-from mvlib.stats import _bootstrap_aucs, _checked, auc_ci
+from mvlib.stats import auc_ci, bootstrap_aucs
 
 PREDICTIONS = ("full", "cc_only", "mlo_only")
 
@@ -129,12 +129,8 @@ def utilisation_replicates(y: np.ndarray, runs: list[pd.DataFrame], n_boot: int 
     and utilisation rate. Two recipes bootstrapped with the same `seed` and the same number
     of runs share their case and seed draws, so their replicates pair up for a difference."""
     scores = [p[f"p_{name}"].to_numpy() for p in runs for name in PREDICTIONS]
-    y, s = _checked(y, tuple(scores))
     rng = np.random.default_rng(seed)
-    pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
-    cases = np.concatenate([rng.choice(pos, (n_boot, len(pos))),
-                            rng.choice(neg, (n_boot, len(neg)))], axis=1)
-    boot = _bootstrap_aucs(s, cases, len(pos)).reshape(len(runs), len(PREDICTIONS), n_boot)
+    boot = bootstrap_aucs(y, scores, n_boot, rng).reshape(len(runs), len(PREDICTIONS), n_boot)
     draw = rng.integers(0, len(runs), (n_boot, len(runs)))  # seeds, resampled
     per_run = {name: boot[:, i] for i, name in enumerate(PREDICTIONS)}  # (runs, n_boot)
     per_run.update(utilisation(per_run))

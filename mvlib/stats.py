@@ -98,6 +98,18 @@ def _bootstrap_aucs(s: np.ndarray, cases: np.ndarray, m: int) -> np.ndarray:
     return out
 
 
+def bootstrap_aucs(y: np.ndarray, scores: list[np.ndarray], n_boot: int,
+                   rng: np.random.Generator) -> np.ndarray:
+    """AUC of every score vector on `n_boot` resamples of the cases drawn from `rng` within
+    each class (the same cases for every vector): shape (k, n_boot). What the seed x case
+    bootstraps here and in mvlib.reliance resample seeds from."""
+    y, s = _checked(y, tuple(scores))
+    pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
+    cases = np.concatenate([rng.choice(pos, (n_boot, len(pos))),
+                            rng.choice(neg, (n_boot, len(neg)))], axis=1)
+    return _bootstrap_aucs(s, cases, len(pos))
+
+
 def _recipe_means(y: np.ndarray, s: np.ndarray, sizes: list[int], n_boot: int, seed: int,
                   paired: bool) -> np.ndarray:
     """Bootstrap replicates (shape (len(sizes), n_boot)) of each recipe's mean AUC over its
@@ -105,10 +117,7 @@ def _recipe_means(y: np.ndarray, s: np.ndarray, sizes: list[int], n_boot: int, s
     replicate resamples test cases within each class (the same cases for every run) and each
     recipe's seeds, with one shared draw when `paired`."""
     rng = np.random.default_rng(seed)
-    pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
-    cases = np.concatenate([rng.choice(pos, (n_boot, len(pos))),
-                            rng.choice(neg, (n_boot, len(neg)))], axis=1)
-    boot = _bootstrap_aucs(s, cases, len(pos))
+    boot = bootstrap_aucs(y, list(s), n_boot, rng)
     cols, out, start = np.arange(n_boot)[:, None], [], 0
     shared = rng.integers(0, sizes[0], (n_boot, sizes[0])) if paired else None
     for k in sizes:
@@ -135,7 +144,8 @@ def compare_recipes(y: np.ndarray, runs_a: list[np.ndarray], runs_b: list[np.nda
                     paired_seeds: bool | None = None) -> dict:
     """Recipe A against recipe B, each a list of per-seed score vectors on the same cases.
 
-    Returns `diff` (mean AUC of A's seeds - mean of B's), the percentile interval `lo`, `hi`
+    Returns `diff` (mean AUC of A's seeds - mean of B's; the two means are `mean_a` and
+    `mean_b`), the percentile interval `lo`, `hi`
     of the seed x case bootstrap, its two-sided `p` (twice the smaller share of replicates on
     either side of 0) and `p_a_better`, the probability that a seed of A beats a seed of B
     on this test set (ties 1/2). Seeds are resampled with one shared draw when
@@ -160,4 +170,5 @@ def compare_recipes(y: np.ndarray, runs_a: list[np.ndarray], runs_b: list[np.nda
     p = min(1.0, 2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0)))
     wins = (a[:, None] > b[None, :]) + 0.5 * (a[:, None] == b[None, :])
     return {"diff": float(a.mean() - b.mean()), "lo": float(lo), "hi": float(hi),
-            "p": float(p), "p_a_better": float(wins.mean())}
+            "p": float(p), "p_a_better": float(wins.mean()), "mean_a": float(a.mean()),
+            "mean_b": float(b.mean())}

@@ -152,6 +152,7 @@ def train_one_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     if cfg.lca_every:
         lca_loss = epoch_loss(data, loader.sampler.epoch_indices(epoch), cfg.channels, device)
         window_start, start_eval = clone_state(model), None
+    n_batches = len(loader)
     for it, batch in enumerate(loader):
         x = to_device(to_model_input(batch, device, augment=True, generator=windows), device)
         y = batch["labels"].to(device)
@@ -170,7 +171,7 @@ def train_one_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         norms.append({"epoch": epoch, "iteration": it, **group_grad_norms(groups)})
         optimizer.step()
         losses.append(loss.item())
-        last = it + 1 == len(loader)
+        last = it + 1 == n_batches
         if cfg.lca_every and ((it + 1) % cfg.lca_every == 0 or last):
             window_end = clone_state(model)
             r = lca(model, window_start, window_end, lca_loss,

@@ -199,3 +199,15 @@ def test_recipe_ci_brackets_the_mean_and_covers_the_recipes_expected_auc():
     assert 0.92 <= hits / 200 <= 0.98
     with pytest.raises(ValueError, match="at least one run"):
         stats.recipe_ci(y, [])
+
+
+def test_bootstrap_aucs_resample_cases_within_each_class_alike_for_every_vector():
+    y, (a, b, _) = tied_scores(8)
+    boot = stats.bootstrap_aucs(y, [a, b], 500, np.random.default_rng(0))
+    again = stats.bootstrap_aucs(y, [a, b], 500, np.random.default_rng(0))
+    assert boot.shape == (2, 500)
+    np.testing.assert_array_equal(boot, again)
+    same = stats.bootstrap_aucs(y, [a, a], 50, np.random.default_rng(1))
+    np.testing.assert_array_equal(same[0], same[1])  # the same cases for every vector
+    aucs = stats.delong(y, a, b)[0]
+    np.testing.assert_allclose(boot.mean(axis=1), aucs, atol=0.02)
