@@ -21,7 +21,8 @@ venv: $(STAMP)
 # Unit tests, then every notebook at the smoke profile under nbval (one pytest run).
 test: $(STAMP)
 	$(PY) -m ruff check mvlib tests notebooks
-	MVLIB_PROFILE=smoke $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+	MVLIB_PROFILE=smoke $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider \
+		--durations=20
 
 # Re-run every numbered notebook in order (papermill, laptop profile by default).
 # Real data: make reproduce DATASET=rsna DATA_ROOT=/data/rsna (see README, "Your own data").

@@ -25,12 +25,18 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, loader: torch.utils.data.DataLoader, device: torch.device,
-            n_windows: int = 0, seed: int = 0) -> pd.DataFrame:
+            n_windows: int = 0, seed: int = 0, reliance: bool = False) -> pd.DataFrame:
     """Probabilities per breast: the whole crop (n_windows=0, validation) or the mean over
-    `n_windows` random windows (the paper's test-time augmentation)."""
+    `n_windows` random windows (the paper's test-time augmentation). With `reliance` (whole
+    crops, a two-view model) also the malignant probability with each view's part replaced
+    by its mean over these breasts, from the same forward pass (`p_cc_only`, `p_mlo_only`;
+    see mvlib.reliance: the AUC does not depend on the constant, so the split's own mean
+    stands in for the training mean during training)."""
     model.eval()
     gen = torch.Generator().manual_seed(seed)
     rows, total_loss, count = [], 0.0, 0
+    reliance = reliance and not n_windows and hasattr(model, "view_parts")
+    parts = {v: [] for v in VIEWS}
     for batch in loader:
         labels = batch["labels"].to(device)
         if n_windows:
@@ -43,9 +49,15 @@ def predict(model: torch.nn.Module, loader: torch.utils.data.DataLoader, device:
                 probs = probs + torch.sigmoid(logits) / n_windows
             logits = torch.logit(probs.clamp(1e-7, 1 - 1e-7))
         else:
-            x = {v: full_window(batch[v].to(device).float()) for v in VIEWS}
+            x = to_device({v: full_window(batch[v].to(device).float()) for v in VIEWS}, device)
             with autocast(device):
-                logits = model(to_device(x, device)).float()
+                if reliance:  # forward() split in two: the same logits, parts kept
+                    p = model.view_parts(x)
+                    logits = model.fuse_parts(p).float()
+                    for v in VIEWS:
+                        parts[v].append(p[v].float())
+                else:
+                    logits = model(x).float()
             probs = torch.sigmoid(logits)
         total_loss += loss_fn(logits, labels).item() * len(labels)
         count += len(labels)
@@ -55,13 +67,25 @@ def predict(model: torch.nn.Module, loader: torch.utils.data.DataLoader, device:
     out = pd.DataFrame({"breast_id": table[:, 0].astype(int),
                         "malignant": table[:, 1].astype(int), "benign": table[:, 2].astype(int),
                         "p_malignant": table[:, 3], "p_benign": table[:, 4]})
+    if reliance:
+        parts = {v: torch.cat(parts[v]) for v in VIEWS}
+        mean = {v: parts[v].mean(dim=0).expand_as(parts[v]) for v in VIEWS}
+        for name, kept in (("cc_only", {"cc": parts["cc"], "mlo": mean["mlo"]}),
+                           ("mlo_only", {"cc": mean["cc"], "mlo": parts["mlo"]})):
+            with autocast(device):
+                out[f"p_{name}"] = torch.sigmoid(model.fuse_parts(kept)[:, 0].float()).cpu().numpy()
     out.attrs["loss"] = total_loss / max(count, 1)
     return out
 
 
 def scores(pred: pd.DataFrame) -> dict[str, float]:
-    """AUC per task of a prediction table."""
-    return {f"auc_{t}": auc(pred[t], pred[f"p_{t}"]) for t in TASKS}
+    """AUC per task of a prediction table, and the malignant AUCs with one view only when
+    the table has them (`predict(..., reliance=True)`)."""
+    out = {f"auc_{t}": auc(pred[t], pred[f"p_{t}"]) for t in TASKS}
+    for name in ("cc_only", "mlo_only"):
+        if f"p_{name}" in pred:
+            out[f"auc_{name}"] = auc(pred["malignant"], pred[f"p_{name}"])
+    return out
 
 
 def ensemble(preds: list[pd.DataFrame]) -> pd.DataFrame:

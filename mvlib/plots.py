@@ -10,6 +10,7 @@ from mvlib import paths
 from mvlib.atomic import write_atomic
 from mvlib.data.store import BreastDataset
 from mvlib.profiles import Profile
+from mvlib.reliance import training_curve
 from mvlib.runs import RunDir
 
 
@@ -75,7 +76,9 @@ def dynamics_figure(norm_run: RunDir, lca_run: RunDir, title: str,
                     smooth: int = 10) -> plt.Figure:
     """Figure 4 / 6 / 7: (a) gradient norms of the CC and MLO groups per iteration over a
     whole regular run (running mean over `smooth` iterations), (b) cumulative LCA of each
-    group in the shrunken-epoch run, against training done in regular epochs' worth."""
+    group in the shrunken-epoch run, against training done in regular epochs' worth, and
+    (c, ours) view reliance of the regular run: validation AUC full / CC only / MLO only
+    after each epoch."""
     g, w = norm_run.dynamics("grad_norms"), lca_run.dynamics("lca")
     if g.empty or w.empty:  # a run that diverged before its first record
         fig, ax = plt.subplots(figsize=(6, 1.2))
@@ -87,7 +90,7 @@ def dynamics_figure(norm_run: RunDir, lca_run: RunDir, title: str,
     x_norms = g.epoch + g.iteration / g.epoch.map(per_epoch)
     lca_per_epoch = w.groupby("epoch").iteration.transform("max") + 1
     x_lca = (w.epoch + (w.iteration + 1) / lca_per_epoch) * lca_run.cfg.epoch_fraction
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.3))
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(15, 3.3))
     for col, color in (("cc", "tab:blue"), ("mlo", "tab:orange")):
         a.plot(x_norms, g[col].rolling(smooth, min_periods=1).mean().to_numpy(), color=color,
                label=col.upper())
@@ -96,7 +99,14 @@ def dynamics_figure(norm_run: RunDir, lca_run: RunDir, title: str,
     a.set(xlabel="epoch", ylabel="gradient norm", title=f"(a) gradient norms, {title}")
     b.set(xlabel="training (regular epochs' worth)", ylabel="cumulative LCA (loss change)",
           title="(b) loss change allocated")
-    for ax in (a, b):
+    curve = training_curve(norm_run)
+    for name, color, style in (("full", "black", "-"), ("cc_only", "tab:blue", "--"),
+                               ("mlo_only", "tab:orange", "--")):
+        c.plot(curve.epoch + 1, curve[name], style, color=color, marker="o",
+               label=name.replace("_", " ").upper().replace("ONLY", "only"))
+    c.axhline(0.5, color="gray", lw=0.8)
+    c.set(xlabel="epoch", ylabel="validation AUC", title="(c) view reliance (ours)")
+    for ax in (a, b, c):
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()

@@ -42,6 +42,8 @@ class Profile:
     # Modality Dropout and Split Learning Rates: sampled sets per base learning rate (the
     # paper: 10 at 1e-5 and 10 at 1e-4).
     hp_samples: int = 10
+    # Seeds per condition of the known-answer testbed (notebook 02, mvlib.testbed).
+    testbed_seeds: int = 3
     # The data every run of the notebooks trains on: the synthetic default, or a real
     # source prepared from `data_root` with `data_knobs` (mvlib.data.prepare).
     dataset: str = "synthetic"
@@ -75,11 +77,12 @@ class Profile:
 PROFILES = {
     "smoke": Profile("smoke", (64, 48), (72, 42), {"train": 40, "val": 20, "test": 20},
                      epochs=2, lr_samples=2, search_seeds=1, seeds=2, tta_windows=2,
-                     hp_samples=1, threads=2),
+                     hp_samples=1, threads=2, testbed_seeds=2),
     # Laptop: 5 epochs of exams (480 breasts each here) train about as many iterations as
-    # the 6 epochs of breasts (368 each) that this profile had before epochs drew exams.
+    # the 6 epochs of breasts (368 each) that this profile had before epochs drew exams; 5
+    # seeds at each winner, so that a seed bootstrap has more than 3 seeds' 10 distinct draws.
     "laptop": Profile("laptop", (96, 72), (108, 64), {"train": 240, "val": 100, "test": 160},
-                      epochs=5, lr_samples=2, search_seeds=1, seeds=3, tta_windows=5,
+                      epochs=5, lr_samples=2, search_seeds=1, seeds=5, tta_windows=5,
                       workers=2, hp_samples=1),
     "paper": Profile("paper", PAPER_CC_SIZE, PAPER_MLO_SIZE,
                      {"train": 2000, "val": 500, "test": 500}, synthetic_downscale=4),

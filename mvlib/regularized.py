@@ -11,7 +11,6 @@ alone (the paper does not say whether it searched again; we do not, to save budg
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from mvlib.experiments import (
     TABLE1,
     config,
     input_channels,
+    learning_rates,
     lr_settings,
     search_then_repeat,
     summary,
@@ -244,17 +244,23 @@ def table2(prof: Profile, executor: Executor | None = None, store: Path | None =
 
 def no_heatmap_settings(prof: Profile, executor: Executor | None = None,
                         store: Path | None = None) -> dict[str, list]:
-    """Table 3's runs: the winning configs of Joint, Joint + Modality Dropout and Shared,
-    re-trained on the image channel alone, `seeds` repetitions each. Empty when the data set
-    has no heatmaps: every run already reads the image alone."""
+    """Table 3's runs: Joint, Joint + Modality Dropout and Shared on the image channel alone,
+    each with its winning setting from notebooks 03-04 (epochs, dropout rates) but its
+    learning rate searched again (Table 1's sampled rates and the winner's own), since a
+    rate that suits three channels need not suit one; `seeds` repetitions at the new winner.
+    Empty when the data set has no heatmaps: every run already reads the image alone."""
     if input_channels(prof) == 1:
         return {}
     t1 = table1_final(prof, executor, store, ("Joint ResNet", "Shared ResNet"))
     md = regularizers(prof, executor, store)[1]["+ Modality Dropout"]
     winners = {"Joint ResNet": t1["Joint ResNet"][0].cfg, "+ Modality Dropout": md[0].cfg,
                "Shared ResNet": t1["Shared ResNet"][0].cfg}
-    return {name: [dataclasses.replace(cfg, channels=1, seed=s, experiment="no_heatmaps")
-                   for s in range(prof.seeds)] for name, cfg in winners.items()}
+    groups = {name: [dict(model=cfg.model, lr=lr, experiment="no_heatmaps", channels=1,
+                          epochs_override=cfg.epochs, view_dropout=cfg.view_dropout)
+                     for lr in sorted({*learning_rates(prof, "variants"), cfg.lr})]
+              for name, cfg in winners.items()}
+    final = search_then_repeat(prof, groups, executor, store)[1]
+    return {name: [r.cfg for r in runs] for name, runs in final.items()}
 
 
 def table3(prof: Profile, executor: Executor | None = None, store: Path | None = None

@@ -123,6 +123,21 @@ def _predictions(model: torch.nn.Module, data: BreastDataset, split: str, channe
     return out
 
 
+def training_curve(run: RunDir) -> pd.DataFrame:
+    """View reliance during training: per validated epoch, the validation AUC full / CC only
+    / MLO only (recorded by the training loop from the same forward pass; each view's part
+    replaced by its validation mean) and the utilisation rates. Empty for runs that did not
+    record them (uni-view models)."""
+    m = run.metrics()
+    cols = ["val_auc_malignant", "val_auc_cc_only", "val_auc_mlo_only"]
+    if m.empty or not set(cols) <= set(m):
+        return pd.DataFrame(columns=["epoch", *PREDICTIONS, "u(mlo|cc)", "u(cc|mlo)", "d_util"])
+    m = m.dropna(subset=cols)
+    out = pd.DataFrame({"epoch": m.epoch.to_numpy(), "full": m[cols[0]].to_numpy(),
+                        "cc_only": m[cols[1]].to_numpy(), "mlo_only": m[cols[2]].to_numpy()})
+    return out.assign(**utilisation({k: out[k] for k in PREDICTIONS}))
+
+
 def utilisation_replicates(y: np.ndarray, runs: list[pd.DataFrame], n_boot: int = 10000,
                            seed: int = 0) -> dict[str, np.ndarray]:
     """Seed x case bootstrap replicates (shape (n_boot,)) of the mean over seeds of each AUC

@@ -134,10 +134,21 @@ class RunConfig:
         if self.finetune == "output" and not self.init_from:
             raise ValueError("finetune='output' needs init_from (the pretrained uni-view runs)")
 
+    def synthetic_data(self) -> str | None:
+        """The name of the synthetic data set this run trains on (its generator config and
+        version), or None for a profile this library does not define."""
+        from mvlib import profiles
+        from mvlib.synth.generate import dataset_dir
+
+        if self.profile not in profiles.PROFILES:
+            return None
+        return dataset_dir(profiles.get(self.profile).synthetic_config(**self.knobs), "").name
+
     def digest(self) -> str:
-        """Hash of PROTOCOL and the fields that differ from their defaults: adding a field
-        with a default keeps every earlier run's name (config.json still lists every field),
-        and a change of protocol gives every run a new one."""
+        """Hash of PROTOCOL, the synthetic data set's name and the fields that differ from
+        their defaults: adding a field with a default keeps every earlier run's name
+        (config.json still lists every field), and a change of protocol or of the generator's
+        defaults gives every run a new one."""
         defaults = {f.name: f.default if f.default is not dataclasses.MISSING
                     else f.default_factory() for f in dataclasses.fields(self)
                     if f.default is not dataclasses.MISSING
@@ -146,6 +157,8 @@ class RunConfig:
                    if k not in defaults or v != defaults[k]}
         if PROTOCOL > 1:
             changed["protocol"] = PROTOCOL
+        if self.dataset == "synthetic":  # new generator defaults give new runs
+            changed["data"] = self.synthetic_data()
         blob = json.dumps(changed, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 

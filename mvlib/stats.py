@@ -11,6 +11,8 @@
   by label, test cases (the same cases for every model), averages each recipe's per-seed
   AUCs and takes the difference: the "multi-bootstrap" of Sellam et al. (ICLR 2022), so the
   interval carries both the seed-to-seed and the test-set variation.
+* `compare_means`: Welch's t interval for per-run readings that are not AUCs (an
+  instrument's value per seed).
 
 Ties count 1/2 throughout; a higher score means more likely positive.
 """
@@ -18,7 +20,7 @@ Ties count 1/2 throughout; a higher score means more likely positive.
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import norm, rankdata
+from scipy.stats import norm, rankdata, ttest_ind
 
 
 def _checked(y: np.ndarray, scores: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -172,3 +174,24 @@ def compare_recipes(y: np.ndarray, runs_a: list[np.ndarray], runs_b: list[np.nda
     return {"diff": float(a.mean() - b.mean()), "lo": float(lo), "hi": float(hi),
             "p": float(p), "p_a_better": float(wins.mean()), "mean_a": float(a.mean()),
             "mean_b": float(b.mean())}
+
+
+def compare_means(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> dict:
+    """Two groups of per-run numbers (one value per seed, e.g. an instrument's reading):
+    Welch's t interval of mean(a) - mean(b) (unequal variances; Welch, Biometrika 1947) with
+    `diff`, `lo`, `hi`, `p` (two-sided), `mean_a`, `mean_b`. For quantities that are not AUCs
+    on shared cases, where `compare_recipes` does not apply."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    for name, x in (("a", a), ("b", b)):
+        if x.ndim != 1 or len(x) < 2:
+            raise ValueError(f"group {name} needs at least 2 values, got shape {x.shape}")
+        if not np.isfinite(x).all():
+            raise ValueError(f"group {name} has non-finite values")
+    diff = float(a.mean() - b.mean())
+    if a.var() == 0 and b.var() == 0:  # no spread at all: the difference is exact
+        return {"diff": diff, "lo": diff, "hi": diff, "p": 1.0 if diff == 0 else 0.0,
+                "mean_a": float(a.mean()), "mean_b": float(b.mean())}
+    res = ttest_ind(a, b, equal_var=False)
+    ci = res.confidence_interval(level)
+    return {"diff": diff, "lo": float(ci.low), "hi": float(ci.high), "p": float(res.pvalue),
+            "mean_a": float(a.mean()), "mean_b": float(b.mean())}

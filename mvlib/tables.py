@@ -185,6 +185,21 @@ def summary_markdown(table: pd.DataFrame, per_seed: pd.DataFrame | None = None) 
     return "\n".join(lines)
 
 
+def chance_markdown(table: pd.DataFrame) -> str:
+    """Whether each group of an `experiments.summary` table learned anything: its seed x case
+    95% interval lies above 0.5 (above chance), below it, or straddles it."""
+    lines = []
+    for group, r in table.iterrows():
+        lo, hi = r.get("auc_lo", float("nan")), r.get("auc_hi", float("nan"))
+        if not (lo == lo and hi == hi):
+            lines.append(f"* **{group}**: no interval (not run, or a split too small).")
+            continue
+        where = ("above chance" if lo > 0.5 else "below chance" if hi < 0.5
+                 else "not distinguishable from chance at this budget")
+        lines.append(f"* **{group}**: {r['auc_mean']:.3f} [{lo:.3f}, {hi:.3f}]: {where}.")
+    return "\n".join(lines)
+
+
 def verdicts_markdown(verdicts: pd.DataFrame) -> str:
     """The verdict table as Markdown: counts, then the claims under each verdict with our
     numbers and the reason."""

@@ -195,10 +195,11 @@ def train_one_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
 
 def evaluate(model: torch.nn.Module, data: BreastDataset, cfg: RunConfig,
              device: torch.device) -> tuple[dict, pd.DataFrame]:
-    """The checkpoint on the validation split (whole crops): its loss and AUCs, and with
+    """The checkpoint on the validation split (whole crops): its loss and AUCs, for a
+    two-view model also with CC only and MLO only (view reliance during training), and with
     `checkpoint_curves` the same for the training split evaluated alike. Returns (metrics,
     per-breast validation predictions)."""
-    val = predict(model, eval_loader(data, "val", channels=cfg.channels), device)
+    val = predict(model, eval_loader(data, "val", channels=cfg.channels), device, reliance=True)
     row = {"val_loss": val.attrs["loss"], **{f"val_{k}": v for k, v in scores(val).items()}}
     if cfg.checkpoint_curves:  # the training split as validation sees it, at this checkpoint
         fit = predict(model, eval_loader(data, "train", channels=cfg.channels), device)

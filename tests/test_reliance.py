@@ -130,3 +130,40 @@ def test_utilisation_replicates_pair_up_for_the_same_runs():
     np.testing.assert_array_equal(a["d_util"], b["d_util"])  # same draws: a zero difference
     point = np.mean([reliance.reliance_summary(p)["d_util"] for p in test])
     assert abs(np.median(a["d_util"]) - point) < 0.05
+
+
+@pytest.mark.parametrize("name", ["joint", "shared", "split", "joint_blend"])
+def test_reliance_during_training_ranks_as_the_training_mean_does(data, name):
+    """predict(reliance=True) replaces a view by the split's own mean (one forward pass); the
+    AUCs equal those with the training mean, and the full prediction is the model's own."""
+    torch.manual_seed(3)
+    model = build_model(name)
+    during = predict(model, eval_loader(data, "test"), CPU, reliance=True)
+    plain = predict(model, eval_loader(data, "test"), CPU)
+    np.testing.assert_allclose(during.p_malignant, plain.p_malignant, rtol=0, atol=1e-6)
+    after = reliance.reliance_predictions(model, data, "test", 3, CPU)
+    for view in ("cc_only", "mlo_only"):
+        assert not np.allclose(during[f"p_{view}"], during.p_malignant)
+        assert reliance.auc_ci(during.malignant, during[f"p_{view}"])[0] == pytest.approx(
+            reliance.auc_ci(after.malignant, after[f"p_{view}"])[0], abs=1e-9)
+
+
+def test_uni_view_models_record_no_reliance(data):
+    pred = predict(build_model("uni_cc"), eval_loader(data, "test"), CPU, reliance=True)
+    assert "p_cc_only" not in pred and "p_mlo_only" not in pred
+
+
+def test_training_curve_from_a_runs_metrics(tmp_path):
+    from mvlib.runs import RunConfig, RunDir
+    run = RunDir(RunConfig(model="joint", lr=1e-4, seed=0, epochs=2, profile="smoke"), tmp_path)
+    run.create()
+    run.write_metrics([{"epoch": 0, "val_auc_malignant": 0.8, "val_auc_cc_only": 0.6,
+                        "val_auc_mlo_only": 0.7},
+                       {"epoch": 1, "val_auc_malignant": 0.9, "val_auc_cc_only": 0.9,
+                        "val_auc_mlo_only": 0.5}])
+    c = reliance.training_curve(run)
+    assert list(c.epoch) == [0, 1]
+    np.testing.assert_allclose(c["u(mlo|cc)"], [0.2 / 0.8, 0.0])
+    np.testing.assert_allclose(c["d_util"], [0.2 / 0.8 - 0.1 / 0.8, 0.0 - 0.4 / 0.9])
+    run.write_metrics([{"epoch": 0, "val_auc_malignant": 0.8}])  # a uni-view run's metrics
+    assert reliance.training_curve(run).empty

@@ -211,3 +211,30 @@ def test_bootstrap_aucs_resample_cases_within_each_class_alike_for_every_vector(
     np.testing.assert_array_equal(same[0], same[1])  # the same cases for every vector
     aucs = stats.delong(y, a, b)[0]
     np.testing.assert_allclose(boot.mean(axis=1), aucs, atol=0.02)
+
+
+def test_compare_means_is_welchs_interval_and_covers():
+    a, b = np.array([0.7, 0.8, 0.75]), np.array([0.5, 0.55, 0.6])
+    r = stats.compare_means(a, b)
+    # By hand: Welch's standard error and Welch-Satterthwaite degrees of freedom.
+    va, vb = a.var(ddof=1) / 3, b.var(ddof=1) / 3
+    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 2)
+    from scipy.stats import t
+    half = t.ppf(0.975, df) * np.sqrt(va + vb)
+    assert r["diff"] == pytest.approx(0.2)
+    assert (r["lo"], r["hi"]) == pytest.approx((0.2 - half, 0.2 + half))
+    s = stats.compare_means(b, a)
+    assert (s["lo"], s["hi"], s["p"]) == pytest.approx((-r["hi"], -r["lo"], r["p"]))
+    rng = np.random.default_rng(0)  # coverage: 3 vs 3 normal draws, true difference 0.1
+    hits = [(lambda q: q["lo"] <= 0.1 <= q["hi"])(stats.compare_means(
+        rng.normal(0.1, 1, 3), rng.normal(0, 2, 3))) for _ in range(2000)]
+    assert 0.93 <= np.mean(hits) <= 0.97
+
+
+def test_compare_means_rejects_what_it_cannot_judge():
+    with pytest.raises(ValueError, match="at least 2"):
+        stats.compare_means([1.0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="non-finite"):
+        stats.compare_means([1.0, np.nan], [1.0, 2.0])
+    exact = stats.compare_means([1.0, 1.0], [0.5, 0.5])
+    assert (exact["lo"], exact["hi"], exact["p"]) == (0.5, 0.5, 0.0)

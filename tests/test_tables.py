@@ -149,3 +149,15 @@ def test_summary_cells_carry_seed_by_case_and_delong_intervals():
     assert r["runs done"] == "3/4" and r.runs == "t/r0;t/r1;t/r2"
     assert t.loc["nothing", "AUC (ours)"] == "-" and t.loc["nothing", "runs"] == ""
     assert not set(experiments.NUMERIC) & set(experiments.shown(t).columns)
+
+
+def test_chance_markdown_reads_the_interval_against_one_half():
+    t = pd.DataFrame({"auc_mean": [0.62, 0.52, 0.4, float("nan")],
+                      "auc_lo": [0.55, 0.45, 0.33, float("nan")],
+                      "auc_hi": [0.69, 0.59, 0.47, float("nan")]},
+                     index=["a", "b", "c", "d"])
+    lines = tables.chance_markdown(t).splitlines()
+    assert lines[0].endswith("above chance.") and "[0.550, 0.690]" in lines[0]
+    assert "not distinguishable from chance" in lines[1]
+    assert lines[2].endswith("below chance.")
+    assert "no interval" in lines[3]

@@ -19,6 +19,7 @@ from mvlib.data.prepare import prepare
 from mvlib.evaluate import ensemble, predict, scores, summarise
 from mvlib.models.heads import build_model
 from mvlib.paths import REPO
+from mvlib.reliance import training_curve
 from mvlib.runs import RunConfig, RunDir
 from mvlib.sweep import InProcess, Subprocesses, sweep
 from mvlib.train import train
@@ -290,6 +291,9 @@ def test_an_lca_window_measures_the_loss_on_its_shrunken_epochs_own_sample(tmp_p
     # Validation every second epoch and after the last; the others leave it empty.
     m = run.metrics()
     assert m.val_auc_malignant.notna().tolist() == [False, True, False, True]
+    # View reliance is recorded with each validation (mvlib.reliance.training_curve).
+    assert m.val_auc_cc_only.notna().tolist() == [False, True, False, True]
+    assert training_curve(run).epoch.tolist() == [1, 3]
     assert run.status()["best_epoch"] in (1, 3)
     # Epoch 3's windows add up to the change, over epoch 3, of the loss on epoch 3's own
     # sample: from the state after 3 epochs (a 3-epoch run of the same config) to the end.

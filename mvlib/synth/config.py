@@ -46,12 +46,15 @@ class SynthConfig:
     # Conspicuity defaults follow Korhonen et al. 2019: one-view-only cancers are more
     # often seen in CC, so MLO hides findings more often and shows them less clearly.
     cc: ViewKnobs = ViewKnobs(visible_prob=0.92, contrast_scale=1.0)
-    mlo: ViewKnobs = ViewKnobs(visible_prob=0.78, contrast_scale=0.85, shortcut_strength=0.4)
+    mlo: ViewKnobs = ViewKnobs(visible_prob=0.78, contrast_scale=0.85, shortcut_strength=1.0)
     shortcut_base_rate: float = 0.3
-    # Finding appearance, contrast in image units (tissue spans about 0.3..0.8).
-    mass_contrast: tuple[float, float] = (0.05, 0.14)
-    calc_contrast: tuple[float, float] = (0.25, 0.5)
-    mass_radius: tuple[float, float] = (0.035, 0.08)  # fraction of breast depth
+    # Finding appearance, contrast in image units (tissue spans about 0.3..0.8). These and the
+    # MLO cue's strength come from the calibration study in notebook 02 (mvlib.testbed): with
+    # fainter findings (masses 0.05-0.14, radius 0.035-0.08, calcifications 0.25-0.5) models
+    # without heatmaps stayed at chance, and a cue of 0.4 was hardly used.
+    mass_contrast: tuple[float, float] = (0.12, 0.3)
+    calc_contrast: tuple[float, float] = (0.4, 0.8)
+    mass_radius: tuple[float, float] = (0.05, 0.1)  # fraction of breast depth
     # Heatmap realism: cross-talk between the two maps, false-positive blobs, noise.
     heatmap_amplitude: tuple[float, float] = (0.6, 1.0)  # peak of a detected finding's blob
     heatmap_crosstalk: float = 0.35
