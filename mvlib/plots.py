@@ -100,10 +100,10 @@ def dynamics_figure(norm_run: RunDir, lca_run: RunDir, title: str,
     b.set(xlabel="training (regular epochs' worth)", ylabel="cumulative LCA (loss change)",
           title="(b) loss change allocated")
     curve = training_curve(norm_run)
-    for name, color, style in (("full", "black", "-"), ("cc_only", "tab:blue", "--"),
-                               ("mlo_only", "tab:orange", "--")):
-        c.plot(curve.epoch + 1, curve[name], style, color=color, marker="o",
-               label=name.replace("_", " ").upper().replace("ONLY", "only"))
+    for name, label, color, style in (("full", "full", "black", "-"),
+                                      ("cc_only", "CC only", "tab:blue", "--"),
+                                      ("mlo_only", "MLO only", "tab:orange", "--")):
+        c.plot(curve.epoch + 1, curve[name], style, color=color, marker="o", label=label)
     c.axhline(0.5, color="gray", lw=0.8)
     c.set(xlabel="epoch", ylabel="validation AUC", title="(c) view reliance (ours)")
     for ax in (a, b, c):

@@ -1,5 +1,6 @@
 """Appendix B sampling and the search-then-repeat protocol (with a stand-in executor)."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -44,7 +45,7 @@ class FakeExecutor:
 
 
 def test_search_then_repeat_reuses_the_search_runs(tmp_path):
-    prof = profiles.get("smoke")
+    prof = dataclasses.replace(profiles.get("smoke"), lr_samples=3)
     groups = {"Joint ResNet": experiments.lr_settings(prof, "joint", "variants"),
               "uni-view CC": experiments.lr_settings(prof, "uni_cc", "uniview")}
     ex = FakeExecutor()
