@@ -105,7 +105,8 @@ def verdict(claim: Claim, tables: dict[str, pd.DataFrame], store: Path | None = 
     if missing := [" / ".join(ref) for ref, r in ((claim.a, runs_a), (claim.b, runs_b))
                    if r is None]:
         return {**row, "verdict": "not tested",
-                "why": f"not run on this data set: {', '.join(missing)}"}
+                "why": f"no runs in this reproduction: {', '.join(missing)} (the notebook "
+                       "that trains them says why)"}
     if not runs_a or not runs_b:
         return {**row, "verdict": "not tested", "why": "a group has no finished run"}
     (y, a), (y_b, b) = _scores(runs_a, store), _scores(runs_b, store)

@@ -60,8 +60,9 @@ def test_a_no_gain_claim_is_consistent_below_the_margin(tmp_path, split_lrs, exp
 
 def test_groups_not_run_or_without_finished_runs_are_not_tested(tmp_path):
     assert verdict(BEATS, {})["verdict"] == "not tested"
-    assert verdict(BEATS, {})["why"] == ("not run on this data set: Table 1 / Shared ResNet, "
-                                         "Table 1 / Joint ResNet")
+    assert verdict(BEATS, {})["why"] == ("no runs in this reproduction: Table 1 / Shared ResNet, "
+                                         "Table 1 / Joint ResNet (the notebook that trains them "
+                                         "says why)")
     rng = np.random.default_rng(2)
     t = store_with(tmp_path, {"Shared ResNet": [], "Joint ResNet": seeds(rng, Y, 1.0)}, Y)
     assert verdict(BEATS, t, tmp_path)["verdict"] == "not tested"
