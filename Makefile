@@ -26,10 +26,11 @@ test: $(STAMP)
 
 # Re-run every numbered notebook in order (papermill, laptop profile by default).
 # Real data: make reproduce DATASET=rsna DATA_ROOT=/data/rsna (see README, "Your own data").
+# Another seed list (README, "Do the verdicts survive a re-run?"): make reproduce RESEED=100.
 PROFILE ?= laptop
 DATASET ?= synthetic
 reproduce: $(STAMP)
-	$(PY) -m mvlib reproduce --profile $(PROFILE) --dataset $(DATASET) $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
+	$(PY) -m mvlib reproduce --profile $(PROFILE) --dataset $(DATASET) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(RESEED),--reseed $(RESEED))
 
 bench: $(STAMP)
 	$(PY) -m mvlib.bench

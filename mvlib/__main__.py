@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--profile", default="laptop", choices=sorted(profiles.PROFILES))
     r.add_argument("--dataset", default="synthetic", choices=SOURCES)
     r.add_argument("--data-root", default=None)
+    r.add_argument("--reseed", type=int, default=0,
+                   help="re-run with another seed list: repetitions from this seed on")
     args = parser.parse_args(argv)
     if args.command == "prepare":
         data = prepare(args.dataset, args.profile, args.data_root,
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
         run = train(cfg, Path(args.store) if args.store else None)
         print(run.path, run.status())
     elif args.command == "reproduce":
-        notebooks.reproduce(args.profile, args.dataset, args.data_root)
+        notebooks.reproduce(args.profile, args.dataset, args.data_root, args.reseed)
 
 
 if __name__ == "__main__":

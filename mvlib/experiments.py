@@ -97,7 +97,7 @@ def search_then_repeat(prof: Profile, groups: dict[str, list[dict]],
     table = pd.concat(tables, ignore_index=True)
     final = {name: [config(prof, seed=s,
                            **settings[winner(table[table.group == name], by="setting")])
-                    for s in range(prof.seeds)]
+                    for s in prof.seed_list(prof.seeds)]
              for name, settings in groups.items()}
     runs = sweep([c for cs in final.values() for c in cs], executor, store)
     by_cfg = {r.cfg.digest(): r for r in runs}
@@ -218,12 +218,12 @@ def lca_window(iterations: int) -> int:
 
 
 def lca_setup(prof: Profile) -> dict:
-    """The LCA runs' config fields at this profile: shrunken epochs, their number (six
-    regular epochs' worth, or the first half of training on profiles that train fewer than
-    twelve), the window k, and one validation per regular epoch's worth."""
+    """The LCA runs' config fields at this profile: shrunken epochs, their number (the
+    paper's share of training, six regular epochs' worth of 100, and at least one regular
+    epoch's worth), the window k, and one validation per regular epoch's worth."""
     data = prepare(prof.dataset, prof.name, prof.data_root, progress=False, **prof.data_knobs)
     batches = len(train_loader(data, 0, channels=1, fraction=LCA_FRACTION))
-    regular = min(LCA_REGULAR_EPOCHS, max(1, prof.epochs // 2))
+    regular = max(1, round(prof.epochs * LCA_REGULAR_EPOCHS / 100))  # the paper: 6 of 100
     per_regular = round(1 / LCA_FRACTION)
     return dict(epoch_fraction=LCA_FRACTION, epochs_override=regular * per_regular,
                 lca_every=lca_window(batches), val_every=per_regular)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
@@ -44,35 +45,51 @@ def output_path(path: Path, tag: str) -> Path:
     return paths.store() / tag / "notebooks" / path.name
 
 
-def run(path: Path, profile: str, dataset: str = "synthetic", data_root: str | None = None
-        ) -> Path:
-    """Execute `path`; the output is replaced only when the whole run succeeded."""
-    tag = profiles.get(profile, dataset, data_root).tag
-    out = output_path(path, tag)
-    tmp = paths.store() / "tmp" / f"{path.stem}.{tag}.running.ipynb"
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    env_profile = os.environ.get("MVLIB_PROFILE")
-    os.environ["MVLIB_PROFILE"] = profile
+@contextmanager
+def _environment(**values: str | None):
+    """Set (or, for None, unset) environment variables for the duration of the block."""
+    def apply(pairs: dict[str, str | None]) -> None:
+        for k, v in pairs.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+    saved = {k: os.environ.get(k) for k in values}
+    apply(values)
     try:
-        papermill.execute_notebook(str(path), str(tmp),
-                                   parameters={"profile": profile, "dataset": dataset,
-                                               "data_root": data_root},
-                                   kernel_name="python3", cwd=str(path.parent),
-                                   progress_bar=False)
-        nb = clean(nbformat.read(tmp, as_version=4), keep_parameters=tag != "laptop")
-        write_atomic(out, lambda p: nbformat.write(nb, str(p)))
+        yield
     finally:
-        tmp.unlink(missing_ok=True)
-        if env_profile is None:
-            os.environ.pop("MVLIB_PROFILE", None)
-        else:
-            os.environ["MVLIB_PROFILE"] = env_profile
+        apply(saved)
+
+
+def run(path: Path, profile: str, dataset: str = "synthetic", data_root: str | None = None,
+        reseed: int = 0) -> Path:
+    """Execute `path`; the output is replaced only when the whole run succeeded. `reseed`:
+    the re-run with another seed list (`Profile.seed_list`), written beside its runs."""
+    with _environment(MVLIB_PROFILE=profile, MVLIB_RESEED=str(reseed) if reseed else None):
+        tag = profiles.get(profile, dataset, data_root).tag
+        out = output_path(path, tag)
+        tmp = paths.store() / "tmp" / f"{path.stem}.{tag}.running.ipynb"
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            papermill.execute_notebook(str(path), str(tmp),
+                                       parameters={"profile": profile, "dataset": dataset,
+                                                   "data_root": data_root},
+                                       kernel_name="python3", cwd=str(path.parent),
+                                       progress_bar=False)
+            nb = clean(nbformat.read(tmp, as_version=4), keep_parameters=tag != "laptop")
+            write_atomic(out, lambda p: nbformat.write(nb, str(p)))
+        finally:
+            tmp.unlink(missing_ok=True)
     return out
 
 
-def reproduce(profile: str, dataset: str = "synthetic", data_root: str | None = None) -> None:
-    """Run every numbered notebook in order at `profile`, on `dataset`."""
-    tag = profiles.get(profile, dataset, data_root).tag
+def reproduce(profile: str, dataset: str = "synthetic", data_root: str | None = None,
+              reseed: int = 0) -> None:
+    """Run every numbered notebook in order at `profile`, on `dataset` (with `reseed`, the
+    seed list of `Profile.seed_list`)."""
     for path in numbered():
-        print(f"[reproduce] {path.name} ({tag}) -> {output_path(path, tag)}", flush=True)
-        run(path, profile, dataset, data_root)
+        print(f"[reproduce] {path.name} ({profile}, {dataset}, reseed {reseed})", flush=True)
+        out = run(path, profile, dataset, data_root, reseed)
+        print(f"[reproduce] -> {out}", flush=True)

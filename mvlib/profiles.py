@@ -44,6 +44,9 @@ class Profile:
     hp_samples: int = 10
     # Seeds per condition of the known-answer testbed (notebook 02, mvlib.testbed).
     testbed_seeds: int = 3
+    # A re-run with another seed list (MVLIB_RESEED): the searches keep their seeds, the
+    # repetitions after them start at `reseed` instead (see `seed_list`).
+    reseed: int = 0
     # The data every run of the notebooks trains on: the synthetic default, or a real
     # source prepared from `data_root` with `data_knobs` (mvlib.data.prepare).
     dataset: str = "synthetic"
@@ -55,10 +58,19 @@ class Profile:
         """Names this profile's outputs: the profile, plus the data set and a hash of its
         root and knobs when it is not the synthetic default (so real-data runs never
         overwrite the committed figures, nor each other's)."""
+        name = f"{self.name}-reseed{self.reseed}" if self.reseed else self.name
         if self.dataset == "synthetic" and not self.data_knobs:
-            return self.name
+            return name
         source = json.dumps([self.data_root, self.data_knobs], sort_keys=True).encode()
-        return f"{self.name}-{self.dataset}-{hashlib.sha256(source).hexdigest()[:6]}"
+        return f"{name}-{self.dataset}-{hashlib.sha256(source).hexdigest()[:6]}"
+
+    def seed_list(self, n: int) -> list[int]:
+        """The seeds of `n` repetitions: 0, 1, ..., n - 1, the first `search_seeds` of them the
+        search's own runs. With `reseed`, the ones after the search's are reseed, reseed + 1,
+        ...: the same searches, new repetitions (does a verdict survive other seeds?)."""
+        head = list(range(min(n, self.search_seeds)))
+        start = max(self.reseed, len(head)) if self.reseed else len(head)
+        return head + list(range(start, start + n - len(head)))
 
     def synthetic_config(self, **knobs) -> SynthConfig:
         """The embedded default data set of this profile; `knobs` override generator fields."""
@@ -94,11 +106,16 @@ PROFILES = {
 def get(name: str | None = None, dataset: str = "synthetic", data_root: str | None = None,
         **data_knobs) -> Profile:
     """The named profile (None means $MVLIB_PROFILE, else `laptop`), training on `dataset`
-    (prepared from `data_root` with `data_knobs`; see mvlib.data.prepare)."""
+    (prepared from `data_root` with `data_knobs`; see mvlib.data.prepare), with the seed
+    list of $MVLIB_RESEED when it is set (`Profile.seed_list`)."""
     name = name or os.environ.get("MVLIB_PROFILE") or "laptop"
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
     prof = PROFILES[name]
+    if reseed := os.environ.get("MVLIB_RESEED"):
+        if not reseed.isdigit():
+            raise ValueError(f"MVLIB_RESEED={reseed!r}: expected a non-negative integer")
+        prof = dataclasses.replace(prof, reseed=int(reseed))
     if dataset == "synthetic" and data_root is None and not data_knobs:
         return prof
     return dataclasses.replace(prof, dataset=dataset,

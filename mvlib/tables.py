@@ -252,3 +252,45 @@ def write(tables: dict[str, pd.DataFrame], prof: Profile) -> list[Path]:
         plots.savefig(plots.render_table(shown, title), stem, prof)
         out += [csv, csv.with_suffix(".png")]
     return out
+
+
+def write_verdicts(verdicts: pd.DataFrame, name: str, prof: Profile) -> Path:
+    """A verdict table (claims, testbed instruments) as `name`.csv in the profile's figures
+    folder: what `stability` compares between two re-runs."""
+    csv = paths.figures(prof.tag) / f"{name}.csv"
+    write_atomic(csv, lambda p: verdicts.to_csv(p))
+    return csv
+
+
+# Verdicts that decide for the claim (or find the planted cause), and against it.
+DECIDED_FOR = ("holds", "consistent", "found")
+DECIDED_AGAINST = ("contradicted", "opposite")
+
+
+def stability(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
+    """Two runs' verdicts on the same claims side by side, with what happened to each:
+    **kept**, **reversed** (decided for the claim in one run and against it in the other:
+    what intervals should make rare), **to undecided** / **from undecided** (between a decided
+    verdict and inconclusive or not found), or **changed** (not tested, descriptive)."""
+    both = first[["verdict"]].rename(columns={"verdict": "verdict (first)"}).join(
+        second[["verdict"]].rename(columns={"verdict": "verdict (second)"}), how="inner")
+
+    def side(v: str) -> int:
+        return 1 if v in DECIDED_FOR else -1 if v in DECIDED_AGAINST else 0
+
+    def change(a: str, b: str) -> str:
+        if a == b:
+            return "kept"
+        sa, sb = side(a), side(b)
+        if sa * sb < 0:
+            return "reversed"
+        undecided = ("inconclusive at this budget", "not found at this budget")
+        if sa and b in undecided:
+            return "to undecided"
+        if sb and a in undecided:
+            return "from undecided"
+        return "changed"
+
+    both["change"] = [change(a, b) for a, b in zip(both.iloc[:, 0], both.iloc[:, 1],
+                                                   strict=True)]
+    return both

@@ -35,6 +35,7 @@ from mvlib.device import autocast, cpu_threads, pick_device, to_device
 from mvlib.dynamics import RK4, group_grad_norms, lca
 from mvlib.evaluate import auc, predict, scores
 from mvlib.models.heads import blended_loss, build_model, loss_fn
+from mvlib.reliance import run_reliance
 from mvlib.runs import RunConfig, RunDir
 
 
@@ -210,7 +211,8 @@ def evaluate(model: torch.nn.Module, data: BreastDataset, cfg: RunConfig,
 
 def run_protocol(cfg: RunConfig, run: RunDir) -> RunDir:
     """The paper's protocol for one run, top to bottom: epochs of training with the
-    instruments, validation and checkpoints, then the test predictions."""
+    instruments, validation and checkpoints, then the test predictions and (runs without
+    LCA) the view-reliance predictions of mvlib.reliance."""
     run.create()
     device = pick_device()
     data = prepare(cfg.dataset, cfg.profile, cfg.data_root, progress=False, **cfg.knobs)
@@ -272,6 +274,8 @@ def run_protocol(cfg: RunConfig, run: RunDir) -> RunDir:
     test = predict(model, eval_loader(data, "test", channels=cfg.channels), device,
                    n_windows=cfg.tta_windows, seed=epoch_seed(cfg.seed, cfg.epochs, 2))
     run.write_predictions(test)
+    if not cfg.lca_every:  # in the worker, beside the others, not later in the notebook
+        run_reliance(run)
     run.set_status(state="done", best_epoch=best["epoch"], best_val_auc=best["val_auc"],
                    best_val_loss=metrics[best["epoch"]]["val_loss"],
                    test_auc=scores(test)["auc_malignant"], test_loss=test.attrs["loss"])

@@ -1,6 +1,6 @@
 import pytest
 
-from mvlib import paths, profiles
+from mvlib import experiments, paths, profiles
 
 
 def test_env_var_picks_the_profile(monkeypatch):
@@ -69,3 +69,18 @@ def test_runs_take_their_thread_count_from_the_profile():
     assert experiments.config(smoke, "joint", 1e-4, 0, "x").threads == 2  # one run at a time
     assert experiments.config(laptop, "joint", 1e-4, 0, "x").threads == 1  # two side by side
     assert experiments.config(laptop, "joint", 1e-4, 0, "x", threads=2).threads == 2
+
+
+def test_a_reseeded_rerun_keeps_the_search_seeds_and_names_its_outputs(monkeypatch):
+    laptop = profiles.get("laptop")
+    assert laptop.seed_list(5) == [0, 1, 2, 3, 4] and laptop.tag == "laptop"
+    monkeypatch.setenv("MVLIB_RESEED", "100")
+    again = profiles.get("laptop")
+    assert again.seed_list(5) == [0, 100, 101, 102, 103]  # search seed 0, then new ones
+    assert again.seed_list(1) == [0]
+    assert again.tag == "laptop-reseed100"  # never overwrites the committed figures
+    assert experiments.config(again, "joint", 1e-4, 0, "variants").digest() == \
+        experiments.config(laptop, "joint", 1e-4, 0, "variants").digest()  # runs are shared
+    monkeypatch.setenv("MVLIB_RESEED", "ten")
+    with pytest.raises(ValueError, match="MVLIB_RESEED"):
+        profiles.get("laptop")

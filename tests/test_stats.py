@@ -238,3 +238,17 @@ def test_compare_means_rejects_what_it_cannot_judge():
         stats.compare_means([1.0, np.nan], [1.0, 2.0])
     exact = stats.compare_means([1.0, 1.0], [0.5, 0.5])
     assert (exact["lo"], exact["hi"], exact["p"]) == (0.5, 0.5, 0.0)
+
+
+@pytest.mark.parametrize("m, n", [(9, 40), (700, 700)])  # counted placements; ranked resamples
+def test_bootstrap_aucs_equal_the_midrank_auc_of_each_resample_exactly(m, n):
+    rng = np.random.default_rng(3)
+    y = np.r_[np.ones(m, int), np.zeros(n, int)]
+    scores = [np.round(rng.normal(size=m + n) + y, 1) for _ in range(2)]  # many ties
+    boot = stats.bootstrap_aucs(y, scores, 60, np.random.default_rng(4))
+    rng = np.random.default_rng(4)  # the same draws, each resample scored on its own
+    cases = np.concatenate([rng.choice(np.flatnonzero(y), (60, m)),
+                            rng.choice(np.flatnonzero(y == 0), (60, n))], axis=1)
+    for k, s in enumerate(scores):
+        expect = [roc_auc_score(y[c], s[c]) for c in cases]
+        np.testing.assert_allclose(boot[k], expect, rtol=0, atol=1e-12)

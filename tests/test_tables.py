@@ -162,3 +162,16 @@ def test_chance_markdown_reads_the_interval_against_one_half():
     assert "not distinguishable from chance" in lines[1]
     assert lines[2].endswith("below chance.")
     assert "no interval" in lines[3]
+
+
+def test_stability_names_what_happened_to_each_verdict_between_two_runs():
+    first = pd.DataFrame({"verdict": ["holds", "holds", "contradicted", "found",
+                                      "inconclusive at this budget", "not tested: x"]},
+                         index=list("abcdef"))
+    second = pd.DataFrame({"verdict": ["holds", "inconclusive at this budget", "holds",
+                                       "not found at this budget", "contradicted",
+                                       "descriptive: y"]}, index=list("abcdef"))
+    out = tables.stability(first, second)
+    assert out.change.tolist() == ["kept", "to undecided", "reversed", "to undecided",
+                                   "from undecided", "changed"]
+    assert tables.stability(first, second.iloc[:2]).index.tolist() == ["a", "b"]

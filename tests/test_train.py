@@ -58,6 +58,10 @@ def test_a_run_records_every_epoch_and_its_test_predictions(done_run):
     pred = done_run.predictions()
     data = prepare("synthetic", "smoke", progress=False, **KNOBS)
     assert sorted(pred.breast_id) == sorted(data.indices("test"))
+    # view reliance, written by the run itself (the worker), before it is marked done
+    rel = pd.read_csv(done_run.path / "reliance.csv")
+    assert set(rel.split) == {"test", "train"}
+    assert sorted(rel[rel.split == "test"].breast_id) == sorted(data.indices("test"))
     assert status["test_auc"] == pytest.approx(scores(pred)["auc_malignant"])
     assert json.loads((done_run.path / "config.json").read_text()) == cfg().to_dict()
 
@@ -245,6 +249,7 @@ def test_gradient_norms_every_iteration_and_online_lca_do_not_change_training(do
     assert len(g) == len(m) * len(loader)  # one row per iteration
     assert (g[["cc", "shared"]] > 0).all().all() and (g.mlo == 0).all()  # uni-view CC model
     with_lca = train(cfg(lca_every=3), tmp_path)
+    assert not (with_lca.path / "reliance.csv").exists()  # LCA runs are not scored for it
     pd.testing.assert_frame_equal(_comparable(with_lca.metrics()), _comparable(m))
     pd.testing.assert_frame_equal(with_lca.dynamics("grad_norms"), g)
     w = with_lca.dynamics("lca")
