@@ -13,7 +13,9 @@ A run folder is named by its config's hash and tells everything about the run:
   last.pt         model, optimiser and bookkeeping after the last finished epoch (resume)
   best.pt         model weights of the epoch with the best validation malignant AUC
   predictions.csv test predictions of the best checkpoint (TTA mean over `tta_windows`)
-Every file is written atomically.
+  reliance.csv    view-reliance predictions of the best checkpoint (mvlib.reliance)
+Every file is written atomically. Checkpoints hold plain types and tensors only and are
+read with `weights_only=True`: a run store may be shared, and a crafted pickle would run code.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ import dataclasses
 import hashlib
 import json
 import numbers
+import pickle
+import time
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -182,6 +187,10 @@ def _check_keys(field: str, value: dict | None, allowed: set[str], exact: bool =
         raise ValueError(f"{field} has invalid values {bad}")
 
 
+class DamagedCheckpoint(Exception):
+    """A checkpoint file that cannot be read; the message names the file."""
+
+
 class RunDir:
     """The folder of one run in the store, with atomic readers and writers."""
 
@@ -222,8 +231,24 @@ class RunDir:
         write_atomic(self.path / name, lambda p: torch.save(obj, p))
 
     def load(self, name: str) -> object | None:
+        """A checkpoint (tensors and plain types only), None when absent; DamagedCheckpoint
+        when it cannot be read (truncated, not a checkpoint, or naming code to run)."""
         p = self.path / name
-        return torch.load(p, map_location="cpu", weights_only=False) if p.exists() else None
+        if not p.exists():
+            return None
+        try:
+            return torch.load(p, map_location="cpu", weights_only=True)
+        except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError,
+                zipfile.BadZipFile) as e:
+            raise DamagedCheckpoint(f"{p}: cannot read the checkpoint "
+                                    f"({str(e).splitlines()[0]})") from e
+
+    def set_aside(self, name: str) -> Path:
+        """Move a damaged file out of the way (kept for inspection); returns its new path."""
+        p = self.path / name
+        moved = p.with_name(f"{name}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+        p.replace(moved)
+        return moved
 
     def write_initial(self, row: dict, val_predictions: pd.DataFrame) -> None:
         """The untrained model's evaluation (runs with checkpoint_curves): where Gradient

@@ -17,8 +17,10 @@ without raising.
 
 from __future__ import annotations
 
+import json
 import math
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,12 +38,18 @@ from mvlib.dynamics import RK4, group_grad_norms, lca
 from mvlib.evaluate import auc, predict, scores
 from mvlib.models.heads import blended_loss, build_model, loss_fn
 from mvlib.reliance import run_reliance
-from mvlib.runs import RunConfig, RunDir
+from mvlib.runs import DamagedCheckpoint, RunConfig, RunDir
 
 
 def epoch_seed(seed: int, epoch: int, stream: int) -> int:
     """A distinct, reproducible seed for each (run seed, epoch, random stream)."""
     return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1)[0])
+
+
+def plain(obj: object) -> object:
+    """Bookkeeping as plain Python types (numpy floats become floats), so that a checkpoint
+    loads with `weights_only=True`."""
+    return json.loads(json.dumps(obj))
 
 
 def clone_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -220,7 +228,13 @@ def run_protocol(cfg: RunConfig, run: RunDir) -> RunDir:
     model = make_model(cfg, run.store).to(device, memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
     metrics, best = [], {"epoch": -1, "val_auc": -math.inf}
-    checkpoint = run.load("last.pt")
+    try:
+        checkpoint = run.load("last.pt")
+    except DamagedCheckpoint as e:  # a full disk, a copy gone wrong: start again, say so
+        moved = run.set_aside("last.pt")
+        warnings.warn(f"{e}; moved to {moved.name}, and the run restarts from its first "
+                      "epoch (last.pt was its only saved state)", stacklevel=2)
+        checkpoint = None
     if checkpoint is not None:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
@@ -267,7 +281,7 @@ def run_protocol(cfg: RunConfig, run: RunDir) -> RunDir:
         if windows_lca:
             run.write_dynamics(epoch, "lca", windows_lca)
         run.save("last.pt", {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "metrics": metrics, "best": best})
+                             "metrics": plain(metrics), "best": plain(best)})
         run.write_metrics(metrics)
 
     model.load_state_dict(run.load("best.pt"))

@@ -408,3 +408,36 @@ def test_command_line_options_parse_as_json_or_text():
     assert _option("labels=my labels.csv") == ("labels", "my labels.csv")
     with pytest.raises(SystemExit, match="expected KEY=VALUE"):
         _option("nonsense")
+
+
+class _RunsCode:
+    """What a crafted pickle does: loading it calls a function of the attacker's choice."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch pwned",))
+
+
+def test_a_crafted_exam_list_is_refused_not_run(tmp_path, monkeypatch):
+    import pickle
+
+    import numpy as np
+
+    from mvlib.data.adapters.nyu import read_exam_list
+
+    monkeypatch.chdir(tmp_path)
+    bad = tmp_path / "exam_list_before_cropping.pkl"
+    bad.write_bytes(pickle.dumps([{"horizontal_flip": "NO", "L-CC": [_RunsCode()]}]))
+    with pytest.raises(DatasetError, match=r"exam_list_before_cropping.pkl: .*posix.system"):
+        read_exam_list(bad)
+    assert not (tmp_path / "pwned").exists()
+    # plain data, numpy scalars and arrays included (the cropped lists' coordinates), loads
+    good = tmp_path / "good.pkl"
+    exams = [{"horizontal_flip": "YES", "L-CC": ["0_L_CC"], "R-MLO": [],
+              "best_center": {"L-CC": [(np.int64(3), np.float32(2.5))]},
+              "window": np.arange(4)}]
+    good.write_bytes(pickle.dumps(exams))
+    back = read_exam_list(good)
+    assert back[0]["best_center"]["L-CC"][0] == (3, 2.5)
+    np.testing.assert_array_equal(back[0]["window"], np.arange(4))

@@ -382,3 +382,32 @@ def test_checkpoint_selection_falls_back_to_validation_loss_without_two_classes(
     assert selection_score(single_class[0]) > selection_score(None)  # the first epoch is kept
     no_loss = {"val_auc_malignant": nan, "val_loss": nan}
     assert selection_score(single_class[0]) > selection_score(no_loss)  # NaN loss ranks last
+
+
+class _RunsCode:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch pwned",))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "crafted"])
+def test_a_damaged_last_checkpoint_is_named_set_aside_and_the_run_restarts(
+        done_run, tmp_path, monkeypatch, damage):
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    store = tmp_path / "copy"
+    run = RunDir(cfg(), store)
+    shutil.copytree(done_run.path, run.path)
+    run.set_status(state="running")  # as if the run had been killed after a finished epoch
+    last = run.path / "last.pt"
+    if damage == "truncated":  # a full disk: torch alone says 'failed finding central directory'
+        last.write_bytes(last.read_bytes()[:1000])
+    else:  # a shared store: a pickle that would run code on load
+        torch.save({"model": _RunsCode()}, last)
+    with pytest.warns(UserWarning, match=r"last.pt: cannot read the checkpoint.*restarts"):
+        again = train(cfg(), store)
+    assert not (tmp_path / "pwned").exists()
+    assert len(list(run.path.glob("last.pt.damaged-*"))) == 1
+    pd.testing.assert_frame_equal(_comparable(again.metrics()), _comparable(done_run.metrics()))

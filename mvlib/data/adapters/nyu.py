@@ -42,11 +42,31 @@ def _find_exam_list(root: Path, exam_list: str | None) -> Path:
     return found[0]
 
 
+# What an exam list may name besides plain lists, dicts, strings and numbers: numpy scalars
+# and arrays (the cropped lists of nyukat/breast_cancer_classifier hold window coordinates).
+SAFE_GLOBALS = {("collections", "OrderedDict"), ("numpy", "dtype"), ("numpy", "ndarray"),
+                ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+                ("numpy.core.multiarray", "_reconstruct"),
+                ("numpy._core.multiarray", "_reconstruct")}
+
+
+class _ExamListUnpickler(pickle.Unpickler):
+    """pickle.load that builds plain data only: a pickle can name any callable, and loading
+    it calls that callable (os.system, say), so a crafted exam list would run code."""
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in SAFE_GLOBALS:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which an exam list of "
+                                         "plain lists, dicts and strings never does")
+        return super().find_class(module, name)
+
+
 def read_exam_list(path: Path) -> list[dict]:
-    """The exam list, checked: a list of dicts with horizontal_flip and view lists."""
+    """The exam list, checked: a list of dicts with horizontal_flip and view lists, read
+    with a restricted unpickler (plain data only; anything else is refused, not run)."""
     try:
         with open(path, "rb") as f:
-            exams = pickle.load(f)
+            exams = _ExamListUnpickler(f).load()
     except FileNotFoundError as e:
         raise DatasetError(f"{path}: exam list not found") from e
     except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ImportError) as e:
