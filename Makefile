@@ -27,10 +27,12 @@ test: $(STAMP)
 # Re-run every numbered notebook in order (papermill, laptop profile by default).
 # Real data: make reproduce DATASET=rsna DATA_ROOT=/data/rsna (see README, "Your own data").
 # Another seed list (README, "Do the verdicts survive a re-run?"): make reproduce RESEED=100.
+# On SLURM (README, "On a cluster"): make reproduce EXECUTOR=slurm MVLIB_SLURM_PARTITION=gpu ...
 PROFILE ?= laptop
 DATASET ?= synthetic
 reproduce: $(STAMP)
-	$(PY) -m mvlib reproduce --profile $(PROFILE) --dataset $(DATASET) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(RESEED),--reseed $(RESEED))
+	$(PY) -m mvlib reproduce --profile $(PROFILE) --dataset $(DATASET) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(RESEED),--reseed $(RESEED)) \
+		$(if $(EXECUTOR),--executor $(EXECUTOR))
 
 bench: $(STAMP)
 	$(PY) -m mvlib.bench

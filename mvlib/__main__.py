@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--profile", default="laptop", choices=sorted(profiles.PROFILES))
     r.add_argument("--dataset", default="synthetic", choices=SOURCES)
     r.add_argument("--data-root", default=None)
+    r.add_argument("--executor", default=None, choices=("local", "slurm"),
+                   help="where runs train (default: $MVLIB_EXECUTOR, else local); slurm "
+                        "options: MVLIB_SLURM_* variables (README)")
     r.add_argument("--reseed", type=int, default=0,
                    help="re-run with another seed list: repetitions from this seed on")
     args = parser.parse_args(argv)
@@ -62,7 +65,8 @@ def main(argv: list[str] | None = None) -> None:
         run = train(cfg, Path(args.store) if args.store else None)
         print(run.path, run.status())
     elif args.command == "reproduce":
-        notebooks.reproduce(args.profile, args.dataset, args.data_root, args.reseed)
+        notebooks.reproduce(args.profile, args.dataset, args.data_root, args.reseed,
+                            args.executor)
 
 
 if __name__ == "__main__":

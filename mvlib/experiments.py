@@ -82,7 +82,7 @@ def search_then_repeat(prof: Profile, groups: dict[str, list[dict]],
     lr, experiment and any regularizer fields). Returns the search table (one row per search
     run, with its group and setting index) and the final runs per group.
     """
-    executor = executor or default_executor(prof.workers)
+    executor = executor or default_executor(prof)
     search = {name: [config(prof, seed=s, **setting)
                      for setting in settings for s in range(prof.search_seeds)]
               for name, settings in groups.items()}
@@ -187,7 +187,7 @@ def uniview_curves(prof: Profile, executor: Executor | None = None,
     cfgs = [config(prof, f"uni_{view}", lr, s, "uniview")
             for view in ("cc", "mlo") for lr in learning_rates(prof, "uniview")
             for s in range(prof.search_seeds)]
-    runs = sweep(cfgs, executor or default_executor(prof.workers), store)
+    runs = sweep(cfgs, executor or default_executor(prof), store)
     curves = []
     for run in runs:
         m = run.metrics()
@@ -246,7 +246,7 @@ def dynamics_runs(prof: Profile, executor: Executor | None = None, store: Path |
             "lca": {(c, lr): config(prof, "joint", lr, 0, "dynamics", knobs=CONDITIONS[c],
                                     **setup) for c, lr in wanted}}
     runs = sweep([c for part in cfgs.values() for c in part.values()],
-                 executor or default_executor(prof.workers), store)
+                 executor or default_executor(prof), store)
     by_cfg = {r.cfg.digest(): r for r in runs}
     return {kind: {key: by_cfg[c.digest()] for key, c in part.items()}
             for kind, part in cfgs.items()}

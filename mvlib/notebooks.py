@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
+import sys
+import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
+import pandas as pd
 import papermill
+from tqdm import tqdm
 
 from mvlib import paths, profiles
 from mvlib.atomic import write_atomic
@@ -64,20 +70,23 @@ def _environment(**values: str | None):
 
 
 def run(path: Path, profile: str, dataset: str = "synthetic", data_root: str | None = None,
-        reseed: int = 0) -> Path:
+        reseed: int = 0, executor: str | None = None) -> Path:
     """Execute `path`; the output is replaced only when the whole run succeeded. `reseed`:
-    the re-run with another seed list (`Profile.seed_list`), written beside its runs."""
+    the re-run with another seed list (`Profile.seed_list`), written beside its runs;
+    `executor`: where its runs train (None: $MVLIB_EXECUTOR, else "local")."""
     with _environment(MVLIB_PROFILE=profile, MVLIB_RESEED=str(reseed) if reseed else None):
         tag = profiles.get(profile, dataset, data_root).tag
         out = output_path(path, tag)
         tmp = paths.store() / "tmp" / f"{path.stem}.{tag}.running.ipynb"
         tmp.parent.mkdir(parents=True, exist_ok=True)
         try:
-            papermill.execute_notebook(str(path), str(tmp),
-                                       parameters={"profile": profile, "dataset": dataset,
-                                                   "data_root": data_root},
-                                       kernel_name="python3", cwd=str(path.parent),
-                                       progress_bar=False)
+            papermill.execute_notebook(
+                str(path), str(tmp), kernel_name="python3", cwd=str(path.parent),
+                parameters={"profile": profile, "dataset": dataset, "data_root": data_root,
+                            "executor": executor},
+                progress_bar=sys.stderr.isatty(),  # cells, in a terminal only
+                # the kernel's notice that it talks to papermill over local TCP, unencrypted
+                extra_arguments=["--IPKernelApp.log_level=ERROR"])
             nb = clean(nbformat.read(tmp, as_version=4), keep_parameters=tag != "laptop")
             write_atomic(out, lambda p: nbformat.write(nb, str(p)))
         finally:
@@ -85,11 +94,73 @@ def run(path: Path, profile: str, dataset: str = "synthetic", data_root: str | N
     return out
 
 
+@contextmanager
+def _sweep_progress(position: int):
+    """A bar of the current sweep's runs (done / total, running, queued), read from the file
+    that mvlib.sweep.report writes inside the notebook's kernel; shown in a terminal only."""
+    path = paths.store() / "tmp" / f"progress-{os.getpid()}.json"
+    path.unlink(missing_ok=True)
+    bar = tqdm(total=0, desc="  runs", unit="run", position=position, leave=False,
+               disable=None)
+    stop = threading.Event()
+
+    def follow() -> None:
+        while not stop.wait(1.0):
+            try:
+                p = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            bar.total, bar.n = p.pop("total"), p.pop("done")
+            bar.set_postfix(p, refresh=True)
+
+    watcher = threading.Thread(target=follow, daemon=True)
+    if not bar.disable:
+        watcher.start()
+    try:
+        with _environment(MVLIB_PROGRESS=str(path)):
+            yield
+    finally:
+        stop.set()
+        bar.close()
+        path.unlink(missing_ok=True)
+
+
 def reproduce(profile: str, dataset: str = "synthetic", data_root: str | None = None,
-              reseed: int = 0) -> None:
+              reseed: int = 0, executor: str | None = None) -> pd.DataFrame:
     """Run every numbered notebook in order at `profile`, on `dataset` (with `reseed`, the
-    seed list of `Profile.seed_list`)."""
-    for path in numbered():
-        print(f"[reproduce] {path.name} ({profile}, {dataset}, reseed {reseed})", flush=True)
-        out = run(path, profile, dataset, data_root, reseed)
-        print(f"[reproduce] -> {out}", flush=True)
+    seed list of `Profile.seed_list`; runs trained by `executor`). In a terminal: a bar of
+    notebooks (i of n, elapsed, estimate), papermill's bar of cells and one of the current
+    sweep's runs. Then a summary: minutes per notebook, where the notebooks, figures and
+    tables went, and the verdict counts. Returns the minutes per notebook."""
+    with _environment(MVLIB_RESEED=str(reseed) if reseed else None):
+        tag = profiles.get(profile, dataset, data_root).tag
+    todo, minutes = numbered(), {}
+    bar = tqdm(todo, desc="notebooks", unit="notebook", disable=None)
+    for i, path in enumerate(bar, 1):
+        line = f"[reproduce] {i}/{len(todo)} {path.name} ({profile}, {dataset}" + \
+            (f", reseed {reseed})" if reseed else ")")
+        if bar.disable:
+            print(line, flush=True)
+        else:
+            tqdm.write(line)
+        start = time.perf_counter()
+        with _sweep_progress(position=2):
+            out = run(path, profile, dataset, data_root, reseed, executor)
+        minutes[path.name] = (time.perf_counter() - start) / 60
+    bar.close()
+    table = pd.Series(minutes, name="minutes").to_frame()
+    print(summary(table, tag, out.parent), flush=True)
+    return table
+
+
+def summary(minutes: pd.DataFrame, tag: str, notebooks: Path) -> str:
+    """The closing lines of `reproduce`."""
+    lines = [f"[reproduce] done in {minutes.minutes.sum():.1f} min:"]
+    lines += [f"  {name:34s} {m:6.1f} min" for name, m in minutes.minutes.items()]
+    lines += [f"  notebooks: {notebooks}", f"  figures and tables: {paths.figures(tag)}"]
+    for name in ("verdicts", "reliance_claims", "testbed"):
+        csv = paths.figures(tag) / f"{name}.csv"
+        if csv.exists():
+            counts = pd.read_csv(csv).verdict.value_counts()
+            lines.append(f"  {name}: " + ", ".join(f"{n} {v}" for v, n in counts.items()))
+    return "\n".join(lines)

@@ -47,6 +47,11 @@ class Profile:
     # A re-run with another seed list (MVLIB_RESEED): the searches keep their seeds, the
     # repetitions after them start at `reseed` instead (see `seed_list`).
     reseed: int = 0
+    # Where the runs train (not part of any run's identity): "local" (this machine: the
+    # `workers`, or one run per GPU) or "slurm" (mvlib.slurm; resources from `slurm`,
+    # overridden by MVLIB_SLURM_* variables).
+    executor: str = "local"
+    slurm: dict = field(default_factory=dict)
     # The data every run of the notebooks trains on: the synthetic default, or a real
     # source prepared from `data_root` with `data_knobs` (mvlib.data.prepare).
     dataset: str = "synthetic"
@@ -91,23 +96,25 @@ PROFILES = {
     # search's choice among several is tested in tests/test_search.py).
     "smoke": Profile("smoke", (64, 48), (72, 42), {"train": 40, "val": 20, "test": 20},
                      epochs=2, lr_samples=1, search_seeds=1, seeds=2, tta_windows=2,
-                     hp_samples=1, threads=2, testbed_seeds=2),
+                     hp_samples=1, threads=2, testbed_seeds=2, slurm={"time_min": 10}),
     # Laptop: 5 epochs of exams (480 breasts each here) train about as many iterations as
     # the 6 epochs of breasts (368 each) that this profile had before epochs drew exams; 5
     # seeds at each winner, so that a seed bootstrap has more than 3 seeds' 10 distinct draws.
     "laptop": Profile("laptop", (96, 72), (108, 64), {"train": 240, "val": 100, "test": 160},
                       epochs=5, lr_samples=2, search_seeds=1, seeds=5, tta_windows=5,
-                      workers=2, hp_samples=1),
+                      workers=2, hp_samples=1, slurm={"time_min": 30}),
     "paper": Profile("paper", PAPER_CC_SIZE, PAPER_MLO_SIZE,
-                     {"train": 2000, "val": 500, "test": 500}, synthetic_downscale=4),
+                     {"train": 2000, "val": 500, "test": 500}, synthetic_downscale=4,
+                slurm={"time_min": 24 * 60, "gpus": 1, "cpus": 8, "mem_gb": 64}),
 }
 
 
 def get(name: str | None = None, dataset: str = "synthetic", data_root: str | None = None,
-        **data_knobs) -> Profile:
+        executor: str | None = None, **data_knobs) -> Profile:
     """The named profile (None means $MVLIB_PROFILE, else `laptop`), training on `dataset`
     (prepared from `data_root` with `data_knobs`; see mvlib.data.prepare), with the seed
-    list of $MVLIB_RESEED when it is set (`Profile.seed_list`)."""
+    list of $MVLIB_RESEED when it is set (`Profile.seed_list`), its runs trained by
+    `executor` (None means $MVLIB_EXECUTOR, else "local")."""
     name = name or os.environ.get("MVLIB_PROFILE") or "laptop"
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
@@ -116,6 +123,10 @@ def get(name: str | None = None, dataset: str = "synthetic", data_root: str | No
         if not reseed.isdigit():
             raise ValueError(f"MVLIB_RESEED={reseed!r}: expected a non-negative integer")
         prof = dataclasses.replace(prof, reseed=int(reseed))
+    executor = executor or os.environ.get("MVLIB_EXECUTOR") or "local"
+    if executor not in ("local", "slurm"):
+        raise ValueError(f"unknown executor {executor!r}; choose 'local' or 'slurm'")
+    prof = dataclasses.replace(prof, executor=executor)
     if dataset == "synthetic" and data_root is None and not data_knobs:
         return prof
     return dataclasses.replace(prof, dataset=dataset,

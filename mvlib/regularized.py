@@ -95,7 +95,7 @@ def blending_curves(prof: Profile, executor: Executor | None = None,
     models = {"cc": "uni_cc", "mlo": "uni_mlo", "joint": "joint"}
     cfgs = {k: config(prof, m, BLEND_LR, 0, "blending", checkpoint_curves=True)
             for k, m in models.items()}
-    runs = sweep(list(cfgs.values()), executor or default_executor(prof.workers), store)
+    runs = sweep(list(cfgs.values()), executor or default_executor(prof), store)
     for run in runs:
         if run.status()["state"] != "done":
             raise RuntimeError(f"{run.path}: the {run.cfg.model} curve run "
@@ -189,7 +189,7 @@ def blending_ablation(prof: Profile, weights: pd.DataFrame, executor: Executor |
     cfgs = {name: [config(prof, seed=s, **blend_setting(w)) for s in range(prof.search_seeds)]
             for name, w in sets.items()}
     runs = sweep([c for cs in cfgs.values() for c in cs],
-                 executor or default_executor(prof.workers), store)
+                 executor or default_executor(prof), store)
     by_cfg = {r.cfg.digest(): r for r in runs}
     rows = []
     for name, cs in cfgs.items():
@@ -269,7 +269,7 @@ def table3(prof: Profile, executor: Executor | None = None, store: Path | None =
     data set has no heatmaps)."""
     cfgs = no_heatmap_settings(prof, executor, store)
     runs = sweep([c for cs in cfgs.values() for c in cs],
-                 executor or default_executor(prof.workers), store)
+                 executor or default_executor(prof), store)
     by_cfg = {r.cfg.digest(): r for r in runs}
     return summary({n: [by_cfg[c.digest()] for c in cs] for n, cs in cfgs.items()},
                    paper.TABLE3)

@@ -2,8 +2,9 @@
 
 A sweep skips finished runs (done or diverged) and resumes interrupted ones. Executors
 only decide where `train(cfg)` happens: `InProcess` here, `Subprocesses` as parallel
-`python -m mvlib train <config.json>` jobs (the command a cluster job runs too). A
-cluster executor implements the same `run(configs, store)`.
+`python -m mvlib train <config.json>` jobs, `mvlib.slurm.Slurm` as SLURM array tasks running
+that same command. `default_executor` picks one from the profile (`Profile.executor`:
+"local" or "slurm").
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import time
 from pathlib import Path
 from typing import Protocol
 
+import torch
 from tqdm import tqdm
 
 from mvlib import paths
+from mvlib.atomic import write_json
+from mvlib.profiles import Profile
 from mvlib.runs import RunConfig, RunDir
 from mvlib.train import train
 
@@ -26,29 +30,45 @@ class Executor(Protocol):
     def run(self, configs: list[RunConfig], store: Path) -> None: ...
 
 
+def report(done: int, total: int, **states: int) -> None:
+    """The current sweep's progress, for a driver outside this process (`make reproduce`
+    shows it while a notebook runs): written to $MVLIB_PROGRESS when that is set."""
+    if path := os.environ.get("MVLIB_PROGRESS"):
+        write_json(Path(path), {"done": done, "total": total, **states})
+
+
 class InProcess:
     """Runs one after another in this process."""
 
     def run(self, configs: list[RunConfig], store: Path) -> None:
-        for cfg in tqdm(configs, desc="runs", unit="run", leave=False, disable=None):
+        for i, cfg in enumerate(tqdm(configs, desc="runs", unit="run", leave=False,
+                                     disable=None)):
+            report(i, len(configs), running=1)
             train(cfg, store)
+        report(len(configs), len(configs))
 
 
 class Subprocesses:
     """`workers` runs at a time as `python -m mvlib train` jobs (each with its config's
     `threads`). On 2 CPU cores, two single-threaded runs do about 1.5x the work of one
-    two-threaded run (measured on this project's 2-core machines). A job that crashes is
+    two-threaded run (measured on this project's 2-core machines). With `gpus`, the workers
+    are the GPUs and each job sees its own (CUDA_VISIBLE_DEVICES). A job that crashes is
     reported after the others have finished.
+
+    Hand-written rather than submitit's LocalExecutor: that one starts every submitted job
+    at once (it has no limit on jobs side by side) and kills each at a timeout, so a sweep of
+    twenty runs would put twenty on two cores.
     """
 
-    def __init__(self, workers: int = 2):
-        self.workers = workers
+    def __init__(self, workers: int = 2, gpus: int = 0):
+        self.workers = gpus or workers
+        self.gpus = gpus
 
     def run(self, configs: list[RunConfig], store: Path) -> None:
         # One thread for other libraries' pools (BLAS in data loading); torch's comes from
         # the run's config.
         env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(paths.REPO)}
-        queue, active, failed = list(configs), [], []
+        queue, active, failed, last = list(configs), [], [], None
         bar = tqdm(total=len(configs), desc="runs", unit="run", leave=False, disable=None)
         while queue or active:
             while queue and len(active) < self.workers:
@@ -57,23 +77,40 @@ class Subprocesses:
                 log = open(run.path / "log.txt", "a")  # noqa: SIM115 (closed when it ends)
                 cmd = [sys.executable, "-m", "mvlib", "train", str(run.path / "config.json"),
                        "--store", str(store)]
+                slot = min(set(range(self.workers)) - {j[3] for j in active})
+                job_env = {**env, "CUDA_VISIBLE_DEVICES": str(slot)} if self.gpus else env
                 active.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                                env=env), run, log))
+                                                env=job_env), run, log, slot))
+            if (now := (bar.n, len(active), len(queue))) != last:
+                report(bar.n, len(configs), running=len(active), queued=len(queue))
+                last = now
             time.sleep(0.2)
             for job in [j for j in active if j[0].poll() is not None]:
-                proc, run, log = job
+                proc, run, log, _ = job
                 log.close()
                 active.remove(job)
                 bar.update()
                 if proc.returncode != 0:
                     failed.append(run.path / "log.txt")
         bar.close()
+        report(len(configs), len(configs))
         if failed:
             raise RuntimeError(f"{len(failed)} run(s) crashed; see {[str(p) for p in failed]}")
 
 
-def default_executor(workers: int) -> Executor:
-    return Subprocesses(workers=workers) if workers > 1 else InProcess()
+def default_executor(prof: Profile) -> Executor:
+    """The profile's executor: "slurm" (options: the profile's `slurm`, overridden as
+    mvlib.slurm.SlurmOptions.from_env says), or "local": one run per GPU when there are
+    several, else the profile's `workers` side by side (one at a time in this process)."""
+    if prof.executor == "slurm":
+        from mvlib.slurm import Slurm, SlurmOptions
+
+        return Slurm(SlurmOptions.from_env(prof.slurm))
+    if prof.executor != "local":
+        raise ValueError(f"unknown executor {prof.executor!r}; choose 'local' or 'slurm'")
+    if (gpus := torch.cuda.device_count()) > 1:
+        return Subprocesses(gpus=gpus)
+    return Subprocesses(workers=prof.workers) if prof.workers > 1 else InProcess()
 
 
 def sweep(configs: list[RunConfig], executor: Executor | None = None,

@@ -44,7 +44,7 @@ def runs(prof: Profile, seeds: int | None = None, executor: Executor | None = No
             "lca": {(c, s): experiments.config(prof, "joint", LR, s, "dynamics",
                                                knobs=knobs[c], **setup) for c, s in wanted}}
     done = sweep([c for part in cfgs.values() for c in part.values()],
-                 executor or default_executor(prof.workers), store)
+                 executor or default_executor(prof), store)
     by_cfg = {r.cfg.digest(): r for r in done}
     return {kind: {key: by_cfg[c.digest()] for key, c in part.items()}
             for kind, part in cfgs.items()}
@@ -166,7 +166,7 @@ def calibration(prof: Profile, candidates: dict[str, dict] | None = None,
             cfgs[(name, kind)] = experiments.config(
                 prof, "joint", LR, 0, "dynamics", knobs=_with_cue(knobs, strength),
                 channels=channels)
-    done = sweep(list(cfgs.values()), executor or default_executor(prof.workers), store)
+    done = sweep(list(cfgs.values()), executor or default_executor(prof), store)
     by_cfg = {r.cfg.digest(): r for r in done}
     rows = []
     for name in candidates:

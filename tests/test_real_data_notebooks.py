@@ -8,13 +8,18 @@ from mvlib import notebooks, paths, profiles
 from mvlib.data.adapters import examples
 
 
-def test_every_notebook_runs_on_an_example_rsna_download(tmp_path, monkeypatch):
+def test_every_notebook_runs_on_an_example_rsna_download(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MVLIB_STORE", str(tmp_path / "store"))
     root = str(examples.write_rsna(tmp_path / "rsna", patients=16))
     tag = profiles.get("smoke", "rsna", root).tag
+    minutes = notebooks.reproduce("smoke", "rsna", root)  # what `make reproduce` calls
+    assert list(minutes.index) == [p.name for p in notebooks.numbered()]
+    printed = capsys.readouterr().out
+    assert "[reproduce] 8/8 07_tables.ipynb (smoke, rsna)" in printed
+    assert f"figures and tables: {paths.store() / tag / 'figures'}" in printed
+    assert "verdicts: " in printed  # the closing summary counts them
     for path in notebooks.numbered():
-        out = notebooks.run(path, "smoke", "rsna", root)
-        assert out == paths.store() / tag / "notebooks" / path.name
+        out = paths.store() / tag / "notebooks" / path.name
         nb = nbformat.read(out, as_version=4)
         injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
         assert injected and "rsna" in injected[0].source  # the copy records its data set

@@ -165,12 +165,33 @@ def test_a_diverged_run_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch)
     assert sweep([bad], InProcess(), tmp_path)[0].status()["state"] == "diverged"
 
 
-def test_subprocess_executor_runs_the_cli_and_reports_crashes(done_run, tmp_path):
+def test_subprocess_executor_runs_the_cli_and_reports_crashes(done_run, tmp_path,
+                                                             monkeypatch):
+    progress = tmp_path / "progress.json"  # what `make reproduce` shows of a sweep
+    monkeypatch.setenv("MVLIB_PROGRESS", str(progress))
     runs = sweep([cfg(epochs=1), cfg(epochs=1, seed=3)], Subprocesses(workers=2), tmp_path)
     assert [r.status()["state"] for r in runs] == ["done", "done"]
+    assert json.loads(progress.read_text()) == {"done": 2, "total": 2}
     broken = cfg(epochs=1, model="joint", init_from={"cc": "nowhere/no-run"})  # raises in train
     with pytest.raises(RuntimeError, match="crashed"):
         sweep([broken], Subprocesses(workers=1), tmp_path)
+
+
+def test_the_default_executor_follows_the_profile_and_the_gpus(monkeypatch):
+    from mvlib import profiles, slurm
+    from mvlib.sweep import default_executor
+
+    laptop, smoke = profiles.get("laptop"), profiles.get("smoke")
+    assert isinstance(default_executor(smoke), InProcess)  # one worker
+    assert default_executor(laptop).workers == 2
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    several = default_executor(laptop)
+    assert (several.workers, several.gpus) == (4, 4)  # one run per GPU
+    on_slurm = default_executor(profiles.get("laptop", executor="slurm"))
+    assert isinstance(on_slurm, slurm.Slurm) and on_slurm.options.time_min == 30
+    monkeypatch.setenv("MVLIB_EXECUTOR", "cloud")
+    with pytest.raises(ValueError, match="unknown executor 'cloud'"):
+        profiles.get("laptop")
 
 
 def test_group_learning_rates_make_three_adam_groups():

@@ -1,0 +1,184 @@
+"""Sweeps on a SLURM cluster, through submitit (facebookincubator/submitit).
+
+Each run is one task of a job array that runs `python -m mvlib train <config.json>` (the
+command line's own `main`, in the job's Python), with the resources of `SlurmOptions`. Its
+log is the array task's submitit log, named in the run's `slurm.json` beside the job id (what
+the driver submitted) and in its status (what the job that ran it was). A job that SLURM
+preempts or stops at its time limit gets submitit's signal before it is killed, is requeued
+(`TrainJob` is checkpointable) and resumes from the run's last finished epoch, so its metrics
+are those of an uninterrupted run.
+
+The driver can die: a new sweep over the same configs finds each recorded job that is still
+queued or running and waits on it, skips finished runs, and resubmits only runs whose job has
+left the queue unfinished. A job that ends without finishing its run (a crash, `scancel`) is
+reported with its log after the others have finished. State comes from `squeue` and the run
+store, not from `sacct`, so a cluster without accounting (no slurmdbd) works too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import submitit
+from tqdm import tqdm
+
+from mvlib.atomic import write_json
+from mvlib.runs import RunConfig, RunDir
+from mvlib.sweep import report
+
+ALIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD",
+         "REQUEUE_FED", "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING")
+
+
+@dataclass
+class SlurmOptions:
+    """Resources of every job of a sweep (sbatch's options of the same names). `sbatch`: any
+    other sbatch option, e.g. {"mail-type": "END"}; `array_parallelism`: at most this many
+    tasks of an array run at once; `signal_delay_s`: how long before the time limit a job is
+    told to requeue; `max_requeues`: time-limit requeues before a run is given up."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time_min: int = 240
+    gpus: int = 0
+    cpus: int | None = None  # None: the largest `threads` of the sweep's configs
+    mem_gb: float | None = None
+    constraint: str | None = None
+    sbatch: dict = field(default_factory=dict)
+    array_parallelism: int = 64
+    signal_delay_s: int = 120
+    max_requeues: int = 3
+
+    @classmethod
+    def from_env(cls, defaults: dict | None = None) -> SlurmOptions:
+        """`defaults` (a profile's), overridden by MVLIB_SLURM_<FIELD> variables (numbers as
+        numbers, `sbatch` as JSON), and by the JSON file MVLIB_SLURM_CONFIG if set."""
+        values = dict(defaults or {})
+        if path := os.environ.get("MVLIB_SLURM_CONFIG"):
+            try:
+                values.update(json.loads(Path(path).read_text()))
+            except (OSError, json.JSONDecodeError) as e:
+                raise ValueError(f"{path}: not a SLURM options file ({e})") from e
+        for f in fields(cls):
+            raw = os.environ.get(f"MVLIB_SLURM_{f.name.upper()}")
+            if raw:
+                values[f.name] = json.loads(raw) if f.name == "sbatch" else \
+                    _number(raw) if f.type in ("int", "float | None", "int | None") else raw
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown SLURM options {unknown}; known: "
+                             f"{[f.name for f in fields(cls)]}")
+        return cls(**values)
+
+
+def _number(text: str) -> int | float:
+    return float(text) if "." in text else int(text)
+
+
+def available() -> bool:
+    """Whether this machine can submit jobs (sbatch and squeue on the PATH)."""
+    return shutil.which("sbatch") is not None and shutil.which("squeue") is not None
+
+
+def queue() -> dict[str, str]:
+    """Every job in the queue, array tasks one by one: {job id: state}."""
+    out = subprocess.run(["squeue", "--noheader", "--array", "--format=%i|%T"],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    return dict(line.split("|", 1) for line in out.split())
+
+
+class TrainJob(submitit.helpers.Checkpointable):
+    """One run as a job: `python -m mvlib train <config> --store <store>`. Checkpointable:
+    on preemption or timeout submitit requeues it with the same arguments, and training
+    resumes from the run's last.pt."""
+
+    def __call__(self, config: str, store: str) -> str:
+        from mvlib.__main__ import main
+
+        cfg = RunConfig.from_dict(json.loads(Path(config).read_text()))
+        run = RunDir(cfg, Path(store))
+        run.set_status(slurm_job=submitit.JobEnvironment().job_id)
+        main(["train", config, "--store", store])
+        return config
+
+
+class Slurm:
+    """A sweep executor: each run an array task on SLURM (see the module docstring)."""
+
+    def __init__(self, options: SlurmOptions | None = None, poll_s: float = 5.0):
+        self.options = options or SlurmOptions()
+        self.poll_s = poll_s
+
+    def executor(self, store: Path, configs: list[RunConfig]) -> submitit.SlurmExecutor:
+        o = self.options
+        ex = submitit.SlurmExecutor(folder=store / "slurm" / "%j", max_num_timeout=o.max_requeues)
+        params = dict(job_name="mvlib", time=o.time_min, partition=o.partition,
+                      account=o.account, qos=o.qos, constraint=o.constraint,
+                      cpus_per_task=o.cpus or max(c.threads for c in configs),
+                      gpus_per_node=o.gpus or None,
+                      mem=f"{int(o.mem_gb * 1024)}MB" if o.mem_gb else None,
+                      array_parallelism=o.array_parallelism, signal_delay_s=o.signal_delay_s,
+                      additional_parameters=dict(o.sbatch) or None)
+        ex.update_parameters(**{k: v for k, v in params.items() if v is not None})
+        return ex
+
+    def run(self, configs: list[RunConfig], store: Path) -> None:
+        store = Path(store)
+        waiting, todo = {}, []
+        queued = queue()
+        for cfg in configs:
+            run = RunDir(cfg, store)
+            run.create()
+            job = _recorded(run)
+            if job and queued.get(job["job"]) in ALIVE:  # a driver before us submitted it
+                waiting[run.path] = (run, job)
+            else:
+                todo.append(run)
+        if todo:
+            ex = self.executor(store, [r.cfg for r in todo])
+            with ex.batch():
+                jobs = [ex.submit(TrainJob(), str(r.path / "config.json"), str(store))
+                        for r in todo]
+            for r, j in zip(todo, jobs, strict=True):
+                info = {"job": j.job_id, "log": str(j.paths.stdout), "submitted": time.time(),
+                        "options": asdict(self.options)}
+                write_json(r.path / "slurm.json", info)
+                waiting[r.path] = (r, info)
+        self._wait(waiting)
+
+    def _wait(self, waiting: dict[Path, tuple[RunDir, dict]]) -> None:
+        failed = []
+        bar = tqdm(total=len(waiting), desc="runs (SLURM)", unit="run", leave=False,
+                   disable=None)
+        while waiting:
+            states = queue()
+            for path, (run, job) in list(waiting.items()):
+                if states.get(job["job"]) in ALIVE:
+                    continue
+                del waiting[path]
+                bar.update()
+                if not run.finished:
+                    failed.append(f"{run.path} (job {job['job']}, log {job['log']})")
+            counts = [states.get(job["job"]) for _, job in waiting.values()]
+            queued, running = (sum(s == "PENDING" for s in counts),
+                               sum(s == "RUNNING" for s in counts))
+            bar.set_postfix(queued=queued, running=running)
+            report(bar.n, bar.total, queued=queued, running=running)
+            if waiting:
+                time.sleep(self.poll_s)
+        bar.close()
+        if failed:
+            raise RuntimeError(f"{len(failed)} run(s) left the queue unfinished: "
+                               + "; ".join(failed))
+
+
+def _recorded(run: RunDir) -> dict | None:
+    p = run.path / "slurm.json"
+    return json.loads(p.read_text()) if p.exists() else None

@@ -1,0 +1,130 @@
+"""mvlib.slurm against a real SLURM cluster: the single-node one `.ci/slurm.sh start` brings up
+(CI runs it before `make test`). No mocks: sbatch, squeue, scancel and the time limit are
+SLURM's own."""
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import pandas as pd
+import pytest
+
+from mvlib import slurm
+from mvlib.paths import REPO
+from mvlib.runs import RunConfig, RunDir
+from mvlib.sweep import InProcess, sweep
+
+pytestmark = pytest.mark.skipif(
+    not slurm.available(),
+    reason="no SLURM here: run `.ci/slurm.sh start` (as root; installs Debian's slurm-wlm)")
+
+KNOBS = {"patients": {"train": 24, "val": 16, "test": 16}}
+
+
+def cfg(**kw):
+    base = dict(model="uni_cc", lr=3e-4, epochs=3, profile="smoke", tta_windows=3,
+                knobs=KNOBS, experiment="t", threads=1)
+    return RunConfig(**{**base, **kw})
+
+
+def comparable(run: RunDir) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return run.metrics().drop(columns=["seconds"]), run.predictions()
+
+
+def same_as_in_process(run: RunDir, tmp_path) -> None:
+    ref = sweep([run.cfg], InProcess(), tmp_path / "in-process")[0]
+    for a, b in zip(comparable(run), comparable(ref), strict=True):
+        pd.testing.assert_frame_equal(a, b)
+
+
+def wait_for(condition, timeout_s: float = 120) -> None:
+    deadline = time.time() + timeout_s
+    while not condition():
+        assert time.time() < deadline, "timed out waiting"
+        time.sleep(0.2)
+
+
+def test_a_sweep_matches_in_process_and_a_crash_is_reported_with_its_log(tmp_path):
+    good = [cfg(), cfg(seed=1)]
+    broken = cfg(model="joint", init_from={"cc": "nowhere/no-run"})  # raises in train
+    with pytest.raises(RuntimeError, match=r"1 run\(s\) left the queue unfinished.*log "):
+        sweep([*good, broken], slurm.Slurm(poll_s=0.5), tmp_path / "store")
+    runs = [RunDir(c, tmp_path / "store") for c in good]
+    for run in runs:
+        assert run.status()["state"] == "done"
+        info = json.loads((run.path / "slurm.json").read_text())
+        assert run.status()["slurm_job"] == info["job"]  # the job that ran it, as submitted
+        same_as_in_process(run, tmp_path)
+    log = json.loads((RunDir(broken, tmp_path / "store").path / "slurm.json").read_text())["log"]
+    assert "nowhere/no-run" in open(log).read() + open(log.replace(".out", ".err")).read()
+
+
+def test_scancel_mid_run_then_the_sweep_again_finishes_as_if_uninterrupted(tmp_path):
+    c, store = cfg(epochs=6), tmp_path / "store"
+    run, errors = RunDir(c, store), []
+
+    def drive():
+        try:
+            sweep([c], slurm.Slurm(poll_s=0.5), store)
+        except RuntimeError as e:
+            errors.append(e)
+
+    driver = threading.Thread(target=drive)
+    driver.start()
+    wait_for(lambda: len(run.metrics()) >= 1)  # at least one epoch finished
+    job = json.loads((run.path / "slurm.json").read_text())["job"]
+    subprocess.run(["scancel", job], check=True)
+    driver.join(120)
+    assert errors and "left the queue unfinished" in str(errors[0])
+    assert run.status()["state"] == "running"
+    sweep([c], slurm.Slurm(poll_s=0.5), store)  # resubmitted: resumes from last.pt
+    assert json.loads((run.path / "slurm.json").read_text())["job"] != job
+    same_as_in_process(run, tmp_path)
+
+
+def test_a_job_stopped_by_its_time_limit_is_requeued_and_resumes(tmp_path):
+    # The time limit is 1 minute, the requeue signal comes 45 s before it: 15 s into a run
+    # that needs longer.
+    c, store = cfg(epochs=40), tmp_path / "store"
+    options = slurm.SlurmOptions(time_min=1, signal_delay_s=45)
+    sweep([c], slurm.Slurm(options, poll_s=0.5), store)
+    run = RunDir(c, store)
+    assert run.status()["state"] == "done"
+    log = json.loads((run.path / "slurm.json").read_text())["log"]
+    text = open(log).read() + open(log.replace(".out", ".err")).read()
+    assert "Requeued job" in text
+    same_as_in_process(run, tmp_path)
+
+
+def test_a_new_driver_waits_on_the_recorded_job_and_submits_nothing_twice(tmp_path):
+    c, store = cfg(epochs=6), tmp_path / "store"
+    code = ("import sys; from pathlib import Path; from mvlib import slurm; "
+            "from mvlib.runs import RunConfig; from mvlib.sweep import sweep; import json; "
+            f"sweep([RunConfig.from_dict(json.loads({json.dumps(json.dumps(c.to_dict()))}))], "
+            f"slurm.Slurm(poll_s=0.5), Path({str(store)!r}))")
+    driver = subprocess.Popen([sys.executable, "-c", code], cwd=REPO)
+    run = RunDir(c, store)
+    wait_for(lambda: (run.path / "slurm.json").exists())
+    first = json.loads((run.path / "slurm.json").read_text())["job"]
+    driver.kill()  # the driver dies; its job goes on
+    driver.wait()
+    assert first in slurm.queue()
+    sweep([c], slurm.Slurm(poll_s=0.5), store)
+    assert json.loads((run.path / "slurm.json").read_text())["job"] == first
+    assert run.status()["state"] == "done" and run.status()["slurm_job"] == first
+    same_as_in_process(run, tmp_path)
+
+
+def test_slurm_options_come_from_the_profile_then_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("MVLIB_SLURM_PARTITION", "gpu")
+    monkeypatch.setenv("MVLIB_SLURM_MEM_GB", "7.5")
+    monkeypatch.setenv("MVLIB_SLURM_SBATCH", '{"mail-type": "END"}')
+    o = slurm.SlurmOptions.from_env({"time_min": 30, "partition": "debug"})
+    assert (o.partition, o.time_min, o.mem_gb, o.sbatch) == ("gpu", 30, 7.5, {"mail-type": "END"})
+    bad = tmp_path / "slurm.json"
+    bad.write_text('{"partitoin": "x"}')
+    monkeypatch.setenv("MVLIB_SLURM_CONFIG", str(bad))
+    with pytest.raises(ValueError, match=r"unknown SLURM options \['partitoin'\]"):
+        slurm.SlurmOptions.from_env()
