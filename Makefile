@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PYTHONHASHSEED := 0
 
-.PHONY: venv test lint unit nbval reproduce bench lab clean-runs
+.PHONY: venv test lint unit nbval reproduce bench gpu-check lab clean-runs
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,11 +18,15 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Unit tests, then every notebook at the smoke profile under nbval (one pytest run).
+# Unit tests two at a time (a test file stays on one worker: its fixtures are shared; the
+# SLURM tests mostly wait on the cluster), then every notebook at the smoke profile under
+# nbval, one after another (they share the smoke run store).
 test: $(STAMP)
 	$(PY) -m ruff check mvlib tests notebooks
-	MVLIB_PROFILE=smoke $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider \
-		--durations=20
+	MVLIB_PROFILE=smoke $(PY) -m pytest tests -n 2 --dist loadfile -p no:cacheprovider \
+		--durations=15
+	MVLIB_PROFILE=smoke $(PY) -m pytest notebooks --nbval-lax -p no:cacheprovider \
+		--durations=5
 
 # Re-run every numbered notebook in order (papermill, laptop profile by default).
 # Real data: make reproduce DATASET=rsna DATA_ROOT=/data/rsna (see README, "Your own data").
@@ -36,6 +40,10 @@ reproduce: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m mvlib.bench
+
+# The CUDA path measured (bf16 vs CPU fp32, throughput at the paper's size): see README.
+gpu-check: $(STAMP)
+	$(PY) -m mvlib.gpu_check --out gpu_check.json
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks

@@ -11,8 +11,9 @@ import torch
 
 
 def pick_device() -> torch.device:
-    """CUDA when present (made deterministic where it can be), else the CPU."""
-    if torch.cuda.is_available():
+    """CUDA when present (made deterministic where it can be), else the CPU; MVLIB_DEVICE=cpu
+    keeps runs on the CPU on a GPU machine (mvlib.gpu_check compares the two)."""
+    if torch.cuda.is_available() and os.environ.get("MVLIB_DEVICE", "cuda") != "cpu":
         deterministic_cuda()
         return torch.device("cuda")
     return torch.device("cpu")

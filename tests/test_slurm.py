@@ -62,7 +62,9 @@ def test_a_sweep_matches_in_process_and_a_crash_is_reported_with_its_log(tmp_pat
 
 
 def test_scancel_mid_run_then_the_sweep_again_finishes_as_if_uninterrupted(tmp_path):
-    c, store = cfg(epochs=6), tmp_path / "store"
+    # scancel sends SIGTERM, which submitit's job ignores (preemption sends it before the
+    # requeue signal), then SIGKILL after the cluster's KillWait (2 s in .ci/slurm.sh)
+    c, store = cfg(epochs=40), tmp_path / "store"
     run, errors = RunDir(c, store), []
 
     def drive():
@@ -73,28 +75,47 @@ def test_scancel_mid_run_then_the_sweep_again_finishes_as_if_uninterrupted(tmp_p
 
     driver = threading.Thread(target=drive)
     driver.start()
-    wait_for(lambda: len(run.metrics()) >= 1)  # at least one epoch finished
+    wait_for(lambda: len(run.metrics()) >= 2)  # mid-run: epochs finished, more to come
     job = json.loads((run.path / "slurm.json").read_text())["job"]
     subprocess.run(["scancel", job], check=True)
     driver.join(120)
     assert errors and "left the queue unfinished" in str(errors[0])
-    assert run.status()["state"] == "running"
+    assert run.status()["state"] == "running" and 2 <= len(run.metrics()) < 40
     sweep([c], slurm.Slurm(poll_s=0.5), store)  # resubmitted: resumes from last.pt
     assert json.loads((run.path / "slurm.json").read_text())["job"] != job
     same_as_in_process(run, tmp_path)
 
 
 def test_a_job_stopped_by_its_time_limit_is_requeued_and_resumes(tmp_path):
-    # The time limit is 1 minute, the requeue signal comes 45 s before it: 15 s into a run
-    # that needs longer.
-    c, store = cfg(epochs=40), tmp_path / "store"
-    options = slurm.SlurmOptions(time_min=1, signal_delay_s=45)
-    sweep([c], slurm.Slurm(options, poll_s=0.5), store)
-    run = RunDir(c, store)
-    assert run.status()["state"] == "done"
+    # The time limit is 1 minute and the requeue signal comes 30 s before it, in the middle
+    # of a run that needs longer; each requeue resumes from the last finished epoch.
+    c, store = cfg(epochs=60), tmp_path / "store"
+    options = slurm.SlurmOptions(time_min=1, signal_delay_s=30, max_requeues=6)
+    run, errors = RunDir(c, store), []
+
+    def drive():
+        try:
+            sweep([c], slurm.Slurm(options, poll_s=0.5), store)
+        except RuntimeError as e:
+            errors.append(e)
+
+    driver = threading.Thread(target=drive)
+    driver.start()
+    wait_for(lambda: (run.path / "slurm.json").exists())
+    job = json.loads((run.path / "slurm.json").read_text())["job"]
+    deadline = time.time() + 300
+    while driver.is_alive() and time.time() < deadline:
+        # SLURM holds a requeued job back for about two minutes (its begin time): let it go
+        if len(run.metrics()) and slurm.queue().get(job) == "PENDING":
+            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"],
+                           check=False, capture_output=True)
+        time.sleep(0.5)
+    driver.join(1)
+    assert not errors and run.status()["state"] == "done"
+    assert len(run.metrics()) == 60
     log = json.loads((run.path / "slurm.json").read_text())["log"]
     text = open(log).read() + open(log.replace(".out", ".err")).read()
-    assert "Requeued job" in text
+    assert "this job is timed-out" in text and "DUE TO JOB REQUEUE" in text
     same_as_in_process(run, tmp_path)
 
 

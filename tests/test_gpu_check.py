@@ -1,0 +1,27 @@
+"""The GPU check runs where no GPU is lent: on the CPU, at a reduced size, fp32 only."""
+
+import torch
+
+from mvlib import gpu_check
+
+
+def test_the_gpu_check_measures_on_the_cpu_at_a_reduced_size(tmp_path):
+    cpu = torch.device("cpu")
+    t = gpu_check.training(cpu, scale=0.03, seconds=0.3)
+    assert "bf16" not in t and t["fp32"]["steps_s"] > 0 and t["fp32"]["tflops"] > 0
+    assert t["fp32"]["images_s"] == 2 * t["batch"] * t["fp32"]["steps_s"]
+    r = gpu_check.tta(cpu, scale=0.03, windows=2, batch=2, seconds=0.3)
+    assert r["test_set_minutes"] == r["test_breasts"] / r["breasts_s"] / 60
+    a = gpu_check.agreement(tmp_path, cpu)  # the CPU against itself: no gap
+    assert a["max_val_auc_gap"] == 0 and a["max_test_auc_gap"] == 0 and a["within"]
+
+
+def test_peaks_and_the_paper_sweep_in_gpu_hours():
+    assert gpu_check.peak_tflops("NVIDIA H100 80GB HBM3 SXM") == 989.0
+    assert gpu_check.peak_tflops("NVIDIA H100 PCIe") == 756.0
+    assert gpu_check.peak_tflops("NVIDIA A100-SXM4-80GB") == 312.0
+    assert gpu_check.peak_tflops("Quadro K620") is None
+    epochs = gpu_check.paper_sweep_epochs()
+    assert epochs.runs.sum() == 60 + 90 + 60 + 60 + 60 + 18 + 60 + 30
+    hours = gpu_check.gpu_hours(steps_s=1.0)
+    assert hours == epochs["joint epochs"].sum() * gpu_check.ITERATIONS_PER_EPOCH / 3600
