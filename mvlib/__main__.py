@@ -46,6 +46,10 @@ def main(argv: list[str] | None = None) -> None:
                         "options: MVLIB_SLURM_* variables (README)")
     r.add_argument("--reseed", type=int, default=0,
                    help="re-run with another seed list: repetitions from this seed on")
+    s = sub.add_parser("stability", help="which verdicts kept their status between two "
+                                         "re-runs' figures (e.g. laptop laptop-reseed100)")
+    s.add_argument("first")
+    s.add_argument("second")
     args = parser.parse_args(argv)
     if args.command == "prepare":
         data = prepare(args.dataset, args.profile, args.data_root,
@@ -64,6 +68,10 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"{path}: not a run config ({e})") from e
         run = train(cfg, Path(args.store) if args.store else None)
         print(run.path, run.status())
+    elif args.command == "stability":
+        from mvlib.tables import stability_report
+
+        print(stability_report(args.first, args.second))
     elif args.command == "reproduce":
         notebooks.reproduce(args.profile, args.dataset, args.data_root, args.reseed,
                             args.executor)

@@ -147,7 +147,9 @@ class RunConfig:
 
         if self.profile not in profiles.PROFILES:
             return None
-        return dataset_dir(profiles.get(self.profile).synthetic_config(**self.knobs), "").name
+        # the profile's own definition: no environment (executor, seeds) enters a run's name
+        return dataset_dir(profiles.PROFILES[self.profile].synthetic_config(**self.knobs),
+                           "").name
 
     def digest(self) -> str:
         """Hash of PROTOCOL, the synthetic data set's name and the fields that differ from

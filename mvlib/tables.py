@@ -294,3 +294,21 @@ def stability(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
     both["change"] = [change(a, b) for a, b in zip(both.iloc[:, 0], both.iloc[:, 1],
                                                    strict=True)]
     return both
+
+
+def stability_report(first_tag: str, second_tag: str) -> str:
+    """`stability` of every verdict file (claims, view-reliance claims, testbed) between the
+    figures of two re-runs, e.g. `laptop` and `laptop-reseed100`, as text tables with
+    counts."""
+    parts = []
+    for name in ("verdicts", "reliance_claims", "testbed"):
+        a, b = (paths.figures(t) / f"{name}.csv" for t in (first_tag, second_tag))
+        missing = [str(p) for p in (a, b) if not p.exists()]
+        if missing:
+            parts.append(f"{name}: not compared ({', '.join(missing)} missing)")
+            continue
+        t = stability(pd.read_csv(a, index_col=0), pd.read_csv(b, index_col=0))
+        t.columns = [first_tag, second_tag, "change"]
+        counts = ", ".join(f"{n} {c}" for c, n in t.change.value_counts().items())
+        parts.append(f"{name} ({counts}):\n{t.to_string()}")
+    return "\n\n".join(parts)

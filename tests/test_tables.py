@@ -175,3 +175,17 @@ def test_stability_names_what_happened_to_each_verdict_between_two_runs():
     assert out.change.tolist() == ["kept", "to undecided", "reversed", "to undecided",
                                    "from undecided", "changed"]
     assert tables.stability(first, second.iloc[:2]).index.tolist() == ["a", "b"]
+
+
+def test_stability_report_reads_both_runs_figures(tmp_path, monkeypatch):
+    from mvlib import paths
+
+    monkeypatch.setenv("MVLIB_STORE", str(tmp_path))
+    for tag, status in (("laptop-a", "holds"), ("laptop-b", "inconclusive at this budget")):
+        folder = paths.figures(tag)
+        folder.mkdir(parents=True, exist_ok=True)  # paths.figures may have made it
+        pd.DataFrame({"claim": ["x beats y"], "verdict": [status]}).to_csv(
+            folder / "verdicts.csv", index=False)
+    text = tables.stability_report("laptop-a", "laptop-b")
+    assert "verdicts (1 to undecided)" in text and "x beats y" in text
+    assert "testbed: not compared" in text
