@@ -2,8 +2,9 @@
 
 Each run is one task of a job array that runs `python -m mvlib train <config.json>` (the
 command line's own `main`, in the job's Python), with the resources of `SlurmOptions`. Its
-log is the array task's submitit log, named in the run's `slurm.json` beside the job id (what
-the driver submitted) and in its status (what the job that ran it was). A job that SLURM
+log is the array task's submitit log (under `<store>/slurm/`), linked from the run's folder as
+`slurm.out` and `slurm.err` and named in its `slurm.json` beside the job id (what the driver
+submitted); the run's status names the job that ran it. A job that SLURM
 preempts or stops at its time limit gets submitit's signal before it is killed, is requeued
 (`TrainJob` is checkpointable) and resumes from the run's last finished epoch, so its metrics
 are those of an uninterrupted run.
@@ -150,6 +151,10 @@ class Slurm:
                 info = {"job": j.job_id, "log": str(j.paths.stdout), "submitted": time.time(),
                         "options": asdict(self.options)}
                 write_json(r.path / "slurm.json", info)
+                for name, target in (("slurm.out", j.paths.stdout), ("slurm.err", j.paths.stderr)):
+                    link = r.path / name  # the log, from the run's folder
+                    link.unlink(missing_ok=True)
+                    link.symlink_to(target)
                 waiting[r.path] = (r, info)
         self._wait(waiting)
 

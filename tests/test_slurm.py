@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -57,8 +58,11 @@ def test_a_sweep_matches_in_process_and_a_crash_is_reported_with_its_log(tmp_pat
         info = json.loads((run.path / "slurm.json").read_text())
         assert run.status()["slurm_job"] == info["job"]  # the job that ran it, as submitted
         same_as_in_process(run, tmp_path)
-    log = json.loads((RunDir(broken, tmp_path / "store").path / "slurm.json").read_text())["log"]
-    assert "nowhere/no-run" in open(log).read() + open(log.replace(".out", ".err")).read()
+    folder = RunDir(broken, tmp_path / "store").path
+    log = json.loads((folder / "slurm.json").read_text())["log"]
+    assert (folder / "slurm.out").resolve() == Path(log).resolve()  # linked from the run
+    assert "nowhere/no-run" in (folder / "slurm.out").read_text() + \
+        (folder / "slurm.err").read_text()
 
 
 def test_scancel_mid_run_then_the_sweep_again_finishes_as_if_uninterrupted(tmp_path):
