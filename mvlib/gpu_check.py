@@ -35,8 +35,9 @@ from mvlib.runs import RunConfig
 from mvlib.sweep import InProcess, sweep
 
 TOLERANCE = 0.05  # AUC: bf16 rounding, amplified by training, on 40 smoke test breasts
-# bf16 dense tensor-core peaks (TFLOP/s, vendor data sheets, no sparsity).
-PEAK_BF16_TFLOPS = {"H200": 989.0, "H100 SXM": 989.0, "H100 PCIe": 756.0, "H100": 756.0,
+# bf16 dense tensor-core peaks (TFLOP/s, vendor data sheets, no sparsity), by the names CUDA
+# reports ("NVIDIA H100 80GB HBM3" is the SXM part).
+PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "H100 PCIe": 756.0, "H100 NVL": 835.0,
                     "A100": 312.0, "L40S": 362.0, "A10": 125.0, "L4": 121.0, "RTX 4090": 165.0}
 # NYU test set of Wu et al. (IEEE TMI 2019): 14,148 exams, both breasts of each.
 TEST_BREASTS = 2 * 14_148

@@ -126,7 +126,8 @@ def get(name: str | None = None, dataset: str = "synthetic", data_root: str | No
     executor = executor or os.environ.get("MVLIB_EXECUTOR") or "local"
     if executor not in ("local", "slurm"):
         raise ValueError(f"unknown executor {executor!r}; choose 'local' or 'slurm'")
-    prof = dataclasses.replace(prof, executor=executor)
+    if executor != prof.executor:
+        prof = dataclasses.replace(prof, executor=executor)
     if dataset == "synthetic" and data_root is None and not data_knobs:
         return prof
     return dataclasses.replace(prof, dataset=dataset,
