@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -71,8 +72,6 @@ def agreement(store: Path, device: torch.device) -> dict:
 @contextlib.contextmanager
 def _device(name: str):
     """Train on `name` ("cpu" or "cuda") in this block (mvlib.device.pick_device)."""
-    import os
-
     before = os.environ.get("MVLIB_DEVICE")
     os.environ["MVLIB_DEVICE"] = name
     try:

@@ -89,22 +89,23 @@ def delong_test(y: np.ndarray, a: np.ndarray, b: np.ndarray, level: float = 0.95
             "p": float(2 * norm.sf(abs(z)))}
 
 
-def _bootstrap_aucs(s: np.ndarray, cases: np.ndarray, m: int, y: np.ndarray) -> np.ndarray:
+def _bootstrap_aucs(s: np.ndarray, cases: np.ndarray, pos: np.ndarray, neg: np.ndarray
+                    ) -> np.ndarray:
     """AUC of every score vector (rows of `s`) on every resample of cases (rows of `cases`,
-    its first `m` columns positives): shape (k, B). Small test sets count how often each
-    case was drawn and weight the placement matrix psi(positive i, negative j) (1 above, 1/2
-    tied) with those counts, AUC = c_pos' psi c_neg / (m n): the same exact sum of halves as
-    the midrank formula, without a sort per resample. Large ones rank each resample."""
-    n = cases.shape[1] - m
-    pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
+    its first len(pos) columns positives; `pos`, `neg`: the case indices of each class):
+    shape (k, B). Small test sets count how often each case was drawn and weight the
+    placement matrix psi(positive i, negative j) (1 above, 1/2 tied) with those counts,
+    AUC = c_pos' psi c_neg / (m n): the same exact sum of halves as the midrank formula,
+    without a sort per resample. Large ones rank each resample."""
     m0, n0, nb = len(pos), len(neg), len(cases)
+    m, n = m0, cases.shape[1] - m0
     out = np.empty((len(s), nb))
     if m0 * n0 > 256 * (m0 + n0):
         for i, row in enumerate(s):
             ranks = rankdata(row[cases], axis=1)  # midranks within each resample
             out[i] = (ranks[:, :m].sum(axis=1) - m * (m + 1) / 2) / (m * n)
         return out
-    where = np.empty(len(y), dtype=np.int64)
+    where = np.empty(m0 + n0, dtype=np.int64)
     where[pos], where[neg] = np.arange(m0), np.arange(n0)
     offsets = np.arange(nb)[:, None]
     c_pos = np.bincount((offsets * m0 + where[cases[:, :m]]).ravel(),
@@ -127,7 +128,7 @@ def bootstrap_aucs(y: np.ndarray, scores: list[np.ndarray], n_boot: int,
     pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
     cases = np.concatenate([rng.choice(pos, (n_boot, len(pos))),
                             rng.choice(neg, (n_boot, len(neg)))], axis=1)
-    return _bootstrap_aucs(s, cases, len(pos), y)
+    return _bootstrap_aucs(s, cases, pos, neg)
 
 
 def _recipe_means(y: np.ndarray, s: np.ndarray, sizes: list[int], n_boot: int, seed: int,
