@@ -63,6 +63,12 @@ class RunConfig:
     blend_weights: dict[str, float] | None = None
     init_from: dict[str, str] | None = None
     finetune: str = "all"
+    # The later balancing methods (notebook 08), for Joint ResNet alone: OGM-GE's alpha (0 =
+    # off; mvlib.ogm), with `ogm_fc` modulating the FC-512 weights too; greedy-learning
+    # re-balancing, adapted, {'epsilon': ..., 'steps': ...} (None = off; mvlib.rebalance).
+    ogm_alpha: float = 0.0
+    ogm_fc: bool = False
+    rebalance: dict[str, float] | None = None
     # Gradient Blending's curves: evaluate the training split at every checkpoint (as the
     # validation split is), the untrained model included, and keep per-breast validation
     # predictions of every validated epoch.
@@ -138,6 +144,33 @@ class RunConfig:
                              f"doubled from 2), got {self.lca_max_splits}")
         if self.finetune == "output" and not self.init_from:
             raise ValueError("finetune='output' needs init_from (the pretrained uni-view runs)")
+        self._check_balancing()
+
+    def _check_balancing(self) -> None:
+        if not (_number(self.ogm_alpha, numbers.Real) and 0 <= self.ogm_alpha < float("inf")):
+            raise ValueError(f"ogm_alpha must be a number >= 0 (0 = off), got {self.ogm_alpha!r}")
+        _check_keys("rebalance", self.rebalance, {"epsilon", "steps"}, exact=True)
+        if self.rebalance and not (
+                _number(self.rebalance["epsilon"], numbers.Real) and self.rebalance["epsilon"] >= 0
+                and _number(self.rebalance["steps"], numbers.Integral)
+                and self.rebalance["steps"] >= 1):
+            raise ValueError("rebalance needs epsilon >= 0 and an integer steps >= 1, got "
+                             f"{self.rebalance!r}")
+        if self.ogm_fc and not self.ogm_alpha:
+            raise ValueError("ogm_fc modulates the FC-512 weights too: it needs ogm_alpha > 0")
+        methods = [n for n, on in (("ogm_alpha", self.ogm_alpha), ("rebalance", self.rebalance))
+                   if on]
+        if not methods:
+            return
+        if len(methods) > 1:
+            raise ValueError("OGM-GE (ogm_alpha) and re-balancing (rebalance) are separate "
+                             "methods: choose one")
+        if self.model != "joint":
+            raise ValueError(f"{methods[0]} is built for Joint ResNet's sum fusion (model "
+                             f"'joint'), not {self.model!r}")
+        if self.view_dropout or self.group_lr or self.init_from:
+            raise ValueError(f"{methods[0]} trains a plain Joint ResNet: no Modality Dropout, "
+                             "Split Learning Rates or Pretraining in the same run")
 
     def synthetic_data(self) -> str | None:
         """The name of the synthetic data set this run trains on (its generator config and

@@ -11,8 +11,10 @@ interrupted. Every iteration records the gradient norm of each parameter group; 
 the epoch's own sample (Appendix A, with shrunken epochs: `epoch_fraction`). The
 regularizers of Section 6.2 are config fields: Modality Dropout lives in the model, Split
 Learning Rates in the optimiser, Gradient Blending in the loss, Pretraining in the
-initialisation. A non-finite loss ends the run as `diverged`, recorded in its folder,
-without raising.
+initialisation. The later balancing methods of notebook 08 are one call each at their place
+in the step: OGM-GE (mvlib.ogm) between backward() and the optimiser step, the re-balancing
+(mvlib.rebalance) where the views are fused. A non-finite loss ends the run as `diverged`,
+recorded in its folder, without raising.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from mvlib.device import autocast, cpu_threads, pick_device, to_device
 from mvlib.dynamics import RK4, group_grad_norms, lca
 from mvlib.evaluate import auc, predict, scores
 from mvlib.models.heads import blended_loss, build_model, loss_fn
+from mvlib.ogm import OGMGE
+from mvlib.rebalance import Rebalancer
 from mvlib.reliance import run_reliance
 from mvlib.runs import DamagedCheckpoint, RunConfig, RunDir
 
@@ -148,16 +152,21 @@ class Diverged(Exception):
 
 def train_one_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     loader: torch.utils.data.DataLoader, data: BreastDataset, cfg: RunConfig,
-                    epoch: int, device: torch.device) -> tuple[dict, list[dict], list[dict]]:
+                    epoch: int, device: torch.device, ogm: OGMGE | None = None,
+                    rebalancer: Rebalancer | None = None
+                    ) -> tuple[dict, list[dict], list[dict], list[dict]]:
     """One epoch of the sampler's draw, random windows, Adam; every iteration the gradient
-    norm of each parameter group, and with `lca_every` online LCA windows on this epoch's own
-    sample. Returns (training metrics, gradient norms, LCA windows); raises Diverged."""
+    norm of each parameter group, with `lca_every` online LCA windows on this epoch's own
+    sample, and with a balancing method its step (`ogm`, `rebalancer`). Returns (training
+    metrics, gradient norms, LCA windows, the balancing method's records); raises Diverged."""
     loader.sampler.set_epoch(epoch)
     torch.manual_seed(epoch_seed(cfg.seed, epoch, 0))  # the input-noise layer
     windows = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, 1))
+    if ogm:
+        ogm.start_epoch(epoch, epoch_seed(cfg.seed, epoch, 3))
     groups = model.param_groups()
     model.train()
-    losses, probs, labels, norms, windows_lca = [], [], [], [], []
+    losses, probs, labels, norms, windows_lca, balance = [], [], [], [], [], []
     if cfg.lca_every:
         lca_loss = epoch_loss(data, loader.sampler.epoch_indices(epoch), cfg.channels, device)
         window_start, start_eval = clone_state(model), None
@@ -169,6 +178,11 @@ def train_one_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
             if cfg.blend_weights:  # Gradient Blending: the joint and the two extra heads
                 heads = model.heads(x)
                 logits = heads["joint"]
+            elif ogm or rebalancer:  # the balancing methods read each view's h
+                h = model.view_parts(x)
+                if rebalancer:
+                    h = rebalancer.inputs(h)
+                logits = model.fuse_parts(h)
             else:
                 logits = model(x)
         loss = (blended_loss(heads, y, cfg.blend_weights) if cfg.blend_weights
@@ -178,7 +192,13 @@ def train_one_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         norms.append({"epoch": epoch, "iteration": it, **group_grad_norms(groups)})
+        if ogm:
+            balance.append({"epoch": epoch, "iteration": it, **ogm.modulate(h, y)})
+        if rebalancer:
+            rebalancer.measure(groups)
         optimizer.step()
+        if rebalancer:
+            balance.append({"epoch": epoch, "iteration": it, **rebalancer.advance(h, epoch)})
         losses.append(loss.item())
         last = it + 1 == n_batches
         if cfg.lca_every and ((it + 1) % cfg.lca_every == 0 or last):
@@ -199,7 +219,7 @@ def train_one_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     row = {"train_loss": float(np.mean(losses)),
            "train_auc_malignant": auc(labels[:, 0], probs[:, 0]),
            "train_auc_benign": auc(labels[:, 1], probs[:, 1])}
-    return row, norms, windows_lca
+    return row, norms, windows_lca, balance
 
 
 def evaluate(model: torch.nn.Module, data: BreastDataset, cfg: RunConfig,
@@ -227,6 +247,8 @@ def run_protocol(cfg: RunConfig, run: RunDir) -> RunDir:
     torch.manual_seed(cfg.seed)
     model = make_model(cfg, run.store).to(device, memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
+    ogm = OGMGE(model, cfg.ogm_alpha, cfg.epochs, cfg.ogm_fc) if cfg.ogm_alpha else None
+    rebalancer = Rebalancer(**cfg.rebalance) if cfg.rebalance else None
     metrics, best = [], {"epoch": -1, "val_auc": -math.inf}
     try:
         checkpoint = run.load("last.pt")
@@ -239,6 +261,8 @@ def run_protocol(cfg: RunConfig, run: RunDir) -> RunDir:
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         metrics, best = checkpoint["metrics"], checkpoint["best"]
+        if rebalancer:
+            rebalancer.load_state_dict(checkpoint["rebalance"])
     run.set_status(state="running")
     loader = train_loader(data, cfg.seed, cfg.batch_size, cfg.channels,
                           unit=cfg.sampling, fraction=cfg.epoch_fraction)
@@ -254,8 +278,8 @@ def run_protocol(cfg: RunConfig, run: RunDir) -> RunDir:
                       initial=len(metrics), total=cfg.epochs, disable=None, leave=False):
         start = time.perf_counter()
         try:
-            fit, norms, windows_lca = train_one_epoch(model, optimizer, loader, data, cfg,
-                                                      epoch, device)
+            fit, norms, windows_lca, balance = train_one_epoch(
+                model, optimizer, loader, data, cfg, epoch, device, ogm, rebalancer)
         except Diverged as e:
             run.set_status(state="diverged", epoch=epoch, reason=str(e))
             return run
@@ -280,8 +304,11 @@ def run_protocol(cfg: RunConfig, run: RunDir) -> RunDir:
                                val.assign(epoch=epoch).to_dict("records"))
         if windows_lca:
             run.write_dynamics(epoch, "lca", windows_lca)
+        if balance:
+            run.write_dynamics(epoch, "balance", balance)
         run.save("last.pt", {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "metrics": plain(metrics), "best": plain(best)})
+                             "metrics": plain(metrics), "best": plain(best),
+                             **({"rebalance": rebalancer.state_dict()} if rebalancer else {})})
         run.write_metrics(metrics)
 
     model.load_state_dict(run.load("best.pt"))

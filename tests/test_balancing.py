@@ -1,0 +1,286 @@
+"""The later balancing methods of notebook 08: OGM-GE (mvlib.ogm) and the greedy-learning
+re-balancing adapted to sum fusion (mvlib.rebalance), unit by unit and inside training
+(determinism, resume)."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import mvlib.train as train_mod
+from mvlib import ogm
+from mvlib.models.heads import build_model, loss_fn
+from mvlib.rebalance import Rebalancer
+from mvlib.runs import RunConfig, RunDir
+from mvlib.train import train
+
+KNOBS = {"patients": {"train": 24, "val": 16, "test": 16}}
+OGM = {"ogm_alpha": 0.5}
+REBALANCE = {"rebalance": {"epsilon": 0.01, "steps": 3}}
+
+
+def cfg(**kw):
+    base = dict(model="joint", lr=3e-4, epochs=3, profile="smoke", tta_windows=2,
+                knobs=KNOBS, experiment="t")
+    return RunConfig(**{**base, **kw})
+
+
+def batch(n=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = {"cc": torch.randn(n, 3, 32, 24, generator=g),
+         "mlo": torch.randn(n, 3, 36, 20, generator=g)}
+    y = torch.randint(0, 2, (n, 2), generator=g)
+    return x, y
+
+
+def backward(model, x, y, rebalancer=None):
+    model.zero_grad(set_to_none=True)
+    h = model.view_parts(x)
+    if rebalancer:
+        h = rebalancer.inputs(h)
+    loss_fn(model.fuse_parts(h), y).backward()
+    return h
+
+
+# --- OGM-GE ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("s_cc, s_mlo, alpha, expected", [
+    (6.0, 3.0, 0.5, {"cc": 1 - math.tanh(0.5 * 2.0), "mlo": 1.0}),   # CC dominant, rho 2
+    (3.0, 6.0, 0.5, {"cc": 1.0, "mlo": 1 - math.tanh(0.5 * 2.0)}),   # MLO dominant
+    (4.0, 4.0, 0.5, {"cc": 1.0, "mlo": 1.0}),                        # rho = 1: nobody
+    (4.4, 4.0, 1.0, {"cc": 1 - math.tanh(1.1), "mlo": 1.0}),
+])
+def test_the_coefficient_scales_the_dominant_view_only(s_cc, s_mlo, alpha, expected):
+    k = ogm.coefficients({"cc": s_cc, "mlo": s_mlo}, alpha)
+    assert k == pytest.approx(expected, abs=1e-15)
+    assert all(0 < v <= 1 for v in k.values())
+
+
+def test_view_scores_use_half_the_bias_and_the_correct_label_probability():
+    out = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        out.weight.copy_(torch.tensor([[1.0, 0.0, -1.0], [0.5, 0.5, 0.5]]))
+        out.bias.copy_(torch.tensor([0.4, -0.2]))
+    h = {"cc": torch.tensor([[1.0, 2.0, 0.0]]), "mlo": torch.tensor([[0.0, 0.0, 2.0]])}
+    y = torch.tensor([[1, 0]])
+    s = ogm.view_scores(out, h, y)
+    sig = lambda z: 1 / (1 + math.exp(-z))  # noqa: E731
+    assert s["cc"] == pytest.approx(sig(1.0 + 0.2) + 1 - sig(1.5 - 0.1), abs=1e-6)
+    assert s["mlo"] == pytest.approx(sig(-2.0 + 0.2) + 1 - sig(1.0 - 0.1), abs=1e-6)
+    # the two views' logits sum to the model's
+    z = sum(h[v] @ out.weight.T + out.bias / 2 for v in ("cc", "mlo"))
+    assert torch.allclose(z, out(h["cc"] + h["mlo"]))
+
+
+def test_modulation_scales_and_noises_the_convolution_kernels_only():
+    torch.manual_seed(0)
+    model = build_model("joint").train()
+    x, y = batch()
+    h = backward(model, x, y)
+    before = {n: p.grad.clone() for n, p in model.named_parameters()}
+    m = ogm.OGMGE(model, alpha=0.7, epochs=4)
+    m.start_epoch(0, seed=123)
+    rec = m.modulate(h, y)
+    k = {"cc": rec["k_cc"], "mlo": rec["k_mlo"]}
+    assert rec["modulated"] and sorted(k.values())[0] < 1 == sorted(k.values())[1]
+    noise = torch.Generator().manual_seed(123)  # the same draws, in the same order
+    kernels = {id(p) for ps in m.tensors.values() for p in ps}
+    for v in ("cc", "mlo"):
+        for p in m.tensors[v]:
+            name = next(n for n, q in model.named_parameters() if q is p)
+            g = before[name]
+            expected = g * k[v] + (g.std().item() + 1e-8) * torch.randn(g.shape, generator=noise)
+            assert torch.allclose(p.grad, expected, atol=1e-7, rtol=1e-6), name
+    for name, p in model.named_parameters():
+        if id(p) not in kernels:  # BN, biases, FC-512, output layer: untouched
+            assert torch.equal(p.grad, before[name]), name
+    assert all(p.dim() == 4 for ps in m.tensors.values() for p in ps)
+    assert len(m.tensors["cc"]) == len(m.tensors["mlo"]) > 10
+
+
+def test_the_noise_has_the_unmodulated_gradients_standard_deviation():
+    torch.manual_seed(1)
+    model = build_model("joint").train()
+    x, y = batch(seed=1)
+    h = backward(model, x, y)
+    m = ogm.OGMGE(model, alpha=0.3, epochs=2)
+    big = max(m.tensors["cc"], key=lambda p: p.numel())  # the most draws: a tight estimate
+    g = big.grad.clone()
+    m.start_epoch(0, seed=5)
+    rec = m.modulate(h, y)
+    added = big.grad - rec["k_cc"] * g
+    assert added.std().item() == pytest.approx(g.std().item(), rel=0.05)
+    assert abs(added.mean().item()) < 0.05 * g.std().item()
+
+
+def test_ogm_fc_modulates_the_fc_weights_too_and_nothing_runs_in_the_second_half():
+    model = build_model("joint")
+    with_fc = ogm.modulated_tensors(model, fc=True)
+    def holds(tensors, p):
+        return any(q is p for q in tensors)
+
+    assert holds(with_fc["cc"], model.cc.fc.weight) and holds(with_fc["mlo"], model.mlo.fc.weight)
+    assert not holds(ogm.modulated_tensors(model)["cc"], model.cc.fc.weight)
+    assert [ogm.active(e, 100) for e in (0, 49, 50, 99)] == [True, True, False, False]
+    assert [ogm.active(e, 5) for e in range(5)] == [True, True, True, False, False]
+    x, y = batch()
+    h = backward(model, x, y)
+    before = [p.grad.clone() for p in model.parameters()]
+    m = ogm.OGMGE(model, alpha=0.5, epochs=2)
+    m.start_epoch(1, seed=0)
+    assert not m.modulate(h, y)["modulated"]
+    assert all(torch.equal(p.grad, b) for p, b in zip(model.parameters(), before, strict=True))
+
+
+# --- re-balancing ------------------------------------------------------------------------------
+
+def test_speeds_accumulate_grad_over_weight_ratios_of_each_views_column_and_fc():
+    torch.manual_seed(0)
+    model = build_model("joint").train()
+    x, y = batch()
+    backward(model, x, y)
+    r = Rebalancer()
+    groups = model.param_groups()
+    r.measure(groups)
+    for v in ("cc", "mlo"):
+        g2 = sum((p.grad ** 2).sum().item() for p in groups[v])
+        w2 = sum((p ** 2).sum().item() for p in groups[v])
+        assert r.mu[v] == pytest.approx(g2 / w2, rel=1e-6)
+    first = dict(r.mu)
+    r.measure(groups)  # the same gradients again: the sums double
+    assert r.mu == pytest.approx({v: 2 * first[v] for v in first})
+    assert r.speed_gap() == pytest.approx(math.log10(r.mu["cc"] / r.mu["mlo"]))
+
+
+def test_a_speed_gap_above_epsilon_triggers_q_rebalancing_steps_from_the_second_epoch():
+    r = Rebalancer(epsilon=0.01, steps=3)
+    h = {"cc": torch.ones(2, 4), "mlo": torch.zeros(2, 4)}
+    r.mu = {"cc": 2.0, "mlo": 1.0}  # d = log10 2 > 0.01: CC is faster
+    assert not r.advance(h, epoch=0)["rebalancing"] and not r.rebalancing  # first epoch: never
+    r.advance(h, epoch=1)
+    assert r.rebalancing and r.faster == "cc" and r.pending == 3
+    records = [r.advance(h, epoch=1) for _ in range(3)]
+    assert [x["rebalancing"] for x in records] == [True] * 3 and not r.rebalancing
+    r.mu = {"cc": 1.0, "mlo": 1.01}  # |d| = 0.0043 < 0.01: no re-balancing
+    r.advance(h, epoch=1)
+    assert not r.rebalancing
+    r.mu = {"cc": 1.0, "mlo": 2.0}
+    r.advance(h, epoch=2)
+    assert r.faster == "mlo"
+
+
+def test_the_running_mean_averages_regular_steps_only():
+    r = Rebalancer(epsilon=10.0)  # never triggers
+    for value in (1.0, 2.0, 6.0):
+        r.advance({"cc": torch.full((2, 3), value), "mlo": torch.zeros(2, 3)}, epoch=1)
+    assert torch.allclose(r.mean["cc"], torch.full((3,), 3.0))
+    r.pending, r.faster = 1, "cc"
+    r.advance({"cc": torch.full((2, 3), 100.0), "mlo": torch.zeros(2, 3)}, epoch=1)
+    assert torch.allclose(r.mean["cc"], torch.full((3,), 3.0)) and r.regular_steps == 3
+
+
+def test_a_rebalancing_step_trains_the_slower_view_and_the_output_layer_only():
+    torch.manual_seed(0)
+    model = build_model("joint").train()
+    x, y = batch()
+    r = Rebalancer(steps=2)
+    h = backward(model, x, y, r)
+    r.advance(h, epoch=0)  # a regular step: sets the running means
+    r.pending, r.faster = 2, "mlo"
+    held = r.inputs(model.view_parts(x))["mlo"]
+    assert torch.equal(held, r.mean["mlo"].expand(4, -1)) and not held.requires_grad
+    backward(model, x, y, r)
+    groups = model.param_groups()
+    assert all(p.grad is None for p in groups["mlo"])
+    assert all(p.grad is not None for p in groups["cc"] + groups["shared"])
+    mu = dict(r.mu)
+    r.measure(groups)  # no speed is measured in a re-balancing step
+    assert r.mu == mu
+    # Adam leaves the held view alone
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    mlo = [p.detach().clone() for p in groups["mlo"]]
+    opt.step()
+    assert all(torch.equal(p, q) for p, q in zip(groups["mlo"], mlo, strict=True))
+
+
+def test_rebalancer_state_round_trips():
+    r = Rebalancer(epsilon=0.02, steps=4)
+    r.advance({"cc": torch.ones(2, 3), "mlo": torch.zeros(2, 3)}, epoch=0)
+    r.mu, r.pending, r.faster = {"cc": 3.0, "mlo": 1.0}, 2, "cc"
+    s = Rebalancer(epsilon=0.02, steps=4)
+    s.load_state_dict(r.state_dict())
+    assert s.state_dict()["mu"] == r.mu and (s.pending, s.faster) == (2, "cc")
+    assert torch.equal(s.mean["cc"], r.mean["cc"])
+
+
+# --- inside training ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return tmp_path_factory.mktemp("store")
+
+
+@pytest.mark.parametrize("method", [OGM, REBALANCE], ids=["ogm", "rebalance"])
+def test_a_method_is_deterministic_and_recorded(method, store, tmp_path):
+    a = train(cfg(**method), store)
+    b = train(cfg(**method), tmp_path)
+    assert a.status()["state"] == "done"
+    pd.testing.assert_frame_equal(a.metrics().drop(columns="seconds"),
+                                  b.metrics().drop(columns="seconds"))
+    pd.testing.assert_frame_equal(a.dynamics("balance"), b.dynamics("balance"))
+    bal = a.dynamics("balance")
+    assert len(bal) == len(a.dynamics("grad_norms"))
+    if method is REBALANCE:
+        assert bal[bal.epoch == 0].rebalancing.sum() == 0
+        assert bal[bal.epoch >= 1].rebalancing.any()  # the smoke run is imbalanced enough
+    else:
+        assert bal.modulated.tolist() == [e < 2 for e in bal.epoch]  # ceil(3 / 2) epochs
+
+
+def test_each_method_changes_training(store):
+    plain = train(cfg(), store).metrics().train_loss
+    for method in (OGM, REBALANCE):
+        assert not np.allclose(train(cfg(**method), store).metrics().train_loss, plain)
+
+
+@pytest.mark.parametrize("method", [OGM, REBALANCE], ids=["ogm", "rebalance"])
+def test_resume_mid_run_gives_the_uninterrupted_run(method, store, tmp_path, monkeypatch):
+    whole = train(cfg(**method), store)
+    calls = {"n": 0}
+    real_predict = train_mod.predict
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:  # validation of epoch 2, after epoch 1's checkpoint
+            raise KeyboardInterrupt
+        return real_predict(*args, **kwargs)
+
+    monkeypatch.setattr(train_mod, "predict", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg(**method), tmp_path)
+    run = RunDir(cfg(**method), tmp_path)
+    assert len(run.metrics()) == 2
+    if method is REBALANCE:
+        assert run.load("last.pt")["rebalance"]["regular_steps"] > 0
+    monkeypatch.setattr(train_mod, "predict", real_predict)
+    resumed = train(cfg(**method), tmp_path)
+    pd.testing.assert_frame_equal(resumed.metrics().drop(columns="seconds"),
+                                  whole.metrics().drop(columns="seconds"))
+    pd.testing.assert_frame_equal(resumed.dynamics("balance"), whole.dynamics("balance"))
+    pd.testing.assert_frame_equal(resumed.predictions(), whole.predictions())
+
+
+@pytest.mark.parametrize("kw, message", [
+    (dict(ogm_alpha=-0.1), "ogm_alpha"),
+    (dict(ogm_alpha=0.5, rebalance={"epsilon": 0.01, "steps": 5}), "choose one"),
+    (dict(ogm_alpha=0.5, model="shared"), "Joint ResNet"),
+    (dict(rebalance={"epsilon": 0.01, "steps": 5}, view_dropout={"cc": 0.2}), "plain Joint"),
+    (dict(rebalance={"epsilon": 0.01}), "rebalance"),
+    (dict(rebalance={"epsilon": 0.01, "steps": 0}), "steps"),
+    (dict(ogm_fc=True), "ogm_fc"),
+])
+def test_inconsistent_balancing_fields_are_refused(kw, message):
+    with pytest.raises(ValueError, match=message):
+        cfg(**kw)
