@@ -228,3 +228,43 @@ def reliance_figure(table6: pd.DataFrame) -> plt.Figure:
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     return fig
+
+
+def balance_figure(ogm_run: RunDir, rebalance_run: RunDir, smooth: int = 10) -> plt.Figure:
+    """Notebook 08: what each balancing method did during a run. (a) OGM-GE: rho_cc =
+    s_cc / s_mlo per iteration and the coefficient k of each view (running mean over `smooth`
+    iterations; the shaded epochs are modulated). (b) Re-balancing: the speed gap d =
+    log10(mu_cc / mu_mlo) after each regular step, and the share of re-balancing steps per
+    epoch with the view held at its mean."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 3.3))
+    o, r = ogm_run.dynamics("balance"), rebalance_run.dynamics("balance")
+    if not o.empty:
+        x = o.epoch + o.iteration / o.epoch.map(o.groupby("epoch").iteration.max() + 1)
+        a.plot(x, o.rho_cc.rolling(smooth, min_periods=1).mean(), color="black",
+               label="rho_cc = s_CC / s_MLO")
+        for v, color in (("cc", "tab:blue"), ("mlo", "tab:orange")):
+            a.plot(x, o[f"k_{v}"].rolling(smooth, min_periods=1).mean(), color=color,
+                   label=f"k_{v.upper()}")
+        on = o[o.modulated.astype(bool)]
+        if not on.empty:
+            a.axvspan(0, on.epoch.max() + 1, color="gray", alpha=0.12, label="modulated")
+    a.axhline(1, color="gray", lw=0.8, ls="--")
+    a.set(xlabel="epoch", title=f"(a) OGM-GE, alpha {ogm_run.cfg.ogm_alpha:g}")
+    if not r.empty:
+        reg = r[~r.rebalancing.astype(bool)]
+        x = reg.epoch + reg.iteration / reg.epoch.map(r.groupby("epoch").iteration.max() + 1)
+        b.plot(x, reg.d, color="black", label="d = log10(mu_CC / mu_MLO)")
+        share = r.groupby("epoch").rebalancing.mean()
+        for v, color in (("cc", "tab:blue"), ("mlo", "tab:orange")):
+            held = r[r.held.astype(str) == v].groupby("epoch").size() / r.groupby("epoch").size()
+            b.bar(held.index + 0.5, held.reindex(share.index).fillna(0), width=0.8, alpha=0.35,
+                  color=color, label=f"re-balancing steps, {v.upper()} held")
+        eps = rebalance_run.cfg.rebalance["epsilon"]
+        b.axhspan(-eps, eps, color="gray", alpha=0.2)
+    b.axhline(0, color="gray", lw=0.8)
+    b.set(xlabel="epoch", title="(b) re-balancing (adapted)")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

@@ -72,7 +72,7 @@ def utilisation(aucs: dict[str, float]) -> dict[str, float]:
     with np.errstate(divide="ignore", invalid="ignore"):  # AUC_full 0: no rate (NaN/inf)
         u_mlo = (aucs["full"] - aucs["cc_only"]) / aucs["full"]
         u_cc = (aucs["full"] - aucs["mlo_only"]) / aucs["full"]
-    return {"u(mlo|cc)": u_mlo, "u(cc|mlo)": u_cc, "d_util": u_mlo - u_cc}
+        return {"u(mlo|cc)": u_mlo, "u(cc|mlo)": u_cc, "d_util": u_mlo - u_cc}
 
 
 def reliance_summary(pred: pd.DataFrame, level: float = 0.95) -> dict[str, float]:
@@ -198,15 +198,17 @@ def table6_display(table6: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def reliance_claims(table6_runs: dict[str, list[RunDir]], level: float = 0.95
+def reliance_claims(table6_runs: dict[str, list[RunDir]], level: float = 0.95,
+                    reducers: tuple[str, ...] = ("+ Modality Dropout", "Shared ResNet")
                     ) -> pd.DataFrame:
     """The view-reliance claims, each judged by the seed x case interval of a difference
     (holds above/below 0 as the claim says, contradicted on the other side, else
     inconclusive at this budget):
       * Joint ResNet under-uses CC: its CC part (MLO replaced) scores below a CC model trained
         alone (uni-view CC);
-      * Modality Dropout, and Shared ResNet, reduce Joint ResNet's reliance on MLO: a lower
-        d_util than Joint ResNet's."""
+      * each of `reducers` (Modality Dropout and Shared ResNet; notebook 08: the later
+        balancing methods) reduces Joint ResNet's reliance on MLO: a lower d_util than Joint
+        ResNet's."""
     preds = {g: [run_reliance(r) for r in rs if r.status()["state"] == "done"]
              for g, rs in table6_runs.items()}
     test = {g: [p[p.split == "test"].reset_index(drop=True) for p in ps]
@@ -241,7 +243,7 @@ def reliance_claims(table6_runs: dict[str, list[RunDir]], level: float = 0.95
             judge("Joint ResNet under-uses CC: its CC part scores below uni-view CC",
                   lambda: utilisation_replicates(y, joint)["cc_only"],
                   lambda: utilisation_replicates(y, cc)["full"], below=True)
-    for group in ("+ Modality Dropout", "Shared ResNet"):
+    for group in reducers:
         if group in test and len(test[group]) == len(joint):
             judge(f"{group} reduces Joint ResNet's reliance on MLO (lower d_util)",
                   lambda g=group: utilisation_replicates(y, test[g])["d_util"],

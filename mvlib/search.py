@@ -42,7 +42,8 @@ def dropout_rates(n: int, seed: int) -> list[dict[str, float]]:
 
 def results(runs: list[RunDir]) -> pd.DataFrame:
     """One row per run: its config fields that vary (model, lr, seed, and per-group rates,
-    dropout rates or blending weights where set), state, best validation and test AUC."""
+    dropout rates, blending weights or OGM-GE's alpha where set), state, best validation and
+    test AUC."""
     rows = []
     for run in runs:
         status = run.status()
@@ -51,6 +52,7 @@ def results(runs: list[RunDir]) -> pd.DataFrame:
                      **{f"lr_{g}": v for g, v in (cfg.group_lr or {}).items()},
                      **{f"p_{v}": p for v, p in (cfg.view_dropout or {}).items()},
                      **{f"w_{k}": w for k, w in (cfg.blend_weights or {}).items()},
+                     **({"alpha": cfg.ogm_alpha} if cfg.ogm_alpha else {}),
                      "state": status["state"], "val_loss": status.get("best_val_loss"),
                      "best_epoch": status.get("best_epoch"),
                      "val_auc": status.get("best_val_auc"), "test_auc": status.get("test_auc"),

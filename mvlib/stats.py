@@ -195,6 +195,32 @@ def compare_recipes(y: np.ndarray, runs_a: list[np.ndarray], runs_b: list[np.nda
             "mean_b": float(b.mean())}
 
 
+def compare_effects(y: np.ndarray, a: tuple[list[np.ndarray], list[np.ndarray]],
+                    b: tuple[list[np.ndarray], list[np.ndarray]], n_boot: int = 10000,
+                    seed: int = 0, level: float = 0.95) -> dict:
+    """Whether an effect is smaller under recipe A than under recipe B: each of `a` and `b` is
+    (runs with the effect, runs without it), per-seed score vectors on the same cases, and
+    the effect is the difference of their mean AUCs. Returns `diff` = effect_A - effect_B,
+    the seed x case bootstrap interval `lo`, `hi` (test cases resampled once per replicate
+    for all four groups, each group's seeds independently) and two-sided `p`; `effect_a`,
+    `effect_b` the two effects. (A planted cue's effect under a balancing method against
+    under the plain model: notebook 08.)"""
+    groups = [*a, *b]
+    if any(not g for g in groups):
+        raise ValueError("each of the four groups needs at least one run")
+    y, s = _checked(y, tuple(x for g in groups for x in g))
+    aucs = delong(y, *s)[0]
+    sizes = [len(g) for g in groups]
+    means = [m.mean() for m in np.split(aucs, np.cumsum(sizes)[:-1])]
+    boot = _recipe_means(y, s, sizes, n_boot, seed, paired=False)
+    diffs = (boot[0] - boot[1]) - (boot[2] - boot[3])
+    lo, hi = np.quantile(diffs, [(1 - level) / 2, (1 + level) / 2])
+    p = min(1.0, 2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0)))
+    effect_a, effect_b = means[0] - means[1], means[2] - means[3]
+    return {"diff": float(effect_a - effect_b), "lo": float(lo), "hi": float(hi),
+            "p": float(p), "effect_a": float(effect_a), "effect_b": float(effect_b)}
+
+
 def compare_means(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> dict:
     """Two groups of per-run numbers (one value per seed, e.g. an instrument's reading):
     Welch's t interval of mean(a) - mean(b) (unequal variances; Welch, Biometrika 1947) with

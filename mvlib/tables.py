@@ -88,9 +88,11 @@ def _scores(refs: list[str], store: Path) -> tuple[pd.Series, list[pd.Series]]:
         p.set_index("breast_id").p_malignant for p in preds]
 
 
-def _paper_mean(table: str, row: str) -> float:
-    source = {"Table 1": paper.TABLE1, "Table 2": paper.TABLE2, "Table 3": paper.TABLE3}[table]
-    return source[row][0]
+def _paper_mean(table: str, row: str) -> str:
+    """The paper's mean AUC of a table row, or '-' (our own tables, rows it did not run)."""
+    source = {"Table 1": paper.TABLE1, "Table 2": paper.TABLE2, "Table 3": paper.TABLE3}
+    ref = source.get(table, {}).get(row)
+    return "-" if ref is None else f"{ref[0]:.3f}"
 
 
 def verdict(claim: Claim, tables: dict[str, pd.DataFrame], store: Path | None = None) -> dict:
@@ -99,7 +101,7 @@ def verdict(claim: Claim, tables: dict[str, pd.DataFrame], store: Path | None = 
     store = Path(store or paths.store())
     runs_a, runs_b = _runs(tables, claim.a), _runs(tables, claim.b)
     row = {"claim": claim.text,
-           "paper (A vs B)": f"{_paper_mean(*claim.a):.3f} vs {_paper_mean(*claim.b):.3f}",
+           "paper (A vs B)": f"{_paper_mean(*claim.a)} vs {_paper_mean(*claim.b)}",
            "ours (A vs B)": "-", "diff": math.nan, "lo": math.nan, "hi": math.nan,
            "p": math.nan}
     if missing := [" / ".join(ref) for ref, r in ((claim.a, runs_a), (claim.b, runs_b))
@@ -262,6 +264,9 @@ def write_verdicts(verdicts: pd.DataFrame, name: str, prof: Profile) -> Path:
     return csv
 
 
+# The verdict files `stability` compares between re-runs (one claim or instrument per row).
+VERDICT_FILES = ("verdicts", "reliance_claims", "testbed", "table7_claims")
+
 # Verdicts that decide for the claim (or find the planted cause), and against it.
 DECIDED_FOR = ("holds", "consistent", "found")
 DECIDED_AGAINST = ("contradicted", "opposite")
@@ -297,11 +302,11 @@ def stability(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
 
 
 def stability_report(first_tag: str, second_tag: str) -> str:
-    """`stability` of every verdict file (claims, view-reliance claims, testbed) between the
-    figures of two re-runs, e.g. `laptop` and `laptop-reseed100`, as text tables with
-    counts."""
+    """`stability` of every verdict file (claims, view-reliance claims, testbed, Table 7's
+    claims) between the figures of two re-runs, e.g. `laptop` and `laptop-reseed100`, as
+    text tables with counts."""
     parts = []
-    for name in ("verdicts", "reliance_claims", "testbed"):
+    for name in VERDICT_FILES:
         a, b = (paths.figures(t) / f"{name}.csv" for t in (first_tag, second_tag))
         missing = [str(p) for p in (a, b) if not p.exists()]
         if missing:

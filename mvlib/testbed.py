@@ -84,10 +84,12 @@ INSTRUMENTS = {"LCA: MLO's share of the loss reduction": ("LCA MLO share", +1),
                "gradient norms: median |g_MLO| / |g_CC|": ("grad ratio", +1),
                "view reliance: MLO-only AUC, training split": ("MLO-only train AUC", +1),
                "view reliance: CC-only AUC, test split": ("CC-only test AUC", -1)}
+# The instruments a regular run reads (no LCA run needed).
+REGULAR_RUN_INSTRUMENTS = tuple(n for n in INSTRUMENTS if not n.startswith("LCA"))
 
 
-def verdicts(testbed: dict[str, dict[tuple[str, int], RunDir]], level: float = 0.95
-             ) -> pd.DataFrame:
+def verdicts(testbed: dict[str, dict[tuple[str, int], RunDir]], level: float = 0.95,
+             instruments: tuple[str, ...] = tuple(INSTRUMENTS)) -> pd.DataFrame:
     """Per instrument: planted and control means over seeds, the interval of planted -
     control (Welch's t for gradient norms and LCA; the seed x case bootstrap of
     stats.compare_recipes for the AUCs, whose breasts and labels are the same in both data
@@ -95,7 +97,8 @@ def verdicts(testbed: dict[str, dict[tuple[str, int], RunDir]], level: float = 0
     expected side, **opposite** on the other, else **not found at this budget**."""
     table = readings_table(testbed)
     rows = []
-    for name, (col, sign) in INSTRUMENTS.items():
+    for name in instruments:
+        col, sign = INSTRUMENTS[name]
         row = {"instrument": name, "expected": "planted > control" if sign > 0
                else "planted < control"}
         try:
@@ -118,6 +121,15 @@ def verdicts(testbed: dict[str, dict[tuple[str, int], RunDir]], level: float = 0
 
 
 def _compare_aucs(testbed, col: str, level: float) -> dict:
+    y, scores = reliance_scores(testbed, col)
+    return stats.compare_recipes(y, scores[PLANTED], scores[CONTROL], level=level,
+                                 paired_seeds=False)
+
+
+def reliance_scores(testbed, col: str) -> tuple[np.ndarray, dict[str, list[np.ndarray]]]:
+    """The labels and, per condition, each finished seed's scores behind a view-reliance
+    reading (`col`: 'MLO-only train AUC' or 'CC-only test AUC'): the same breasts, in the
+    same order, in every run."""
     split, name = ("train", "mlo_only") if col.startswith("MLO") else ("test", "cc_only")
     preds = {}
     for cond in (PLANTED, CONTROL):
@@ -129,9 +141,7 @@ def _compare_aucs(testbed, col: str, level: float) -> dict:
     for p in preds[CONTROL]:  # the same breasts in the same order, the same labels
         if not np.array_equal(p.malignant.to_numpy(), y):
             raise ValueError("planted and control runs were scored on different breasts")
-    return stats.compare_recipes(y, [p[f"p_{name}"].to_numpy() for p in preds[PLANTED]],
-                                 [p[f"p_{name}"].to_numpy() for p in preds[CONTROL]],
-                                 level=level, paired_seeds=False)
+    return y, {c: [p[f"p_{name}"].to_numpy() for p in ps] for c, ps in preds.items()}
 
 
 # The calibration study: the generator's settings before calibration beside its defaults
