@@ -102,10 +102,10 @@ class OGMGE:
                 for p in tensors:
                     if p.grad is None:
                         continue
-                    std = p.grad.float().std().item() + 1e-8  # the unmodulated gradient's
+                    std = p.grad.std() + 1e-8  # the unmodulated gradient's; stays on device
                     noise = torch.randn(p.grad.shape, generator=self.generator,
                                         device=p.grad.device, dtype=p.grad.dtype)
-                    p.grad.mul_(k[v]).add_(noise, alpha=std)
+                    p.grad.mul_(k[v]).add_(noise.mul_(std))
         return {"score_cc": scores["cc"], "score_mlo": scores["mlo"],
                 "rho_cc": scores["cc"] / scores["mlo"], "k_cc": k["cc"], "k_mlo": k["mlo"],
                 "modulated": on}

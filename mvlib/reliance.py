@@ -53,12 +53,16 @@ def view_parts(model: torch.nn.Module, data: BreastDataset, split: str, channels
 
 @torch.no_grad()
 def reliance_predictions(model: torch.nn.Module, data: BreastDataset, split: str,
-                         channels: int, device: torch.device) -> pd.DataFrame:
+                         channels: int, device: torch.device,
+                         train_parts: tuple[dict[str, torch.Tensor], pd.DataFrame] | None = None
+                         ) -> pd.DataFrame:
     """Malignant probabilities per breast of `split`: full, CC only (MLO's part replaced by
-    its training-split mean) and MLO only (the mirror)."""
-    means = {v: p.mean(dim=0) for v, p in
-             view_parts(model, data, "train", channels, device)[0].items()}
-    parts, out = view_parts(model, data, split, channels, device)
+    its training-split mean) and MLO only (the mirror). `train_parts`: the training split's
+    `view_parts` when the caller has them (computed once for both splits of a run)."""
+    train = train_parts or view_parts(model, data, "train", channels, device)
+    means = {v: p.mean(dim=0) for v, p in train[0].items()}
+    parts, rows = train if split == "train" else view_parts(model, data, split, channels, device)
+    out = rows.copy()
     kept = {"full": parts,
             "cc_only": {"cc": parts["cc"], "mlo": means["mlo"].expand_as(parts["mlo"])},
             "mlo_only": {"cc": means["cc"].expand_as(parts["cc"]), "mlo": parts["mlo"]}}
@@ -102,7 +106,9 @@ def run_reliance(run: RunDir) -> pd.DataFrame:
     device = pick_device()
     model.to(device, memory_format=torch.channels_last)
     with cpu_threads(cfg.threads):
-        out = pd.concat([_predictions(model, data, split, cfg.channels, device)
+        train = (view_parts(model, data, "train", cfg.channels, device)
+                 if hasattr(model, "view_parts") else None)
+        out = pd.concat([_predictions(model, data, split, cfg.channels, device, train)
                          .assign(split=split) for split in ("test", "train")],
                         ignore_index=True)
     write_atomic(path, lambda p: out.to_csv(p, index=False))
@@ -110,11 +116,11 @@ def run_reliance(run: RunDir) -> pd.DataFrame:
 
 
 def _predictions(model: torch.nn.Module, data: BreastDataset, split: str, channels: int,
-                 device: torch.device) -> pd.DataFrame:
+                 device: torch.device, train_parts=None) -> pd.DataFrame:
     """`reliance_predictions`; a uni-view model is its own view's prediction, and the other
     view's is a constant (0.5)."""
     if hasattr(model, "view_parts"):
-        return reliance_predictions(model, data, split, channels, device)
+        return reliance_predictions(model, data, split, channels, device, train_parts)
     pred = predict(model, eval_loader(data, split, channels=channels), device)
     own = pred.p_malignant.to_numpy()
     out = pred[["breast_id", "malignant", "benign"]].assign(p_full=own)
