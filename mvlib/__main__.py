@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from mvlib import notebooks, profiles
+from mvlib import profiles
 from mvlib.data.prepare import SOURCES, prepare
 from mvlib.runs import RunConfig
 from mvlib.train import train
@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> None:
 
         print(stability_report(args.first, args.second))
     elif args.command == "reproduce":
+        from mvlib import notebooks  # papermill and nbformat: not for the train jobs (seconds)
+
         notebooks.reproduce(args.profile, args.dataset, args.data_root, args.reseed,
                             args.executor)
 

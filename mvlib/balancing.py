@@ -6,8 +6,8 @@ and Shared ResNet.
     `hp_samples` values at each of the base rates 1e-5 and 1e-4, as Modality Dropout's rates
     are (Appendix B);
   * the greedy-learning re-balancing of Wu et al. (ICML 2022), our adaptation to sum fusion
-    (mvlib.rebalance): the reference's epsilon 0.01 and Q = 5, the learning rate searched
-    as Joint ResNet's is.
+    (mvlib.rebalance): the reference's epsilon 0.01 and Q = 5, at Joint ResNet's winning
+    learning rate (like Gradient Blending's fixed rate, nothing of its own is searched).
 Each group's winner is repeated with the profile's `seeds`. Without heatmaps, each method
 keeps its winning setting and trains at the image-only Joint ResNet's rate (Table 3's
 search). On the synthetic testbed, each winner is trained again on the control data (the
@@ -35,7 +35,7 @@ from mvlib import (
 )
 from mvlib.atomic import write_atomic
 from mvlib.dynamics import mlo_share
-from mvlib.experiments import config, lr_settings, search_then_repeat, summary
+from mvlib.experiments import config, search_then_repeat, summary
 from mvlib.profiles import Profile
 from mvlib.rebalance import EPSILON, STEPS
 from mvlib.runs import RunConfig, RunDir
@@ -53,20 +53,23 @@ def ogm_alphas(n: int, seed: int) -> list[float]:
     return log_uniform(*ogm.ALPHA_RANGE, n, seed)
 
 
-def method_groups(prof: Profile) -> dict[str, list[dict]]:
-    """The two methods' searched settings (keyword arguments of `experiments.config`)."""
+def method_groups(prof: Profile, joint_lr: float) -> dict[str, list[dict]]:
+    """The two methods' settings (keyword arguments of `experiments.config`): OGM-GE's
+    searched alphas, and the re-balancing at Joint ResNet's winning rate `joint_lr` (it adds
+    no hyperparameter we search: epsilon and Q are the reference's)."""
     return {
         OGM: [dict(model="joint", lr=base, ogm_alpha=a, experiment=EXPERIMENT)
               for i, base in enumerate(BASE_LRS) for a in ogm_alphas(prof.hp_samples, 30 + i)],
-        REBALANCE: lr_settings(prof, "joint", EXPERIMENT, "variants",
-                               rebalance={"epsilon": EPSILON, "steps": STEPS}),
+        REBALANCE: [dict(model="joint", lr=joint_lr, experiment=EXPERIMENT,
+                         rebalance={"epsilon": EPSILON, "steps": STEPS})],
     }
 
 
 def methods(prof: Profile, executor: Executor | None = None, store: Path | None = None
             ) -> tuple[pd.DataFrame, dict[str, list[RunDir]]]:
     """Both methods' searches and repetitions: (search table, final runs)."""
-    return search_then_repeat(prof, method_groups(prof), executor, store)
+    joint = regularized.table1_final(prof, executor, store, ("Joint ResNet",))["Joint ResNet"]
+    return search_then_repeat(prof, method_groups(prof, joint[0].cfg.lr), executor, store)
 
 
 def _method_fields(cfg: RunConfig) -> dict:

@@ -17,7 +17,6 @@ from tqdm import tqdm
 
 from mvlib import paths, profiles
 from mvlib.atomic import write_atomic
-from mvlib.tables import VERDICT_FILES
 
 NOTEBOOKS = paths.REPO / "notebooks"
 
@@ -159,7 +158,7 @@ def summary(minutes: pd.DataFrame, tag: str, notebooks: Path) -> str:
     lines = [f"[reproduce] done in {minutes.minutes.sum():.1f} min:"]
     lines += [f"  {name:34s} {m:6.1f} min" for name, m in minutes.minutes.items()]
     lines += [f"  notebooks: {notebooks}", f"  figures and tables: {paths.figures(tag)}"]
-    for name in VERDICT_FILES:
+    for name in paths.VERDICT_FILES:
         csv = paths.figures(tag) / f"{name}.csv"
         if csv.exists():
             counts = pd.read_csv(csv).verdict.value_counts()

@@ -27,3 +27,8 @@ def figures(tag: str) -> Path:
     path = REPO / "figures" if tag == "laptop" else store() / tag / "figures"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+# The verdict files in a figures folder (one claim or instrument per row) that a re-run's
+# summary counts and `python -m mvlib stability` compares between re-runs.
+VERDICT_FILES = ("verdicts", "reliance_claims", "testbed", "table7_claims")

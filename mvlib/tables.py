@@ -264,9 +264,6 @@ def write_verdicts(verdicts: pd.DataFrame, name: str, prof: Profile) -> Path:
     return csv
 
 
-# The verdict files `stability` compares between re-runs (one claim or instrument per row).
-VERDICT_FILES = ("verdicts", "reliance_claims", "testbed", "table7_claims")
-
 # Verdicts that decide for the claim (or find the planted cause), and against it.
 DECIDED_FOR = ("holds", "consistent", "found")
 DECIDED_AGAINST = ("contradicted", "opposite")
@@ -306,7 +303,7 @@ def stability_report(first_tag: str, second_tag: str) -> str:
     claims) between the figures of two re-runs, e.g. `laptop` and `laptop-reseed100`, as
     text tables with counts."""
     parts = []
-    for name in VERDICT_FILES:
+    for name in paths.VERDICT_FILES:
         a, b = (paths.figures(t) / f"{name}.csv" for t in (first_tag, second_tag))
         missing = [str(p) for p in (a, b) if not p.exists()]
         if missing:
