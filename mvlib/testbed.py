@@ -60,12 +60,19 @@ def readings(norm_run: RunDir, lca_run: RunDir | None = None) -> dict[str, float
         g = norm_run.dynamics("grad_norms")
         rel = run_reliance(norm_run)
         test, train = rel[rel.split == "test"], rel[rel.split == "train"]
-        out.update({"grad ratio": float((g.mlo / g.cc).median()),
+        out.update({"grad ratio": grad_ratio(g),
                     "test AUC": _auc(test, "full"), "CC-only test AUC": _auc(test, "cc_only"),
                     "MLO-only train AUC": _auc(train, "mlo_only")})
     if lca_run is not None and lca_run.status()["state"] == "done":
         out["LCA MLO share"] = mlo_share(lca_run.dynamics("lca"))
     return out
+
+
+def grad_ratio(norms: pd.DataFrame) -> float:
+    """The median |g_MLO| / |g_CC| over the iterations in which both views had a gradient
+    (a re-balancing step holds one view, whose gradient is then 0; notebook 08)."""
+    both = norms[(norms.cc > 0) & (norms.mlo > 0)]
+    return float((both.mlo / both.cc).median()) if len(both) else float("nan")
 
 
 def _auc(pred: pd.DataFrame, name: str) -> float:

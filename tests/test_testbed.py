@@ -88,3 +88,9 @@ def test_unfinished_runs_read_nan_and_leave_an_instrument_untested(tmp_path):
     assert found.loc["LCA: MLO's share of the loss reduction", "verdict"].startswith(
         "not tested")
     assert found.loc["gradient norms: median |g_MLO| / |g_CC|", "verdict"] == "found"
+
+
+def test_the_gradient_ratio_skips_iterations_where_a_view_was_held():
+    norms = pd.DataFrame({"cc": [1.0, 2.0, 0.0, 4.0, 1.0], "mlo": [2.0, 2.0, 3.0, 0.0, 3.0]})
+    assert testbed.grad_ratio(norms) == pytest.approx(2.0)  # median of 2, 1, 3
+    assert np.isnan(testbed.grad_ratio(norms.assign(cc=0.0)))
