@@ -322,21 +322,19 @@ def testbed_markdown(found: pd.DataFrame | None, compared: pd.DataFrame | None) 
     """The testbed's readings per group, then each method's comparison with Joint ResNet."""
     if found is None:
         return "No testbed on real data."
-    lines = []
-    for (group, instrument), r in found.iterrows():
-        if str(r.verdict).startswith("not tested"):
-            lines.append(f"* **{group}**, {instrument}: {r.verdict}.")
-            continue
-        lines.append(f"* **{group}**, {instrument}: planted {r.planted:.3f}, control "
-                     f"{r.control:.3f}, difference {r['diff']:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}]: "
-                     f"the cue's effect is **{r.verdict}**.")
-    lines.append("\nAgainst Joint ResNet (the cue's effect under the method minus under Joint "
-                 "ResNet, seed x case interval):")
-    for (group, instrument), r in compared.iterrows():
-        if str(r.verdict).startswith("not tested"):
-            lines.append(f"* **{group}**, {instrument}: {r.verdict}.")
-            continue
-        lines.append(f"* **{group}**, {instrument}: effect {r['effect (method)']:+.3f} against "
-                     f"{r['effect (Joint ResNet)']:+.3f}, difference {r['diff']:+.3f} "
-                     f"[{r.lo:+.3f}, {r.hi:+.3f}], p = {r.p:.3f}: **{r.verdict}**.")
-    return "\n".join(lines)
+
+    def lines(table: pd.DataFrame, text) -> list[str]:
+        return [f"* **{group}**, {instrument}: " + (
+            f"{r.verdict}." if str(r.verdict).startswith("not tested") else text(r))
+            for (group, instrument), r in table.iterrows()]
+
+    return "\n".join([
+        *lines(found, lambda r: f"planted {r.planted:.3f}, control {r.control:.3f}, difference "
+                                f"{r['diff']:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}]: the cue's "
+                                f"effect is **{r.verdict}**."),
+        "\nAgainst Joint ResNet (the cue's effect under the method minus under Joint ResNet, "
+        "seed x case interval):",
+        *lines(compared, lambda r: f"effect {r['effect (method)']:+.3f} against "
+                                   f"{r['effect (Joint ResNet)']:+.3f}, difference "
+                                   f"{r['diff']:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}], "
+                                   f"p = {r.p:.3f}: **{r.verdict}**.")])
