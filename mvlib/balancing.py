@@ -90,14 +90,16 @@ def baselines(prof: Profile, executor: Executor | None = None, store: Path | Non
             {n: image_only[n] for n in BASELINES if n in image_only})
 
 
-def image_only(prof: Profile, final: dict[str, list[RunDir]], joint_lr: float | None,
-               executor: Executor | None = None, store: Path | None = None
-               ) -> dict[str, list[RunDir]]:
-    """Each method's winning setting on the image channel alone, at `joint_lr` (the
-    image-only Joint ResNet's rate), the profile's `seeds` seeds. Empty without `joint_lr`
-    (a data set without heatmaps: every run above already read the image alone)."""
-    if joint_lr is None:
+def image_only(prof: Profile, final: dict[str, list[RunDir]],
+               base_image_only: dict[str, list[RunDir]], executor: Executor | None = None,
+               store: Path | None = None) -> dict[str, list[RunDir]]:
+    """Each method's winning setting on the image channel alone, at the rate notebook 06 chose
+    for the image-only Joint ResNet (in `base_image_only`), the profile's `seeds` seeds. Empty
+    when there is no such baseline (a data set without heatmaps: every run above already read
+    the image alone)."""
+    if not base_image_only.get("Joint ResNet"):
         return {}
+    joint_lr = base_image_only["Joint ResNet"][0].cfg.lr
     cfgs = {name: [config(prof, "joint", joint_lr, s, EXPERIMENT, channels=1,
                           epochs_override=runs[0].cfg.epochs, **_method_fields(runs[0].cfg))
                    for s in prof.seed_list(prof.seeds)]
@@ -127,8 +129,7 @@ def table7_display(t: pd.DataFrame) -> pd.DataFrame:
     """Table 7 with each value and its interval in one cell, for display, and the paper's
     mean AUCs where it has the row (the methods are not in the paper)."""
     def cells(col: str, lo: str, hi: str) -> list[str]:
-        return [("-" if v != v else f"{v:.3f}" + ("" if a != a else f" [{a:.3f}, {b:.3f}]"))
-                for v, a, b in zip(t[col], t[lo], t[hi], strict=True)]
+        return [stats.interval_cell(v, a, b) for v, a, b in zip(t[col], t[lo], t[hi], strict=True)]
 
     def reference(source: dict) -> list[str]:
         return [f"{source[g][0]:.3f}" if g in source else "-" for g in t.index]

@@ -134,8 +134,9 @@ def summary(final: dict[str, list[RunDir]], reference: dict[str, tuple]) -> pd.D
             ens = ensemble(preds[:ENSEMBLE]).p_malignant  # the paper's 3x: the first three
             mean, lo, hi = _interval(stats.recipe_ci, y, scores, fallback=s["auc_mean"])
             e, elo, ehi = _interval(stats.auc_ci, y, ens, fallback=s["auc_ensemble"])
-            row.update({"AUC (ours)": _cell(mean, lo, hi), "std (ours)": f"{s['auc_std']:.3f}",
-                        "3x ensemble (ours)": _cell(e, elo, ehi), "auc_mean": mean,
+            row.update({"AUC (ours)": stats.interval_cell(mean, lo, hi),
+                        "std (ours)": f"{s['auc_std']:.3f}",
+                        "3x ensemble (ours)": stats.interval_cell(e, elo, ehi), "auc_mean": mean,
                         "auc_std": s["auc_std"], "auc_lo": lo, "auc_hi": hi, "ensemble": e,
                         "ensemble_lo": elo, "ensemble_hi": ehi})
         rows.append(row)
@@ -149,10 +150,6 @@ def _interval(fn, y, scores, fallback: float) -> tuple[float, float, float]:
         return fn(y, scores)
     except ValueError:
         return fallback, math.nan, math.nan
-
-
-def _cell(value: float, lo: float, hi: float) -> str:
-    return f"{value:.3f}" + ("" if math.isnan(lo) else f" [{lo:.3f}, {hi:.3f}]")
 
 
 def shown(table: pd.DataFrame) -> pd.DataFrame:

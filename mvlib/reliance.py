@@ -27,7 +27,7 @@ from mvlib.device import autocast, cpu_threads, pick_device, to_device
 from mvlib.evaluate import predict
 from mvlib.models.heads import build_model
 from mvlib.runs import RunDir
-from mvlib.stats import auc_ci, bootstrap_aucs
+from mvlib.stats import auc_ci, bootstrap_aucs, interval_cell
 
 PREDICTIONS = ("full", "cc_only", "mlo_only")
 
@@ -197,9 +197,8 @@ def table6_display(table6: pd.DataFrame) -> pd.DataFrame:
             "mlo_only (train)": "MLO only, training split"}
     out = pd.DataFrame(index=table6.index)
     for col, name in cols.items():
-        out[name] = [f"{v:.3f}" + ("" if np.isnan(lo) else f" [{lo:.3f}, {hi:.3f}]")
-                     for v, lo, hi in zip(table6[col], table6[f"{col} lo"],
-                                          table6[f"{col} hi"], strict=True)]
+        out[name] = [interval_cell(v, lo, hi) for v, lo, hi in
+                     zip(table6[col], table6[f"{col} lo"], table6[f"{col} hi"], strict=True)]
     out["seeds"] = table6["runs"]
     return out
 

@@ -240,3 +240,11 @@ def compare_means(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> dict:
     ci = res.confidence_interval(level)
     return {"diff": diff, "lo": float(ci.low), "hi": float(ci.high), "p": float(res.pvalue),
             "mean_a": float(a.mean()), "mean_b": float(b.mean())}
+
+
+def interval_cell(value: float, lo: float, hi: float) -> str:
+    """An estimate and its 95% interval as one table cell: '0.812 [0.701, 0.904]'; '-' when
+    there is no estimate, the bare value when there is no interval."""
+    if value != value:
+        return "-"
+    return f"{value:.3f}" + ("" if lo != lo else f" [{lo:.3f}, {hi:.3f}]")

@@ -292,3 +292,9 @@ def test_compare_effects_interval_covers_the_true_difference_of_effects():
     # Conservative, as multi-bootstraps are (each seed's case noise enters through both the
     # case and the seed resampling), but never narrower than 95%.
     assert 0.93 <= hits / sims <= 0.995
+
+
+def test_an_interval_cell_shows_the_estimate_its_bounds_or_what_is_missing():
+    assert stats.interval_cell(0.81234, 0.7, 0.9049) == "0.812 [0.700, 0.905]"
+    assert stats.interval_cell(0.5, float("nan"), float("nan")) == "0.500"
+    assert stats.interval_cell(float("nan"), 0.1, 0.2) == "-"
