@@ -199,7 +199,7 @@ def chance_markdown(table: pd.DataFrame) -> str:
             continue
         where = ("above chance" if lo > 0.5 else "below chance" if hi < 0.5
                  else "not distinguishable from chance at this budget")
-        lines.append(f"* **{group}**: {r['auc_mean']:.3f} [{lo:.3f}, {hi:.3f}]: {where}.")
+        lines.append(f"* **{group}**: {stats.interval_cell(r['auc_mean'], lo, hi)}: {where}.")
     return "\n".join(lines)
 
 

@@ -13,9 +13,9 @@ def test_every_notebook_runs_on_an_example_rsna_download(tmp_path, monkeypatch, 
     root = str(examples.write_rsna(tmp_path / "rsna", patients=16))
     tag = profiles.get("smoke", "rsna", root).tag
     minutes = notebooks.reproduce("smoke", "rsna", root)  # what `make reproduce` calls
-    assert list(minutes.index) == [p.name for p in notebooks.numbered()]
-    printed = capsys.readouterr().out
     names = [p.name for p in notebooks.numbered()]
+    assert list(minutes.index) == names
+    printed = capsys.readouterr().out
     for i, name in enumerate(names, 1):  # each notebook announced, in order, none left out
         assert f"[reproduce] {i}/{len(names)} {name} (smoke, rsna)" in printed
     assert f"figures and tables: {paths.store() / tag / 'figures'}" in printed
