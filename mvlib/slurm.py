@@ -57,6 +57,16 @@ class SlurmOptions:
     signal_delay_s: int = 120
     max_requeues: int = 3
 
+    def __post_init__(self) -> None:
+        # SLURM may send the signal up to 60 s before it is due (sbatch's --signal): leave a
+        # minute beyond that, or it can come while the job is starting, before submitit's
+        # handler is installed, and kill it instead of requeuing it.
+        if self.time_min * 60 - self.signal_delay_s - 60 < 60:
+            raise ValueError(
+                f"SLURM options: time_min={self.time_min} min with signal_delay_s="
+                f"{self.signal_delay_s} leaves the job under a minute before its requeue "
+                "signal may come; raise time_min or lower signal_delay_s")
+
     @classmethod
     def from_env(cls, defaults: dict | None = None) -> SlurmOptions:
         """`defaults` (a profile's), overridden by MVLIB_SLURM_<FIELD> variables (numbers as

@@ -91,10 +91,13 @@ def test_scancel_mid_run_then_the_sweep_again_finishes_as_if_uninterrupted(tmp_p
 
 
 def test_a_job_stopped_by_its_time_limit_is_requeued_and_resumes(tmp_path):
-    # The time limit is 1 minute and the requeue signal comes 30 s before it, in the middle
-    # of a run that needs longer; each requeue resumes from the last finished epoch.
-    c, store = cfg(epochs=60), tmp_path / "store"
-    options = slurm.SlurmOptions(time_min=1, signal_delay_s=30, max_requeues=6)
+    # Once the run is training (submitit's signal handler is in place), the test cuts the
+    # job's time limit to 1 minute, as an admin would; SLURM sends the requeue signal 30 s
+    # before it, and each requeue resumes from the last finished epoch. Submitting with a
+    # 1-minute limit instead flaked: SLURM may send the signal up to 60 s early (sbatch's
+    # --signal), so it could arrive while the job was still importing, before the handler.
+    c, store = cfg(epochs=120), tmp_path / "store"
+    options = slurm.SlurmOptions(time_min=10, signal_delay_s=30, max_requeues=6)
     run, errors = RunDir(c, store), []
 
     def drive():
@@ -103,20 +106,24 @@ def test_a_job_stopped_by_its_time_limit_is_requeued_and_resumes(tmp_path):
         except RuntimeError as e:
             errors.append(e)
 
+    def scontrol(*args: str, check: bool = True) -> None:
+        subprocess.run(["scontrol", "update", *args], check=check, capture_output=True)
+
     driver = threading.Thread(target=drive)
     driver.start()
-    wait_for(lambda: (run.path / "slurm.json").exists())
+    wait_for(lambda: len(run.metrics()) >= 1)  # training, so the handler is installed
     job = json.loads((run.path / "slurm.json").read_text())["job"]
+    scontrol(f"JobId={job}", "TimeLimit=1")
     deadline = time.time() + 300
     while driver.is_alive() and time.time() < deadline:
-        # SLURM holds a requeued job back for about two minutes (its begin time): let it go
-        if len(run.metrics()) and slurm.queue().get(job) == "PENDING":
-            subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"],
-                           check=False, capture_output=True)
+        # SLURM holds a requeued job back for about two minutes (its begin time): let it go,
+        # with its time limit back to what was submitted
+        if slurm.queue().get(job) == "PENDING":
+            scontrol(f"JobId={job}", "StartTime=now", "TimeLimit=10", check=False)
         time.sleep(0.5)
     driver.join(1)
     assert not errors and run.status()["state"] == "done"
-    assert len(run.metrics()) == 60
+    assert len(run.metrics()) == 120
     log = json.loads((run.path / "slurm.json").read_text())["log"]
     text = open(log).read() + open(log.replace(".out", ".err")).read()
     assert "this job is timed-out" in text and "DUE TO JOB REQUEUE" in text
@@ -152,4 +159,8 @@ def test_slurm_options_come_from_the_profile_then_the_environment(monkeypatch, t
     bad.write_text('{"partitoin": "x"}')
     monkeypatch.setenv("MVLIB_SLURM_CONFIG", str(bad))
     with pytest.raises(ValueError, match=r"unknown SLURM options \['partitoin'\]"):
+        slurm.SlurmOptions.from_env()
+    monkeypatch.delenv("MVLIB_SLURM_CONFIG")
+    monkeypatch.setenv("MVLIB_SLURM_TIME_MIN", "1")  # the signal could beat the job's start
+    with pytest.raises(ValueError, match="time_min=1 min with signal_delay_s=120"):
         slurm.SlurmOptions.from_env()
