@@ -32,3 +32,17 @@ def real_flips(real_dir) -> dict[str, str]:
     exams = read_exam_list(real_dir / "exam_list_before_cropping.pkl")
     return {stem: exam["horizontal_flip"] for exam in exams
             for key in ("L-CC", "R-CC", "L-MLO", "R-MLO") for stem in exam.get(key, [])}
+
+
+# The longest test files, started first so that the other worker takes the rest meanwhile
+# (`make test` runs two workers with --dist loadfile --no-loadscope-reorder; xdist's default
+# order, most tests first, started the longest single test last).
+LONGEST_FIRST = ("test_real_data_notebooks.py", "test_slurm.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within each file, and of the others, is kept

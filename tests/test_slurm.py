@@ -96,7 +96,7 @@ def test_a_job_stopped_by_its_time_limit_is_requeued_and_resumes(tmp_path):
     # before it, and each requeue resumes from the last finished epoch. Submitting with a
     # 1-minute limit instead flaked: SLURM may send the signal up to 60 s early (sbatch's
     # --signal), so it could arrive while the job was still importing, before the handler.
-    c, store = cfg(epochs=120), tmp_path / "store"
+    c, store = cfg(epochs=100), tmp_path / "store"
     options = slurm.SlurmOptions(time_min=10, signal_delay_s=30, max_requeues=6)
     run, errors = RunDir(c, store), []
 
@@ -123,7 +123,7 @@ def test_a_job_stopped_by_its_time_limit_is_requeued_and_resumes(tmp_path):
         time.sleep(0.5)
     driver.join(1)
     assert not errors and run.status()["state"] == "done"
-    assert len(run.metrics()) == 120
+    assert len(run.metrics()) == 100
     log = json.loads((run.path / "slurm.json").read_text())["log"]
     text = open(log).read() + open(log.replace(".out", ".err")).read()
     assert "this job is timed-out" in text and "DUE TO JOB REQUEUE" in text
