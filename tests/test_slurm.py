@@ -119,7 +119,7 @@ def test_a_job_stopped_by_its_time_limit_is_requeued_and_resumes(tmp_path):
         # SLURM holds a requeued job back for about two minutes (its begin time): let it go,
         # with its time limit back to what was submitted
         if slurm.queue().get(job) == "PENDING":
-            scontrol(f"JobId={job}", "StartTime=now", "TimeLimit=10", check=False)
+            scontrol(f"JobId={job}", "StartTime=now", f"TimeLimit={options.time_min}", check=False)
         time.sleep(0.5)
     driver.join(1)
     assert not errors and run.status()["state"] == "done"
