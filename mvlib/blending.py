@@ -103,18 +103,26 @@ def estimate(curves: dict[str, pd.DataFrame], measure: str,
     return window_terms(curves, measure, window)["weight"].to_dict()
 
 
-def subset_curve(curve: pd.DataFrame, val_predictions: pd.DataFrame, fraction: float,
-                 seed: int = 0) -> pd.DataFrame:
-    """`curve` with its validation loss and malignant AUC recomputed on a fixed random
-    `fraction` of the validation breasts (stratified by malignancy; Table 5's ablation).
-    `val_predictions`: per-checkpoint predictions with an `epoch` column (-1 = untrained)."""
+def subset_breasts(val_predictions: pd.DataFrame, fraction: float, seed: int = 0
+                   ) -> pd.DataFrame:
+    """The fixed random `fraction` of the validation breasts (stratified by malignancy) that
+    Table 5's estimates use: breast_id and malignant, one row per breast."""
     first = val_predictions[val_predictions.epoch == val_predictions.epoch.min()]
     rng = np.random.default_rng(seed)
     keep = []
     for _, ids in first.groupby("malignant").breast_id:
         ids = np.sort(ids.to_numpy())
         keep.extend(rng.choice(ids, max(1, round(fraction * len(ids))), replace=False))
-    part = val_predictions[val_predictions.breast_id.isin(keep)]
+    return first[first.breast_id.isin(keep)][["breast_id", "malignant"]].reset_index(drop=True)
+
+
+def subset_curve(curve: pd.DataFrame, val_predictions: pd.DataFrame, fraction: float,
+                 seed: int = 0) -> pd.DataFrame:
+    """`curve` with its validation loss and malignant AUC recomputed on a fixed random
+    `fraction` of the validation breasts (stratified by malignancy; Table 5's ablation).
+    `val_predictions`: per-checkpoint predictions with an `epoch` column (-1 = untrained)."""
+    keep = subset_breasts(val_predictions, fraction, seed)
+    part = val_predictions[val_predictions.breast_id.isin(keep.breast_id)]
     out = curve.copy()
     for epoch, p in part.groupby("epoch"):
         loss = sum(log_loss(p[t], p[f"p_{t}"].clip(1e-7, 1 - 1e-7), labels=[0, 1])

@@ -105,20 +105,35 @@ def blending_curves(prof: Profile, executor: Executor | None = None,
 
 def blending_weights(runs: dict[str, RunDir]) -> pd.DataFrame:
     """Table 4 (whole validation set; both measures, both windows) and the 10%-subset
-    estimates Table 5 uses. One row per estimate: w_joint, w_cc, w_mlo, or NaN with the
-    reason when the estimate is undefined (no model generalised over the window)."""
+    estimates Table 5 uses. One row per estimate: the validation breasts it uses (and how many
+    are malignant), the window's checkpoints, w_joint, w_cc, w_mlo at full precision (round
+    only for display: a weight of 3e-4 is not 0), or NaN with the reason when the estimate is
+    undefined (no model generalised over the window)."""
+    sizes = validation_sizes(next(iter(runs.values())))
     rows = []
     for validation, measure, label, terms in blending_terms(runs):
-        row = {"validation": validation, "measure": measure, "window": label}
+        row = {"validation": validation, "measure": measure, "window": label,
+               **sizes[validation]}
         if isinstance(terms, str):
             row.update({f"w_{k}": np.nan for k in ("joint", "cc", "mlo")}, note=terms)
         else:
             w = terms["weight"]
             guards = "; ".join(f"{k}: {g}" for k, g in terms.guard.items() if g)
-            row.update({f"w_{k}": round(float(w[k]), 3) for k in ("joint", "cc", "mlo")},
+            row.update({"from": int(terms["from"].iloc[0]), "to": int(terms["to"].iloc[0]),
+                        **{f"w_{k}": float(w[k]) for k in ("joint", "cc", "mlo")}},
                        note=guards)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def validation_sizes(run: RunDir) -> dict[str, dict[str, int]]:
+    """Breasts and malignant breasts of the whole validation set and of Table 5's fixed 10%
+    subset (the same breasts for every model: they share the validation split)."""
+    preds = run.val_predictions()
+    whole = preds[preds.epoch == preds.epoch.min()]
+    part = blending.subset_breasts(preds, SUBSET)
+    return {name: {"breasts": len(t), "malignant": int(t.malignant.sum())}
+            for name, t in (("whole", whole), ("10%", part))}
 
 
 def blending_terms(runs: dict[str, RunDir]) -> list[tuple[str, str, str, pd.DataFrame | str]]:
@@ -156,22 +171,37 @@ def blend_setting(weights: dict[str, float]) -> dict:
     return dict(model="joint_blend", lr=BLEND_LR, blend_weights=weights, experiment="blending")
 
 
+def untrainable(weights: dict[str, float]) -> str:
+    """Why a weight set trains no blended model ('' when it does): one rule for Tables 2 and
+    5. With w_joint = 0 only the extra heads would learn; the joint head, which makes every
+    prediction, and both FC layers would keep their initial weights. Any w_joint > 0 trains
+    them (under Adam the step size hardly depends on a constant factor of the gradient)."""
+    if not all(np.isfinite(v) for v in weights.values()):
+        return "undefined estimate"
+    return "" if weights["joint"] > 0 else "w_joint = 0: the joint head would never train"
+
+
+def blend_settings(weights: pd.DataFrame) -> list[dict]:
+    """Table 2's Gradient Blending settings: one per Table 4 estimate that trains a model."""
+    table4 = weights[weights.validation == "whole"]
+    return [blend_setting(w) for w in (_weights(r) for _, r in table4.iterrows())
+            if not untrainable(w)]
+
+
 def blended_models(prof: Profile, weights: pd.DataFrame, executor: Executor | None = None,
                    store: Path | None = None) -> tuple[pd.DataFrame, dict[str, list[RunDir]]]:
-    """The '+ Gradient Blending' group of Table 2: one setting per defined Table 4 estimate
-    with w_joint > 0, the winner by mean validation AUC repeated. Returns (search table, final
-    runs); both empty when no estimate qualifies. (With w_joint = 0 only the extra heads would
-    train: the joint head, which makes every prediction, and both FC layers would keep their
-    initial weights.)"""
-    table4 = weights[(weights.validation == "whole") & (weights.w_joint > 0)]
-    if table4.empty:
+    """The '+ Gradient Blending' group of Table 2: one setting per Table 4 estimate that
+    trains a model (`untrainable`), the winner by mean validation AUC repeated. Returns
+    (search table, final runs); both empty when no estimate qualifies."""
+    settings = blend_settings(weights)
+    if not settings:
         return pd.DataFrame(), {}
-    groups = {"+ Gradient Blending": [blend_setting(_weights(r)) for _, r in table4.iterrows()]}
-    return search_then_repeat(prof, groups, executor, store)
+    return search_then_repeat(prof, {"+ Gradient Blending": settings}, executor, store)
 
 
 def ablation_settings(weights: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """Table 5's weight sets: equal, and each 10%-subset estimate with CC and MLO swapped."""
+    """Table 5's weight sets: equal, and each 10%-subset estimate with CC and MLO swapped
+    (whether each trains is `untrainable`'s rule, as for Table 2)."""
     sets = {"equal weights": {"joint": 1 / 3, "cc": 1 / 3, "mlo": 1 / 3}}
     for _, r in weights[(weights.validation == "10%") & weights.w_joint.notna()].iterrows():
         name = "loss" if r.measure == "loss" else "AUC"
@@ -183,25 +213,40 @@ def ablation_settings(weights: pd.DataFrame) -> dict[str, dict[str, float]]:
 
 def blending_ablation(prof: Profile, weights: pd.DataFrame, executor: Executor | None = None,
                       store: Path | None = None) -> pd.DataFrame:
-    """Table 5: each weight set trained with `search_seeds` seeds; mean test AUC with its seed
-    x case interval (a case bootstrap with one seed) beside the paper's."""
+    """Table 5: each weight set that trains a model (`untrainable`: the rule of Table 2)
+    trained with `search_seeds` seeds; mean test AUC with its seed x case interval (a case
+    bootstrap with one seed) beside the paper's. `note` says why a set was not trained, or
+    that it repeats an earlier set's weights (then its runs are that set's: one config)."""
     sets = ablation_settings(weights)
+    first: dict[tuple, str] = {}
+    notes = {}
+    for name, w in sets.items():
+        key = tuple(w[k] for k in ("joint", "cc", "mlo"))
+        why = untrainable(w)
+        notes[name] = (f"not trained: {why}" if why else
+                       f"the same weights as '{first[key]}': the same runs" if key in first
+                       else "")
+        first.setdefault(key, name)
+    trained = {n: w for n, w in sets.items() if not untrainable(w)}
     cfgs = {name: [config(prof, seed=s, **blend_setting(w)) for s in range(prof.search_seeds)]
-            for name, w in sets.items()}
+            for name, w in trained.items()}
     runs = sweep([c for cs in cfgs.values() for c in cs],
                  executor or default_executor(prof), store)
     by_cfg = {r.cfg.digest(): r for r in runs}
     rows = []
-    for name, cs in cfgs.items():
-        s = summary({name: [by_cfg[c.digest()] for c in cs]}, {}).iloc[0]
+    for name, w in sets.items():
         ref = paper.TABLE5.get(name)
-        rows.append({"weights": name,
-                     **{f"w_{k}": round(v, 3) for k, v in sets[name].items()},
-                     "test AUC (ours)": s["AUC (ours)"], "runs done": s["runs done"],
-                     "weights (paper)": ", ".join(f"{w:.3f}" for w in ref[0]) if ref else "",
-                     "test AUC (paper)": ref[1] if ref else None,
-                     "auc_mean": s.auc_mean, "auc_lo": s.auc_lo, "auc_hi": s.auc_hi,
-                     "runs": s.runs})
+        row = {"weights": name, **{f"w_{k}": v for k, v in w.items()},
+               "test AUC (ours)": "-", "runs done": "0/0", "note": notes[name],
+               "weights (paper)": ", ".join(f"{v:.3f}" for v in ref[0]) if ref else "",
+               "test AUC (paper)": ref[1] if ref else None,
+               "auc_mean": np.nan, "auc_lo": np.nan, "auc_hi": np.nan, "runs": ""}
+        if name in cfgs:
+            s = summary({name: [by_cfg[c.digest()] for c in cfgs[name]]}, {}).iloc[0]
+            row.update({"test AUC (ours)": s["AUC (ours)"], "runs done": s["runs done"],
+                        "auc_mean": s.auc_mean, "auc_lo": s.auc_lo, "auc_hi": s.auc_hi,
+                        "runs": s.runs})
+        rows.append(row)
     return pd.DataFrame(rows).set_index("weights")
 
 

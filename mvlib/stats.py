@@ -20,7 +20,7 @@ Ties count 1/2 throughout; a higher score means more likely positive.
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import norm, rankdata, ttest_ind
+from scipy.stats import norm, rankdata, ttest_1samp, ttest_ind
 
 
 def _checked(y: np.ndarray, scores: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -162,26 +162,38 @@ def recipe_ci(y: np.ndarray, runs: list[np.ndarray], n_boot: int = 10000, seed: 
 
 def compare_recipes(y: np.ndarray, runs_a: list[np.ndarray], runs_b: list[np.ndarray],
                     n_boot: int = 10000, seed: int = 0, level: float = 0.95,
+                    seeds_a: list[int] | None = None, seeds_b: list[int] | None = None,
                     paired_seeds: bool | None = None) -> dict:
     """Recipe A against recipe B, each a list of per-seed score vectors on the same cases.
 
     Returns `diff` (mean AUC of A's seeds - mean of B's; the two means are `mean_a` and
-    `mean_b`), the percentile interval `lo`, `hi`
-    of the seed x case bootstrap, its two-sided `p` (twice the smaller share of replicates on
-    either side of 0) and `p_a_better`, the probability that a seed of A beats a seed of B
-    on this test set (ties 1/2). Seeds are resampled with one shared draw when
-    `paired_seeds` (default: when both lists have the same length, i.e. the same seed list),
-    else independently; test cases are resampled within each class.
+    `mean_b`), the percentile interval `lo`, `hi` of the seed x case bootstrap, its two-sided
+    `p` (twice the smaller share of replicates on either side of 0; 0 means p < 1 / n_boot:
+    `p_text`), `n_boot`, whether the seeds were `paired`, and `p_a_better`, the probability
+    that a seed of A beats a seed of B on this test set (ties 1/2). Seeds are paired by
+    value: when `seeds_a` and `seeds_b` (the runs' seeds) hold the same seeds, B's runs are
+    matched to A's and resampled with one shared draw; otherwise (no seeds given, different
+    seed lists, e.g. a run that diverged in one recipe only, or `paired_seeds=False`) each
+    recipe's seeds are resampled independently. Test cases are resampled within each class.
     """
     if not runs_a or not runs_b:
         raise ValueError("each recipe needs at least one run")
     if n_boot < 1:
         raise ValueError(f"n_boot must be positive, got {n_boot}")
+    for name, seeds, runs in (("seeds_a", seeds_a, runs_a), ("seeds_b", seeds_b, runs_b)):
+        if seeds is not None and (len(seeds) != len(runs) or len(set(seeds)) != len(seeds)):
+            raise ValueError(f"{name} must name each run's seed once, got {list(seeds)} for "
+                             f"{len(runs)} runs")
+    same_seeds = (seeds_a is not None and seeds_b is not None
+                  and sorted(seeds_a) == sorted(seeds_b))
+    if paired_seeds and not same_seeds:
+        raise ValueError("paired seeds need the same seed values in both recipes "
+                         "(seeds_a, seeds_b)")
+    paired = same_seeds and paired_seeds is not False
+    if paired:  # B's runs in the order of A's seeds
+        runs_b = [runs_b[list(seeds_b).index(s)] for s in seeds_a]
     y, s = _checked(y, (*runs_a, *runs_b))
     ka = len(runs_a)
-    paired = (ka == len(runs_b)) if paired_seeds is None else paired_seeds
-    if paired and ka != len(runs_b):
-        raise ValueError("paired seeds need the same number of runs in both recipes")
     aucs = delong(y, *s)[0]
     a, b = aucs[:ka], aucs[ka:]
     means = _recipe_means(y, s, [ka, len(runs_b)], n_boot, seed, paired)
@@ -191,8 +203,19 @@ def compare_recipes(y: np.ndarray, runs_a: list[np.ndarray], runs_b: list[np.nda
     p = min(1.0, 2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0)))
     wins = (a[:, None] > b[None, :]) + 0.5 * (a[:, None] == b[None, :])
     return {"diff": float(a.mean() - b.mean()), "lo": float(lo), "hi": float(hi),
-            "p": float(p), "p_a_better": float(wins.mean()), "mean_a": float(a.mean()),
+            "p": float(p), "n_boot": n_boot, "paired": paired,
+            "p_a_better": float(wins.mean()), "mean_a": float(a.mean()),
             "mean_b": float(b.mean())}
+
+
+def p_text(p: float, n_boot: int | None = None) -> str:
+    """A p-value for prose: a bootstrap p of 0 is 'p < 1/B' (no replicate crossed 0), small
+    analytic ones in scientific notation."""
+    if p != p:
+        return "p = -"
+    if n_boot and p < 1 / n_boot:
+        return f"p < {1 / n_boot:g}"
+    return f"p = {p:.3f}" if p >= 0.001 else f"p = {p:.1e}"
 
 
 def compare_effects(y: np.ndarray, a: tuple[list[np.ndarray], list[np.ndarray]],
@@ -240,6 +263,25 @@ def compare_means(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> dict:
     ci = res.confidence_interval(level)
     return {"diff": diff, "lo": float(ci.low), "hi": float(ci.high), "p": float(res.pvalue),
             "mean_a": float(a.mean()), "mean_b": float(b.mean())}
+
+
+def one_sample(x: np.ndarray, null: float = 0.0, level: float = 0.95) -> dict:
+    """Per-run readings (one per seed, or per paired seeds' difference) against a fixed value:
+    Student's t interval of mean(x) - `null` with `diff`, `lo`, `hi`, two-sided `p`, `mean`
+    and `n`. Readings without spread give an exact difference (p 1 at the null, else 0)."""
+    x = np.asarray(x, float)
+    if x.ndim != 1 or len(x) < 2:
+        raise ValueError(f"need at least 2 readings, got shape {x.shape}")
+    if not np.isfinite(x).all():
+        raise ValueError("readings contain NaN or infinite values")
+    diff = float(x.mean() - null)
+    if x.var() == 0:
+        return {"diff": diff, "lo": diff, "hi": diff, "p": 1.0 if diff == 0 else 0.0,
+                "mean": float(x.mean()), "n": len(x)}
+    res = ttest_1samp(x, null)
+    ci = res.confidence_interval(level)
+    return {"diff": diff, "lo": float(ci.low) - null, "hi": float(ci.high) - null,
+            "p": float(res.pvalue), "mean": float(x.mean()), "n": len(x)}
 
 
 def interval_cell(value: float, lo: float, hi: float) -> str:

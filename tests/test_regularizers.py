@@ -20,7 +20,7 @@ from mvlib.models.heads import (
     build_model,
     loss_fn,
 )
-from mvlib.regularized import ablation_settings
+from mvlib.regularized import ablation_settings, blend_settings, untrainable
 from mvlib.runs import RunConfig
 from mvlib.search import BASE_LRS, dropout_rates, split_learning_rates
 from mvlib.train import make_model, make_optimizer, train
@@ -618,6 +618,28 @@ def test_ablation_settings_are_equal_weights_and_each_estimate_swapped():
     }
 
 
+def test_a_tiny_joint_weight_trains_a_blended_model_and_zero_does_not(tmp_path):
+    # Notebook 05's loss estimate had w_joint = 3e-4: rounded to 3 decimals it became 0 and
+    # no blended model was trained. Full precision keeps it, and its joint head learns.
+    table = weights_table(None)
+    table.loc[0, ["w_joint", "w_cc", "w_mlo"]] = [3e-4, 0.9, 0.0997]
+    settings = blend_settings(table)
+    assert [s["blend_weights"] for s in settings] == [{"joint": 3e-4, "cc": 0.9,
+                                                       "mlo": 0.0997}]
+    table.loc[0, "w_joint"] = 0.0
+    assert blend_settings(table) == []
+    assert untrainable({"joint": 0.0, "cc": 1.0, "mlo": 0.0})
+    assert untrainable({"joint": np.nan, "cc": np.nan, "mlo": np.nan})
+    cfg = smoke(**settings[0])
+    torch.manual_seed(cfg.seed)  # as train() does before it builds the model
+    start = make_model(cfg, tmp_path).output.state_dict()
+    run = train(cfg, tmp_path)
+    trained = {k.removeprefix("output."): v for k, v in run.load("last.pt")["model"].items()
+               if k.startswith("output.")}
+    assert run.status()["state"] == "done"
+    assert states_differ(trained, start)
+
+
 def test_ablation_settings_skip_undefined_estimates():
     sets = ablation_settings(weights_table(None))
     assert sorted(sets) == ["equal weights", "loss", "loss, swapped"]
@@ -681,9 +703,12 @@ def test_blending_weights_and_terms_from_the_runs_checkpoints():
         ("whole", "auc", "[0, 100]"), ("whole", "auc", "[90, 100]"),
         ("10%", "loss", "[0, 100]"), ("10%", "auc", "[0, 100]")]
     first = w.iloc[0]
-    for k in ("joint", "cc", "mlo"):
-        assert first[f"w_{k}"] == pytest.approx(round(BY_HAND[k], 3))
-    assert first.note == ""
+    for k in ("joint", "cc", "mlo"):  # full precision: rounded only where displayed
+        assert first[f"w_{k}"] == pytest.approx(BY_HAND[k], rel=1e-12)
+    assert first.note == "" and (first["from"], first["to"]) == (0, 4)
+    # the validation breasts behind each estimate: all 60 (20 malignant), or the fixed 10%
+    for validation, size in (("whole", [60, 20]), ("10%", [6, 2])):
+        assert (w[w.validation == validation][["breasts", "malignant"]].to_numpy() == size).all()
     terms = terms_table(runs)
     assert terms.index.names == ["validation", "measure", "window", "model"]
     assert len(terms) == 3 * len(w.dropna(subset=["w_joint"]))

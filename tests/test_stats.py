@@ -142,8 +142,9 @@ def test_compare_recipes_swaps_symmetrically_and_counts_wins():
     u = rng.normal(y * 1.0, 1.0)
     a = recipe_scores(rng, y, u, -1.0, 0.3, 5)
     b = recipe_scores(rng, y, u, 0.0, 0.3, 5)
-    ab = stats.compare_recipes(y, a, b, n_boot=2000, seed=3)
-    ba = stats.compare_recipes(y, b, a, n_boot=2000, seed=3)
+    seeds = list(range(5))  # the same seed list: paired by seed
+    ab = stats.compare_recipes(y, a, b, n_boot=2000, seed=3, seeds_a=seeds, seeds_b=seeds)
+    ba = stats.compare_recipes(y, b, a, n_boot=2000, seed=3, seeds_a=seeds, seeds_b=seeds)
     assert ab["diff"] == pytest.approx(-ba["diff"], abs=1e-12)
     assert (ab["lo"], ab["hi"]) == pytest.approx((-ba["hi"], -ba["lo"]), abs=1e-12)
     assert ab["p"] == pytest.approx(ba["p"])
@@ -154,15 +155,46 @@ def test_compare_recipes_swaps_symmetrically_and_counts_wins():
     wins = np.mean([[x > z for z in aucs_b] for x in aucs_a])
     assert ab["p_a_better"] == pytest.approx(wins)
     assert ab["lo"] < ab["diff"] < ab["hi"]
-    same = stats.compare_recipes(y, a, a, n_boot=500)
-    assert same["diff"] == 0 and same["lo"] == same["hi"] == 0 and same["p"] == 1.0
-    assert same["p_a_better"] == 0.5
+    same = stats.compare_recipes(y, a, a, n_boot=500, seeds_a=seeds, seeds_b=seeds)
+    assert same["paired"] and same["diff"] == 0 and same["lo"] == same["hi"] == 0
+    assert same["p"] == 1.0 and same["p_a_better"] == 0.5
     unpaired = stats.compare_recipes(y, a, b[:3], n_boot=500)  # different seed lists
     assert unpaired["diff"] == pytest.approx(np.mean(aucs_a) - np.mean(aucs_b[:3]))
+    assert not unpaired["paired"]
     with pytest.raises(ValueError, match="do not match"):
         stats.compare_recipes(y, a, [b[0][:-1]])
     with pytest.raises(ValueError, match="at least one run"):
         stats.compare_recipes(y, a, [])
+
+
+def test_compare_recipes_pairs_seeds_by_value_not_by_position():
+    rng = np.random.default_rng(4)
+    y = np.r_[np.ones(30, int), np.zeros(60, int)]
+    u = rng.normal(y * 1.0, 1.0)
+    a = recipe_scores(rng, y, u, -1.0, 0.3, 4)
+    # B is A itself, listed in another seed order: paired by value it is the same recipe.
+    order = [2, 0, 3, 1]
+    same = stats.compare_recipes(y, a, [a[i] for i in order], n_boot=300,
+                                 seeds_a=[0, 1, 2, 3], seeds_b=order)
+    assert same["paired"] and same["lo"] == same["hi"] == 0
+    by_position = stats.compare_recipes(y, a, [a[i] for i in order], n_boot=300,
+                                        paired_seeds=False)
+    assert by_position["hi"] > by_position["lo"]
+    # A run diverged at seed 3 in A and at seed 0 in B: equal lengths, different seeds.
+    mixed = stats.compare_recipes(y, a[:3], a[1:], n_boot=300, seeds_a=[0, 1, 2],
+                                  seeds_b=[1, 2, 3])
+    assert not mixed["paired"]
+    with pytest.raises(ValueError, match="same seed values"):
+        stats.compare_recipes(y, a[:3], a[1:], seeds_a=[0, 1, 2], seeds_b=[1, 2, 3],
+                              paired_seeds=True)
+    with pytest.raises(ValueError, match="each run's seed once"):
+        stats.compare_recipes(y, a, a, seeds_a=[0, 0, 1, 2], seeds_b=[0, 1, 2, 3])
+
+
+def test_p_text_says_p_below_one_over_b_for_a_bootstrap_p_of_zero():
+    assert stats.p_text(0.0, 10000) == "p < 0.0001"
+    assert stats.p_text(0.0312, 10000) == "p = 0.031"
+    assert stats.p_text(2e-6) == "p = 2.0e-06"
 
 
 def test_compare_recipes_interval_covers_the_true_difference():
@@ -298,3 +330,21 @@ def test_an_interval_cell_shows_the_estimate_its_bounds_or_what_is_missing():
     assert stats.interval_cell(0.81234, 0.7, 0.9049) == "0.812 [0.700, 0.905]"
     assert stats.interval_cell(0.5, float("nan"), float("nan")) == "0.500"
     assert stats.interval_cell(float("nan"), 0.1, 0.2) == "-"
+
+
+def test_one_sample_interval_matches_students_t_and_covers_the_mean():
+    rng = np.random.default_rng(7)
+    hits = 0
+    for _ in range(400):
+        x = rng.normal(0.6, 0.1, size=4)
+        r = stats.one_sample(x, null=0.5)
+        hits += r["lo"] <= 0.1 <= r["hi"]
+    assert 0.92 <= hits / 400 <= 0.98
+    x = np.array([0.55, 0.61, 0.7])
+    r = stats.one_sample(x, null=0.5)
+    half = 4.302652729749464 * x.std(ddof=1) / np.sqrt(3)  # t(0.975, 2)
+    assert (r["lo"], r["hi"]) == pytest.approx((x.mean() - 0.5 - half, x.mean() - 0.5 + half))
+    flat = stats.one_sample(np.array([2.0, 2.0, 2.0]))
+    assert flat["lo"] == flat["hi"] == 2.0 and flat["p"] == 0.0
+    with pytest.raises(ValueError, match="at least 2"):
+        stats.one_sample(np.array([1.0]))

@@ -1,0 +1,132 @@
+"""Section 5's claims (the training-dynamics study) judged across seeds, as Tables 1-5's are.
+
+Wu et al. 2020 state three observations from single runs (Figures 3 and 4), each judged here
+by a 95% interval over seeds (Student's t on per-seed readings, `stats.one_sample`):
+  * "the MLO models achieve their best validation AUC earlier than the CC models" (Fig. 3):
+    the epoch of the best validation AUC, CC minus MLO, paired by learning rate and seed
+    over notebook 01's sampled rates; holds when the interval lies above 0;
+  * "||dL/d theta_MLO|| is larger than ||dL/d theta_CC|| for most of training iterations"
+    (Fig. 4a): per Joint ResNet run, the share of iterations in which MLO's is larger,
+    against one half;
+  * MLO's columns "contribute over 50% of the loss reduction in the first 5 epochs"
+    (Fig. 4b): MLO's share of the loss reduction allocated by LCA, against one half.
+The Joint ResNet readings come from the testbed's runs on the default (planted) data at its
+rate, 1e-4 (Figure 6's; the paper's Figure 4 is at 1e-5, where we train one seed), with the
+profile's `testbed_seeds` seeds; the uni-view pairs train that many seeds per rate.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from mvlib import experiments, stats, testbed
+from mvlib.dynamics import mlo_share
+from mvlib.profiles import Profile
+from mvlib.sweep import Executor, default_executor, sweep
+
+VERDICT_COLUMNS = ["claim", "paper (A vs B)", "ours (A vs B)", "diff", "lo", "hi", "p",
+                   "verdict", "why"]
+
+
+def uniview_pairs(prof: Profile, executor: Executor | None = None, store: Path | None = None
+                  ) -> pd.DataFrame:
+    """Per sampled learning rate and seed (notebook 01's runs and `testbed_seeds` seeds in all):
+    the epoch (from 1) of the best validation AUC of the CC-only and the MLO-only model, and
+    whether each peaked at its last epoch (still improving when the budget ended)."""
+    seeds = range(max(prof.search_seeds, prof.testbed_seeds))
+    lrs = experiments.learning_rates(prof, "uniview")
+    cfgs = {(v, lr, s): experiments.config(prof, f"uni_{v}", lr, s, "uniview")
+            for v in ("cc", "mlo") for lr in lrs for s in seeds}
+    done = sweep(list(cfgs.values()), executor or default_executor(prof), store)
+    by_cfg = {r.cfg.digest(): r for r in done}
+    rows = []
+    for lr in lrs:
+        for s in seeds:
+            st = {v: by_cfg[cfgs[(v, lr, s)].digest()].status() for v in ("cc", "mlo")}
+            if any(x["state"] != "done" or x.get("best_epoch") is None for x in st.values()):
+                continue  # a diverged run has no best epoch: the pair is left out
+            best = {v: int(x["best_epoch"]) + 1 for v, x in st.items()}
+            rows.append({"lr": lr, "seed": s, "best epoch CC": best["cc"],
+                         "best epoch MLO": best["mlo"], "CC - MLO": best["cc"] - best["mlo"],
+                         "at the last epoch": sum(b == cfgs[(v, lr, s)].epochs
+                                                  for v, b in best.items())})
+    return pd.DataFrame(rows, columns=["lr", "seed", "best epoch CC", "best epoch MLO",
+                                       "CC - MLO", "at the last epoch"])
+
+
+def joint_readings(prof: Profile, executor: Executor | None = None, store: Path | None = None
+                   ) -> pd.DataFrame:
+    """Per seed of the testbed's Joint ResNet runs on the default data (lr 1e-4): the share of
+    iterations with |g_MLO| > |g_CC| over a regular run (iterations where both views had a
+    gradient), MLO's LCA share in its shrunken-epoch run, and that run's best validation AUC
+    (how far the model had learned when LCA measured it)."""
+    runs = testbed.runs(prof, executor=executor, store=store)
+    rows = []
+    for (cond, seed), run in sorted(runs["norms"].items()):
+        if cond != testbed.PLANTED:
+            continue
+        lca = runs["lca"][(cond, seed)]
+        row = {"seed": seed, "share |g_MLO| > |g_CC|": math.nan, "LCA MLO share": math.nan,
+               "val AUC (best, LCA run)": lca.status().get("best_val_auc")}
+        if run.status()["state"] == "done":
+            g = run.dynamics("grad_norms")
+            both = g[(g.cc > 0) & (g.mlo > 0)]
+            row["share |g_MLO| > |g_CC|"] = float((both.mlo > both.cc).mean())
+        if lca.status()["state"] == "done":
+            row["LCA MLO share"] = mlo_share(lca.dynamics("lca"))
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("seed")
+
+
+def judge(claim: str, paper_says: str, ours: str, values: pd.Series, null: float,
+          what: str, level: float = 0.95) -> dict:
+    """A claim that per-seed `values` lie above `null`: **holds** when the interval of
+    mean - null lies above 0, **contradicted** below, else inconclusive at this budget."""
+    row = dict.fromkeys(VERDICT_COLUMNS, math.nan) | {"claim": claim,
+                                                      "paper (A vs B)": paper_says}
+    try:
+        r = stats.one_sample(values.dropna().to_numpy(), null, level)
+    except ValueError as e:
+        return row | {"ours (A vs B)": "-", "verdict": "not tested", "why": str(e)}
+    v = ("holds" if r["lo"] > 0 else "contradicted" if r["hi"] < 0
+         else "inconclusive at this budget")
+    return row | {"ours (A vs B)": ours.format(mean=r["mean"]), "diff": r["diff"],
+                  "lo": r["lo"], "hi": r["hi"], "p": r["p"], "verdict": v,
+                  "why": f"{what}: {r['diff']:+.3f}, 95% interval [{r['lo']:+.3f}, "
+                         f"{r['hi']:+.3f}] (t over {r['n']} seeds), {stats.p_text(r['p'])}"}
+
+
+def claims(pairs: pd.DataFrame, readings: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """The verdict rows of Section 5's claims (the columns of `tables.verdicts`) from
+    `uniview_pairs` and `joint_readings`."""
+    last = int(pairs["at the last epoch"].sum()) if len(pairs) else 0
+    rows = [
+        judge("MLO models reach their best validation AUC earlier than CC models (Fig. 3)",
+              "earlier (single runs)",
+              f"CC {pairs['best epoch CC'].mean():.1f} vs MLO {pairs['best epoch MLO'].mean():.1f}"
+              " (mean epoch)", pairs["CC - MLO"], 0.0,
+              f"CC minus MLO epoch of the best validation AUC, paired by rate and seed "
+              f"({last} of {2 * len(pairs)} runs peaked at their last epoch)", level),
+        judge("|dL/d theta_MLO| > |dL/d theta_CC| for most iterations (Fig. 4a)",
+              "most iterations (one run)", "MLO larger in {mean:.0%} of iterations",
+              readings["share |g_MLO| > |g_CC|"], 0.5,
+              "share of iterations minus one half, Joint ResNet at lr 1e-4", level),
+        judge("MLO contributes over 50% of the loss reduction early in training (Fig. 4b)",
+              "over 50% in the first 5 epochs (one run)", "MLO share {mean:.3f}",
+              readings["LCA MLO share"], 0.5,
+              "LCA share minus one half, Joint ResNet at lr 1e-4 (its LCA runs' best "
+              f"validation AUC {readings['val AUC (best, LCA run)'].min():.2f}-"
+              f"{readings['val AUC (best, LCA run)'].max():.2f})", level),
+    ]
+    return pd.DataFrame(rows, columns=VERDICT_COLUMNS).set_index("claim")
+
+
+def section5(prof: Profile, executor: Executor | None = None, store: Path | None = None
+             ) -> dict[str, pd.DataFrame]:
+    """Section 5 judged: the uni-view pairs, the Joint ResNet readings and the verdicts."""
+    pairs = uniview_pairs(prof, executor, store)
+    readings = joint_readings(prof, executor, store)
+    return {"pairs": pairs, "readings": readings, "verdicts": claims(pairs, readings)}
