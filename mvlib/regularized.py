@@ -12,6 +12,7 @@ alone (the paper does not say whether it searched again; we do not, to save budg
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,24 @@ def regularizers(prof: Profile, executor: Executor | None = None, store: Path | 
     """Every regularizer group's search and repetitions: (search table, final runs)."""
     groups = regularizer_groups(prof, pretrained_views(prof, executor, store))
     return search_then_repeat(prof, groups, executor, store)
+
+
+PER_SEED_COLUMNS = "+ Pretraining (columns of each seed)"
+
+
+def pretraining_per_seed(prof: Profile, executor: Executor | None = None,
+                         store: Path | None = None) -> dict[str, list[RunDir]]:
+    """Table 2's sensitivity row for Pretraining. Appendix B starts every repetition from the
+    best uni-view columns, so the row's interval covers the fine-tuning seeds only; here each
+    seed fine-tunes the columns of Table 1's uni-view runs of its own seed, at the winning
+    Pretraining setting, so the choice of columns varies too."""
+    uni = table1_final(prof, executor, store, ("uni-view CC", "uni-view MLO"))
+    own = {v: {r.cfg.seed: r for r in uni[name] if r.status()["state"] == "done"}
+           for v, name in (("cc", "uni-view CC"), ("mlo", "uni-view MLO"))}
+    pre = regularizers(prof, executor, store)[1]["+ Pretraining"]
+    cfgs = [replace(r.cfg, init_from={v: own[v][r.cfg.seed].ref for v in own})
+            for r in pre if all(r.cfg.seed in own[v] for v in own)]
+    return {PER_SEED_COLUMNS: sweep(cfgs, executor or default_executor(prof), store)}
 
 
 # --- Gradient Blending (Appendix C) ------------------------------------------------------
@@ -268,20 +287,64 @@ def gradient_blending(prof: Profile, executor: Executor | None = None,
             "ablation": blending_ablation(prof, weights, executor, store)}
 
 
+def blending_markdown(gb: dict, joint_final: dict[str, list[RunDir]]) -> str:
+    """Notebook 05's closing text from `gradient_blending`'s result and Joint ResNet's final
+    runs (`table1_final`): the estimates and the guards that fired, the blended model beside
+    Joint ResNet, and Table 5 best first with what was not trained."""
+    w = gb["weights"]
+    lines = ["**Table 4, our estimates:** " + "; ".join(
+        f"by {r.measure} over {r.window}: "
+        + (f"w_joint {r.w_joint:.4g}, w_CC {r.w_cc:.4g}, w_MLO {r.w_mlo:.4g}"
+           if r.w_joint == r.w_joint else "undefined")
+        + (f" (guard: {r.note})" if r.note else "")
+        for r in w[w.validation == "whole"].itertuples()) + "."]
+    part = w[w.validation == "10%"].iloc[0]
+    lines.append(f"**The 10% subset** holds {part.breasts} validation breasts, {part.malignant} "
+                 "of them malignant: its estimates rest on that many cases.")
+    fired = [f"{m} by {meas} over {win} ({val} validation set): {g}"
+             for (val, meas, win, m), g in terms_table(gb["curves"]).guard.items() if g]
+    lines.append("**Guards:** " + ("; ".join(fired) if fired else
+                                    "none fired: every weight is G / O² normalised") + ".")
+    joint = summary(joint_final, paper.TABLE1).iloc[0]
+    if gb["final"]:
+        blend = summary(gb["final"], paper.TABLE2).iloc[0]
+        lines.append(
+            f"**Blended model vs Joint ResNet** (test AUC, mean over seeds with its 95% "
+            f"interval; 3x ensemble): {blend['AUC (ours)']} ({blend['3x ensemble (ours)']}) "
+            f"against {joint['AUC (ours)']} ({joint['3x ensemble (ours)']}); the paper: 0.870 "
+            "against 0.872. Notebook 07 judges the difference.")
+    else:
+        lines.append("**No blended model:** no Table 4 estimate trains one (the rule above).")
+    t5 = gb["ablation"]
+    trained = t5.dropna(subset=["auc_mean"]).sort_values("auc_mean", ascending=False)
+    if len(trained):
+        lines.append("**Table 5, best first:** " + "; ".join(
+            f"{k} {v}" for k, v in trained["test AUC (ours)"].items())
+            + " (the paper: equal weights best, 0.870)." + (
+                " One seed per weight set: its differences are single runs, not evidence."
+                if trained["runs done"].str.endswith("/1").all() else ""))
+    if skipped := [f"{k} ({n})" for k, n in t5.note.items() if n]:
+        lines.append("**Table 5, noted:** " + "; ".join(skipped) + ".")
+    return "\n\n".join(lines)
+
+
 # --- Tables 2 and 3 ------------------------------------------------------------------------
 
-TABLE2_ORDER = ("Joint ResNet", "+ Pretraining", "+ Pretraining (whole model)",
-                "+ Split Learning Rates", "+ Gradient Blending", "+ Modality Dropout")
+TABLE2_ORDER = ("Joint ResNet", "+ Pretraining", PER_SEED_COLUMNS,
+                "+ Pretraining (whole model)", "+ Split Learning Rates", "+ Gradient Blending",
+                "+ Modality Dropout")
 
 
 def table2(prof: Profile, executor: Executor | None = None, store: Path | None = None,
            with_blending: bool = True, blended: dict | None = None) -> pd.DataFrame:
     """Table 2: Joint ResNet and each regularizer, ours beside the paper's (the paper
-    reports only the output-layer Pretraining; its whole-model variant has no reference).
+    reports only the output-layer Pretraining; its whole-model variant and the sensitivity
+    row `pretraining_per_seed` have no reference).
     `blended`: the result of `gradient_blending` when the caller already has it."""
     final = {"Joint ResNet": table1_final(prof, executor, store, ("Joint ResNet",))[
         "Joint ResNet"]}
     final.update(regularizers(prof, executor, store)[1])
+    final.update(pretraining_per_seed(prof, executor, store))
     if with_blending:
         final.update((blended or gradient_blending(prof, executor, store))["final"])
     return summary({k: final[k] for k in TABLE2_ORDER if k in final}, paper.TABLE2)

@@ -99,17 +99,22 @@ def judge(claim: str, paper_says: str, ours: str, values: pd.Series, null: float
                          f"{r['hi']:+.3f}] (t over {r['n']} seeds), {stats.p_text(r['p'])}"}
 
 
-def claims(pairs: pd.DataFrame, readings: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
-    """The verdict rows of Section 5's claims (the columns of `tables.verdicts`) from
-    `uniview_pairs` and `joint_readings`."""
+def fig3_claim(pairs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Figure 3's claim judged from `uniview_pairs` (a verdict row, as `tables.verdicts`)."""
     last = int(pairs["at the last epoch"].sum()) if len(pairs) else 0
+    row = judge("MLO models reach their best validation AUC earlier than CC models (Fig. 3)",
+                "earlier (single runs)",
+                f"CC {pairs['best epoch CC'].mean():.1f} vs MLO "
+                f"{pairs['best epoch MLO'].mean():.1f} (mean epoch)", pairs["CC - MLO"], 0.0,
+                "CC minus MLO epoch of the best validation AUC, paired by rate and seed "
+                f"({last} of {2 * len(pairs)} runs peaked at their last epoch)", level)
+    return pd.DataFrame([row], columns=VERDICT_COLUMNS).set_index("claim")
+
+
+def fig4_claims(readings: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """Figure 4's two claims judged from `joint_readings`."""
+    val = readings["val AUC (best, LCA run)"].astype(float)
     rows = [
-        judge("MLO models reach their best validation AUC earlier than CC models (Fig. 3)",
-              "earlier (single runs)",
-              f"CC {pairs['best epoch CC'].mean():.1f} vs MLO {pairs['best epoch MLO'].mean():.1f}"
-              " (mean epoch)", pairs["CC - MLO"], 0.0,
-              f"CC minus MLO epoch of the best validation AUC, paired by rate and seed "
-              f"({last} of {2 * len(pairs)} runs peaked at their last epoch)", level),
         judge("|dL/d theta_MLO| > |dL/d theta_CC| for most iterations (Fig. 4a)",
               "most iterations (one run)", "MLO larger in {mean:.0%} of iterations",
               readings["share |g_MLO| > |g_CC|"], 0.5,
@@ -118,10 +123,21 @@ def claims(pairs: pd.DataFrame, readings: pd.DataFrame, level: float = 0.95) -> 
               "over 50% in the first 5 epochs (one run)", "MLO share {mean:.3f}",
               readings["LCA MLO share"], 0.5,
               "LCA share minus one half, Joint ResNet at lr 1e-4 (its LCA runs' best "
-              f"validation AUC {readings['val AUC (best, LCA run)'].min():.2f}-"
-              f"{readings['val AUC (best, LCA run)'].max():.2f})", level),
+              f"validation AUC {val.min():.2f}-{val.max():.2f})", level),
     ]
     return pd.DataFrame(rows, columns=VERDICT_COLUMNS).set_index("claim")
+
+
+def claims(pairs: pd.DataFrame, readings: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
+    """The verdict rows of Section 5's claims from `uniview_pairs` and `joint_readings`."""
+    return pd.concat([fig3_claim(pairs, level), fig4_claims(readings, level)])
+
+
+def verdicts_markdown(verdicts: pd.DataFrame) -> str:
+    """Verdict rows as Markdown lines: the claim, the paper's and our reading, the verdict
+    and its interval."""
+    return "\n".join(f"* **{claim}**: the paper {r['paper (A vs B)']}; ours {r['ours (A vs B)']}: "
+                     f"**{r.verdict}** ({r.why})." for claim, r in verdicts.iterrows())
 
 
 def section5(prof: Profile, executor: Executor | None = None, store: Path | None = None
