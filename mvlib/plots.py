@@ -268,3 +268,108 @@ def balance_figure(ogm_run: RunDir, rebalance_run: RunDir, smooth: int = 10) -> 
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def method_dynamics_figure(run: RunDir, title: str, smooth: int = 10) -> plt.Figure:
+    """Notebook 08, one method's seed-0 run: (a) gradient norms of the CC and MLO groups per
+    iteration (running mean over `smooth`), (b) view reliance after each epoch (validation AUC
+    full / CC only / MLO only); notebook 02's figure without its LCA panel."""
+    g = run.dynamics("grad_norms")
+    if g.empty:  # a run that diverged before its first record
+        fig, ax = plt.subplots(figsize=(6, 1.2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"{title}: no dynamics recorded (state {run.status()['state']})",
+                ha="center", va="center")
+        return fig
+    x = g.epoch + g.iteration / g.epoch.map(g.groupby("epoch").iteration.max() + 1)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.3))
+    for col, color in (("cc", "tab:blue"), ("mlo", "tab:orange")):
+        a.plot(x, g[col].rolling(smooth, min_periods=1).mean().to_numpy(), color=color,
+               label=col.upper())
+    a.set(xlabel="epoch", ylabel="gradient norm", title=f"(a) gradient norms, {title}")
+    curve = training_curve(run)
+    for name, label, color, style in (("full", "full", "black", "-"),
+                                      ("cc_only", "CC only", "tab:blue", "--"),
+                                      ("mlo_only", "MLO only", "tab:orange", "--")):
+        b.plot(curve.epoch + 1, curve[name], style, color=color, marker="o", label=label)
+    b.axhline(0.5, color="gray", lw=0.8)
+    b.set(xlabel="epoch", ylabel="validation AUC", title="(b) view reliance (ours)")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def rebalancing_share_figure(shares: pd.DataFrame, steps: int) -> plt.Figure:
+    """Notebook 08: the share of re-balancing steps per epoch, one line per run (`shares`:
+    epochs x runs, `balancing.rebalancing_shares`), against the Q / (Q + 1) that the
+    reference re-balances while the speed gap stays outside +-epsilon (Q = `steps`)."""
+    fig, ax = plt.subplots(figsize=(6, 3.3))
+    for col in shares.columns:
+        ax.plot(shares.index + 1, shares[col], marker="o", alpha=0.7, label=col)
+    ax.axhline(steps / (steps + 1), color="gray", ls="--", lw=0.8,
+               label=f"Q / (Q + 1) = {steps}/{steps + 1}")
+    ax.set(xlabel="epoch", ylabel="share of re-balancing steps", ylim=(-0.03, 1.03),
+           title="re-balancing steps per epoch")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return fig
+
+
+def dependence_generalisation_figure(per_run: pd.DataFrame, reading: str = "s_mlo (train)",
+                                     correlation: pd.DataFrame | None = None) -> plt.Figure:
+    """Each run's test AUC against its dependence `reading` (a column of
+    `reliance.dependence_generalisation`), one colour per group; the hypothesis predicts a
+    falling cloud. With `correlation` (`reliance.generalisation_correlation`), each group's
+    Spearman rho and interval in the legend and the pooled one in the title."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    stats = correlation if correlation is not None else pd.DataFrame()
+    for (group, part), color in zip(per_run.groupby("group", sort=False),
+                                    plt.cm.tab10.colors * 3, strict=False):
+        label = group
+        if group in stats.index and stats.loc[group, "rho"] == stats.loc[group, "rho"]:
+            r = stats.loc[group]
+            label += f" (rho {r.rho:+.2f} [{r.lo:+.2f}, {r.hi:+.2f}])"
+        ax.scatter(part[reading], part["test AUC"], color=color, s=36, edgecolor="black",
+                   lw=0.5, label=label)
+    title = f"Test AUC against {reading}, one point per run"
+    pooled = "all runs (pooled)"
+    if pooled in stats.index and stats.loc[pooled, "rho"] == stats.loc[pooled, "rho"]:
+        r = stats.loc[pooled]
+        title += f"\npooled Spearman rho {r.rho:+.2f} [{r.lo:+.2f}, {r.hi:+.2f}], n = {int(r.n)}"
+    ax.set(xlabel=reading, ylabel="test AUC (run's own)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def testbed_sensitivity_figure(table: pd.DataFrame) -> plt.Figure:
+    """`testbed.sensitivity`: per instrument, planted - control (95% interval) against the
+    cue's strength; a panel each, a marker filled where the interval excludes 0."""
+    names = list(dict.fromkeys(table.index.get_level_values("instrument")))
+    cols = 3
+    rows = max(1, -(-len(names) // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)
+    for ax, name in zip(axes.ravel(), names, strict=False):
+        part = table.xs(name, level="instrument").sort_index()
+        x, mid = part.index.to_numpy(float), part["diff"].to_numpy(float)
+        lo = np.where(np.isfinite(part["lo"]), part["lo"], mid)
+        hi = np.where(np.isfinite(part["hi"]), part["hi"], mid)
+        ax.errorbar(x, mid, yerr=np.vstack([mid - lo, hi - mid]), color="black", capsize=3,
+                    fmt="-", lw=1)
+        decided = (lo > 0) | (hi < 0)
+        ax.scatter(x, mid, s=36, zorder=3, edgecolor="black",
+                   color=np.where(decided, "tab:red", "white"))
+        ax.axhline(0, color="gray", lw=0.8, ls="--")
+        ax.set_title(name, fontsize=8)
+        ax.set_xlabel("cue strength (0 = control)", fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[len(names):]:
+        ax.axis("off")
+    axes[0, 0].set_ylabel("planted - control")
+    fig.tight_layout()
+    return fig

@@ -11,6 +11,16 @@ by its mean over the training split (whole crops, eval mode) while the other is 
 A view's part is its representation h for the fusing models (the output layer is linear in
 h_cc + h_mlo, so the AUC does not depend on which constant replaces a view; the loss does,
 hence the training mean) and its uni-view model's logits for Split ResNet.
+
+What the utilisation rates measure is each view's contribution to the AUC on the split they
+are computed on (the test split in Table 6), not how much the decision leans on a view: a cue
+that predicts the label in training only makes u(mlo|cc) negative on the test split for a
+model that relies on it (MLO's part then hurts the test AUC), so relying less on the cue
+raises d_util. Hence also, label-free (mvlib.dependence), each view's malignant-logit part
+z_v (fusing models: W h_v + b/2, so that z = z_cc + z_mlo; Split ResNet: the uni-view
+logits), kept per breast in `reliance.csv` as `z_cc`, `z_mlo`, and MLO's share of the
+logit's variation s_mlo = Var(z_mlo) / (Var(z_cc) + Var(z_mlo)) on either split. A uni-view
+model's other view contributes a constant (z = 0, s_mlo = 0 for CC, 1 for MLO).
 """
 
 from __future__ import annotations
@@ -19,17 +29,20 @@ import numpy as np
 import pandas as pd
 import torch
 
+from mvlib import dependence
 from mvlib.atomic import write_atomic
 from mvlib.data.loader import VIEWS, eval_loader, to_model_input
 from mvlib.data.prepare import prepare
 from mvlib.data.store import BreastDataset
 from mvlib.device import autocast, cpu_threads, pick_device, to_device
-from mvlib.evaluate import predict
 from mvlib.models.heads import build_model
 from mvlib.runs import RunDir
 from mvlib.stats import auc_ci, bootstrap_aucs, interval_cell
 
 PREDICTIONS = ("full", "cc_only", "mlo_only")
+# The columns a cached reliance.csv must have; an older file without them is recomputed.
+COLUMNS = ("breast_id", "malignant", "benign", "p_full", "p_cc_only", "p_mlo_only", "z_cc",
+           "z_mlo", "split")
 
 
 @torch.no_grad()
@@ -68,7 +81,20 @@ def reliance_predictions(model: torch.nn.Module, data: BreastDataset, split: str
             "mlo_only": {"cc": means["cc"].expand_as(parts["cc"]), "mlo": parts["mlo"]}}
     for name, p in kept.items():
         out[f"p_{name}"] = torch.sigmoid(model.fuse_parts(p)[:, 0]).cpu().numpy()
+    for v, z in logit_parts(model, parts).items():
+        out[f"z_{v}"] = z.cpu().numpy()
     return out
+
+
+@torch.no_grad()
+def logit_parts(model: torch.nn.Module, parts: dict[str, torch.Tensor]
+                ) -> dict[str, torch.Tensor]:
+    """Each view's part of the malignant logit: W h_v + b/2 for the fusing models (their
+    logit is z_cc + z_mlo, as OGM-GE scores a view), the uni-view logit for Split ResNet."""
+    if hasattr(model, "output"):  # Split ResNet has none: its parts are logits already
+        w, b = model.output.weight[0].float(), model.output.bias[0].float()
+        return {v: p.float() @ w + b / 2 for v, p in parts.items()}
+    return {v: p[:, 0].float() for v, p in parts.items()}
 
 
 def utilisation(aucs: dict[str, float]) -> dict[str, float]:
@@ -93,21 +119,32 @@ def reliance_summary(pred: pd.DataFrame, level: float = 0.95) -> dict[str, float
     return {**row, **utilisation(aucs)}
 
 
-def run_reliance(run: RunDir) -> pd.DataFrame:
+def run_reliance(run: RunDir, knobs: dict | None = None) -> pd.DataFrame:
     """`reliance_predictions` of a finished run's best checkpoint on the test and training
-    splits (column `split`), computed once and kept in the run's folder."""
-    path = run.path / "reliance.csv"
-    if path.exists():
-        return pd.read_csv(path)
+    splits (column `split`), computed once and kept in the run's folder. `knobs`: score it on
+    another synthetic data set (e.g. a control run on the planted data: the testbed) than
+    the one it trained on; kept as reliance-<data set>.csv. A cached file that lacks a
+    column of `COLUMNS` (an older version) is recomputed."""
     cfg = run.cfg
-    data = prepare(cfg.dataset, cfg.profile, cfg.data_root, progress=False, **cfg.knobs)
-    model = build_model(cfg.model, cfg.channels, cfg.view_dropout)
-    model.load_state_dict(run.load("best.pt"))
-    device = pick_device()
-    model.to(device, memory_format=torch.channels_last)
+    own = knobs is None or knobs == cfg.knobs
+    data = None
+    if own:
+        path = run.path / "reliance.csv"
+    else:
+        data = prepare(cfg.dataset, cfg.profile, cfg.data_root, progress=False, **knobs)
+        path = run.path / f"reliance-{data.root.name}.csv"
+    if path.exists():
+        cached = pd.read_csv(path)
+        if set(COLUMNS) <= set(cached):
+            return cached
+    if data is None:
+        data = prepare(cfg.dataset, cfg.profile, cfg.data_root, progress=False, **cfg.knobs)
+    model = load_best(run)
+    device = next(model.parameters()).device
     with cpu_threads(cfg.threads):
         train = (view_parts(model, data, "train", cfg.channels, device)
-                 if hasattr(model, "view_parts") else None)
+                 if hasattr(model, "view_parts") else
+                 malignant_logits(model, data, "train", cfg.channels, device))
         out = pd.concat([_predictions(model, data, split, cfg.channels, device, train)
                          .assign(split=split) for split in ("test", "train")],
                         ignore_index=True)
@@ -115,17 +152,47 @@ def run_reliance(run: RunDir) -> pd.DataFrame:
     return out
 
 
+def load_best(run: RunDir) -> torch.nn.Module:
+    """A run's best checkpoint as a model on the device, in eval mode."""
+    cfg = run.cfg
+    model = build_model(cfg.model, cfg.channels, cfg.view_dropout)
+    model.load_state_dict(run.load("best.pt"))
+    model.to(pick_device(), memory_format=torch.channels_last)
+    return model.eval()
+
+
+@torch.no_grad()
+def malignant_logits(model: torch.nn.Module, data: BreastDataset, split: str, channels: int,
+                     device: torch.device) -> tuple[np.ndarray, pd.DataFrame]:
+    """The model's malignant logit per breast of `split` (whole crops, eval mode) and the
+    breasts (breast_id, malignant, benign) in the same order."""
+    model.eval()
+    z, rows = [], []
+    for batch in eval_loader(data, split, channels=channels):
+        x = to_device(to_model_input(batch, device, augment=False), device)
+        with autocast(device):
+            z.append(model(x)[:, 0].float().cpu())
+        rows.append(pd.DataFrame({"breast_id": batch["index"].numpy(),
+                                  "malignant": batch["labels"][:, 0].numpy(),
+                                  "benign": batch["labels"][:, 1].numpy()}))
+    return torch.cat(z).numpy(), pd.concat(rows, ignore_index=True)
+
+
 def _predictions(model: torch.nn.Module, data: BreastDataset, split: str, channels: int,
-                 device: torch.device, train_parts=None) -> pd.DataFrame:
+                 device: torch.device, train=None) -> pd.DataFrame:
     """`reliance_predictions`; a uni-view model is its own view's prediction, and the other
-    view's is a constant (0.5)."""
+    view's part is a constant: z = 0, and the prediction without its own view is the
+    sigmoid of its training-mean logit (as a fusing model's view is replaced)."""
     if hasattr(model, "view_parts"):
-        return reliance_predictions(model, data, split, channels, device, train_parts)
-    pred = predict(model, eval_loader(data, split, channels=channels), device)
-    own = pred.p_malignant.to_numpy()
-    out = pred[["breast_id", "malignant", "benign"]].assign(p_full=own)
-    out["p_cc_only"] = own if model.view == "cc" else 0.5
-    out["p_mlo_only"] = own if model.view == "mlo" else 0.5
+        return reliance_predictions(model, data, split, channels, device, train)
+    z, rows = train if split == "train" else malignant_logits(model, data, split, channels, device)
+    own = 1 / (1 + np.exp(-z.astype(np.float64)))
+    without = float(1 / (1 + np.exp(-float(np.mean(train[0])))))
+    out = rows.assign(p_full=own)
+    out["p_cc_only"] = own if model.view == "cc" else without
+    out["p_mlo_only"] = own if model.view == "mlo" else without
+    out["z_cc"] = z if model.view == "cc" else 0.0
+    out["z_mlo"] = z if model.view == "mlo" else 0.0
     return out
 
 
@@ -161,10 +228,22 @@ def utilisation_replicates(y: np.ndarray, runs: list[pd.DataFrame], n_boot: int 
             for k, v in per_run.items()}
 
 
+# Table 6's label-free dependence columns: reading -> splits.
+DEPENDENCE = {"s_mlo": ("train", "test"), "dp_mlo": ("test",), "dp_cc": ("test",)}
+
+
 def table6(final: dict[str, list[RunDir]], level: float = 0.95) -> pd.DataFrame:
-    """Table 6 (ours): per two-view group, the test AUC full / CC only / MLO only, the
-    utilisation rates and the MLO-only AUC on the training split, each the mean over seeds
-    with its seed x case interval."""
+    """Table 6 (ours): per two-view group, each the mean over seeds with its seed x case
+    interval (`<col> lo`, `<col> hi`; seeds and breasts resampled jointly):
+      * `full`, `cc_only`, `mlo_only`: test AUC of the model, of its CC part (MLO replaced by
+        its training mean) and of its MLO part; `mlo_only (train)` on the training split;
+      * `u(mlo|cc)`, `u(cc|mlo)`, `d_util`: utilisation rates, i.e. each view's contribution
+        to the test AUC (Wu et al., ICML 2022); negative when a view's part hurts the test
+        AUC, as a cue that predicts in training only does;
+      * `s_mlo (train)`, `s_mlo (test)`: MLO's share of the malignant logit's variation,
+        Var(z_mlo) / (Var(z_cc) + Var(z_mlo)) over the split's breasts (label-free);
+      * `dp_mlo (test)`, `dp_cc (test)`: mean |change of the predicted malignancy
+        probability| when MLO's (CC's) part is replaced by its training mean."""
     rows = []
     for group, runs in final.items():
         done = [r for r in runs if r.status()["state"] == "done"]
@@ -186,73 +265,154 @@ def table6(final: dict[str, list[RunDir]], level: float = 0.95) -> pd.DataFrame:
                     reps[key.removeprefix("auc_")], [(1 - level) / 2, (1 + level) / 2])
                 row[name] = float(np.mean([q[key] for q in point]))
                 row[f"{name} lo"], row[f"{name} hi"] = float(lo), float(hi)
+            keys = tuple(k for k, splits in DEPENDENCE.items() if split in splits)
+            dep = dependence.summary(part, level, keys=keys)
+            for k in keys:
+                for suffix in ("", " lo", " hi"):
+                    row[f"{k} ({split}){suffix}"] = dep[f"{k}{suffix}"]
         rows.append(row)
     return pd.DataFrame(rows).set_index("group")
 
 
+# Table 6's columns for display: CSV column -> heading.
+DISPLAY = {"full": "AUC full", "cc_only": "CC only", "mlo_only": "MLO only",
+           "u(mlo|cc)": "u(mlo|cc): MLO's contribution to test AUC",
+           "u(cc|mlo)": "u(cc|mlo): CC's contribution to test AUC", "d_util": "d_util",
+           "mlo_only (train)": "MLO only, training split",
+           "s_mlo (train)": "MLO's share of the logit's variation, training split",
+           "s_mlo (test)": "MLO's share of the logit's variation, test split",
+           "dp_mlo (test)": "mean |change of p| without MLO, test",
+           "dp_cc (test)": "mean |change of p| without CC, test"}
+
+
 def table6_display(table6: pd.DataFrame) -> pd.DataFrame:
-    """Table 6 with each value and its interval in one cell, for display."""
-    cols = {"full": "AUC full", "cc_only": "CC only", "mlo_only": "MLO only",
-            "u(mlo|cc)": "u(mlo|cc)", "u(cc|mlo)": "u(cc|mlo)", "d_util": "d_util",
-            "mlo_only (train)": "MLO only, training split"}
+    """Table 6 with each value and its interval in one cell, for display (the columns a
+    table has of `DISPLAY`)."""
     out = pd.DataFrame(index=table6.index)
-    for col, name in cols.items():
+    for col, name in DISPLAY.items():
+        if col not in table6:
+            continue
         out[name] = [interval_cell(v, lo, hi) for v, lo, hi in
                      zip(table6[col], table6[f"{col} lo"], table6[f"{col} hi"], strict=True)]
     out["seeds"] = table6["runs"]
     return out
 
 
+# The readings a reliance claim can rest on: name -> (mvlib.dependence reading, split,
+# the words in the claim). Each grows with reliance on MLO.
+READINGS = {"s_mlo (train)": ("s_mlo", "train", "MLO's share of the logit's variation, "
+                              "training split"),
+            "s_mlo (test)": ("s_mlo", "test", "MLO's share of the logit's variation, "
+                             "test split"),
+            "dp_mlo (test)": ("dp_mlo", "test", "mean |change of p| without MLO, test split"),
+            "d_util (test)": ("d_util", "test", "d_util, test split")}
+CLAIM_COLUMNS = ["claim", "verdict", "reading", "diff", "lo", "hi", "p"]
+
+
 def reliance_claims(table6_runs: dict[str, list[RunDir]], level: float = 0.95,
-                    reducers: tuple[str, ...] = ("+ Modality Dropout", "Shared ResNet")
-                    ) -> pd.DataFrame:
+                    reducers: tuple[str, ...] = ("+ Modality Dropout", "Shared ResNet"),
+                    reading: str = "s_mlo (train)") -> pd.DataFrame:
     """The view-reliance claims, each judged by the seed x case interval of a difference
     (holds above/below 0 as the claim says, contradicted on the other side, else
-    inconclusive at this budget):
+    inconclusive at this budget); column `reading` names what each claim was judged by:
       * Joint ResNet under-uses CC: its CC part (MLO replaced) scores below a CC model trained
-        alone (uni-view CC);
+        alone (uni-view CC; test AUC);
       * each of `reducers` (Modality Dropout and Shared ResNet; notebook 08: the later
-        balancing methods) reduces Joint ResNet's reliance on MLO: a lower d_util than Joint
-        ResNet's."""
-    preds = {g: [run_reliance(r) for r in rs if r.status()["state"] == "done"]
-             for g, rs in table6_runs.items()}
-    test = {g: [p[p.split == "test"].reset_index(drop=True) for p in ps]
-            for g, ps in preds.items()}
+        balancing methods) reduces Joint ResNet's reliance on MLO: a lower `reading` (one of
+        `READINGS`; default MLO's share of the logit's variation on the training split)
+        than Joint ResNet's. Use a reading the testbed found (mvlib.testbed.verdicts)."""
+    if reading not in READINGS:
+        raise ValueError(f"unknown reading {reading!r}; choose one of {list(READINGS)}")
+    key, split, words = READINGS[reading]
+    done = {g: [r for r in rs if r.status()["state"] == "done"] for g, rs in table6_runs.items()}
+    preds = {g: [run_reliance(r) for r in rs] for g, rs in done.items()}
+    seeds = {g: [r.cfg.seed for r in rs] for g, rs in done.items()}
+    by_split = {sp: {g: [p[p.split == sp].reset_index(drop=True) for p in ps]
+                     for g, ps in preds.items()} for sp in ("test", "train")}
+    test = by_split["test"]
     rows = []
 
-    def judge(text: str, a, b, below: bool) -> None:
+    def judge(text: str, used: str, compute, below: bool) -> None:
         try:
-            diff = a() - b()
-        except ValueError as e:  # a split too small for AUCs
-            rows.append({"claim": text, "verdict": f"not tested: {e}"})
+            r = compute()
+        except ValueError as e:  # a split too small, or runs on other breasts
+            rows.append({"claim": text, "verdict": f"not tested: {e}", "reading": used})
             return
-        diff = diff[np.isfinite(diff)]
-        if not diff.size:
-            rows.append({"claim": text, "verdict": "not tested: no finite replicate"})
-            return
-        lo, hi = np.quantile(diff, [(1 - level) / 2, (1 + level) / 2])
-        p = min(1.0, 2 * min(np.mean(diff <= 0), np.mean(diff >= 0)))
-        good, bad = (hi < 0, lo > 0) if below else (lo > 0, hi < 0)
+        good, bad = (r["hi"] < 0, r["lo"] > 0) if below else (r["lo"] > 0, r["hi"] < 0)
         rows.append({"claim": text, "verdict": "holds" if good else "contradicted" if bad
-                     else "inconclusive at this budget", "diff": float(np.mean(diff)),
-                     "lo": float(lo), "hi": float(hi), "p": float(p)})
+                     else "inconclusive at this budget", "reading": used,
+                     "diff": r["diff"], "lo": r["lo"], "hi": r["hi"], "p": r["p"]})
 
     if "Joint ResNet" not in test or not test["Joint ResNet"]:
-        return pd.DataFrame(rows, columns=["claim", "verdict", "diff", "lo", "hi", "p"]
-                            ).set_index("claim")
+        return pd.DataFrame(rows, columns=CLAIM_COLUMNS).set_index("claim")
     joint = test["Joint ResNet"]
-    y = joint[0].malignant.to_numpy()
-    if "uni-view CC" in test:
+    if test.get("uni-view CC"):
         cc = test["uni-view CC"]
-        if len(joint) == len(cc):
-            judge("Joint ResNet under-uses CC: its CC part scores below uni-view CC",
-                  lambda: utilisation_replicates(y, joint)["cc_only"],
-                  lambda: utilisation_replicates(y, cc)["full"], below=True)
+        judge("Joint ResNet under-uses CC: its CC part scores below uni-view CC",
+              "CC-only test AUC (Joint ResNet) - test AUC (uni-view CC)",
+              lambda: _difference(joint, cc, "cc_only", "full", level), below=True)
     for group in reducers:
-        if group in test and len(test[group]) == len(joint):
-            judge(f"{group} reduces Joint ResNet's reliance on MLO (lower d_util)",
-                  lambda g=group: utilisation_replicates(y, test[g])["d_util"],
-                  lambda: utilisation_replicates(y, joint)["d_util"],
-                  below=True)
-    return pd.DataFrame(rows, columns=["claim", "verdict", "diff", "lo", "hi", "p"]
-                        ).set_index("claim")
+        if by_split[split].get(group):
+            judge(f"{group} reduces Joint ResNet's reliance on MLO (lower {words})", reading,
+                  lambda g=group: dependence.compare(
+                      by_split[split][g], by_split[split]["Joint ResNet"], key, level,
+                      seeds_a=seeds[g], seeds_b=seeds["Joint ResNet"]), below=True)
+    return pd.DataFrame(rows, columns=CLAIM_COLUMNS).set_index("claim")
+
+
+def _difference(a: list[pd.DataFrame], b: list[pd.DataFrame], key_a: str, key_b: str,
+                level: float) -> dict[str, float]:
+    """Reading `key_a` of group A - `key_b` of group B (AUC readings), seed x case interval
+    with the same breast draws (and seed draws, with as many runs), as `utilisation_replicates`
+    with one seed pairs them."""
+    y = a[0].malignant.to_numpy()
+    if any(not np.array_equal(p.malignant.to_numpy(), y) for p in b):
+        raise ValueError("the groups were scored on different breasts")
+    diff = utilisation_replicates(y, a)[key_a] - utilisation_replicates(y, b)[key_b]
+    diff = diff[np.isfinite(diff)]
+    if not diff.size:
+        raise ValueError("no finite replicate")
+    lo, hi = np.quantile(diff, [(1 - level) / 2, (1 + level) / 2])
+    p = min(1.0, 2 * min(np.mean(diff <= 0), np.mean(diff >= 0)))
+    return {"diff": float(np.mean(diff)), "lo": float(lo), "hi": float(hi), "p": float(p)}
+
+
+def dependence_generalisation(final: dict[str, list[RunDir]]) -> pd.DataFrame:
+    """Per finished run of each group: its test AUC (the run's own, test-time windows) and
+    its dependence readings (s_mlo on the training and the test split, dp_mlo and d_util on
+    the test split): the paper's hypothesis predicts a lower test AUC for a decision that
+    leans more on MLO."""
+    rows = []
+    for group, runs in final.items():
+        for r in runs:
+            st = r.status()
+            if st["state"] != "done":
+                continue
+            pred = run_reliance(r)
+            row = {"group": group, "seed": r.cfg.seed, "test AUC": st.get("test_auc", np.nan)}
+            for split in ("train", "test"):
+                part = pred[pred.split == split].reset_index(drop=True)
+                q = dependence.point(part, ("s_mlo", "dp_mlo", "d_util"))
+                row[f"s_mlo ({split})"] = q["s_mlo"]
+                if split == "test":
+                    row["dp_mlo (test)"], row["d_util (test)"] = q["dp_mlo"], q["d_util"]
+            rows.append(row)
+    cols = ["group", "seed", "test AUC", "s_mlo (train)", "s_mlo (test)", "dp_mlo (test)",
+            "d_util (test)"]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def generalisation_correlation(per_run: pd.DataFrame, reading: str = "s_mlo (train)",
+                               level: float = 0.95, n_boot: int = 10000) -> pd.DataFrame:
+    """Spearman's rank correlation of test AUC with `reading` across runs, per group and
+    pooled (all groups' runs), with a bootstrap interval over runs (mvlib.dependence.
+    rank_correlation; no interval under 5 runs). The hypothesis predicts rho < 0; within a
+    group few seeds give a wide interval, and pooled runs mix groups that differ in more
+    than reliance."""
+    rows = []
+    parts = [*per_run.groupby("group", sort=False), ("all runs (pooled)", per_run)]
+    for group, part in parts:
+        r = dependence.rank_correlation(part[reading], part["test AUC"], level, n_boot)
+        rows.append({"group": group, "reading": reading, **r})
+    return pd.DataFrame(rows, columns=["group", "reading", "rho", "lo", "hi", "p", "n"]
+                        ).set_index("group")

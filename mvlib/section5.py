@@ -9,7 +9,9 @@ by a 95% interval over seeds (Student's t on per-seed readings, `stats.one_sampl
     (Fig. 4a): per Joint ResNet run, the share of iterations in which MLO's is larger,
     against one half;
   * MLO's columns "contribute over 50% of the loss reduction in the first 5 epochs"
-    (Fig. 4b): MLO's share of the loss reduction allocated by LCA, against one half.
+    (Fig. 4b): MLO's share of the loss reduction allocated by LCA, against one half;
+  * "the output of the model depends too strongly on the MLO view": Joint ResNet's MLO
+    dependence (the reading the testbed validated) against one half.
 The Joint ResNet readings come from the testbed's runs on the default (planted) data at its
 rate, 1e-4 (Figure 6's; the paper's Figure 4 is at 1e-5, where we train one seed), with the
 profile's `testbed_seeds` seeds; the uni-view pairs train that many seeds per rate.
@@ -128,6 +130,31 @@ def fig4_claims(readings: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=VERDICT_COLUMNS).set_index("claim")
 
 
+def dependence_claim(table6: pd.DataFrame, validated: tuple[str | None, str]) -> pd.DataFrame:
+    """"The output of the model depends too strongly on the MLO view" (Section 5's reading of
+    Figures 4-7), made measurable: Joint ResNet's MLO dependence by the testbed's validated
+    reading (`testbed.validated_reading`) above one half, i.e. its decision moves more with MLO
+    than with CC, the less informative view here and in the paper. Judged by Table 6's seed x
+    case interval; not judged without a validated reading."""
+    reading, why = validated
+    claim = "The model's output depends too strongly on the MLO view (Section 5)"
+    row = dict.fromkeys(VERDICT_COLUMNS, math.nan) | {
+        "claim": claim, "paper (A vs B)": "hypothesis (not measured)", "ours (A vs B)": "-"}
+    if reading is None or "Joint ResNet" not in table6.index or reading not in table6:
+        row |= {"verdict": "not judged", "why": why if reading is None else
+                f"Table 6 has no Joint ResNet {reading}"}
+        return pd.DataFrame([row], columns=VERDICT_COLUMNS).set_index("claim")
+    t = table6.loc["Joint ResNet"]
+    lo, hi = t[f"{reading} lo"] - 0.5, t[f"{reading} hi"] - 0.5
+    v = ("holds" if lo > 0 else "contradicted" if hi < 0 else "inconclusive at this budget")
+    row |= {"ours (A vs B)": f"Joint ResNet {reading} {t[reading]:.3f}",
+            "diff": t[reading] - 0.5, "lo": lo, "hi": hi, "verdict": v,
+            "why": f"{reading} minus one half: {t[reading] - 0.5:+.3f}, 95% interval "
+                   f"[{lo:+.3f}, {hi:+.3f}] (seed x case bootstrap, {int(t.runs)} seeds); "
+                   f"the reading: {why}"}
+    return pd.DataFrame([row], columns=VERDICT_COLUMNS).set_index("claim")
+
+
 def claims(pairs: pd.DataFrame, readings: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     """The verdict rows of Section 5's claims from `uniview_pairs` and `joint_readings`."""
     return pd.concat([fig3_claim(pairs, level), fig4_claims(readings, level)])
@@ -140,9 +167,12 @@ def verdicts_markdown(verdicts: pd.DataFrame) -> str:
                      f"**{r.verdict}** ({r.why})." for claim, r in verdicts.iterrows())
 
 
-def section5(prof: Profile, executor: Executor | None = None, store: Path | None = None
+def section5(prof: Profile, table6: pd.DataFrame, validated: tuple[str | None, str],
+             executor: Executor | None = None, store: Path | None = None
              ) -> dict[str, pd.DataFrame]:
-    """Section 5 judged: the uni-view pairs, the Joint ResNet readings and the verdicts."""
+    """Section 5 judged: the uni-view pairs, the Joint ResNet readings and the verdicts of its
+    four claims (the dependence claim from `table6` and the testbed's `validated` reading)."""
     pairs = uniview_pairs(prof, executor, store)
     readings = joint_readings(prof, executor, store)
-    return {"pairs": pairs, "readings": readings, "verdicts": claims(pairs, readings)}
+    verdicts = pd.concat([claims(pairs, readings), dependence_claim(table6, validated)])
+    return {"pairs": pairs, "readings": readings, "verdicts": verdicts}

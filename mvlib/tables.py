@@ -260,6 +260,71 @@ def reliance_groups(prof: Profile, executor: Executor | None = None,
     return {g: final[g] for g in RELIANCE_ORDER if g in final}
 
 
+def reliance_claims_markdown(claims: pd.DataFrame) -> str:
+    """The view-reliance claims (`testbed.reliance_claims`) as Markdown lines: verdict, the
+    reading it rests on and why that reading (validated on the testbed, or not)."""
+    lines = []
+    for claim, r in claims.iterrows():
+        line = f"* **{claim}:** {r.verdict}"
+        if r["diff"] == r["diff"]:
+            line += (f" (difference {r['diff']:+.3f}, 95% interval [{r.lo:+.3f}, {r.hi:+.3f}], "
+                     f"{stats.p_text(r.p, 10000)}; reading: {r.reading})")
+        if r.get("validation"):
+            line += f"; {r.validation}"
+        lines.append(line + ".")
+    return "\n".join(lines) if lines else "No view-reliance claim could be tested here."
+
+
+def hypothesis_markdown(table6: pd.DataFrame, correlation: pd.DataFrame,
+                        groups: dict[str, list], validated: tuple[str | None, str]) -> str:
+    """One paragraph on what Table 6 says about the paper's central hypothesis (Joint ResNet
+    leans on MLO, and leaning on MLO costs generalisation) on this data, from Table 6, the
+    rank correlation of test AUC with dependence across runs and Split Learning Rates' winning
+    rates."""
+    reading, why = validated
+    used = reading or "s_mlo (train)"
+    parts = []
+    if "Joint ResNet" in table6.index and used in table6:
+        j = table6.loc["Joint ResNet"]
+        parts.append(f"Joint ResNet's decision moves with MLO by {used} "
+                     f"{stats.interval_cell(j[used], j[used + ' lo'], j[used + ' hi'])} "
+                     f"(one half: both views alike)" + ("" if reading else
+                                                        f", a reading not validated ({why})"))
+        others = table6.drop(index="Joint ResNet")
+        lower = [g for g, r in others.iterrows() if r[used + " hi"] < j[used + " lo"]]
+        higher = [g for g, r in others.iterrows() if r[used + " lo"] > j[used + " hi"]]
+        parts.append("groups whose intervals lie below Joint ResNet's: "
+                     + (", ".join(lower) or "none") + "; above it: "
+                     + (", ".join(higher) or "none"))
+    if "all runs (pooled)" in correlation.index:
+        c = correlation.loc["all runs (pooled)"]
+        sign = ("negative, as the hypothesis predicts" if c.hi < 0 else
+                "positive, against the hypothesis" if c.lo > 0 else
+                "not distinguishable from 0 at this budget")
+        parts.append(f"across all {int(c.n)} runs the rank correlation of test AUC with "
+                     f"{used} is {stats.interval_cell(c.rho, c.lo, c.hi)}: {sign} (pooled "
+                     "runs mix groups that differ in more than reliance)")
+    slr = groups.get("+ Split Learning Rates")
+    if slr and slr[0].cfg.group_lr and "mlo_only (train)" in table6:
+        rates = slr[0].cfg.group_lr
+        ranked = table6["mlo_only (train)"].sort_values()
+        place = list(ranked.index).index("+ Split Learning Rates") + 1 \
+            if "+ Split Learning Rates" in ranked.index else None
+        text = (f"Split Learning Rates' winning setting trained MLO "
+                f"{rates['cc'] / rates['mlo']:.3g} times as slowly as CC "
+                f"(η_MLO {rates['mlo']:.2g}, η_CC {rates['cc']:.2g})")
+        if place:
+            text += (f", and its MLO-only training-split AUC, "
+                     f"{ranked['+ Split Learning Rates']:.3f}, ranks {place} of {len(ranked)} "
+                     "groups from the lowest: slowing a view down is one way to keep its "
+                     "shortcut out")
+        parts.append(text)
+    if not parts:
+        return "Table 6 has no Joint ResNet row here: nothing to say about the hypothesis."
+    return ("**What Table 6 says about the paper's hypothesis on these data.** "
+            + "; ".join(parts) + ".")
+
+
 def write_table6(table6: pd.DataFrame, prof: Profile) -> list[Path]:
     """Table 6 as CSV (values and bounds as columns) and as a rendered PNG."""
     csv = paths.figures(prof.tag) / "table6.csv"

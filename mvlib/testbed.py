@@ -2,15 +2,26 @@
 
 The generator plants the paper's mechanism, a cue in MLO that predicts malignancy in the
 training split only (`ViewKnobs.shortcut_strength`); the control data set is the same data
-with that correlation switched off (same images, labels and cue rate; in the validation and
-test splits the two are identical). Joint ResNet is trained on both with the same seeds, and
-each instrument is judged by the 95% interval of planted - control:
+with that correlation switched off (same labels and cue rate; in the validation and test
+splits the two are identical, in the training split the MLO images differ where the cue
+does). Joint ResNet is trained on both with the same seeds. Every reading that looks at
+breasts scores the planted and the control models on the same breasts, the planted data
+set's (a control model is scored on the planted data too), so that planted - control is the
+models' difference, not the images'. Each instrument is judged by the 95% interval of
+planted - control (expected sign: the planted model relies more on MLO):
   * LCA: MLO's share of the loss reduction (shrunken-epoch runs, Appendix A) is larger;
   * gradient norms: the median MLO / CC ratio over a regular run is larger;
   * view reliance: the MLO-only AUC on the training split is higher, and the CC-only test
-    AUC lower (the model learned less from CC).
-`calibration` is the scripted study behind the generator's defaults: a few candidate
-settings, one seed each, with what each instrument and an image-only model read on them.
+    AUC lower (the model learned less from CC);
+  * dependence (label-free, mvlib.dependence): MLO's share of the logit's variation, and
+    the mean |change of p| without MLO, on the training and the test split, are larger;
+  * the counterfactual cue test (mvlib.cuetest): the marker raises the malignant logit;
+  * the utilisation rates u(mlo|cc) and d_util read as reliance on MLO (they measure each
+    view's contribution to the AUC: on the test split, where the cue does not predict, a
+    model relying on it gets a lower one; expect them "opposite" there).
+`sensitivity` repeats the regular-run instruments at several cue strengths; `calibration`
+is the scripted study behind the generator's defaults: a few candidate settings, one seed
+each, with what each instrument and an image-only model read on them.
 """
 
 from __future__ import annotations
@@ -18,12 +29,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mvlib import experiments, stats
+from mvlib import dependence, experiments, reliance, stats
+from mvlib.cuetest import cue_test
 from mvlib.dynamics import mlo_share
 from mvlib.profiles import Profile
-from mvlib.reliance import run_reliance
+from mvlib.reliance import READINGS, run_reliance
 from mvlib.runs import RunDir
 from mvlib.sweep import Executor, default_executor, sweep
+from mvlib.synth.config import SynthConfig
 
 PLANTED, CONTROL = experiments.CONDITIONS  # the default data, and the cue switched off
 LR = 1e-4  # Figure 6's rate: the seed-0 runs are notebook 02's dynamics runs
@@ -50,19 +63,46 @@ def runs(prof: Profile, seeds: int | None = None, executor: Executor | None = No
             for kind, part in cfgs.items()}
 
 
-def readings(norm_run: RunDir, lca_run: RunDir | None = None) -> dict[str, float]:
+# Breast-level readings: column -> (mvlib.dependence reading, split); scored on the planted
+# data set's breasts for every run. "cue ..." come from the counterfactual cue test.
+BREAST_READINGS = {"test AUC": ("full", "test"), "CC-only test AUC": ("cc_only", "test"),
+                   "MLO-only train AUC": ("mlo_only", "train"),
+                   "s_mlo (train)": ("s_mlo", "train"), "s_mlo (test)": ("s_mlo", "test"),
+                   "dp_mlo (train)": ("dp_mlo", "train"), "dp_mlo (test)": ("dp_mlo", "test"),
+                   "u(mlo|cc) (test)": ("u(mlo|cc)", "test"),
+                   "d_util (test)": ("d_util", "test"), "d_util (train)": ("d_util", "train"),
+                   "cue logit change": ("cue_logit", "test"),
+                   "cue AUC change": ("cue_auc", "test")}
+RUN_READINGS = ("grad ratio", "LCA MLO share")
+
+
+def scored(run: RunDir, split: str, knobs: dict | None = None, cue: bool = True
+           ) -> pd.DataFrame:
+    """One run's per-breast reliance columns on `split` of the data set of `knobs` (default:
+    its own), with the cue test's `z_on`, `z_off` on the test split when `cue` (synthetic)."""
+    rel = run_reliance(run, knobs)
+    part = rel[rel.split == split].reset_index(drop=True)
+    if cue and split == "test" and run.cfg.dataset == "synthetic":
+        test = cue_test(run, knobs)
+        if not np.array_equal(test.breast_id.to_numpy(), part.breast_id.to_numpy()):
+            raise ValueError("the cue test and view reliance scored different breasts")
+        part = part.assign(z_on=test.z_on.to_numpy(), z_off=test.z_off.to_numpy())
+    return part
+
+
+def readings(norm_run: RunDir, lca_run: RunDir | None = None, knobs: dict | None = None,
+             cue: bool = True) -> dict[str, float]:
     """What each instrument reads on one seed: the median MLO / CC gradient-norm ratio, MLO's
-    LCA share (with an LCA run), test AUC full and CC only, MLO-only AUC on the training
-    split. NaN where a run did not finish."""
-    out = dict.fromkeys(["grad ratio", "LCA MLO share", "test AUC", "CC-only test AUC",
-                         "MLO-only train AUC"], np.nan)
+    LCA share (with an LCA run), and every breast-level reading of `BREAST_READINGS` on the
+    data set of `knobs` (default: the run's own; the testbed passes the planted data's);
+    the cue test only when `cue`. NaN where a run did not finish."""
+    out = dict.fromkeys([*RUN_READINGS, *BREAST_READINGS], np.nan)
     if norm_run.status()["state"] == "done":
-        g = norm_run.dynamics("grad_norms")
-        rel = run_reliance(norm_run)
-        test, train = rel[rel.split == "test"], rel[rel.split == "train"]
-        out.update({"grad ratio": grad_ratio(g),
-                    "test AUC": _auc(test, "full"), "CC-only test AUC": _auc(test, "cc_only"),
-                    "MLO-only train AUC": _auc(train, "mlo_only")})
+        out["grad ratio"] = grad_ratio(norm_run.dynamics("grad_norms"))
+        for split in ("test", "train"):
+            q = dependence.point(scored(norm_run, split, knobs, cue))
+            out.update({col: q[key] for col, (key, sp) in BREAST_READINGS.items()
+                        if sp == split and key in q})
     if lca_run is not None and lca_run.status()["state"] == "done":
         out["LCA MLO share"] = mlo_share(lca_run.dynamics("lca"))
     return out
@@ -75,13 +115,20 @@ def grad_ratio(norms: pd.DataFrame) -> float:
     return float((both.mlo / both.cc).median()) if len(both) else float("nan")
 
 
-def _auc(pred: pd.DataFrame, name: str) -> float:
-    return float(stats.delong(pred.malignant.to_numpy(), pred[f"p_{name}"].to_numpy())[0][0])
+def planted_knobs(testbed: dict[str, dict[tuple[str, int], RunDir]]) -> dict | None:
+    """The data set every run of `testbed` is scored on: the planted runs' (None: none)."""
+    knobs = [r.cfg.knobs for (c, _), r in testbed["norms"].items() if c == PLANTED]
+    if any(k != knobs[0] for k in knobs):
+        raise ValueError("the planted runs trained on different data sets")
+    return knobs[0] if knobs else None
 
 
-def readings_table(testbed: dict[str, dict[tuple[str, int], RunDir]]) -> pd.DataFrame:
-    """`readings` per condition and seed."""
-    rows = [{"condition": c, "seed": s, **readings(run, testbed["lca"].get((c, s)))}
+def readings_table(testbed: dict[str, dict[tuple[str, int], RunDir]], cue: bool = True
+                   ) -> pd.DataFrame:
+    """`readings` per condition and seed, every run scored on the planted data set."""
+    knobs = planted_knobs(testbed)
+    rows = [{"condition": c, "seed": s,
+             **readings(run, testbed["lca"].get((c, s)), knobs, cue)}
             for (c, s), run in testbed["norms"].items()]
     return pd.DataFrame(rows).set_index(["condition", "seed"])
 
@@ -90,65 +137,214 @@ def readings_table(testbed: dict[str, dict[tuple[str, int], RunDir]]) -> pd.Data
 INSTRUMENTS = {"LCA: MLO's share of the loss reduction": ("LCA MLO share", +1),
                "gradient norms: median |g_MLO| / |g_CC|": ("grad ratio", +1),
                "view reliance: MLO-only AUC, training split": ("MLO-only train AUC", +1),
-               "view reliance: CC-only AUC, test split": ("CC-only test AUC", -1)}
+               "view reliance: CC-only AUC, test split": ("CC-only test AUC", -1),
+               "dependence: MLO's share of the logit's variation, training split":
+                   ("s_mlo (train)", +1),
+               "dependence: MLO's share of the logit's variation, test split":
+                   ("s_mlo (test)", +1),
+               "dependence: mean |change of p| without MLO, training split":
+                   ("dp_mlo (train)", +1),
+               "dependence: mean |change of p| without MLO, test split":
+                   ("dp_mlo (test)", +1),
+               "counterfactual cue test: mean logit change, marker on - off":
+                   ("cue logit change", +1),
+               "utilisation as reliance: u(mlo|cc), test split": ("u(mlo|cc) (test)", +1),
+               "utilisation as reliance: d_util, test split": ("d_util (test)", +1),
+               "utilisation as reliance: d_util, training split": ("d_util (train)", +1)}
 # The instruments a regular run reads (no LCA run needed).
 REGULAR_RUN_INSTRUMENTS = tuple(n for n in INSTRUMENTS if not n.startswith("LCA"))
+VERDICT_COLUMNS = ["instrument", "reading", "expected", "planted", "control", "diff", "lo",
+                   "hi", "p", "verdict"]
 
 
 def verdicts(testbed: dict[str, dict[tuple[str, int], RunDir]], level: float = 0.95,
              instruments: tuple[str, ...] = tuple(INSTRUMENTS)) -> pd.DataFrame:
     """Per instrument: planted and control means over seeds, the interval of planted -
-    control (Welch's t for gradient norms and LCA; the seed x case bootstrap of
-    stats.compare_recipes for the AUCs, whose breasts and labels are the same in both data
-    sets), and whether it finds the cause: **found** when the interval excludes 0 on the
-    expected side, **opposite** on the other, else **not found at this budget**."""
-    table = readings_table(testbed)
+    control (Welch's t for gradient norms and LCA; for every breast-level reading the seed x
+    case bootstrap of mvlib.dependence.compare, planted and control scored on the same
+    breasts of the planted data set), and whether it finds the cause: **found** when the
+    interval excludes 0 on the expected side, **opposite** on the other, else **not found
+    at this budget**."""
+    cue = any(INSTRUMENTS[n][0].startswith("cue") for n in instruments)
+    table = readings_table(testbed, cue) if any(
+        INSTRUMENTS[n][0] in RUN_READINGS for n in instruments) else None
+    frames: dict = {}
     rows = []
     for name in instruments:
         col, sign = INSTRUMENTS[name]
-        row = {"instrument": name, "expected": "planted > control" if sign > 0
-               else "planted < control"}
+        row = {"instrument": name, "reading": col,
+               "expected": "planted > control" if sign > 0 else "planted < control"}
         try:
-            if col.endswith("AUC"):
-                r = _compare_aucs(testbed, col, level)
-            else:
+            if col in RUN_READINGS:
                 r = stats.compare_means(table.loc[PLANTED, col].dropna(),
                                         table.loc[CONTROL, col].dropna(), level)
-        except ValueError as e:
+            else:
+                key, split = BREAST_READINGS[col]
+                groups = _scored_groups(testbed, split, key.startswith("cue"), frames)
+                r = dependence.compare(groups[PLANTED], groups[CONTROL], key, level)
+        except (ValueError, KeyError) as e:
             rows.append({**row, "verdict": f"not tested: {e}"})
             continue
-        lo, hi = sign * r["lo"], sign * r["hi"]
-        verdict = ("found" if min(lo, hi) > 0 else "opposite" if max(lo, hi) < 0
-                   else "not found at this budget")
-        rows.append({**row, "planted": r["mean_a"], "control": r["mean_b"],
-                     "diff": r["diff"], "lo": r["lo"], "hi": r["hi"], "p": r["p"],
-                     "verdict": verdict})
-    cols = ["instrument", "expected", "planted", "control", "diff", "lo", "hi", "p", "verdict"]
-    return pd.DataFrame(rows, columns=cols).set_index("instrument")
+        rows.append({**row, "planted": r["mean_a"], "control": r["mean_b"], "diff": r["diff"],
+                     "lo": r["lo"], "hi": r["hi"], "p": r["p"],
+                     "verdict": _verdict(sign * r["lo"], sign * r["hi"])})
+    return pd.DataFrame(rows, columns=VERDICT_COLUMNS).set_index("instrument")
 
 
-def _compare_aucs(testbed, col: str, level: float) -> dict:
-    y, scores = reliance_scores(testbed, col)
-    return stats.compare_recipes(y, scores[PLANTED], scores[CONTROL], level=level,
-                                 paired_seeds=False)
+def verdicts_markdown(found: pd.DataFrame, testbed: dict[str, dict[tuple[str, int], RunDir]]
+                      ) -> str:
+    """Notebook 02's text on the testbed from `verdicts`: each instrument's reading and
+    verdict, how many find the cause, and what a null means at this budget (with how far
+    the LCA runs had learned)."""
+    lines = []
+    for name, r in found.iterrows():
+        if str(r.verdict).startswith("not tested"):
+            lines.append(f"* **{name}**: {r.verdict}.")
+            continue
+        lines.append(f"* **{name}** ({r.expected}): planted {r.planted:.3f}, control "
+                     f"{r.control:.3f}, difference {r['diff']:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}], "
+                     f"{stats.p_text(r.p, 10000)}: **{r.verdict}**.")
+    seeds = len({s for (_, s) in testbed["norms"]})
+    n_found = int((found.verdict == "found").sum())
+    lines.append(f"\n{n_found} of {len(found)} instruments find the planted cause at this budget "
+                 f"({seeds} seeds a condition, {len(found)} tests at the 5% level, no "
+                 "correction for multiplicity). An instrument that does not find it is "
+                 "*not detected at this budget*: that says how sensitive it is here, not that "
+                 "the model does not rely on the cue.")
+    utilisation = found[found.reading.str.startswith(("u(", "d_util"))]
+    if (utilisation.verdict == "opposite").any():
+        lines.append("\nThe utilisation rates measure each view's contribution to the AUC, not "
+                     "reliance: on the test split, where the cue does not predict cancer, a "
+                     "model that relies on it gets a *lower* u(mlo|cc) and d_util than the "
+                     "control, so they come out opposite to reliance there.")
+    lca = [r.status().get("best_val_auc") for r in testbed["lca"].values()
+           if r.status()["state"] == "done"]
+    lca_rows = found[found.reading == "LCA MLO share"]
+    if lca and len(lca_rows) and lca_rows.verdict.iloc[0] != "found":
+        lines.append(f"\nLCA's MLO share is not detected at this budget. Its runs record the "
+                     f"start of training (best validation AUC {min(lca):.2f}-{max(lca):.2f}): "
+                     "the model has hardly learned the cue yet, so this null says little "
+                     "about LCA's sensitivity once it has (the sensitivity study below has "
+                     "no LCA runs at this budget).")
+    return "\n".join(lines)
+
+
+def _verdict(lo: float, hi: float) -> str:
+    return ("found" if min(lo, hi) > 0 else "opposite" if max(lo, hi) < 0
+            else "not found at this budget")
+
+
+def _scored_groups(testbed, split: str, cue: bool, cache: dict) -> dict[str, list]:
+    """Per condition, each finished seed's `scored` frame on `split` of the planted data set
+    (seed order), cached in `cache` per (split, cue)."""
+    if (split, cue) not in cache:
+        knobs = planted_knobs(testbed)
+        out = {}
+        for cond in (PLANTED, CONTROL):
+            done = [r for (c, _), r in sorted(testbed["norms"].items()) if c == cond
+                    and r.status()["state"] == "done"]
+            if not done:
+                raise ValueError(f"no finished {cond} run")
+            out[cond] = [scored(r, split, knobs, cue) for r in done]
+        cache[(split, cue)] = out
+    return cache[(split, cue)]
 
 
 def reliance_scores(testbed, col: str) -> tuple[np.ndarray, dict[str, list[np.ndarray]]]:
     """The labels and, per condition, each finished seed's scores behind a view-reliance
-    reading (`col`: 'MLO-only train AUC' or 'CC-only test AUC'): the same breasts, in the
-    same order, in every run."""
+    reading (`col`: 'MLO-only train AUC' or 'CC-only test AUC'): the same breasts (the
+    planted data set's), in the same order, in every run."""
     split, name = ("train", "mlo_only") if col.startswith("MLO") else ("test", "cc_only")
-    preds = {}
-    for cond in (PLANTED, CONTROL):
-        done = [r for (c, _), r in sorted(testbed["norms"].items()) if c == cond
-                and r.status()["state"] == "done"]
-        preds[cond] = [(p := run_reliance(r))[p.split == split].reset_index(drop=True)
-                       for r in done]
-    y = preds[PLANTED][0].malignant.to_numpy() if preds[PLANTED] else np.array([])
+    preds = _scored_groups(testbed, split, False, {})
+    y = preds[PLANTED][0].malignant.to_numpy()
     for p in preds[CONTROL]:  # the same breasts in the same order, the same labels
         if not np.array_equal(p.malignant.to_numpy(), y):
             raise ValueError("planted and control runs were scored on different breasts")
     return y, {c: [p[f"p_{name}"].to_numpy() for p in ps] for c, ps in preds.items()}
+
+
+def validated_reading(prof: Profile, executor: Executor | None = None, store=None
+                      ) -> tuple[str | None, str]:
+    """The reading that view-reliance claims rest on (a key of `reliance.READINGS`), and why:
+    the first one, in that order, whose testbed instrument finds the planted cue. None when no
+    reading found it, or on real data (no testbed: nothing validates a reading there)."""
+    if prof.dataset != "synthetic":
+        return None, "no testbed on real data: no reading is validated on it"
+    found = verdicts(runs(prof, executor=executor, store=store),
+                     instruments=REGULAR_RUN_INSTRUMENTS)
+    for reading in READINGS:
+        hit = found[(found.reading == reading) & (found.verdict == "found")]
+        if len(hit):
+            r = hit.iloc[0]
+            return reading, (f"the testbed found the planted cue with it: planted - control "
+                             f"{r['diff']:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}]")
+    return None, "no dependence reading found the planted cue on the testbed at this budget"
+
+
+def reliance_claims(groups: dict[str, list[RunDir]], validated: tuple[str | None, str],
+                    reducers: tuple[str, ...] = ("+ Modality Dropout", "Shared ResNet")
+                    ) -> pd.DataFrame:
+    """`reliance.reliance_claims` judged by the testbed's `validated_reading` (`validated`:
+    its result); without one, a claim about reliance on MLO is not judged (its difference is
+    still shown, read by the default reading). Column `validation` says which."""
+    reading, why = validated
+    claims = reliance.reliance_claims(groups, reducers=reducers,
+                                      reading=reading or next(iter(READINGS)))
+    about_mlo = claims.reading.isin(list(READINGS))
+    if reading is None:
+        claims.loc[about_mlo & ~claims.verdict.str.startswith("not tested"), "verdict"] = (
+            "not judged: no validated reading")
+    claims["validation"] = np.where(about_mlo, why, "")
+    return claims
+
+
+def strength_knobs(strength: float) -> dict:
+    """The data knobs of a cue `strength`: the planted condition's at the default strength
+    and the control's at 0 (so that their runs are the testbed's own, found by config),
+    else the MLO cue set to `strength`."""
+    if strength == SynthConfig().mlo.shortcut_strength:
+        return experiments.CONDITIONS[PLANTED]
+    if strength == 0:
+        return experiments.CONDITIONS[CONTROL]
+    return {"mlo": {"shortcut_strength": float(strength)}}
+
+
+def sensitivity_runs(prof: Profile, strengths: tuple[float, ...] = (0.0, 0.5, 1.0),
+                     seeds: int | None = None, executor: Executor | None = None, store=None
+                     ) -> dict[float, dict[str, dict[tuple[str, int], RunDir]]]:
+    """Regular Joint ResNet runs at LR at each cue strength, `seeds` seeds each (default the
+    profile's `testbed_seeds`; strength 1.0 and 0.0 are the testbed's own planted and
+    control runs, reused), as one testbed per strength > 0 whose control is strength 0:
+    {strength: {"norms": {(condition, seed): run}, "lca": {}}}."""
+    seeds = prof.testbed_seeds if seeds is None else seeds
+    levels = sorted({0.0, *map(float, strengths)})
+    cfgs = {(st, s): experiments.config(prof, "joint", LR, s, "dynamics",
+                                        knobs=strength_knobs(st))
+            for st in levels for s in prof.seed_list(seeds)}
+    done = sweep(list(cfgs.values()), executor or default_executor(prof), store)
+    by_cfg = {r.cfg.digest(): r for r in done}
+    run = {key: by_cfg[c.digest()] for key, c in cfgs.items()}
+    return {st: {"norms": {**{(PLANTED, s): run[(st, s)] for s in prof.seed_list(seeds)},
+                           **{(CONTROL, s): run[(0.0, s)] for s in prof.seed_list(seeds)}},
+                 "lca": {}}
+            for st in levels if st > 0}
+
+
+def sensitivity(testbeds: dict[float, dict], level: float = 0.95,
+                instruments: tuple[str, ...] = REGULAR_RUN_INSTRUMENTS) -> pd.DataFrame:
+    """Each instrument's planted - control (`verdicts`) per cue strength of
+    `sensitivity_runs`, with a row per instrument at strength 0 (the control itself:
+    difference 0 by definition, its reading in `control`). Index (strength, instrument)."""
+    parts = {0.0: None}
+    parts.update({st: verdicts(tb, level, instruments) for st, tb in sorted(testbeds.items())})
+    first = next((v for v in parts.values() if v is not None), None)
+    if first is None:
+        return pd.DataFrame(columns=VERDICT_COLUMNS[1:], index=pd.MultiIndex.from_tuples(
+            [], names=["strength", "instrument"]))
+    ref = first.assign(planted=first.control, diff=0.0, lo=np.nan, hi=np.nan, p=np.nan,
+                       verdict="reference: the control")
+    parts[0.0] = ref
+    return pd.concat(parts, names=["strength", "instrument"])
 
 
 # The calibration study: the generator's settings before calibration beside its defaults
@@ -176,8 +372,9 @@ def calibration(prof: Profile, candidates: dict[str, dict] | None = None,
                 executor: Executor | None = None, store=None) -> pd.DataFrame:
     """The scripted calibration study: for each candidate setting, Joint ResNet at LR (seed
     0) on its planted and its control data (with heatmaps) and on its planted data without
-    heatmaps, and what the instruments read on them. One seed: a screen for a setting where
-    the cue is used and the images are learnable, not a test (the testbed is)."""
+    heatmaps, and what the instruments read on them, every model scored on its setting's
+    planted data. One seed: a screen for a setting where the cue is used and the images are
+    learnable, not a test (the testbed is)."""
     candidates = CANDIDATES if candidates is None else candidates
     cfgs = {}
     for name, knobs in candidates.items():
@@ -190,7 +387,11 @@ def calibration(prof: Profile, candidates: dict[str, dict] | None = None,
     by_cfg = {r.cfg.digest(): r for r in done}
     rows = []
     for name in candidates:
-        read = {kind: readings(by_cfg[cfgs[(name, kind)].digest()])
+        planted = by_cfg[cfgs[(name, "planted")].digest()]
+        # every model scored on its setting's planted data (the control's training split
+        # differs from it where the cue does)
+        read = {kind: readings(by_cfg[cfgs[(name, kind)].digest()], knobs=planted.cfg.knobs,
+                               cue=False)
                 for kind in ("planted", "control", "image only")}
         rows.append({"setting": name,
                      "test AUC": read["planted"]["test AUC"],
@@ -202,3 +403,22 @@ def calibration(prof: Profile, candidates: dict[str, dict] | None = None,
                      "grad ratio (control)": read["control"]["grad ratio"],
                      "image-only test AUC": read["image only"]["test AUC"]})
     return pd.DataFrame(rows).set_index("setting")
+
+
+def sensitivity_markdown(table: pd.DataFrame) -> str:
+    """Per instrument, from `sensitivity`: the weakest cue strength at which it finds the
+    planted cause (and whether it keeps finding it at stronger ones), or that it finds it at
+    none of the strengths tried."""
+    tried = sorted(s for s in table.index.get_level_values("strength").unique() if s > 0)
+    lines = []
+    for name in table.index.get_level_values("instrument").unique():
+        part = table.xs(name, level="instrument")
+        found = [st for st in tried if part.loc[st, "verdict"] == "found"]
+        cells = ", ".join(f"{st:g}: {part.loc[st, 'diff']:+.3f} [{part.loc[st, 'lo']:+.3f}, "
+                          f"{part.loc[st, 'hi']:+.3f}]" for st in tried)
+        what = (f"found from strength {found[0]:g}" + ("" if found == tried[tried.index(
+                found[0]):] else " (not at every stronger one)") if found
+                else "not found at any strength tried")
+        lines.append(f"* **{name}**: {what} (planted - control by strength: {cells}).")
+    return "\n".join(lines)
+

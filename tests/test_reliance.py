@@ -88,16 +88,20 @@ def fake_predictions(rng, y, cc, mlo):
         u_mlo = rng.normal(mlo * y, 1.0) if mlo else np.zeros(len(y))
         parts.append(pd.DataFrame({"breast_id": np.arange(len(y)), "malignant": y,
                                    "p_full": u_cc + u_mlo, "p_cc_only": u_cc,
-                                   "p_mlo_only": u_mlo, "split": split}))
+                                   "p_mlo_only": u_mlo, "z_cc": u_cc, "z_mlo": u_mlo,
+                                   "split": split}))
     return pd.concat(parts, ignore_index=True)
 
 
 class _Done:
-    def __init__(self, pred):
+    def __init__(self, pred, seed=0):
         self.pred = pred
+        self.cfg = type("Cfg", (), {"seed": seed})()
 
     def status(self):
-        return {"state": "done"}
+        return {"state": "done", "test_auc": float(reliance.auc_ci(
+            self.pred.malignant[self.pred.split == "test"],
+            self.pred.p_full[self.pred.split == "test"])[0])}
 
 
 def test_table6_and_claims_from_the_runs_predictions(monkeypatch):
@@ -105,19 +109,39 @@ def test_table6_and_claims_from_the_runs_predictions(monkeypatch):
     y = np.r_[np.ones(50, int), np.zeros(150, int)]
     groups = {"uni-view CC": (1.5, 0.0), "Joint ResNet": (0.3, 1.5),
               "+ Modality Dropout": (1.5, 0.3), "Shared ResNet": (1.0, 1.0)}
-    runs = {g: [_Done(fake_predictions(rng, y, *w)) for _ in range(4)]
+    runs = {g: [_Done(fake_predictions(rng, y, *w), seed) for seed in range(4)]
             for g, w in groups.items()}
     monkeypatch.setattr(reliance, "run_reliance", lambda run: run.pred)
     t = reliance.table6(runs)
     assert t.loc["uni-view CC", "u(mlo|cc)"] == pytest.approx(0.0)
     assert t.loc["Joint ResNet", "d_util"] > 0 > t.loc["+ Modality Dropout", "d_util"]
-    for col in ("full", "cc_only", "d_util", "mlo_only (train)"):
+    # the dependence share: a CC-only model has none on MLO, Joint ResNet (MLO 5x CC) most
+    assert t.loc["uni-view CC", "s_mlo (train)"] == 0.0
+    assert t.loc["Joint ResNet", "s_mlo (test)"] > 0.5 > t.loc["+ Modality Dropout",
+                                                                 "s_mlo (test)"]
+    for col in ("full", "cc_only", "d_util", "mlo_only (train)", "s_mlo (train)",
+                "s_mlo (test)", "dp_mlo (test)", "dp_cc (test)"):
         assert (t[f"{col} lo"] <= t[col]).all() and (t[col] <= t[f"{col} hi"]).all(), col
+    shown = reliance.table6_display(t)
+    assert "MLO's share of the logit's variation, training split" in shown
     claims = reliance.reliance_claims(runs)
     assert claims.loc["Joint ResNet under-uses CC: its CC part scores below uni-view CC",
                       "verdict"] == "holds"
-    md = claims.loc["+ Modality Dropout reduces Joint ResNet's reliance on MLO (lower d_util)"]
-    assert md.verdict == "holds" and md.hi < 0
+    md = claims.loc["+ Modality Dropout reduces Joint ResNet's reliance on MLO (lower MLO's "
+                    "share of the logit's variation, training split)"]
+    assert md.verdict == "holds" and md.hi < 0 and md.reading == "s_mlo (train)"
+    by_util = reliance.reliance_claims(runs, reading="d_util (test)")
+    assert (by_util.reading.iloc[1:] == "d_util (test)").all()
+    assert by_util.loc["+ Modality Dropout reduces Joint ResNet's reliance on MLO (lower "
+                       "d_util, test split)", "verdict"] == "holds"
+    with pytest.raises(ValueError, match="unknown reading"):
+        reliance.reliance_claims(runs, reading="s_mlo")
+    per_run = reliance.dependence_generalisation(runs)
+    assert len(per_run) == 16 and per_run["s_mlo (train)"].between(0, 1).all()
+    corr = reliance.generalisation_correlation(per_run, n_boot=500)
+    assert list(corr.index) == [*groups, "all runs (pooled)"]
+    pooled = corr.loc["all runs (pooled)"]
+    assert pooled.n == 16 and pooled.lo <= pooled.rho <= pooled.hi
 
 
 def test_utilisation_replicates_pair_up_for_the_same_runs():
@@ -167,3 +191,63 @@ def test_training_curve_from_a_runs_metrics(tmp_path):
     np.testing.assert_allclose(c["d_util"], [0.2 / 0.8 - 0.1 / 0.8, 0.0 - 0.4 / 0.9])
     run.write_metrics([{"epoch": 0, "val_auc_malignant": 0.8}])  # a uni-view run's metrics
     assert reliance.training_curve(run).empty
+
+
+@pytest.mark.parametrize("name", ["joint", "shared", "split", "joint_blend"])
+def test_logit_parts_are_each_views_share_of_the_malignant_logit(data, name):
+    """Fusing models: z_cc + z_mlo is the model's malignant logit (W h_v + b/2 each); Split
+    ResNet: its uni-view models' logits, which it fuses by averaging probabilities."""
+    torch.manual_seed(4)
+    model = build_model(name).eval()
+    pred = reliance.reliance_predictions(model, data, "test", 3, CPU)
+    parts, _ = reliance.view_parts(model, data, "test", 3, CPU)
+    logit = model.fuse_parts(parts)[:, 0].detach().numpy()
+    if name == "split":
+        np.testing.assert_allclose(pred.z_cc, parts["cc"][:, 0].numpy(), atol=1e-6)
+        p = (torch.sigmoid(torch.tensor(pred.z_cc.to_numpy()))
+             + torch.sigmoid(torch.tensor(pred.z_mlo.to_numpy()))) / 2
+        np.testing.assert_allclose(pred.p_full, p.numpy(), atol=1e-6)
+    else:
+        np.testing.assert_allclose(pred.z_cc + pred.z_mlo, logit, rtol=0, atol=1e-5)
+    assert pred.z_cc.std() > 0 and pred.z_mlo.std() > 0
+
+
+def test_a_model_blind_to_mlo_has_no_mlo_share(data):
+    torch.manual_seed(2)
+    model = build_model("joint")
+    with torch.no_grad():
+        model.mlo.fc.weight.zero_()
+        model.mlo.fc.bias.zero_()
+    pred = reliance.reliance_predictions(model, data, "test", 3, CPU)
+    q = reliance.dependence.point(pred)
+    assert q["s_mlo"] == 0.0 and q["dp_mlo"] == pytest.approx(0, abs=1e-7) and q["dp_cc"] > 0
+
+
+def test_run_reliance_recomputes_a_cached_file_without_the_logit_parts(tmp_path, data):
+    """An older reliance.csv (no z columns) is not misread: it is recomputed from the run's
+    best checkpoint, the same predictions plus the parts; uni-view models get a constant."""
+    import pandas as pd
+
+    from mvlib.runs import RunConfig, RunDir
+    for name in ("joint", "uni_cc"):
+        torch.manual_seed(5)
+        model = build_model(name)
+        run = RunDir(RunConfig(model=name, lr=1e-4, seed=0, epochs=2, profile="smoke",
+                               threads=1), tmp_path)
+        run.create()
+        run.save("best.pt", model.state_dict())
+        old = reliance._predictions(model.eval(), data, "test", 3, CPU, (
+            reliance.view_parts(model, data, "train", 3, CPU) if name == "joint" else
+            reliance.malignant_logits(model, data, "train", 3, CPU)))
+        old.drop(columns=["z_cc", "z_mlo"]).assign(split="test").to_csv(
+            run.path / "reliance.csv", index=False)
+        rel = reliance.run_reliance(run)
+        assert set(reliance.COLUMNS) <= set(rel) and set(rel.split) == {"test", "train"}
+        test = rel[rel.split == "test"].reset_index(drop=True)
+        np.testing.assert_allclose(test.p_full, old.p_full, atol=1e-6)
+        np.testing.assert_allclose(test.z_cc, old.z_cc, atol=1e-5)
+        if name == "uni_cc":
+            assert (test.z_mlo == 0).all() and test.p_mlo_only.nunique() == 1
+            assert reliance.dependence.point(test)["s_mlo"] == 0.0
+        again = reliance.run_reliance(run)  # now read from the cache
+        pd.testing.assert_frame_equal(again, rel, check_dtype=False, rtol=1e-6)

@@ -35,3 +35,22 @@ def test_a_claim_with_fewer_than_two_seeds_is_not_tested():
     t = section5.claims(pairs([1]), readings([0.9, np.nan], [0.6, np.nan]))
     assert list(t.verdict) == ["not tested"] * 3
     assert "at least 2" in t.verdict.index.map(t.why.get)[0]
+
+
+def table6(s, lo, hi, runs=5):
+    return pd.DataFrame({"s_mlo (train)": [s], "s_mlo (train) lo": [lo],
+                         "s_mlo (train) hi": [hi], "runs": [runs]},
+                        index=pd.Index(["Joint ResNet"], name="group"))
+
+
+def test_the_dependence_claim_rests_on_the_validated_reading_against_one_half():
+    found = ("s_mlo (train)", "the testbed found it")
+    holds = section5.dependence_claim(table6(0.8, 0.7, 0.9), found).iloc[0]
+    assert holds.verdict == "holds" and holds["lo"] == pytest.approx(0.2)
+    assert "the testbed found it" in holds.why
+    assert section5.dependence_claim(table6(0.3, 0.2, 0.4), found).iloc[0].verdict == (
+        "contradicted")
+    assert section5.dependence_claim(table6(0.5, 0.3, 0.7), found).iloc[0].verdict == (
+        "inconclusive at this budget")
+    none = section5.dependence_claim(table6(0.8, 0.7, 0.9), (None, "nothing found it"))
+    assert none.iloc[0].verdict == "not judged" and none.iloc[0].why == "nothing found it"

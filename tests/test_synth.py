@@ -191,3 +191,19 @@ def test_false_positive_knob_lights_up_normal_breasts():
             for name, cfg in (("quiet", quiet), ("noisy", noisy))}
     assert peak["quiet"].max() == 0.0  # no finding, no false positive, no noise: empty maps
     assert (peak["noisy"] > 0.05).mean() > 0.9
+
+
+def test_marker_counterfactual_leaves_the_default_output_alone():
+    """The counterfactual rendering changes nothing the data set holds: the same arrays and
+    rows, and its marker-on / marker-off images agree with the generated one."""
+    for k in (0, 1):
+        plain, cf = generate_chunk(SMALL, k), generate_chunk(SMALL, k, marker_counterfactual=True)
+        assert plain.mlo_marker is None
+        for view in ("cc", "mlo"):
+            assert plain.views[view].tobytes() == cf.views[view].tobytes()
+        pd.testing.assert_frame_equal(plain.rows, cf.rows)
+        cue = cf.rows.mlo_cue.to_numpy().astype(bool)
+        assert cue.any() and not cue.all()
+        np.testing.assert_array_equal(cf.mlo_marker["with"][cue], cf.views["mlo"][cue, 0])
+        np.testing.assert_array_equal(cf.mlo_marker["without"][~cue], cf.views["mlo"][~cue, 0])
+        assert (cf.mlo_marker["with"] > cf.mlo_marker["without"]).any(axis=(1, 2)).all()

@@ -1,5 +1,7 @@
 """Notebook 07's verdicts: intervals of the difference between two groups of runs."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,6 +21,7 @@ def store_with(tmp_path, groups: dict[str, list[np.ndarray]], y: np.ndarray):
             pd.DataFrame({"breast_id": np.arange(len(y)), "malignant": y,
                           "p_malignant": score}).to_csv(tmp_path / ref / "predictions.csv",
                                                         index=False)
+            (tmp_path / ref / "config.json").write_text(json.dumps({"seed": i}))
             refs.append(ref)
         rows[name] = {"runs": ";".join(refs)}
     return {"Table 1": pd.DataFrame(rows).T, "Table 2": pd.DataFrame(rows).T}
@@ -72,11 +75,20 @@ def test_weight_volatility_compares_the_windows_of_each_measure():
     t4 = pd.DataFrame({"measure": ["loss", "loss", "auc", "auc"],
                        "window": ["[0, 100]", "[90, 100]"] * 2,
                        "w_joint": [0.3, 0.3, 0.2, 0.6], "w_cc": [0.3, 0.4, 0.4, 0.2],
-                       "w_mlo": [0.4, 0.3, 0.4, 0.2]}).set_index(["measure", "window"])
+                       "w_mlo": [0.4, 0.3, 0.4, 0.2], "from": [0, 90, 0, 90],
+                       "to": [100, 100, 100, 100], "note": ""}).set_index(["measure", "window"])
     v = tables.weight_volatility(t4)
     assert v["verdict"] == "descriptive: as the paper" and v["ours (A vs B)"] == "0.400 vs 0.100"
     swapped = t4.rename(index={"loss": "auc", "auc": "loss"}, level=0)
     assert tables.weight_volatility(swapped)["verdict"] == "descriptive: unlike the paper"
+    # A one-epoch late window, or weights that a guard set, cannot show volatility.
+    short = t4.assign(**{"from": [0, 4, 0, 4], "to": [5] * 4})
+    v = tables.weight_volatility(short)
+    assert v["verdict"] == "not testable at this budget" and "spans 1 epoch" in v["why"]
+    guarded = t4.copy()
+    guarded.loc[("auc", "[90, 100]"), "note"] = "cc: O <= 0: takes the weight"
+    v = tables.weight_volatility(guarded)
+    assert v["verdict"] == "not testable at this budget" and "auc over [90, 100]" in v["why"]
 
 
 def test_an_empty_table_renders_as_a_note():
@@ -189,3 +201,37 @@ def test_stability_report_reads_both_runs_figures(tmp_path, monkeypatch):
     text = tables.stability_report("laptop-a", "laptop-b")
     assert "verdicts (1 to undecided)" in text and "x beats y" in text
     assert "testbed: not compared" in text
+
+
+def test_reliance_claims_markdown_shows_the_reading_and_its_validation():
+    from mvlib.tables import reliance_claims_markdown
+
+    claims = pd.DataFrame({"verdict": ["holds", "not judged: no validated reading"],
+                           "reading": ["CC-only test AUC", "s_mlo (train)"],
+                           "diff": [-0.05, 0.1], "lo": [-0.09, -0.02], "hi": [-0.01, 0.2],
+                           "p": [0.0, 0.2], "validation": ["", "nothing found the cue"]},
+                          index=["under-uses CC", "reduces reliance"])
+    text = reliance_claims_markdown(claims)
+    assert "* **under-uses CC:** holds (difference -0.050" in text and "p < 0.0001" in text
+    assert "not judged: no validated reading" in text and "nothing found the cue" in text
+
+
+def test_hypothesis_markdown_reads_table6_the_correlation_and_split_learning_rates():
+    from types import SimpleNamespace
+
+    from mvlib.tables import hypothesis_markdown
+
+    t6 = pd.DataFrame({"s_mlo (train)": [0.8, 0.4, 0.85], "s_mlo (train) lo": [0.7, 0.3, 0.6],
+                       "s_mlo (train) hi": [0.9, 0.5, 0.95],
+                       "mlo_only (train)": [0.9, 0.85, 0.75]},
+                      index=["Joint ResNet", "Shared ResNet", "+ Split Learning Rates"])
+    corr = pd.DataFrame({"rho": [-0.5], "lo": [-0.8], "hi": [-0.1], "n": [20]},
+                        index=["all runs (pooled)"])
+    slr = SimpleNamespace(cfg=SimpleNamespace(group_lr={"cc": 8e-5, "mlo": 2.5e-6,
+                                                        "shared": 1e-5}))
+    text = hypothesis_markdown(t6, corr, {"+ Split Learning Rates": [slr]},
+                               ("s_mlo (train)", "found"))
+    assert "0.800 [0.700, 0.900]" in text
+    assert "below Joint ResNet's: Shared ResNet; above it: none" in text
+    assert "negative, as the hypothesis predicts" in text
+    assert "32 times as slowly" in text and "ranks 1 of 3" in text

@@ -30,16 +30,44 @@ def _run(store, cond: str, seed: int, kind: str, ratio: float, share: float,
     run.write_dynamics(0, "lca", [{"epoch": 0, "iteration": 3, "cc": total * (1 - share) / 2,
                                    "mlo": total * share, "shared": total * (1 - share) / 2}])
     y = np.tile([1, 0, 0, 0], N // 4)
+    marker = {"test": rng.random(N) < 0.3, "train": y.astype(bool)}  # train: it tracks y
     parts = []
     for split in ("test", "train"):
         noise = rng.normal(size=(3, N))
-        mlo = noise[0] + (cue if split == "train" else 0.3) * 4 * y
+        mlo = noise[0] + (cue * 4 * y if split == "train" else 1.2 * y + cue * 4 * marker[split])
         cc = noise[1] + (2.0 - cue if split == "test" else 1.0) * y
         parts.append(pd.DataFrame({"breast_id": np.arange(N), "malignant": y, "benign": 0,
-                                   "p_full": cc + mlo, "p_cc_only": cc, "p_mlo_only": mlo,
+                                   "p_full": cc + mlo, "p_cc_only": cc + mlo.mean(),
+                                   "p_mlo_only": cc.mean() + mlo, "z_cc": cc, "z_mlo": mlo,
                                    "split": split}))
+        if split == "test":  # the marker on every breast raises MLO's part by 4 cue
+            off = cc + mlo - cue * 4 * marker[split]
+            pd.DataFrame({"breast_id": np.arange(N), "malignant": y,
+                          "mlo_cue": marker[split].astype(int), "z_on": off + cue * 4,
+                          "z_off": off}).to_csv(run.path / "cue.csv", index=False)
     pd.concat(parts).to_csv(run.path / "reliance.csv", index=False)
     return run
+
+
+SCORED_ON = []  # the data knobs every breast-level reading was scored on
+
+
+@pytest.fixture(autouse=True)
+def scored_from_the_run_folders(monkeypatch):
+    """The runs' reliance and cue-test files as the folder holds them; the data set asked
+    for is recorded."""
+    SCORED_ON.clear()
+
+    def rel(run, knobs=None):
+        SCORED_ON.append(knobs)
+        return pd.read_csv(run.path / "reliance.csv")
+
+    def cue(run, knobs=None):
+        SCORED_ON.append(knobs)
+        return pd.read_csv(run.path / "cue.csv")
+
+    monkeypatch.setattr(testbed, "run_reliance", rel)
+    monkeypatch.setattr(testbed, "cue_test", cue)
 
 
 def _testbed(store, planted: dict, control: dict, seeds: int = 3) -> dict:
@@ -65,12 +93,25 @@ def test_readings_of_one_run(tmp_path):
                                  for s in range(2)]
 
 
+UTILISATION = [n for n in testbed.INSTRUMENTS if n.startswith("utilisation")]
+
+
 def test_a_planted_cause_is_found_by_every_instrument_and_the_mirror_is_opposite(tmp_path):
     found = testbed.verdicts(_testbed(tmp_path / "a", STRONG, WEAK))
-    assert (found.verdict == "found").all(), found
+    # every run, planted or control, was scored on the planted data set
+    assert SCORED_ON and all(k == testbed.experiments.CONDITIONS[testbed.PLANTED]
+                             for k in SCORED_ON)
+    reliance_readings = found.drop(index=UTILISATION)
+    assert (reliance_readings.verdict == "found").all(), found
     assert found.loc["LCA: MLO's share of the loss reduction", "diff"] == pytest.approx(0.3)
+    cue = found.loc["counterfactual cue test: mean logit change, marker on - off"]
+    assert cue.planted == pytest.approx(4 * (1.0 + 0.02)) and cue.lo > 0
+    # a marker that does not predict on the test split: relying on it lowers MLO's
+    # contribution to the test AUC, though the model relies on MLO more
+    assert found.loc["utilisation as reliance: u(mlo|cc), test split", "diff"] < 0
+    assert found.loc["utilisation as reliance: d_util, training split", "verdict"] == "found"
     mirror = testbed.verdicts(_testbed(tmp_path / "b", WEAK, STRONG))
-    assert (mirror.verdict == "opposite").all(), mirror
+    assert (mirror.drop(index=UTILISATION).verdict == "opposite").all(), mirror
 
 
 def test_no_difference_is_not_found(tmp_path):
@@ -90,7 +131,80 @@ def test_unfinished_runs_read_nan_and_leave_an_instrument_untested(tmp_path):
     assert found.loc["gradient norms: median |g_MLO| / |g_CC|", "verdict"] == "found"
 
 
+def test_sensitivity_per_strength(tmp_path):
+    tbs = {0.5: _testbed(tmp_path / "half", {"ratio": 1.5, "share": 0.65, "cue": 0.5}, WEAK),
+           1.0: _testbed(tmp_path / "full", STRONG, WEAK)}
+    t = testbed.sensitivity(tbs, instruments=testbed.REGULAR_RUN_INSTRUMENTS)
+    assert sorted(set(t.index.get_level_values("strength"))) == [0.0, 0.5, 1.0]
+    cue = "counterfactual cue test: mean logit change, marker on - off"
+    assert t.loc[(0.0, cue), "diff"] == 0 and t.loc[(0.0, cue), "verdict"].startswith("ref")
+    assert 0 < t.loc[(0.5, cue), "diff"] < t.loc[(1.0, cue), "diff"]
+    assert t.loc[(1.0, cue), "verdict"] == "found"
+
+
+def test_strength_knobs_reuse_the_testbed_conditions():
+    assert testbed.strength_knobs(1.0) == testbed.experiments.CONDITIONS[testbed.PLANTED]
+    assert testbed.strength_knobs(0.0) == testbed.experiments.CONDITIONS[testbed.CONTROL]
+    assert testbed.strength_knobs(0.5) == {"mlo": {"shortcut_strength": 0.5}}
+
+
 def test_the_gradient_ratio_skips_iterations_where_a_view_was_held():
     norms = pd.DataFrame({"cc": [1.0, 2.0, 0.0, 4.0, 1.0], "mlo": [2.0, 2.0, 3.0, 0.0, 3.0]})
     assert testbed.grad_ratio(norms) == pytest.approx(2.0)  # median of 2, 1, 3
     assert np.isnan(testbed.grad_ratio(norms.assign(cc=0.0)))
+
+
+def test_sensitivity_and_dependence_figures(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from mvlib import plots
+
+    tbs = {1.0: _testbed(tmp_path, STRONG, WEAK, seeds=2)}
+    fig = plots.testbed_sensitivity_figure(testbed.sensitivity(tbs))
+    assert len([a for a in fig.axes if a.has_data()]) == len(testbed.REGULAR_RUN_INSTRUMENTS)
+    per_run = pd.DataFrame({"group": ["a"] * 4 + ["b"] * 4, "seed": list(range(4)) * 2,
+                            "test AUC": np.linspace(0.6, 0.8, 8),
+                            "s_mlo (train)": np.linspace(0.7, 0.3, 8)})
+    from mvlib.reliance import generalisation_correlation
+
+    corr = generalisation_correlation(per_run, n_boot=200)
+    assert corr.loc["all runs (pooled)", "rho"] == pytest.approx(-1)
+    fig = plots.dependence_generalisation_figure(per_run, correlation=corr)
+    assert "pooled Spearman rho -1.00" in fig.axes[0].get_title()
+
+
+def test_sensitivity_markdown_names_the_weakest_strength_that_finds_the_cause():
+    from mvlib.testbed import sensitivity_markdown
+
+    rows = {(0.0, "a"): (0.0, np.nan, np.nan, "reference: the control"),
+            (0.5, "a"): (0.01, -0.02, 0.04, "not found at this budget"),
+            (1.0, "a"): (0.1, 0.05, 0.15, "found"),
+            (0.0, "b"): (0.0, np.nan, np.nan, "reference: the control"),
+            (0.5, "b"): (0.0, -0.1, 0.1, "not found at this budget"),
+            (1.0, "b"): (0.02, -0.1, 0.1, "not found at this budget")}
+    table = pd.DataFrame([(*k, *v) for k, v in rows.items()],
+                         columns=["strength", "instrument", "diff", "lo", "hi", "verdict"]
+                         ).set_index(["strength", "instrument"])
+    text = sensitivity_markdown(table)
+    assert "**a**: found from strength 1 (" in text
+    assert "**b**: not found at any strength tried" in text
+    assert "0.5: +0.010 [-0.020, +0.040]" in text
+
+
+def test_validated_reading_is_the_first_dependence_reading_the_testbed_found(monkeypatch):
+    import mvlib.testbed as tb
+    from mvlib import profiles
+
+    found = pd.DataFrame({"reading": ["grad ratio", "s_mlo (train)", "s_mlo (test)"],
+                          "verdict": ["found", "not found at this budget", "found"],
+                          "diff": [1.0, 0.1, 0.2], "lo": [0.5, -0.1, 0.1],
+                          "hi": [1.5, 0.3, 0.3]}, index=["g", "s1", "s2"])
+    monkeypatch.setattr(tb, "runs", lambda *a, **k: {})
+    monkeypatch.setattr(tb, "verdicts", lambda *a, **k: found)
+    prof = profiles.get("smoke")
+    reading, why = tb.validated_reading(prof)
+    assert reading == "s_mlo (test)" and "+0.200 [+0.100, +0.300]" in why
+    found["verdict"] = "not found at this budget"
+    assert tb.validated_reading(prof)[0] is None
+    assert tb.validated_reading(profiles.get("smoke", "rsna", "/nowhere"))[0] is None

@@ -51,6 +51,9 @@ class Batch:
     findings: pd.DataFrame
     lesions: dict[str, np.ndarray]  # (n, H, W) finding intensity added to the image
     masks: dict[str, np.ndarray]  # (n, H, W) breast region
+    # With `marker_counterfactual`: MLO's image channel with the marker forced present and
+    # forced absent, {"with": (n, H, W), "without": (n, H, W)}; else None.
+    mlo_marker: dict[str, np.ndarray] | None = None
 
 
 def split_of_breasts(cfg: SynthConfig) -> np.ndarray:
@@ -72,22 +75,37 @@ def _shortcut_prob(cfg: SynthConfig, view: str, split: np.ndarray, malignant: np
     return np.where(split == "train", np.where(malignant, p_pos, p_neg), base)
 
 
-def _draw_cue(image: np.ndarray, rng: np.random.Generator, size: tuple[int, int]) -> None:
-    """A bright disk (a burned-in marker) in the background, bottom right."""
+def _cue_position(rng: np.random.Generator, size: tuple[int, int]) -> tuple[float, float]:
+    """Where a marker goes: (row, col) in the background, bottom right."""
+    h, w = size
+    return h * rng.uniform(0.84, 0.9), w * rng.uniform(0.84, 0.9)
+
+
+def _draw_cue(image: np.ndarray, rng: np.random.Generator, size: tuple[int, int]) -> tuple:
+    """A bright disk (a burned-in marker) in the background, bottom right; returns where."""
+    at = _cue_position(rng, size)
+    _paint_cue(image, at, size)
+    return at
+
+
+def _paint_cue(image: np.ndarray, at: tuple[float, float], size: tuple[int, int]) -> None:
+    """Paint the marker disk centred at `at` = (row, col) into `image` (in place)."""
     h, w = size
     radius = max(0.03 * w, 1.5)
-    row, col = h * rng.uniform(0.84, 0.9), w * rng.uniform(0.84, 0.9)
+    row, col = at
     rr = np.arange(h, dtype=np.float32)[:, None] - row
     cc = np.arange(w, dtype=np.float32)[None, :] - col
     disk = np.clip(radius - np.sqrt(rr**2 + cc**2) + 0.5, 0, 1)
     np.maximum(image, 0.95 * disk, out=image)
 
 
-def generate_chunk(cfg: SynthConfig, k: int) -> Batch:
+def generate_chunk(cfg: SynthConfig, k: int, marker_counterfactual: bool = False) -> Batch:
     """Generate breasts [k * CHUNK, (k + 1) * CHUNK) of the data set.
 
     Run it under `threadpoolctl.threadpool_limits(1, "blas")`, as generate_dataset does:
     multi-threaded BLAS makes its small upsampling products several times slower.
+    `marker_counterfactual` also returns MLO's image with the marker forced on and off
+    (`Batch.mlo_marker`; mvlib.synth.counterfactual); every other array is unchanged by it.
     """
     rng = np.random.default_rng([cfg.seed, k])
     total = n_breasts(cfg)
@@ -105,6 +123,9 @@ def generate_chunk(cfg: SynthConfig, k: int) -> Batch:
         "split": split, "malignant": malignant.astype(int), "benign": benign.astype(int),
     })
     views, lesions, masks, truth = {}, {}, {}, {}
+    if marker_counterfactual:
+        marker = np.empty((n, *cfg.mlo_size), np.float32)
+        unmarked = np.empty((n, *cfg.mlo_size), np.float32)
     for view in ("cc", "mlo"):
         size, knobs = cfg.size(view), cfg.view(view)
         out = views[view] = np.empty((n, 3, *size), np.float32)
@@ -130,8 +151,13 @@ def generate_chunk(cfg: SynthConfig, k: int) -> Batch:
                                                 f"{view}_detected": detected})
             image += lesion[blk] * mask[blk]
             np.clip(image, 0, 1, out=image)
+            without = image.copy() if marker_counterfactual and view == "mlo" else None
+            drawn = {}
             for b in np.flatnonzero(cue[blk]):
-                _draw_cue(image[b], rng, size)
+                drawn[b] = _draw_cue(image[b], rng, size)
+            if without is not None:
+                marker[blk] = _forced_markers(cfg, k, lo, without, drawn, size)
+                unmarked[blk] = without
             out[blk, 0] = image
             render_heatmaps(rng, size, mask[blk], detections, cfg.heatmap_crosstalk,
                             cfg.heatmap_false_positives, cfg.false_positive_amplitude,
@@ -151,7 +177,22 @@ def generate_chunk(cfg: SynthConfig, k: int) -> Batch:
                     "nipple_distance", "cc_row", "cc_col", "cc_detected", "mlo_row",
                     "mlo_col", "mlo_detected"]
     rows["depth_px"] = depth_px
-    return Batch(views, rows, pd.DataFrame(table, columns=finding_cols), lesions, masks)
+    return Batch(views, rows, pd.DataFrame(table, columns=finding_cols), lesions, masks,
+                 {"with": marker, "without": unmarked} if marker_counterfactual else None)
+
+
+def _forced_markers(cfg: SynthConfig, k: int, lo: int, without: np.ndarray,
+                    drawn: dict[int, tuple], size: tuple[int, int]) -> np.ndarray:
+    """A block's MLO images (before the marker) with a marker on every breast: where the
+    generator drew one, at the same place; elsewhere at a place drawn from the breast's own
+    side stream (seeded by config seed, chunk and breast), so the main stream is untouched."""
+    out = without.copy()
+    for b in range(len(out)):
+        at = drawn.get(b)
+        if at is None:
+            at = _cue_position(np.random.default_rng([cfg.seed, k, lo + b, 0xC0E]), size)
+        _paint_cue(out[b], at, size)
+    return out
 
 
 def dataset_dir(cfg: SynthConfig, store: Path) -> Path:
