@@ -2,16 +2,26 @@
 imbalance, on Joint ResNet with the paper's protocol, beside Joint ResNet, Modality Dropout
 and Shared ResNet.
 
-  * OGM-GE (Peng et al., CVPR 2022; mvlib.ogm): alpha searched log-uniformly in [0.05, 1],
-    `hp_samples` values at each of the base rates 1e-5 and 1e-4, as Modality Dropout's rates
-    are (Appendix B);
+  * OGM-GE (Peng et al., CVPR 2022; mvlib.ogm), trained as its reference trains it: SGD with
+    momentum 0.9, weight decay 1e-4 and a x0.1 step at 70% of the epochs (RunConfig.optimizer
+    'sgd'; GeWu-Lab/OGM-GE_CVPR2022 main.py 246-247), its own learning rate searched
+    log-uniformly in [1e-4, 1e-2] around the reference's 1e-3 (main.py 37) jointly with alpha
+    in [0.05, 1], as many settings as Modality Dropout's search (`hp_samples` at each of two
+    base rates). The Adam variant of earlier versions is not in Table 7: under Adam's
+    per-parameter scaling a slowly varying k is largely normalised away, and a second row
+    would cost as much as the first;
   * the greedy-learning re-balancing of Wu et al. (ICML 2022), our adaptation to sum fusion
-    (mvlib.rebalance): the reference's epsilon 0.01 and Q = 5, at Joint ResNet's winning
-    learning rate (like Gradient Blending's fixed rate, nothing of its own is searched).
+    (mvlib.rebalance, hold 'input': re-balancing steps train every parameter, only the caring
+    view's cross-view input held, as the reference's): the reference's epsilon 0.01 and
+    Q = 5, at Joint ResNet's winning learning rate (like Gradient Blending's fixed rate,
+    nothing of its own is searched).
 Each group's winner is repeated with the profile's `seeds`. Without heatmaps, each method
-keeps its winning setting and trains at the image-only Joint ResNet's rate (Table 3's
-search). On the synthetic testbed, each winner is trained again on the control data (the
-MLO cue switched off) to see whether the method still lets the planted cue in.
+keeps its winning setting; re-balancing trains at the image-only Joint ResNet's rate
+(Table 3's search), OGM-GE at its own SGD rate (an Adam rate says nothing about SGD). On the
+synthetic testbed, each winner and Joint ResNet's winner are trained again on the control
+data (the MLO cue switched off) to see whether the method lets the planted cue in less than
+Joint ResNet does, each at the rate Table 7 reports it at: re-balancing and Joint ResNet at
+one rate.
 """
 
 from __future__ import annotations
@@ -34,46 +44,67 @@ from mvlib import (
     testbed,
 )
 from mvlib.atomic import write_atomic
-from mvlib.dynamics import mlo_share
 from mvlib.experiments import config, search_then_repeat, summary
 from mvlib.profiles import Profile
-from mvlib.rebalance import EPSILON, STEPS
+from mvlib.rebalance import EPSILON, STEPS, rebalancing_share
 from mvlib.runs import RunConfig, RunDir
-from mvlib.search import BASE_LRS, log_uniform
+from mvlib.search import BASE_LRS
 from mvlib.sweep import Executor, default_executor, sweep
 
 EXPERIMENT = "balancing"
 OGM, REBALANCE = "+ OGM-GE", "+ Re-balancing (adapted)"
 METHODS = (OGM, REBALANCE)
 BASELINES = ("Joint ResNet", "+ Modality Dropout", "Shared ResNet")
+JOINT = BASELINES[0]  # its winning setting (Table 1): the testbed's comparison
+OGM_LR_RANGE = (1e-4, 1e-2)  # SGD rates: a decade either side of the reference's 1e-3
+OGM_OPTIMIZER = "sgd"  # the reference's (main.py 246; its --optimizer flag is never read)
+REBALANCE_SETTING = {"epsilon": EPSILON, "steps": STEPS, "hold": "input"}
 
 
-def ogm_alphas(n: int, seed: int) -> list[float]:
-    """n values of OGM-GE's alpha, log-uniform in ogm.ALPHA_RANGE (3 digits)."""
-    return log_uniform(*ogm.ALPHA_RANGE, n, seed)
+def ogm_settings(n: int, seed: int) -> list[tuple[float, float]]:
+    """n (learning rate, alpha) pairs for OGM-GE, log-uniform in OGM_LR_RANGE and
+    ogm.ALPHA_RANGE by Latin hypercube (each of n equal log-strata of each range holds one
+    value, strata paired at random; 3 digits): with the laptop's 2 settings, one rate falls
+    on each side of the reference's 1e-3, where independent draws could both miss it."""
+    rng = np.random.default_rng(seed)
+    lo, hi = np.log([OGM_LR_RANGE[0], ogm.ALPHA_RANGE[0]]), np.log([OGM_LR_RANGE[1],
+                                                                    ogm.ALPHA_RANGE[1]])
+    strata = np.stack([rng.permutation(n) for _ in range(2)], axis=1)
+    u = (strata + rng.uniform(size=(n, 2))) / n
+    return [(float(f"{lr:.3g}"), float(f"{a:.3g}")) for lr, a in np.exp(lo + u * (hi - lo))]
 
 
 def method_groups(prof: Profile, joint_lr: float) -> dict[str, list[dict]]:
-    """The two methods' settings (keyword arguments of `experiments.config`): OGM-GE's
-    searched alphas, and the re-balancing at Joint ResNet's winning rate `joint_lr` (it adds
-    no hyperparameter we search: epsilon and Q are the reference's)."""
+    """The two methods' settings (keyword arguments of `experiments.config`): OGM-GE with
+    SGD, its rate and alpha searched (as many settings as Modality Dropout's search), and
+    the re-balancing at Joint ResNet's winning rate `joint_lr` (it adds no hyperparameter we
+    search: epsilon and Q are the reference's)."""
+    n = len(BASE_LRS) * prof.hp_samples
     return {
-        OGM: [dict(model="joint", lr=base, ogm_alpha=a, experiment=EXPERIMENT)
-              for i, base in enumerate(BASE_LRS) for a in ogm_alphas(prof.hp_samples, 30 + i)],
+        OGM: [dict(model="joint", lr=lr, ogm_alpha=a, optimizer=OGM_OPTIMIZER,
+                   experiment=EXPERIMENT) for lr, a in ogm_settings(n, 32)],
         REBALANCE: [dict(model="joint", lr=joint_lr, experiment=EXPERIMENT,
-                         rebalance={"epsilon": EPSILON, "steps": STEPS})],
+                         rebalance=dict(REBALANCE_SETTING))],
     }
 
 
 def methods(prof: Profile, executor: Executor | None = None, store: Path | None = None
             ) -> tuple[pd.DataFrame, dict[str, list[RunDir]]]:
-    """Both methods' searches and repetitions: (search table, final runs)."""
-    joint = regularized.table1_final(prof, executor, store, ("Joint ResNet",))["Joint ResNet"]
-    return search_then_repeat(prof, method_groups(prof, joint[0].cfg.lr), executor, store)
+    """Both methods' searches and repetitions: (search table, final runs). On the synthetic
+    data Joint ResNet's testbed controls (`testbed_runs`) train beside the search runs, whose
+    sweep would otherwise leave a worker idle (they need only notebook 03's winner)."""
+    joint = regularized.table1_final(prof, executor, store, (JOINT,))[JOINT]
+    groups = method_groups(prof, joint[0].cfg.lr)
+    if prof.dataset == "synthetic":
+        search = [config(prof, seed=s, **setting) for settings in groups.values()
+                  for setting in settings for s in range(prof.search_seeds)]
+        sweep(search + control_configs(prof, joint), executor or default_executor(prof), store)
+    return search_then_repeat(prof, groups, executor, store)
 
 
 def _method_fields(cfg: RunConfig) -> dict:
-    return dict(ogm_alpha=cfg.ogm_alpha, ogm_fc=cfg.ogm_fc, rebalance=cfg.rebalance)
+    return dict(ogm_alpha=cfg.ogm_alpha, ogm_fc=cfg.ogm_fc, rebalance=cfg.rebalance,
+                optimizer=cfg.optimizer)
 
 
 def baselines(prof: Profile, executor: Executor | None = None, store: Path | None = None
@@ -93,14 +124,19 @@ def baselines(prof: Profile, executor: Executor | None = None, store: Path | Non
 def image_only(prof: Profile, final: dict[str, list[RunDir]],
                base_image_only: dict[str, list[RunDir]], executor: Executor | None = None,
                store: Path | None = None) -> dict[str, list[RunDir]]:
-    """Each method's winning setting on the image channel alone, at the rate notebook 06 chose
-    for the image-only Joint ResNet (in `base_image_only`), the profile's `seeds` seeds. Empty
-    when there is no such baseline (a data set without heatmaps: every run above already read
-    the image alone)."""
+    """Each method's winning setting on the image channel alone, the profile's `seeds` seeds:
+    Adam runs at the rate notebook 06 chose for the image-only Joint ResNet (in
+    `base_image_only`), SGD runs (OGM-GE) at their own winning rate. Empty when there is no
+    such baseline (a data set without heatmaps: every run above already read the image
+    alone)."""
     if not base_image_only.get("Joint ResNet"):
         return {}
     joint_lr = base_image_only["Joint ResNet"][0].cfg.lr
-    cfgs = {name: [config(prof, "joint", joint_lr, s, EXPERIMENT, channels=1,
+
+    def rate(cfg: RunConfig) -> float:
+        return cfg.lr if cfg.optimizer != "adam" else joint_lr
+
+    cfgs = {name: [config(prof, "joint", rate(runs[0].cfg), s, EXPERIMENT, channels=1,
                           epochs_override=runs[0].cfg.epochs, **_method_fields(runs[0].cfg))
                    for s in prof.seed_list(prof.seeds)]
             for name, runs in final.items()}
@@ -113,8 +149,9 @@ def image_only(prof: Profile, final: dict[str, list[RunDir]],
 def table7(with_maps: dict[str, list[RunDir]], without: dict[str, list[RunDir]]
            ) -> pd.DataFrame:
     """Table 7 (ours): per group, test AUC with and without heatmaps (mean over seeds, seed x
-    case 95% interval) and view reliance with heatmaps (CC only, MLO only, utilisation rates,
-    MLO only on the training split; mvlib.reliance.table6), numeric columns for the CSV."""
+    case 95% interval) and view reliance with heatmaps (Table 6's columns: MLO's dependence
+    share, CC only, MLO only, utilisation rates; mvlib.reliance.table6), numeric columns for
+    the CSV."""
     auc = summary(with_maps, {})
     img = summary(without, {}) if without else pd.DataFrame()
     rel = reliance.table6(with_maps)
@@ -140,10 +177,12 @@ def table7_display(t: pd.DataFrame) -> pd.DataFrame:
     out["AUC, image only"] = cells("image only auc_mean", "image only auc_lo",
                                    "image only auc_hi")
     out["image only (paper)"] = reference(paper.TABLE3)
-    for col, name in (("cc_only", "CC only"), ("mlo_only", "MLO only"),
-                      ("u(mlo|cc)", "u(mlo|cc)"), ("u(cc|mlo)", "u(cc|mlo)"),
-                      ("d_util", "d_util")):
-        out[name] = cells(col, f"{col} lo", f"{col} hi")
+    for col, name in (("s_mlo (train)", "s_MLO, training split"),
+                      ("s_mlo (test)", "s_MLO, test split"), ("cc_only", "CC only"),
+                      ("mlo_only", "MLO only"), ("u(mlo|cc)", "u(mlo|cc)"),
+                      ("u(cc|mlo)", "u(cc|mlo)"), ("d_util", "d_util")):
+        if col in t:
+            out[name] = cells(col, f"{col} lo", f"{col} hi")
     return out
 
 
@@ -157,11 +196,12 @@ def write_table7(t: pd.DataFrame, prof: Profile) -> list[Path]:
     return [csv, csv.with_suffix(".png")]
 
 
-def claims(t: pd.DataFrame, with_maps: dict[str, list[RunDir]], store: Path | None = None
-           ) -> pd.DataFrame:
+def claims(t: pd.DataFrame, with_maps: dict[str, list[RunDir]],
+           validated: tuple[str | None, str], store: Path | None = None) -> pd.DataFrame:
     """Table 7's computed verdicts: for each method, "improves Joint ResNet" with and without
     heatmaps (`tables.verdict`: the seed x case interval of A - B) and "reduces Joint
-    ResNet's reliance on MLO" (a lower d_util; `reliance.reliance_claims`)."""
+    ResNet's reliance on MLO" (a lower MLO dependence by the testbed's validated reading,
+    `validated` of `testbed.validated_reading`; `testbed.reliance_claims`)."""
     runs = {"Table 7": t[["runs"]]}
     if t["image only runs"].notna().any():
         runs["Table 7, image only"] = t[["image only runs"]].rename(
@@ -175,31 +215,46 @@ def claims(t: pd.DataFrame, with_maps: dict[str, list[RunDir]], store: Path | No
                                      (table, "Joint ResNet"))
                 rows.append(tables.verdict(claim, runs, store))
     auc = pd.DataFrame(rows).set_index("claim")
-    rel = reliance.reliance_claims({g: with_maps[g] for g in ("Joint ResNet", *METHODS)
-                                    if g in with_maps}, reducers=METHODS)
+    rel = testbed.reliance_claims({g: with_maps[g] for g in ("Joint ResNet", *METHODS)
+                                   if g in with_maps}, validated, reducers=METHODS)
     rel["ours (A vs B)"] = "-"
     rel["why"] = ["" if r["diff"] != r["diff"] else
-                  f"d_util A - B {r['diff']:+.3f}, 95% interval [{r.lo:+.3f}, {r.hi:+.3f}], "
-                  f"p = {r.p:.3f}" for _, r in rel.iterrows()]
+                  f"{r.reading} A - B {r['diff']:+.3f}, 95% interval [{r.lo:+.3f}, "
+                  f"{r.hi:+.3f}], {stats.p_text(r.p, 10000)}"
+                  + (f"; the reading: {r.validation}" if r.validation else "")
+                  for _, r in rel.iterrows()]
     return pd.concat([auc, rel])[["ours (A vs B)", "diff", "lo", "hi", "p", "verdict", "why"]]
+
+
+TESTBED_JOINT = "Joint ResNet (notebook 02)"
+
+
+def control_configs(prof: Profile, runs: list[RunDir]) -> list[RunConfig]:
+    """The control-data runs of a group's winning setting (its first run's config), the
+    first `testbed_seeds` seeds."""
+    cfg = runs[0].cfg
+    return [config(prof, "joint", cfg.lr, s, EXPERIMENT,
+                   knobs=experiments.CONDITIONS[testbed.CONTROL], epochs_override=cfg.epochs,
+                   **_method_fields(cfg)) for s in prof.seed_list(prof.testbed_seeds)]
 
 
 def testbed_runs(prof: Profile, final: dict[str, list[RunDir]],
                  executor: Executor | None = None, store: Path | None = None
                  ) -> dict[str, dict[str, dict]]:
-    """Per method: its winning setting on the planted data (its final runs, the first
-    `testbed_seeds` seeds) and on the control data (the same seeds), in the layout of
-    `testbed.runs` (regular runs only: no LCA)."""
+    """Per group, Joint ResNet's winning setting (Table 1's final runs, group JOINT) first and
+    then each method's: its final runs of the first `testbed_seeds` seeds on the planted data
+    and the same seeds on the control data at the same setting, in the layout of
+    `testbed.runs` (regular runs only: no LCA). Every group runs at the rate Table 7 reports
+    it at; re-balancing trains at Joint ResNet's winning rate, so the two share one rate."""
+    joint = regularized.table1_final(prof, executor, store, (JOINT,))[JOINT]
+    groups = {JOINT: joint, **final}
     seeds = prof.seed_list(prof.testbed_seeds)
-    control = {name: [config(prof, "joint", runs[0].cfg.lr, s, EXPERIMENT,
-                             knobs=experiments.CONDITIONS[testbed.CONTROL],
-                             epochs_override=runs[0].cfg.epochs, **_method_fields(runs[0].cfg))
-                      for s in seeds] for name, runs in final.items()}
+    control = {name: control_configs(prof, runs) for name, runs in groups.items()}
     done = sweep([c for cs in control.values() for c in cs], executor or default_executor(prof),
                  store)
     by_cfg = {r.cfg.digest(): r for r in done}
     out = {}
-    for name, runs in final.items():
+    for name, runs in groups.items():
         planted = {r.cfg.seed: r for r in runs if r.cfg.seed in seeds}
         out[name] = {"norms": {**{(testbed.PLANTED, s): planted[s] for s in seeds},
                                **{(testbed.CONTROL, c.seed): by_cfg[c.digest()]
@@ -208,36 +263,40 @@ def testbed_runs(prof: Profile, final: dict[str, list[RunDir]],
     return out
 
 
-TESTBED_JOINT = "Joint ResNet (notebook 02)"
-
-
 def testbed_verdicts(runs: dict[str, dict[str, dict]], prof: Profile,
                      executor: Executor | None = None, store: Path | None = None
                      ) -> pd.DataFrame:
-    """Per group (Joint ResNet's testbed of notebook 02, then each method) and instrument
-    (gradient norms, view reliance): planted - control with its interval and whether the
-    planted cue shows (`testbed.verdicts`)."""
+    """Per group (Joint ResNet's testbed of notebook 02 at its rate 1e-4, then the groups of
+    `testbed_runs`) and instrument (gradient norms, view reliance): planted - control with
+    its interval and whether the planted cue shows (`testbed.verdicts`)."""
     groups = {TESTBED_JOINT: testbed.runs(prof, executor=executor, store=store), **runs}
     parts = {name: testbed.verdicts(tb, instruments=testbed.REGULAR_RUN_INSTRUMENTS)
              for name, tb in groups.items()}
     return pd.concat(parts, names=["group", "instrument"])
 
 
-def testbed_comparison(runs: dict[str, dict[str, dict]], prof: Profile,
-                       executor: Executor | None = None, store: Path | None = None
-                       ) -> pd.DataFrame:
+def testbed_comparison(runs: dict[str, dict[str, dict]]) -> pd.DataFrame:
     """Per method and view-reliance reading: does the method let the planted cue in less
-    than Joint ResNet? The cue's effect (planted - control) under the method minus under
-    Joint ResNet (`stats.compare_effects`); the method keeps the cue out **better** when that
-    interval lies on the side of a smaller effect (MLO-only training AUC: below 0; CC-only
-    test AUC, which the cue lowers: above 0), **worse** on the other, else inconclusive."""
-    joint = testbed.runs(prof, executor=executor, store=store)
+    than Joint ResNet's winning setting (`runs[JOINT]`, the same seeds)? The cue's effect
+    (planted - control) under the method minus under Joint ResNet (`stats.compare_effects`);
+    the method keeps the cue out **better** when that interval lies on the side of a smaller
+    effect (MLO-only training AUC: below 0; CC-only test AUC, which the cue lowers: above 0),
+    **worse** on the other, else inconclusive. Each side's rate and optimiser are listed."""
+    joint = runs[JOINT]
+
+    def setting(tb: dict) -> str:
+        cfg = next(iter(tb["norms"].values())).cfg
+        return f"{cfg.optimizer} {cfg.lr:.3g}"
+
     rows = []
     for name, tb in runs.items():
+        if name == JOINT:
+            continue
         for instrument in ("view reliance: MLO-only AUC, training split",
                            "view reliance: CC-only AUC, test split"):
             col, sign = testbed.INSTRUMENTS[instrument]
-            row = {"group": name, "instrument": instrument}
+            row = {"group": name, "instrument": instrument, "rate (method)": setting(tb),
+                   "rate (Joint ResNet)": setting(joint)}
             try:
                 y, m = testbed.reliance_scores(tb, col)
                 y_j, j = testbed.reliance_scores(joint, col)
@@ -256,22 +315,9 @@ def testbed_comparison(runs: dict[str, dict[str, dict]], prof: Profile,
             rows.append({**row, "effect (method)": r["effect_a"],
                          "effect (Joint ResNet)": r["effect_b"], "diff": r["diff"],
                          "lo": r["lo"], "hi": r["hi"], "p": r["p"], "verdict": verdict})
-    cols = ["group", "instrument", "effect (method)", "effect (Joint ResNet)", "diff", "lo",
-            "hi", "p", "verdict"]
+    cols = ["group", "instrument", "rate (method)", "rate (Joint ResNet)", "effect (method)",
+            "effect (Joint ResNet)", "diff", "lo", "hi", "p", "verdict"]
     return pd.DataFrame(rows, columns=cols).set_index(["group", "instrument"])
-
-
-def lca_runs(prof: Profile, final: dict[str, list[RunDir]], executor: Executor | None = None,
-             store: Path | None = None) -> dict[str, RunDir]:
-    """One LCA run per method (its winning setting, seed 0, notebook 02's shrunken epochs)
-    for the gradient-norm and LCA figures."""
-    setup = experiments.lca_setup(prof)
-    cfgs = {name: config(prof, "joint", runs[0].cfg.lr, 0, EXPERIMENT,
-                         **_method_fields(runs[0].cfg), **setup)
-            for name, runs in final.items()}
-    done = sweep(list(cfgs.values()), executor or default_executor(prof), store)
-    by_cfg = {r.cfg.digest(): r for r in done}
-    return {name: by_cfg[c.digest()] for name, c in cfgs.items()}
 
 
 # --- the notebook's computed prose ---------------------------------------------------------
@@ -287,8 +333,9 @@ def claims_markdown(claims: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def dynamics_markdown(final: dict[str, list[RunDir]], lca: dict[str, RunDir]) -> str:
-    """What the instruments and the methods' own records read on each method's seed-0 run."""
+def dynamics_markdown(final: dict[str, list[RunDir]]) -> str:
+    """What the gradient norms and the methods' own records read on each method's seed-0
+    run."""
     lines = []
     for name, runs in final.items():
         run = runs[0]
@@ -301,9 +348,6 @@ def dynamics_markdown(final: dict[str, list[RunDir]], lca: dict[str, RunDir]) ->
                 f"both views had a gradient, MLO's gradient norm exceeds CC's in "
                 f"{(both.mlo > both.cc).mean():.0%} (median ratio "
                 f"{testbed.grad_ratio(g):.2f})")
-        if lca[name].status()["state"] == "done":
-            share = mlo_share(lca[name].dynamics("lca"))
-            text += f"; MLO takes {share:.0%} of the loss reduction LCA allocates"
         if name == OGM:
             on = b[b.modulated.astype(bool)]
             text += (f"; over the {len(on)} modulated steps CC was the dominant view in "
@@ -311,11 +355,48 @@ def dynamics_markdown(final: dict[str, list[RunDir]], lca: dict[str, RunDir]) ->
                      f"median k of the dominant view "
                      f"{on[['k_cc', 'k_mlo']].min(axis=1).median():.2f})")
         else:
-            held = b[b.rebalancing.astype(bool)].held.astype(str)
-            text += (f"; {b.rebalancing.astype(bool).mean():.0%} of the steps re-balanced "
-                     f"(CC held in {(held == 'cc').sum()}, MLO in {(held == 'mlo').sum()}); "
-                     f"the last speed gap d = {b.d.dropna().iloc[-1]:+.3f}")
+            share = rebalancing_share(b)
+            text += (f"; {b.rebalancing.astype(bool).mean():.0%} of the steps re-balanced, "
+                     f"{_later_share(share)} after the first epoch (the faster view held at its "
+                     f"mean in the slower view's loss: CC in {share['CC held'].sum()}, MLO in "
+                     f"{share['MLO held'].sum()}); the last speed gap d = "
+                     f"{b.d.dropna().iloc[-1]:+.3f}")
         lines.append(text + ".")
+    return "\n".join(lines)
+
+
+def _later_share(share: pd.DataFrame) -> str:
+    """The share of re-balancing steps after the first epoch, as a percentage ('-' if none)."""
+    later = share[share.index >= 1]
+    return f"{later.rebalancing.sum() / later.steps.sum():.0%}" if later.steps.sum() else "-"
+
+
+def rebalancing_shares(runs: dict[str, list[RunDir]]) -> pd.DataFrame:
+    """The share of re-balancing steps per epoch (rows) of each re-balancing run (columns:
+    '<group>, seed <s>'), from its dynamics/balance_e*.csv (`rebalance.rebalancing_share`);
+    runs that did not finish are left out."""
+    cols = {f"{name}, seed {r.cfg.seed}": rebalancing_share(r.dynamics("balance")).share
+            for name, rs in runs.items() for r in rs if r.status()["state"] == "done"}
+    return pd.DataFrame(cols).rename_axis("epoch")
+
+
+def rebalancing_markdown(runs: dict[str, list[RunDir]]) -> str:
+    """What the re-balancing did over its runs: the share of re-balancing steps after the
+    first epoch (against the reference's Q / (Q + 1) while |d| > epsilon) and which view was
+    held, per run."""
+    lines = []
+    for name, rs in runs.items():
+        for r in rs:
+            if r.status()["state"] != "done":
+                lines.append(f"* **{name}**, seed {r.cfg.seed}: {r.status()['state']}.")
+                continue
+            share = rebalancing_share(r.dynamics("balance"))
+            q = r.cfg.rebalance["steps"]
+            lines.append(f"* **{name}**, seed {r.cfg.seed}: {_later_share(share)} of the steps "
+                         f"after the first epoch re-balanced (ceiling {q}/{q + 1} = "
+                         f"{q / (q + 1):.0%}), {share.rebalancing.sum()} of "
+                         f"{share.steps.sum()} in all; CC held in {share['CC held'].sum()}, "
+                         f"MLO in {share['MLO held'].sum()}.")
     return "\n".join(lines)
 
 
@@ -333,9 +414,11 @@ def testbed_markdown(found: pd.DataFrame | None, compared: pd.DataFrame | None) 
         *lines(found, lambda r: f"planted {r.planted:.3f}, control {r.control:.3f}, difference "
                                 f"{r['diff']:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}]: the cue's "
                                 f"effect is **{r.verdict}**."),
-        "\nAgainst Joint ResNet (the cue's effect under the method minus under Joint ResNet, "
-        "seed x case interval):",
-        *lines(compared, lambda r: f"effect {r['effect (method)']:+.3f} against "
+        "\nAgainst Joint ResNet's winning setting (the cue's effect under the method minus "
+        "under Joint ResNet, the same seeds, seed x case interval):",
+        *lines(compared, lambda r: f"({r['rate (method)']} against Joint ResNet's "
+                                   f"{r['rate (Joint ResNet)']}) effect "
+                                   f"{r['effect (method)']:+.3f} against "
                                    f"{r['effect (Joint ResNet)']:+.3f}, difference "
                                    f"{r['diff']:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}], "
                                    f"p = {r.p:.3f}: **{r.verdict}**.")])

@@ -14,6 +14,12 @@ Batch-norm parameters, biases, the FC-512 layers (unless `fc`) and the output la
 modulated, as in the reference, which modulates 4-d (convolution) tensors only.
 Modulation runs during the first half of the epochs (the reference: epochs 0-50 of 100).
 
+The reference trains with SGD, momentum 0.9 and weight decay 1e-4, its rate x0.1 after 70
+of 100 epochs (main.py 246-247; its `--optimizer` flag is parsed but never read), and k acts
+on that plain gradient step. Under Adam a slowly varying k is largely normalised away per
+parameter, so Table 7 trains OGM-GE with `RunConfig.optimizer = "sgd"` (mvlib.train); the
+modulation itself does not depend on the optimiser.
+
 OGM-GE keeps no state across epochs: its noise generator is re-seeded every epoch from the
 run's seed, so a run resumed after an epoch draws the same noise as one never interrupted.
 """

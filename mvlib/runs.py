@@ -10,7 +10,8 @@ A run folder is named by its config's hash and tells everything about the run:
                   allocations, actual change, error, Simpson sub-intervals, and the same
                   before refinement as rk4_*); validation predictions per breast (with
                   checkpoint_curves; `_init` for the untrained model)
-  last.pt         model, optimiser and bookkeeping after the last finished epoch (resume)
+  last.pt         model, optimiser (and its learning-rate schedule, with SGD) and
+                  bookkeeping after the last finished epoch (resume)
   best.pt         model weights of the epoch with the best validation malignant AUC
   predictions.csv test predictions of the best checkpoint (TTA mean over `tta_windows`)
   reliance.csv    view-reliance predictions of the best checkpoint (mvlib.reliance)
@@ -42,6 +43,9 @@ from mvlib.data.sampler import UNITS
 # shrunken epochs, fp32 output layer under autocast.
 PROTOCOL = 2
 
+OPTIMIZERS = ("adam", "sgd")  # RunConfig.optimizer
+REBALANCE_HOLDS = ("view", "input")  # RunConfig.rebalance['hold']: see mvlib.rebalance
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -55,6 +59,10 @@ class RunConfig:
     batch_size: int = 4
     tta_windows: int = 10
     group_lr: dict[str, float] | None = None  # per-group learning rates (cc, mlo, shared)
+    # The optimiser (mvlib.train.make_optimizer): "adam", the paper's; "sgd", OGM-GE's
+    # reference recipe (SGD, momentum 0.9, weight decay 1e-4, the rate x0.1 at 70% of the
+    # epochs; GeWu-Lab/OGM-GE_CVPR2022 main.py).
+    optimizer: str = "adam"
     # Regularizers of Section 6.2: Modality Dropout rates {'cc': p, 'mlo': p}; Gradient
     # Blending weights {'joint', 'cc', 'mlo'} (model 'joint_blend'); Pretraining: the
     # uni-view runs ('<experiment>/<run folder>' in the store) whose best checkpoints
@@ -65,10 +73,11 @@ class RunConfig:
     finetune: str = "all"
     # The later balancing methods (notebook 08), for Joint ResNet alone: OGM-GE's alpha (0 =
     # off; mvlib.ogm), with `ogm_fc` modulating the FC-512 weights too; greedy-learning
-    # re-balancing, adapted, {'epsilon': ..., 'steps': ...} (None = off; mvlib.rebalance).
+    # re-balancing, adapted, {'epsilon': ..., 'steps': ..., 'hold': ...} (None = off; 'hold'
+    # optional, 'view' when absent; mvlib.rebalance).
     ogm_alpha: float = 0.0
     ogm_fc: bool = False
-    rebalance: dict[str, float] | None = None
+    rebalance: dict[str, float | str] | None = None
     # Gradient Blending's curves: evaluate the training split at every checkpoint (as the
     # validation split is), the untrained model included, and keep per-breast validation
     # predictions of every validated epoch.
@@ -135,6 +144,8 @@ class RunConfig:
         _check_keys("blend_weights", self.blend_weights, {"joint", "cc", "mlo"}, exact=True,
                     valid=lambda v: v >= 0)
         _check_keys("init_from", self.init_from, {"cc", "mlo"}, valid=lambda v: bool(v))
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.finetune not in ("all", "output"):
             raise ValueError(f"finetune must be 'all' or 'output', got {self.finetune!r}")
         if (self.model == "joint_blend") != bool(self.blend_weights):
@@ -149,13 +160,15 @@ class RunConfig:
     def _check_balancing(self) -> None:
         if not (_number(self.ogm_alpha, numbers.Real) and 0 <= self.ogm_alpha < float("inf")):
             raise ValueError(f"ogm_alpha must be a number >= 0 (0 = off), got {self.ogm_alpha!r}")
-        _check_keys("rebalance", self.rebalance, {"epsilon", "steps"}, exact=True)
-        if self.rebalance and not (
-                _number(self.rebalance["epsilon"], numbers.Real) and self.rebalance["epsilon"] >= 0
-                and _number(self.rebalance["steps"], numbers.Integral)
-                and self.rebalance["steps"] >= 1):
-            raise ValueError("rebalance needs epsilon >= 0 and an integer steps >= 1, got "
-                             f"{self.rebalance!r}")
+        _check_keys("rebalance", self.rebalance, {"epsilon", "steps", "hold"})
+        r = self.rebalance
+        if r is not None and not (
+                {"epsilon", "steps"} <= set(r)
+                and _number(r["epsilon"], numbers.Real) and r["epsilon"] >= 0
+                and _number(r["steps"], numbers.Integral) and r["steps"] >= 1
+                and r.get("hold", "view") in REBALANCE_HOLDS):
+            raise ValueError("rebalance needs epsilon >= 0, an integer steps >= 1 and hold in "
+                             f"{REBALANCE_HOLDS} (optional), got {self.rebalance!r}")
         if self.ogm_fc and not self.ogm_alpha:
             raise ValueError("ogm_fc modulates the FC-512 weights too: it needs ogm_alpha > 0")
         methods = [n for n, on in (("ogm_alpha", self.ogm_alpha), ("rebalance", self.rebalance))

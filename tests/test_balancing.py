@@ -10,15 +10,20 @@ import pytest
 import torch
 
 import mvlib.train as train_mod
-from mvlib import ogm
+from mvlib import balancing, ogm
 from mvlib.models.heads import build_model, loss_fn
-from mvlib.rebalance import Rebalancer
+from mvlib.profiles import PROFILES
+from mvlib.rebalance import Rebalancer, rebalancing_share
 from mvlib.runs import RunConfig, RunDir
-from mvlib.train import train
+from mvlib.train import decay_epoch, make_optimizer, make_scheduler, train
 
 KNOBS = {"patients": {"train": 24, "val": 16, "test": 16}}
 OGM = {"ogm_alpha": 0.5}
+OGM_SGD = {"ogm_alpha": 0.5, "optimizer": "sgd", "lr": 3e-3, "epochs": 4}  # decays at epoch 3
 REBALANCE = {"rebalance": {"epsilon": 0.01, "steps": 3}}
+REBALANCE_INPUT = {"rebalance": {"epsilon": 0.01, "steps": 3, "hold": "input"}}
+METHODS = [OGM, OGM_SGD, REBALANCE, REBALANCE_INPUT]
+IDS = ["ogm", "ogm_sgd", "rebalance", "rebalance_input"]
 
 
 def cfg(**kw):
@@ -205,6 +210,126 @@ def test_a_rebalancing_step_trains_the_slower_view_and_the_output_layer_only():
     assert all(torch.equal(p, q) for p, q in zip(groups["mlo"], mlo, strict=True))
 
 
+def test_an_input_rebalancing_step_trains_every_parameter_holding_the_caring_views_input():
+    torch.manual_seed(0)
+    model = build_model("joint").train()
+    x, y = batch()
+    r = Rebalancer(steps=2, hold="input")
+    torch.manual_seed(1)
+    r.advance(model.view_parts(x), epoch=0)  # a regular step: sets the running means
+    r.pending, r.faster = 2, "mlo"  # MLO faster: CC cares, MLO is held in CC's loss
+
+    def grads(loss_of) -> dict[str, torch.Tensor]:
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(2)  # the same input noise in every forward
+        loss_of(model.view_parts(x)).backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    def objective(h):
+        logits, held = r.logits(model, h)
+        assert torch.equal(logits, model.fuse_parts(h))  # the reported logits are the model's
+        return loss_fn(logits, y) + loss_fn(held, y)
+
+    got = grads(objective)
+    regular = grads(lambda h: loss_fn(model.fuse_parts(h), y))
+    alone = grads(lambda h: loss_fn(model.fuse_parts({**h, "mlo": r.mean["mlo"].expand(4, -1)}),
+                                    y))
+    names = model.group_names()
+    assert set(got) == {n for n, _ in model.named_parameters()}  # every parameter trains
+    for n in names["mlo"] + names["shared"]:  # the faster view and the output layer: regular
+        assert torch.allclose(got[n], regular[n], atol=1e-7, rtol=1e-5), n
+    for n in names["cc"]:  # the caring view: its loss with MLO held at its running mean
+        assert torch.allclose(got[n], alone[n], atol=1e-7, rtol=1e-5), n
+    assert not all(torch.allclose(got[n], regular[n]) for n in names["cc"])
+    mu, steps = dict(r.mu), r.mean_steps
+    r.measure(model.param_groups())  # no speed is measured in a re-balancing step
+    assert r.mu == mu
+    torch.manual_seed(3)
+    h = model.view_parts(x)
+    rec = r.advance(h, epoch=1)  # but the running means take every step's batch
+    assert rec["rebalancing"] and rec["held"] == "mlo" and r.mean_steps == steps + 1
+    assert r.regular_steps == 1 and r.pending == 1
+
+
+def test_the_view_hold_is_the_first_adaptation_and_inputs_leaves_h_alone_with_input():
+    h = {"cc": torch.ones(2, 3), "mlo": torch.zeros(2, 3)}
+    for hold in ("view", "input"):
+        r = Rebalancer(hold=hold)
+        r.advance(h, epoch=0)
+        r.pending, r.faster = 1, "cc"
+        replaced = r.inputs({"cc": torch.full((2, 3), 5.0), "mlo": torch.zeros(2, 3)})["cc"]
+        assert torch.equal(replaced, torch.full((2, 3), 5.0 if hold == "input" else 1.0))
+        r.advance({"cc": torch.full((2, 3), 3.0), "mlo": torch.zeros(2, 3)}, epoch=1)
+        expected = 2.0 if hold == "input" else 1.0  # the mean of (1, 3), or of (1) alone
+        assert torch.allclose(r.mean["cc"], torch.full((3,), expected))
+    with pytest.raises(ValueError, match="hold"):
+        Rebalancer(hold="both")
+
+
+def test_the_share_of_rebalancing_steps_per_epoch_from_the_runs_csv(tmp_path):
+    run = RunDir(cfg(**REBALANCE_INPUT), tmp_path)
+    run.create()
+    epochs = {0: [(False, "")] * 4,
+              1: [(False, "")] + [(True, "cc")] * 3 + [(True, "mlo")] * 2,
+              2: [(False, ""), (False, ""), (True, "mlo")]}
+    (run.path / "dynamics").mkdir()
+    for e, steps in epochs.items():  # written by hand, as train() writes them
+        pd.DataFrame([{"epoch": e, "iteration": i, "rebalancing": on, "held": v, "d": 0.1}
+                      for i, (on, v) in enumerate(steps)]).to_csv(
+            run.path / "dynamics" / f"balance_e{e:04d}.csv", index=False)
+    share = rebalancing_share(run.dynamics("balance"))
+    assert share.steps.tolist() == [4, 6, 3]
+    assert share.rebalancing.tolist() == [0, 5, 1]
+    assert share["CC held"].tolist() == [0, 3, 0] and share["MLO held"].tolist() == [0, 2, 1]
+    assert share.share.tolist() == pytest.approx([0, 5 / 6, 1 / 3])
+    assert rebalancing_share(pd.DataFrame()).empty
+
+
+# --- the optimiser -----------------------------------------------------------------------------
+
+def test_sgd_is_ogm_ges_reference_optimiser_and_adam_stays_the_default():
+    model = build_model("joint")
+    sgd = cfg(optimizer="sgd", lr=2e-3, epochs=10)
+    opt = make_optimizer(model, sgd)
+    assert type(opt) is torch.optim.SGD
+    (group,) = opt.param_groups
+    assert (group["lr"], group["momentum"], group["weight_decay"]) == (2e-3, 0.9, 1e-4)
+    assert {id(p) for p in group["params"]} == {id(p) for p in model.parameters()}
+    sched = make_scheduler(opt, sgd)
+    assert isinstance(sched, torch.optim.lr_scheduler.StepLR)
+    rates = []
+    for _ in range(10):  # one step after each epoch, as the reference's train_epoch
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()  # no gradients: nothing moves, but the schedule sees a step taken
+        sched.step()
+    assert rates == pytest.approx([2e-3] * 7 + [2e-4] * 3)  # x0.1 after 70% of the epochs
+    assert [decay_epoch(e) for e in (100, 5, 2)] == [70, 4, 2]
+    adam = cfg()
+    assert type(make_optimizer(model, adam)) is torch.optim.Adam
+    assert make_scheduler(make_optimizer(model, adam), adam) is None
+    assert cfg(optimizer="adam").digest() == adam.digest() != cfg(optimizer="sgd").digest()
+
+
+def test_ogm_ges_search_draws_sgd_rates_and_alphas_independently():
+    pairs = balancing.ogm_settings(40, 32)
+    assert pairs == balancing.ogm_settings(40, 32) and len(set(pairs)) == 40
+    lrs, alphas = zip(*pairs, strict=True)
+    assert all(balancing.OGM_LR_RANGE[0] <= v <= balancing.OGM_LR_RANGE[1] for v in lrs)
+    assert all(ogm.ALPHA_RANGE[0] <= v <= ogm.ALPHA_RANGE[1] for v in alphas)
+    assert np.corrcoef(np.log(lrs), np.log(alphas))[0, 1] < 0.5  # not paired in order
+    for n in (2, 5):  # Latin hypercube: one value in each log-stratum of each range
+        for values, (lo, hi) in zip(zip(*balancing.ogm_settings(n, 7), strict=True),
+                                    (balancing.OGM_LR_RANGE, ogm.ALPHA_RANGE), strict=True):
+            strata = np.floor(n * np.log(np.array(values) / lo) / np.log(hi / lo))
+            assert sorted(strata) == list(range(n))
+    prof = PROFILES["laptop"]
+    groups = balancing.method_groups(prof, joint_lr=7e-4)
+    assert len(groups[balancing.OGM]) == 2 * prof.hp_samples
+    assert all(s["optimizer"] == "sgd" for s in groups[balancing.OGM])
+    (rb,) = groups[balancing.REBALANCE]
+    assert rb["lr"] == 7e-4 and rb["rebalance"]["hold"] == "input" and "optimizer" not in rb
+
+
 def test_rebalancer_state_round_trips():
     r = Rebalancer(epsilon=0.02, steps=4)
     r.advance({"cc": torch.ones(2, 3), "mlo": torch.zeros(2, 3)}, epoch=0)
@@ -222,7 +347,7 @@ def store(tmp_path_factory):
     return tmp_path_factory.mktemp("store")
 
 
-@pytest.mark.parametrize("method", [OGM, REBALANCE], ids=["ogm", "rebalance"])
+@pytest.mark.parametrize("method", METHODS, ids=IDS)
 def test_a_method_is_deterministic_and_recorded(method, store, tmp_path):
     a = train(cfg(**method), store)
     b = train(cfg(**method), tmp_path)
@@ -232,20 +357,39 @@ def test_a_method_is_deterministic_and_recorded(method, store, tmp_path):
     pd.testing.assert_frame_equal(a.dynamics("balance"), b.dynamics("balance"))
     bal = a.dynamics("balance")
     assert len(bal) == len(a.dynamics("grad_norms"))
-    if method is REBALANCE:
+    if "rebalance" in method:
         assert bal[bal.epoch == 0].rebalancing.sum() == 0
         assert bal[bal.epoch >= 1].rebalancing.any()  # the smoke run is imbalanced enough
+        g = a.dynamics("grad_norms")
+        on = bal.rebalancing.astype(bool).to_numpy()
+        both = ((g.cc > 0) & (g.mlo > 0)).to_numpy()
+        # 'input' trains every parameter in every step; 'view' leaves the held view without
+        assert both.all() if method is REBALANCE_INPUT else not both[on].any()
     else:
-        assert bal.modulated.tolist() == [e < 2 for e in bal.epoch]  # ceil(3 / 2) epochs
+        epochs = method.get("epochs", 3)
+        assert bal.modulated.tolist() == [e < math.ceil(epochs / 2) for e in bal.epoch]
 
 
 def test_each_method_changes_training(store):
     plain = train(cfg(), store).metrics().train_loss
-    for method in (OGM, REBALANCE):
+    for method in (OGM, REBALANCE, REBALANCE_INPUT):
         assert not np.allclose(train(cfg(**method), store).metrics().train_loss, plain)
+    view, held = (train(cfg(**m), store).metrics().train_loss for m in (REBALANCE,
+                                                                         REBALANCE_INPUT))
+    assert not np.allclose(view, held)
 
 
-@pytest.mark.parametrize("method", [OGM, REBALANCE], ids=["ogm", "rebalance"])
+def test_sgd_trains_with_its_schedule(store):
+    run = train(cfg(**OGM_SGD), store)
+    state = run.load("last.pt")
+    assert state["scheduler"]["last_epoch"] == 4
+    assert state["optimizer"]["param_groups"][0]["lr"] == pytest.approx(3e-4)  # decayed
+    adam = train(cfg(**{**OGM_SGD, "optimizer": "adam"}), store)
+    assert "scheduler" not in adam.load("last.pt")
+    assert not np.allclose(run.metrics().train_loss, adam.metrics().train_loss)
+
+
+@pytest.mark.parametrize("method", METHODS, ids=IDS)
 def test_resume_mid_run_gives_the_uninterrupted_run(method, store, tmp_path, monkeypatch):
     whole = train(cfg(**method), store)
     calls = {"n": 0}
@@ -262,8 +406,10 @@ def test_resume_mid_run_gives_the_uninterrupted_run(method, store, tmp_path, mon
         train(cfg(**method), tmp_path)
     run = RunDir(cfg(**method), tmp_path)
     assert len(run.metrics()) == 2
-    if method is REBALANCE:
+    if "rebalance" in method:
         assert run.load("last.pt")["rebalance"]["regular_steps"] > 0
+    if method is OGM_SGD:  # interrupted before the decay at epoch 3: the schedule resumes
+        assert run.load("last.pt")["scheduler"]["last_epoch"] == 2
     monkeypatch.setattr(train_mod, "predict", real_predict)
     resumed = train(cfg(**method), tmp_path)
     pd.testing.assert_frame_equal(resumed.metrics().drop(columns="seconds"),
@@ -280,6 +426,9 @@ def test_resume_mid_run_gives_the_uninterrupted_run(method, store, tmp_path, mon
     (dict(rebalance={"epsilon": 0.01}), "rebalance"),
     (dict(rebalance={"epsilon": 0.01, "steps": 0}), "steps"),
     (dict(ogm_fc=True), "ogm_fc"),
+    (dict(rebalance={"epsilon": 0.01, "steps": 5, "hold": "both"}), "hold"),
+    (dict(rebalance={"steps": 5, "hold": "input"}), "rebalance"),
+    (dict(optimizer="rmsprop"), "optimizer"),
 ])
 def test_inconsistent_balancing_fields_are_refused(kw, message):
     with pytest.raises(ValueError, match=message):
