@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata, spearmanr
 
-from mvlib.stats import _bootstrap_aucs, delong
+from mvlib.stats import aucs_on_cases, delong
 
 AUC_READINGS = ("full", "cc_only", "mlo_only", "u(mlo|cc)", "u(cc|mlo)", "d_util")
 SHARE_READINGS = ("s_mlo", "dp_mlo", "dp_cc")
@@ -99,13 +99,13 @@ def run_replicates(pred: pd.DataFrame, c: Cases, keys: tuple[str, ...]) -> dict[
             out[key] = _mean(w, np.abs(full - pred[other].to_numpy(np.float64)))
     if set(AUC_READINGS) & set(keys):
         s = np.stack([pred[f"p_{n}"].to_numpy(np.float64) for n in AUC_READINGS[:3]])
-        a = dict(zip(AUC_READINGS[:3], _bootstrap_aucs(s, c.cases, c.pos, c.neg), strict=True))
+        a = dict(zip(AUC_READINGS[:3], aucs_on_cases(s, c.cases, c.pos, c.neg), strict=True))
         out.update({k: v for k, v in {**a, **_utilisation(a)}.items() if k in keys})
     if "cue_logit" in keys:
         out["cue_logit"] = _mean(w, (pred.z_on - pred.z_off).to_numpy(np.float64))
     if "cue_auc" in keys:
         s = np.stack([pred.z_on.to_numpy(np.float64), pred.z_off.to_numpy(np.float64)])
-        on, off = _bootstrap_aucs(s, c.cases, c.pos, c.neg)
+        on, off = aucs_on_cases(s, c.cases, c.pos, c.neg)
         out["cue_auc"] = on - off
     return out
 

@@ -89,8 +89,8 @@ def delong_test(y: np.ndarray, a: np.ndarray, b: np.ndarray, level: float = 0.95
             "p": float(2 * norm.sf(abs(z)))}
 
 
-def _bootstrap_aucs(s: np.ndarray, cases: np.ndarray, pos: np.ndarray, neg: np.ndarray
-                    ) -> np.ndarray:
+def aucs_on_cases(s: np.ndarray, cases: np.ndarray, pos: np.ndarray, neg: np.ndarray
+                  ) -> np.ndarray:
     """AUC of every score vector (rows of `s`) on every resample of cases (rows of `cases`,
     its first len(pos) columns positives; `pos`, `neg`: the case indices of each class):
     shape (k, B). Small test sets count how often each case was drawn and weight the
@@ -128,7 +128,7 @@ def bootstrap_aucs(y: np.ndarray, scores: list[np.ndarray], n_boot: int,
     pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
     cases = np.concatenate([rng.choice(pos, (n_boot, len(pos))),
                             rng.choice(neg, (n_boot, len(neg)))], axis=1)
-    return _bootstrap_aucs(s, cases, pos, neg)
+    return aucs_on_cases(s, cases, pos, neg)
 
 
 def _recipe_means(y: np.ndarray, s: np.ndarray, sizes: list[int], n_boot: int, seed: int,
