@@ -61,16 +61,22 @@ def uniview_pairs(prof: Profile, executor: Executor | None = None, store: Path |
 
 def joint_readings(prof: Profile, executor: Executor | None = None, store: Path | None = None
                    ) -> pd.DataFrame:
-    """Per seed of the testbed's Joint ResNet runs on the default data (lr 1e-4): the share of
+    """Per seed of the testbed's Joint ResNet runs on the default data (lr 1e-4; on real data
+    the same runs on the data as it is, with no control): the share of
     iterations with |g_MLO| > |g_CC| over a regular run (iterations where both views had a
     gradient), MLO's LCA share in its shrunken-epoch run, and that run's best validation AUC
     (how far the model had learned when LCA measured it)."""
-    runs = testbed.runs(prof, executor=executor, store=store)
+    seeds = prof.seed_list(prof.testbed_seeds)
+    setup = experiments.lca_setup(prof)
+    planted = experiments.CONDITIONS[testbed.PLANTED]  # the data as it is (real data too)
+    cfgs = {(kind, s): experiments.config(prof, "joint", testbed.LR, s, "dynamics",
+                                          knobs=planted, **(setup if kind == "lca" else {}))
+            for kind in ("norms", "lca") for s in seeds}
+    done = sweep(list(cfgs.values()), executor or default_executor(prof), store)
+    by_cfg = {r.cfg.digest(): r for r in done}
     rows = []
-    for (cond, seed), run in sorted(runs["norms"].items()):
-        if cond != testbed.PLANTED:
-            continue
-        lca = runs["lca"][(cond, seed)]
+    for seed in seeds:
+        run, lca = (by_cfg[cfgs[(kind, seed)].digest()] for kind in ("norms", "lca"))
         row = {"seed": seed, "share |g_MLO| > |g_CC|": math.nan, "LCA MLO share": math.nan,
                "val AUC (best, LCA run)": lca.status().get("best_val_auc")}
         if run.status()["state"] == "done":
