@@ -90,7 +90,7 @@ def joint_readings(prof: Profile, executor: Executor | None = None, store: Path 
 
 
 def judge(claim: str, paper_says: str, ours: str, values: pd.Series, null: float,
-          what: str, level: float = 0.95) -> dict:
+          what: str, level: float = 0.95, unit: str = "seeds") -> dict:
     """A claim that per-seed `values` lie above `null`: **holds** when the interval of
     mean - null lies above 0, **contradicted** below, else inconclusive at this budget."""
     row = dict.fromkeys(VERDICT_COLUMNS, math.nan) | {"claim": claim,
@@ -104,7 +104,7 @@ def judge(claim: str, paper_says: str, ours: str, values: pd.Series, null: float
     return row | {"ours (A vs B)": ours.format(mean=r["mean"]), "diff": r["diff"],
                   "lo": r["lo"], "hi": r["hi"], "p": r["p"], "verdict": v,
                   "why": f"{what}: {r['diff']:+.3f}, 95% interval [{r['lo']:+.3f}, "
-                         f"{r['hi']:+.3f}] (t over {r['n']} seeds), {stats.p_text(r['p'])}"}
+                         f"{r['hi']:+.3f}] (t over {r['n']} {unit}), {stats.p_text(r['p'])}"}
 
 
 def fig3_claim(pairs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
@@ -115,7 +115,8 @@ def fig3_claim(pairs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
                 f"CC {pairs['best epoch CC'].mean():.1f} vs MLO "
                 f"{pairs['best epoch MLO'].mean():.1f} (mean epoch)", pairs["CC - MLO"], 0.0,
                 "CC minus MLO epoch of the best validation AUC, paired by rate and seed "
-                f"({last} of {2 * len(pairs)} runs peaked at their last epoch)", level)
+                f"({last} of {2 * len(pairs)} runs peaked at their last epoch)", level,
+                unit="pairs")
     return pd.DataFrame([row], columns=VERDICT_COLUMNS).set_index("claim")
 
 
