@@ -9,8 +9,7 @@ from pathlib import Path
 
 from mvlib import profiles
 from mvlib.data.prepare import SOURCES, prepare
-from mvlib.runs import RunConfig
-from mvlib.train import train
+from mvlib.train import train_file
 
 
 def _option(text: str) -> tuple[str, object]:
@@ -61,12 +60,7 @@ def main(argv: list[str] | None = None) -> None:
 
             print(load_report(data).table().to_string())
     elif args.command == "train":
-        path = Path(args.config)
-        try:
-            cfg = RunConfig.from_dict(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError, TypeError, ValueError) as e:
-            raise SystemExit(f"{path}: not a run config ({e})") from e
-        run = train(cfg, Path(args.store) if args.store else None)
+        run = train_file(Path(args.config), Path(args.store) if args.store else None)
         print(run.path, run.status())
     elif args.command == "stability":
         from mvlib.tables import stability_report

@@ -97,7 +97,7 @@ def run(path: Path, profile: str, dataset: str = "synthetic", data_root: str | N
 @contextmanager
 def _sweep_progress(position: int):
     """A bar of the current sweep's runs (done / total, running, queued), read from the file
-    that mvlib.sweep.report writes inside the notebook's kernel; shown in a terminal only."""
+    that mvlib.progress.report writes inside the notebook's kernel; shown in a terminal only."""
     path = paths.store() / "tmp" / f"progress-{os.getpid()}.json"
     path.unlink(missing_ok=True)
     bar = tqdm(total=0, desc="  runs", unit="run", position=position, leave=False,

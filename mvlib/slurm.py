@@ -1,7 +1,7 @@
 """Sweeps on a SLURM cluster, through submitit (facebookincubator/submitit).
 
-Each run is one task of a job array that runs `python -m mvlib train <config.json>` (the
-command line's own `main`, in the job's Python), with the resources of `SlurmOptions`. Its
+Each run is one task of a job array that runs `mvlib.train.train_file(<config.json>)` (what
+`python -m mvlib train` runs, in the job's Python), with the resources of `SlurmOptions`. Its
 log is the array task's submitit log (under `<store>/slurm/`), linked from the run's folder as
 `slurm.out` and `slurm.err` and named in its `slurm.json` beside the job id (what the driver
 submitted); the run's status names the job that ran it. A job that SLURM
@@ -30,8 +30,9 @@ import submitit
 from tqdm import tqdm
 
 from mvlib.atomic import write_json
+from mvlib.progress import report
 from mvlib.runs import RunConfig, RunDir
-from mvlib.sweep import report
+from mvlib.train import train_file
 
 ALIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD",
          "REQUEUE_FED", "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING")
@@ -106,17 +107,15 @@ def queue() -> dict[str, str]:
 
 
 class TrainJob(submitit.helpers.Checkpointable):
-    """One run as a job: `python -m mvlib train <config> --store <store>`. Checkpointable:
-    on preemption or timeout submitit requeues it with the same arguments, and training
-    resumes from the run's last.pt."""
+    """One run as a job: `mvlib.train.train_file`, what `python -m mvlib train` runs.
+    Checkpointable: on preemption or timeout submitit requeues it with the same arguments, and
+    training resumes from the run's last.pt."""
 
     def __call__(self, config: str, store: str) -> str:
-        from mvlib.__main__ import main
-
         cfg = RunConfig.from_dict(json.loads(Path(config).read_text()))
         run = RunDir(cfg, Path(store))
         run.set_status(slurm_job=submitit.JobEnvironment().job_id)
-        main(["train", config, "--store", store])
+        train_file(Path(config), Path(store))
         return config
 
 

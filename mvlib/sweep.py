@@ -20,21 +20,14 @@ import torch
 from tqdm import tqdm
 
 from mvlib import paths
-from mvlib.atomic import write_json
 from mvlib.profiles import Profile
+from mvlib.progress import report
 from mvlib.runs import RunConfig, RunDir
 from mvlib.train import train
 
 
 class Executor(Protocol):
     def run(self, configs: list[RunConfig], store: Path) -> None: ...
-
-
-def report(done: int, total: int, **states: int) -> None:
-    """The current sweep's progress, for a driver outside this process (`make reproduce`
-    shows it while a notebook runs): written to $MVLIB_PROGRESS when that is set."""
-    if path := os.environ.get("MVLIB_PROGRESS"):
-        write_json(Path(path), {"done": done, "total": total, **states})
 
 
 class InProcess:

@@ -179,6 +179,16 @@ class Diverged(Exception):
     """The training loss turned non-finite: the run ends as `diverged`, with this reason."""
 
 
+def train_file(path: Path, store: Path | None = None) -> RunDir:
+    """`train` on a run config saved as JSON: what a job runs (`python -m mvlib train`, a
+    SLURM array task)."""
+    try:
+        cfg = RunConfig.from_dict(json.loads(path.read_text()))
+    except (OSError, json.JSONDecodeError, TypeError, ValueError) as e:
+        raise SystemExit(f"{path}: not a run config ({e})") from e
+    return train(cfg, store)
+
+
 def train_one_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     loader: torch.utils.data.DataLoader, data: BreastDataset, cfg: RunConfig,
                     epoch: int, device: torch.device, ogm: OGMGE | None = None,

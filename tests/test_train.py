@@ -432,3 +432,12 @@ def test_a_damaged_last_checkpoint_is_named_set_aside_and_the_run_restarts(
     assert not (tmp_path / "pwned").exists()
     assert len(list(run.path.glob("last.pt.damaged-*"))) == 1
     pd.testing.assert_frame_equal(_comparable(again.metrics()), _comparable(done_run.metrics()))
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"model": "uni_cc", "no_such_field": 1}'])
+def test_a_job_given_a_bad_config_file_names_it(tmp_path, text):
+    path = tmp_path / "config.json"
+    path.write_text(text)
+    with pytest.raises(SystemExit, match=r"config\.json: not a run config"):
+        train_mod.train_file(path, tmp_path / "store")
+    assert not (tmp_path / "store").exists()
