@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PYTHONHASHSEED := 0
 
-.PHONY: venv test lint unit nbval reproduce bench gpu-check lab clean-runs
+.PHONY: venv test lint unit nbval reproduce bench gpu-check lab clean-runs book
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,8 @@ venv: $(STAMP)
 
 # Unit tests two at a time (a test file stays on one worker: its fixtures are shared; the
 # SLURM tests mostly wait on the cluster), then every notebook at the smoke profile under
-# nbval, one after another (they share the smoke run store). The longest files start first
+# nbval, one after another (they share the smoke run store), then the website built from the
+# committed notebooks and read in Chromium (tests/test_site.py). The longest files start first
 # (tests/conftest.py), in the order collected. Two workers and the SLURM jobs
 # ask for more threads than there are cores: idle OpenMP threads sleep instead of spinning
 # (OMP_WAIT_POLICY; it changes no result): the two longest files side by side took 7.1
@@ -28,10 +29,20 @@ venv: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check mvlib tests notebooks
 	OMP_WAIT_POLICY=PASSIVE MVLIB_PROFILE=smoke $(PY) -m pytest tests -n 2 --dist loadfile \
-		--no-loadscope-reorder -p no:cacheprovider \
+		--no-loadscope-reorder -p no:cacheprovider --ignore=tests/test_site.py \
 		--durations=15
 	MVLIB_PROFILE=smoke $(PY) -m pytest notebooks --nbval-lax -p no:cacheprovider \
 		--durations=5
+	$(PY) -m pytest tests/test_site.py -p no:cacheprovider --durations=5
+
+# The static site: the README and the committed, executed notebooks (never re-run) as HTML
+# in runs/book/html (open runs/book/html/index.html, or serve it: python -m http.server -d
+# runs/book/html). A fresh build; any Sphinx warning fails it. tests/test_site.py builds the
+# same site and reads it in Chromium (`make test` runs it after the notebooks).
+BOOK := runs/book
+book: $(STAMP)
+	$(PY) -m sphinx -E -W --keep-going -n -b html -d $(BOOK)/doctrees notebooks $(BOOK)/html
+	@echo "site: $(BOOK)/html/index.html"
 
 # Re-run every numbered notebook in order (papermill, laptop profile by default).
 # Real data: make reproduce DATASET=rsna DATA_ROOT=/data/rsna (see README, "Your own data").

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
         run = train_file(Path(args.config), Path(args.store) if args.store else None)
         print(run.path, run.status())
     elif args.command == "stability":
-        from mvlib.tables import stability_report
+        from mvlib.study.tables import stability_report
 
         print(stability_report(args.first, args.second))
     elif args.command == "reproduce":

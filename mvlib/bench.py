@@ -169,7 +169,8 @@ def bench_dynamics() -> dict:
     |error| > 1e-3) against the same shrunken epochs with LCA off, at the paper's LCA
     learning rate (1e-5) and at 1e-4 (its Figure 6); at 1e-4 also with refinement off (RK4
     only), which shows what the refinement costs."""
-    from mvlib import experiments, profiles
+    from mvlib import profiles
+    from mvlib.study import training_dynamics
 
     data = prepare("synthetic", "laptop", progress=False)
     batch = next(iter(train_loader(data, seed=0)))
@@ -190,7 +191,7 @@ def bench_dynamics() -> dict:
     for _ in range(5):
         plain = max(plain, _rate(lambda: step(False), min_seconds=2.0, warmup=2))
         with_norms = max(with_norms, _rate(lambda: step(True), min_seconds=2.0, warmup=2))
-    setup = experiments.lca_setup(profiles.get("laptop"))
+    setup = training_dynamics.lca_setup(profiles.get("laptop"))
     shrunk = dict(epoch_fraction=setup["epoch_fraction"], val_every=setup["val_every"],
                   epochs=setup["val_every"])  # one regular epoch's worth, validated once
     lca_on = {"lca_every": setup["lca_every"]}

@@ -42,7 +42,7 @@ class Profile:
     # Modality Dropout and Split Learning Rates: sampled sets per base learning rate (the
     # paper: 10 at 1e-5 and 10 at 1e-4).
     hp_samples: int = 10
-    # Seeds per condition of the known-answer testbed (notebook 02, mvlib.testbed).
+    # Seeds per condition of the known-answer testbed (notebook 02, mvlib.study.testbed).
     testbed_seeds: int = 3
     # A re-run with another seed list (MVLIB_RESEED): the searches keep their seeds, the
     # repetitions after them start at `reseed` instead (see `seed_list`).

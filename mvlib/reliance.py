@@ -320,7 +320,7 @@ def reliance_claims(table6_runs: dict[str, list[RunDir]], level: float = 0.95,
       * each of `reducers` (Modality Dropout and Shared ResNet; notebook 08: the later
         balancing methods) reduces Joint ResNet's reliance on MLO: a lower `reading` (one of
         `READINGS`; default MLO's share of the logit's variation on the training split)
-        than Joint ResNet's. Use a reading the testbed found (mvlib.testbed.verdicts)."""
+        than Joint ResNet's. Use a reading the testbed found (mvlib.study.testbed.verdicts)."""
     if reading not in READINGS:
         raise ValueError(f"unknown reading {reading!r}; choose one of {list(READINGS)}")
     key, split, words = READINGS[reading]

@@ -10,11 +10,12 @@ import pytest
 import torch
 
 import mvlib.train as train_mod
-from mvlib import balancing, ogm
+from mvlib import ogm
 from mvlib.models.heads import build_model, loss_fn
 from mvlib.profiles import PROFILES
 from mvlib.rebalance import Rebalancer, rebalancing_share
 from mvlib.runs import RunConfig, RunDir
+from mvlib.study import balancing_methods
 from mvlib.train import decay_epoch, make_optimizer, make_scheduler, train
 
 KNOBS = {"patients": {"train": 24, "val": 16, "test": 16}}
@@ -311,22 +312,23 @@ def test_sgd_is_ogm_ges_reference_optimiser_and_adam_stays_the_default():
 
 
 def test_ogm_ges_search_draws_sgd_rates_and_alphas_independently():
-    pairs = balancing.ogm_settings(40, 32)
-    assert pairs == balancing.ogm_settings(40, 32) and len(set(pairs)) == 40
+    pairs = balancing_methods.ogm_settings(40, 32)
+    assert pairs == balancing_methods.ogm_settings(40, 32) and len(set(pairs)) == 40
     lrs, alphas = zip(*pairs, strict=True)
-    assert all(balancing.OGM_LR_RANGE[0] <= v <= balancing.OGM_LR_RANGE[1] for v in lrs)
+    lo, hi = balancing_methods.OGM_LR_RANGE
+    assert all(lo <= v <= hi for v in lrs)
     assert all(ogm.ALPHA_RANGE[0] <= v <= ogm.ALPHA_RANGE[1] for v in alphas)
     assert np.corrcoef(np.log(lrs), np.log(alphas))[0, 1] < 0.5  # not paired in order
     for n in (2, 5):  # Latin hypercube: one value in each log-stratum of each range
-        for values, (lo, hi) in zip(zip(*balancing.ogm_settings(n, 7), strict=True),
-                                    (balancing.OGM_LR_RANGE, ogm.ALPHA_RANGE), strict=True):
+        for values, (lo, hi) in zip(zip(*balancing_methods.ogm_settings(n, 7), strict=True),
+                                    (balancing_methods.OGM_LR_RANGE, ogm.ALPHA_RANGE), strict=True):
             strata = np.floor(n * np.log(np.array(values) / lo) / np.log(hi / lo))
             assert sorted(strata) == list(range(n))
     prof = PROFILES["laptop"]
-    groups = balancing.method_groups(prof, joint_lr=7e-4)
-    assert len(groups[balancing.OGM]) == 2 * prof.hp_samples
-    assert all(s["optimizer"] == "sgd" for s in groups[balancing.OGM])
-    (rb,) = groups[balancing.REBALANCE]
+    groups = balancing_methods.method_groups(prof, joint_lr=7e-4)
+    assert len(groups[balancing_methods.OGM]) == 2 * prof.hp_samples
+    assert all(s["optimizer"] == "sgd" for s in groups[balancing_methods.OGM])
+    (rb,) = groups[balancing_methods.REBALANCE]
     assert rb["lr"] == 7e-4 and rb["rebalance"]["hold"] == "input" and "optimizer" not in rb
 
 
@@ -433,3 +435,21 @@ def test_resume_mid_run_gives_the_uninterrupted_run(method, store, tmp_path, mon
 def test_inconsistent_balancing_fields_are_refused(kw, message):
     with pytest.raises(ValueError, match=message):
         cfg(**kw)
+
+
+def test_the_synthesis_names_each_methods_verdicts_and_whether_any_held():
+    claims = pd.DataFrame({
+        "claim": ["OGM-GE improves Joint ResNet",
+                  "+ OGM-GE reduces Joint ResNet's reliance on MLO (lower s)",
+                  "Re-balancing (adapted) improves Joint ResNet"],
+        "diff": [-0.09, 0.2, float("nan")], "lo": [-0.16, 0.05, float("nan")],
+        "hi": [-0.02, 0.37, float("nan")],
+        "verdict": ["contradicted", "contradicted", "not tested"]}).set_index("claim")
+    text = balancing_methods.synthesis_markdown(claims)
+    assert "* **OGM-GE**: improves Joint ResNet: **contradicted** (-0.090 [-0.160, -0.020]); " \
+           "reduces Joint ResNet's reliance on MLO (lower s): **contradicted**" in text
+    assert "* **Re-balancing (adapted)**: improves Joint ResNet: **not tested**." in text
+    assert "No claim that a method improves Joint ResNet" in text
+    claims.loc["OGM-GE improves Joint ResNet", "verdict"] = "holds"
+    assert "Holding at this budget: OGM-GE improves Joint ResNet." in \
+        balancing_methods.synthesis_markdown(claims)

@@ -91,3 +91,17 @@ def test_mvlib_has_no_import_circle() -> None:
     graph = import_graph()
     assert len(graph) > 40 and graph["mvlib.sweep"]  # it read the package
     assert circles(graph) == []
+
+
+TOOLS = {"mvlib.__main__", "mvlib.bench", "mvlib.notebooks"}  # above the study: they drive it
+
+
+def test_nothing_below_the_study_imports_it() -> None:
+    graph = import_graph()
+    below = {m: sorted(t for t in targets if t.startswith("mvlib.study"))
+             for m, targets in graph.items()
+             if not m.startswith("mvlib.study") and m not in TOOLS}
+    assert {m: t for m, t in below.items() if t} == {}
+    assert all(not t.startswith("mvlib.notebooks") and t != "mvlib.__main__"
+               for m, targets in graph.items() if m.startswith("mvlib.study")
+               for t in targets)

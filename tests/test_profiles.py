@@ -1,6 +1,7 @@
 import pytest
 
-from mvlib import experiments, paths, profiles
+from mvlib import paths, profiles
+from mvlib.study import protocol, without_heatmaps
 
 
 def test_env_var_picks_the_profile(monkeypatch):
@@ -35,8 +36,9 @@ def test_paths_resolve_from_the_repo_root(monkeypatch, tmp_path):
 
 
 def test_a_real_data_set_rides_on_the_profile_into_every_run(monkeypatch, tmp_path):
-    from mvlib import experiments, notebooks
+    from mvlib import notebooks
     from mvlib.data.adapters import examples
+    from mvlib.study import protocol
 
     monkeypatch.setenv("MVLIB_STORE", str(tmp_path / "store"))
     root = examples.write_rsna(tmp_path / "rsna")
@@ -45,13 +47,13 @@ def test_a_real_data_set_rides_on_the_profile_into_every_run(monkeypatch, tmp_pa
     assert prof.tag.startswith("smoke-rsna-")
     assert profiles.get("smoke", "rsna", tmp_path / "elsewhere").tag != prof.tag
     assert profiles.get("smoke") is profiles.PROFILES["smoke"]  # synthetic: unchanged
-    cfg = experiments.config(prof, "joint", 1e-4, 0, "variants")
+    cfg = protocol.config(prof, "joint", 1e-4, 0, "variants")
     assert (cfg.dataset, cfg.data_root) == ("rsna", str(root))
     assert cfg.knobs == {"split_fractions": [0.4, 0.3, 0.3]}
     assert cfg.channels == 1  # RSNA has no heatmaps: image-only runs
-    from mvlib import regularized
-    assert regularized.no_heatmap_settings(prof) == {}  # image only already: no Table 3 runs
-    synthetic = experiments.config(profiles.get("smoke"), "joint", 1e-4, 0, "variants")
+    from mvlib.study import protocol
+    assert without_heatmaps.no_heatmap_settings(prof) == {}  # image only already: no Table 3 runs
+    synthetic = protocol.config(profiles.get("smoke"), "joint", 1e-4, 0, "variants")
     assert synthetic.channels == 3 and synthetic.dataset == "synthetic"
     # Real-data outputs never land on the committed laptop figures or notebooks.
     tag = profiles.get("laptop", "rsna", root).tag
@@ -62,13 +64,13 @@ def test_a_real_data_set_rides_on_the_profile_into_every_run(monkeypatch, tmp_pa
 
 
 def test_runs_take_their_thread_count_from_the_profile():
-    from mvlib import experiments
+    from mvlib.study import protocol
 
     smoke, laptop = profiles.get("smoke"), profiles.get("laptop")
     assert smoke.workers == 1 and laptop.workers == 2
-    assert experiments.config(smoke, "joint", 1e-4, 0, "x").threads == 2  # one run at a time
-    assert experiments.config(laptop, "joint", 1e-4, 0, "x").threads == 1  # two side by side
-    assert experiments.config(laptop, "joint", 1e-4, 0, "x", threads=2).threads == 2
+    assert protocol.config(smoke, "joint", 1e-4, 0, "x").threads == 2  # one run at a time
+    assert protocol.config(laptop, "joint", 1e-4, 0, "x").threads == 1  # two side by side
+    assert protocol.config(laptop, "joint", 1e-4, 0, "x", threads=2).threads == 2
 
 
 def test_a_reseeded_rerun_keeps_the_search_seeds_and_names_its_outputs(monkeypatch):
@@ -79,8 +81,8 @@ def test_a_reseeded_rerun_keeps_the_search_seeds_and_names_its_outputs(monkeypat
     assert again.seed_list(5) == [0, 100, 101, 102, 103]  # search seed 0, then new ones
     assert again.seed_list(1) == [0]
     assert again.tag == "laptop-reseed100"  # never overwrites the committed figures
-    assert experiments.config(again, "joint", 1e-4, 0, "variants").digest() == \
-        experiments.config(laptop, "joint", 1e-4, 0, "variants").digest()  # runs are shared
+    assert protocol.config(again, "joint", 1e-4, 0, "variants").digest() == \
+        protocol.config(laptop, "joint", 1e-4, 0, "variants").digest()  # runs are shared
     monkeypatch.setenv("MVLIB_RESEED", "ten")
     with pytest.raises(ValueError, match="MVLIB_RESEED"):
         profiles.get("laptop")

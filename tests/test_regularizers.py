@@ -20,9 +20,9 @@ from mvlib.models.heads import (
     build_model,
     loss_fn,
 )
-from mvlib.regularized import ablation_settings, blend_settings, untrainable
 from mvlib.runs import RunConfig
 from mvlib.search import BASE_LRS, dropout_rates, split_learning_rates
+from mvlib.study.gradient_blending import ablation_settings, blend_settings, untrainable
 from mvlib.train import make_model, make_optimizer, train
 
 VIEWS = ("cc", "mlo")
@@ -688,7 +688,7 @@ class _CurveRun:
 
 
 def test_blending_weights_and_terms_from_the_runs_checkpoints():
-    from mvlib.regularized import blending_weights, terms_table
+    from mvlib.study.gradient_blending import blending_weights, terms_table
 
     curves = two_ends()
     for k, c in curves.items():  # AUC columns that generalise and overfit a little

@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mvlib import experiments, profiles
+from mvlib import profiles
 from mvlib.runs import RunDir
 from mvlib.search import log_uniform, results, winner
+from mvlib.study import protocol, uniview_curves
 
 
 def test_log_uniform_is_reproducible_sorted_and_in_range():
@@ -46,10 +47,10 @@ class FakeExecutor:
 
 def test_search_then_repeat_reuses_the_search_runs(tmp_path):
     prof = dataclasses.replace(profiles.get("smoke"), lr_samples=3)
-    groups = {"Joint ResNet": experiments.lr_settings(prof, "joint", "variants"),
-              "uni-view CC": experiments.lr_settings(prof, "uni_cc", "uniview")}
+    groups = {"Joint ResNet": protocol.lr_settings(prof, "joint", "variants"),
+              "uni-view CC": protocol.lr_settings(prof, "uni_cc", "uniview")}
     ex = FakeExecutor()
-    search, final = experiments.search_then_repeat(prof, groups, ex, tmp_path)
+    search, final = protocol.search_then_repeat(prof, groups, ex, tmp_path)
     assert len(search) == len(groups) * prof.lr_samples * prof.search_seeds
     for name in groups:
         part = search[search.group == name]
@@ -59,13 +60,13 @@ def test_search_then_repeat_reuses_the_search_runs(tmp_path):
     # Second sweep trains only the seeds the search did not already run.
     assert ex.calls == [len(search), len(groups) * (prof.seeds - prof.search_seeds)]
     again = FakeExecutor()
-    experiments.search_then_repeat(prof, groups, again, tmp_path)
+    protocol.search_then_repeat(prof, groups, again, tmp_path)
     assert again.calls == []  # everything is in the store
 
 
 def test_results_table_reads_the_run_folders(tmp_path):
     prof = profiles.get("smoke")
-    cfg = experiments.config(prof, "joint", 1e-4, 0, "variants")
+    cfg = protocol.config(prof, "joint", 1e-4, 0, "variants")
     FakeExecutor().run([cfg], tmp_path)
     t = results([RunDir(cfg, tmp_path)])
     assert t.loc[0, "state"] == "done" and t.loc[0, "lr"] == 1e-4
@@ -76,7 +77,7 @@ def test_uniview_summary_picks_each_views_best_validation_run():
                       "lr": [1e-4, 1e-3, 1e-4, 1e-3], "state": ["done"] * 3 + ["diverged"],
                       "best_epoch": [4, 2, 1, None], "val_auc": [0.8, 0.9, 0.7, None],
                       "test_auc": [0.85, 0.88, 0.72, None]})
-    s = experiments.uniview_summary(t)
+    s = uniview_curves.uniview_summary(t)
     assert s.loc["CC", "its test AUC (ours)"] == 0.88
     assert s.loc["CC", "its learning rate"] == "0.001"
     assert s.loc["CC", "mean epoch of best val AUC (ours)"] == 4.0  # (4 + 2) / 2 + 1
@@ -91,7 +92,7 @@ def test_winner_falls_back_to_validation_loss_when_no_auc_is_defined():
 
 
 def test_summary_of_no_groups_is_an_empty_table():
-    s = experiments.summary({}, {})
+    s = protocol.summary({}, {})
     assert s.empty and "AUC (ours)" in s.columns
 
 
@@ -100,5 +101,5 @@ def test_uniview_summary_falls_back_to_validation_loss_without_auc():
                       "state": ["done"] * 3, "best_epoch": [1, 2, 0],
                       "val_auc": [math.nan] * 3, "val_loss": [0.9, 0.7, 0.8],
                       "test_auc": [0.6, 0.65, 0.55]})
-    s = experiments.uniview_summary(t)
+    s = uniview_curves.uniview_summary(t)
     assert s.loc["CC", "its test AUC (ours)"] == 0.65  # the lower validation loss

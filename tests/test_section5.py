@@ -1,10 +1,10 @@
-"""Section 5's claims judged across seeds (mvlib.section5) on hand-made readings."""
+"""Section 5's claims judged across seeds (mvlib.study.section5) on hand-made readings."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from mvlib import section5
+from mvlib.study import section5
 
 
 def pairs(diffs):

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mvlib import tables
-from mvlib.tables import Claim, verdict
+from mvlib.study import protocol, tables
+from mvlib.study.tables import Claim, verdict
 
 
 def store_with(tmp_path, groups: dict[str, list[np.ndarray]], y: np.ndarray):
@@ -129,7 +129,7 @@ def test_verdicts_markdown_groups_the_claims_by_verdict():
 
 
 class _Run:
-    """What experiments.summary reads of a run."""
+    """What protocol.summary reads of a run."""
 
     def __init__(self, ref, pred, state="done"):
         self.ref, self.pred, self.state = ref, pred, state
@@ -143,7 +143,7 @@ class _Run:
 
 
 def test_summary_cells_carry_seed_by_case_and_delong_intervals():
-    from mvlib import experiments, stats
+    from mvlib import stats
 
     rng = np.random.default_rng(3)
     scores = seeds(rng, Y, 1.5, n=3)
@@ -151,7 +151,7 @@ def test_summary_cells_carry_seed_by_case_and_delong_intervals():
                                           "benign": 0, "p_malignant": s, "p_benign": 0.5}))
             for i, s in enumerate(scores)]
     runs.append(_Run("t/bad", None, state="diverged"))
-    t = experiments.summary({"Joint ResNet": runs, "nothing": [runs[-1]]},
+    t = protocol.summary({"Joint ResNet": runs, "nothing": [runs[-1]]},
                             {"Joint ResNet": (0.872, 0.005, 0.887)})
     r = t.loc["Joint ResNet"]
     mean, lo, hi = stats.recipe_ci(Y, scores)
@@ -161,7 +161,7 @@ def test_summary_cells_carry_seed_by_case_and_delong_intervals():
     assert r["AUC (ours)"] == f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
     assert r["runs done"] == "3/4" and r.runs == "t/r0;t/r1;t/r2"
     assert t.loc["nothing", "AUC (ours)"] == "-" and t.loc["nothing", "runs"] == ""
-    assert not set(experiments.NUMERIC) & set(experiments.shown(t).columns)
+    assert not set(protocol.NUMERIC) & set(protocol.shown(t).columns)
 
 
 def test_chance_markdown_reads_the_interval_against_one_half():
@@ -204,7 +204,7 @@ def test_stability_report_reads_both_runs_figures(tmp_path, monkeypatch):
 
 
 def test_reliance_claims_markdown_shows_the_reading_and_its_validation():
-    from mvlib.tables import reliance_claims_markdown
+    from mvlib.study.tables import reliance_claims_markdown
 
     claims = pd.DataFrame({"verdict": ["holds", "not judged: no validated reading"],
                            "reading": ["CC-only test AUC", "s_mlo (train)"],
@@ -219,7 +219,7 @@ def test_reliance_claims_markdown_shows_the_reading_and_its_validation():
 def test_hypothesis_markdown_reads_table6_the_correlation_and_split_learning_rates():
     from types import SimpleNamespace
 
-    from mvlib.tables import hypothesis_markdown
+    from mvlib.study.tables import hypothesis_markdown
 
     t6 = pd.DataFrame({"s_mlo (train)": [0.8, 0.4, 0.85], "s_mlo (train) lo": [0.7, 0.3, 0.6],
                        "s_mlo (train) hi": [0.9, 0.5, 0.95],
@@ -235,3 +235,16 @@ def test_hypothesis_markdown_reads_table6_the_correlation_and_split_learning_rat
     assert "below Joint ResNet's: Shared ResNet; above it: none" in text
     assert "negative, as the hypothesis predicts" in text
     assert "32 times as slowly" in text and "ranks 1 of 3" in text
+
+
+def test_a_notebook_judges_the_claims_of_its_own_table_with_both_groups_present(tmp_path):
+    rng = np.random.default_rng(3)
+    t = store_with(tmp_path, {"uni-view CC": seeds(rng, Y, 3.0, n=3),
+                              "uni-view MLO": seeds(rng, Y, 0.5, n=3),
+                              "Joint ResNet": seeds(rng, Y, 1.5, n=3)}, Y)
+    judged = tables.claim_verdicts({"Table 1": t["Table 1"]}, "Table 1", tmp_path)
+    # Split and Shared ResNet have no row: their claims wait for the notebook that has them.
+    assert list(judged.index) == ["uni-view CC beats uni-view MLO",
+                                  "Joint ResNet beats uni-view CC"]
+    assert judged.loc["uni-view CC beats uni-view MLO", "verdict"] == "holds"
+    assert tables.claim_verdicts({"Table 1": t["Table 1"]}, "Table 3", tmp_path).empty

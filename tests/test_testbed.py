@@ -1,4 +1,4 @@
-"""mvlib.testbed: the instruments' readings per run and the planted-vs-control verdicts, on
+"""mvlib.study.testbed: the instruments' readings per run and the planted-vs-control verdicts, on
 run folders written with known readings (training itself is covered by test_train and by
 notebook 02 under nbval)."""
 
@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mvlib import testbed
 from mvlib.runs import RunConfig, RunDir
+from mvlib.study import testbed, training_dynamics
 
 N = 200  # breasts per split
 
@@ -17,7 +17,7 @@ def _run(store, cond: str, seed: int, kind: str, ratio: float, share: float,
     """A finished run folder whose gradient-norm ratio, LCA share and view reliance are set:
     `cue` is how strongly its MLO part tracks the label on the training split (and how much
     its CC part is weakened on the test split)."""
-    knobs = testbed.experiments.CONDITIONS[cond]
+    knobs = training_dynamics.CONDITIONS[cond]
     run = RunDir(RunConfig(model="joint", lr=1e-4, seed=seed, epochs=2, profile="smoke",
                            knobs=knobs, lca_every=4 if kind == "lca" else 0), store)
     run.create()
@@ -99,7 +99,7 @@ UTILISATION = [n for n in testbed.INSTRUMENTS if n.startswith("utilisation")]
 def test_a_planted_cause_is_found_by_every_instrument_and_the_mirror_is_opposite(tmp_path):
     found = testbed.verdicts(_testbed(tmp_path / "a", STRONG, WEAK))
     # every run, planted or control, was scored on the planted data set
-    assert SCORED_ON and all(k == testbed.experiments.CONDITIONS[testbed.PLANTED]
+    assert SCORED_ON and all(k == training_dynamics.CONDITIONS[testbed.PLANTED]
                              for k in SCORED_ON)
     reliance_readings = found.drop(index=UTILISATION)
     assert (reliance_readings.verdict == "found").all(), found
@@ -143,8 +143,8 @@ def test_sensitivity_per_strength(tmp_path):
 
 
 def test_strength_knobs_reuse_the_testbed_conditions():
-    assert testbed.strength_knobs(1.0) == testbed.experiments.CONDITIONS[testbed.PLANTED]
-    assert testbed.strength_knobs(0.0) == testbed.experiments.CONDITIONS[testbed.CONTROL]
+    assert testbed.strength_knobs(1.0) == training_dynamics.CONDITIONS[testbed.PLANTED]
+    assert testbed.strength_knobs(0.0) == training_dynamics.CONDITIONS[testbed.CONTROL]
     assert testbed.strength_knobs(0.5) == {"mlo": {"shortcut_strength": 0.5}}
 
 
@@ -175,7 +175,7 @@ def test_sensitivity_and_dependence_figures(tmp_path):
 
 
 def test_sensitivity_markdown_names_the_weakest_strength_that_finds_the_cause():
-    from mvlib.testbed import sensitivity_markdown
+    from mvlib.study.testbed import sensitivity_markdown
 
     rows = {(0.0, "a"): (0.0, np.nan, np.nan, "reference: the control"),
             (0.5, "a"): (0.01, -0.02, 0.04, "not found at this budget"),
@@ -193,9 +193,9 @@ def test_sensitivity_markdown_names_the_weakest_strength_that_finds_the_cause():
 
 
 def test_validated_reading_is_the_first_dependence_reading_the_testbed_found(monkeypatch):
-    import mvlib.testbed as tb
     from mvlib import profiles
 
+    tb = testbed
     found = pd.DataFrame({"reading": ["grad ratio", "s_mlo (train)", "s_mlo (test)"],
                           "verdict": ["found", "not found at this budget", "found"],
                           "diff": [1.0, 0.1, 0.2], "lo": [0.5, -0.1, 0.1],

@@ -49,7 +49,7 @@ class SynthConfig:
     mlo: ViewKnobs = ViewKnobs(visible_prob=0.78, contrast_scale=0.85, shortcut_strength=1.0)
     shortcut_base_rate: float = 0.3
     # Finding appearance, contrast in image units (tissue spans about 0.3..0.8). These and the
-    # MLO cue's strength come from the calibration study in notebook 02 (mvlib.testbed): with
+    # MLO cue's strength come from the calibration study in notebook 02 (mvlib.study.testbed): with
     # fainter findings (masses 0.05-0.14, radius 0.035-0.08, calcifications 0.25-0.5) models
     # without heatmaps stayed at chance, and a cue of 0.4 was hardly used; with masses at
     # 0.12-0.3 the image-only models of Table 3 were above chance in some re-runs only.

@@ -20,21 +20,28 @@ from pathlib import Path
 
 import pandas as pd
 
-from mvlib import experiments, paper, paths, plots, regularized, stats
+from mvlib import paper, paths, plots, stats
 from mvlib.atomic import write_atomic
 from mvlib.profiles import Profile
 from mvlib.reliance import table6_display
+from mvlib.study import (
+    gradient_blending,
+    model_variants,
+    protocol,
+    regularizers,
+    without_heatmaps,
+)
 from mvlib.sweep import Executor
 
 
 def all_tables(prof: Profile, executor: Executor | None = None, store: Path | None = None
                ) -> dict[str, pd.DataFrame]:
     """Tables 1-5 (training whatever the store does not hold yet)."""
-    t1 = experiments.table1(prof, executor, store)[0]
-    gb = regularized.gradient_blending(prof, executor, store)
-    return {"Table 1": t1, "Table 2": regularized.table2(prof, executor, store, blended=gb),
-            "Table 3": regularized.table3(prof, executor, store),
-            "Table 4": regularized.table4(gb["weights"]), "Table 5": gb["ablation"]}
+    t1 = model_variants.table1(prof, executor, store)[0]
+    gb = gradient_blending.gradient_blending(prof, executor, store)
+    return {"Table 1": t1, "Table 2": regularizers.table2(prof, executor, store, blended=gb),
+            "Table 3": without_heatmaps.table3(prof, executor, store),
+            "Table 4": gradient_blending.table4(gb["weights"]), "Table 5": gb["ablation"]}
 
 
 @dataclass(frozen=True)
@@ -62,7 +69,7 @@ CLAIMS = (
                "see the sensitivity row"),
     Claim("Pretraining hurts Joint ResNet, each seed from columns of its own seed "
           "(sensitivity)", ("Table 2", "Joint ResNet"),
-          ("Table 2", regularized.PER_SEED_COLUMNS)),
+          ("Table 2", regularizers.PER_SEED_COLUMNS)),
     Claim("Split Learning Rates do not improve Joint ResNet",
           ("Table 2", "+ Split Learning Rates"), ("Table 2", "Joint ResNet"), beats=False),
     Claim("Gradient Blending does not improve Joint ResNet", ("Table 2", "+ Gradient Blending"),
@@ -152,13 +159,28 @@ def verdict(claim: Claim, tables: dict[str, pd.DataFrame], store: Path | None = 
 
 def verdicts(tables: dict[str, pd.DataFrame], store: Path | None = None,
              section5: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One row per claim of the paper: Section 5's (`mvlib.section5.claims`, when given) and
+    """One row per claim of the paper: Section 5's (`mvlib.study.section5.claims`, when given) and
     Tables 1-5's (CLAIMS), with the verdict on our runs, plus Appendix C's remark that
     AUC-based weights are more volatile than loss-based ones (described, not tested)."""
     rows = [verdict(c, tables, store) for c in CLAIMS]
     rows.append(weight_volatility(tables["Table 4"]))
     table = pd.DataFrame(rows).set_index("claim")
     return table if section5 is None else pd.concat([section5, table])
+
+
+def claim_verdicts(tables: dict[str, pd.DataFrame], focus: str,
+                   store: Path | None = None) -> pd.DataFrame:
+    """The verdicts of the claims (CLAIMS) that involve table `focus` and whose two groups are
+    both in `tables`, plus the weight-volatility remark when Table 4 is given: what a notebook
+    judges in its closing box before notebook 07 judges them all."""
+    def has(ref: tuple[str, str]) -> bool:
+        return ref[0] in tables and ref[1] in tables[ref[0]].index
+
+    rows = [verdict(c, tables, store) for c in CLAIMS
+            if focus in (c.a[0], c.b[0]) and has(c.a) and has(c.b)]
+    if "Table 4" in tables:
+        rows.append(weight_volatility(tables["Table 4"]))
+    return pd.DataFrame(rows, columns=None if rows else ["claim", "verdict"]).set_index("claim")
 
 
 def weight_volatility(table4: pd.DataFrame) -> dict:
@@ -194,8 +216,8 @@ def weight_volatility(table4: pd.DataFrame) -> dict:
 
 
 def summary_markdown(table: pd.DataFrame, per_seed: pd.DataFrame | None = None) -> str:
-    """One Markdown line per group of an `experiments.summary` table: our test AUC (mean ±
-    std over seeds, 3x ensemble, runs done, and with `per_seed` (`experiments.final_runs`)
+    """One Markdown line per group of a `protocol.summary` table: our test AUC (mean ±
+    std over seeds, 3x ensemble, runs done, and with `per_seed` (`protocol.final_runs`)
     each seed's) beside the paper's. What the notebooks print under their tables, so that a
     re-run anywhere rewrites it."""
     lines = []
@@ -216,7 +238,7 @@ def summary_markdown(table: pd.DataFrame, per_seed: pd.DataFrame | None = None) 
 
 
 def chance_markdown(table: pd.DataFrame) -> str:
-    """Whether each group of an `experiments.summary` table learned anything: its seed x case
+    """Whether each group of a `protocol.summary` table learned anything: its seed x case
     95% interval lies above 0.5 (above chance), below it, or straddles it."""
     lines = []
     for group, r in table.iterrows():
@@ -254,9 +276,9 @@ RELIANCE_ORDER = ("uni-view CC", "uni-view MLO", "Split ResNet", "Joint ResNet",
 def reliance_groups(prof: Profile, executor: Executor | None = None,
                     store: Path | None = None) -> dict[str, list]:
     """The final runs of Tables 1 and 2 (training what the store lacks), in Table 6's order."""
-    final = {**experiments.table1(prof, executor, store)[2],
-             **regularized.regularizers(prof, executor, store)[1],
-             **regularized.gradient_blending(prof, executor, store)["final"]}
+    final = {**model_variants.table1(prof, executor, store)[2],
+             **regularizers.regularizers(prof, executor, store)[1],
+             **gradient_blending.gradient_blending(prof, executor, store)["final"]}
     return {g: final[g] for g in RELIANCE_ORDER if g in final}
 
 
@@ -330,7 +352,7 @@ def write_table6(table6: pd.DataFrame, prof: Profile) -> list[Path]:
     csv = paths.figures(prof.tag) / "table6.csv"
     write_atomic(csv, lambda p: table6.to_csv(p))
     title = f"Table 6 (ours): view reliance ({prof.dataset} data, {prof.name} profile)"
-    plots.savefig(plots.render_table(table6_display(table6), title), "table6", prof)
+    plots.savefig(plots.render_table(table6_display(table6), title), "table6", prof, close=True)
     return [csv, csv.with_suffix(".png")]
 
 
@@ -341,9 +363,9 @@ def write(tables: dict[str, pd.DataFrame], prof: Profile) -> list[Path]:
         stem = name.lower().replace(" ", "")
         csv = paths.figures(prof.tag) / f"{stem}.csv"
         write_atomic(csv, lambda p, t=table: t.to_csv(p))
-        shown = experiments.shown(table)
+        shown = protocol.shown(table)
         title = f"{name}: ours ({prof.dataset} data, {prof.name} profile) beside the paper's"
-        plots.savefig(plots.render_table(shown, title), stem, prof)
+        plots.savefig(plots.render_table(shown, title), stem, prof, close=True)
         out += [csv, csv.with_suffix(".png")]
     return out
 

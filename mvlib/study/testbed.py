@@ -29,16 +29,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mvlib import dependence, experiments, reliance, stats
+from mvlib import dependence, reliance, stats
 from mvlib.cuetest import cue_test
 from mvlib.dynamics import mlo_share
 from mvlib.profiles import Profile
 from mvlib.reliance import READINGS, run_reliance
 from mvlib.runs import RunDir
+from mvlib.study import protocol, training_dynamics
 from mvlib.sweep import Executor, default_executor, sweep
 from mvlib.synth.config import SynthConfig
 
-PLANTED, CONTROL = experiments.CONDITIONS  # the default data, and the cue switched off
+PLANTED, CONTROL = training_dynamics.CONDITIONS  # the default data, and the cue switched off
 LR = 1e-4  # Figure 6's rate: the seed-0 runs are notebook 02's dynamics runs
 
 
@@ -46,15 +47,15 @@ def runs(prof: Profile, seeds: int | None = None, executor: Executor | None = No
          store=None) -> dict[str, dict[tuple[str, int], RunDir]]:
     """Joint ResNet at LR on the planted and the control data, `seeds` (default: the
     profile's `testbed_seeds`) seeds of its `seed_list` each: regular runs (`norms`:
-    gradient norms, view reliance) and LCA runs (`lca`, as in experiments.dynamics_runs). Returns
-    {"norms": {(condition, seed): run}, "lca": {...}}."""
+    gradient norms, view reliance) and LCA runs (`lca`, as in
+    training_dynamics.dynamics_runs). Returns {"norms": {(condition, seed): run}, "lca": {...}}."""
     seeds = prof.testbed_seeds if seeds is None else seeds
-    setup = experiments.lca_setup(prof)
+    setup = training_dynamics.lca_setup(prof)
     wanted = [(c, s) for c in (PLANTED, CONTROL) for s in prof.seed_list(seeds)]
-    knobs = experiments.CONDITIONS
-    cfgs = {"norms": {(c, s): experiments.config(prof, "joint", LR, s, "dynamics",
+    knobs = training_dynamics.CONDITIONS
+    cfgs = {"norms": {(c, s): protocol.config(prof, "joint", LR, s, "dynamics",
                                                  knobs=knobs[c]) for c, s in wanted},
-            "lca": {(c, s): experiments.config(prof, "joint", LR, s, "dynamics",
+            "lca": {(c, s): protocol.config(prof, "joint", LR, s, "dynamics",
                                                knobs=knobs[c], **setup) for c, s in wanted}}
     done = sweep([c for part in cfgs.values() for c in part.values()],
                  executor or default_executor(prof), store)
@@ -306,9 +307,9 @@ def strength_knobs(strength: float) -> dict:
     and the control's at 0 (so that their runs are the testbed's own, found by config),
     else the MLO cue set to `strength`."""
     if strength == SynthConfig().mlo.shortcut_strength:
-        return experiments.CONDITIONS[PLANTED]
+        return training_dynamics.CONDITIONS[PLANTED]
     if strength == 0:
-        return experiments.CONDITIONS[CONTROL]
+        return training_dynamics.CONDITIONS[CONTROL]
     return {"mlo": {"shortcut_strength": float(strength)}}
 
 
@@ -321,7 +322,7 @@ def sensitivity_runs(prof: Profile, strengths: tuple[float, ...] = (0.0, 0.5, 1.
     {strength: {"norms": {(condition, seed): run}, "lca": {}}}."""
     seeds = prof.testbed_seeds if seeds is None else seeds
     levels = sorted({0.0, *map(float, strengths)})
-    cfgs = {(st, s): experiments.config(prof, "joint", LR, s, "dynamics",
+    cfgs = {(st, s): protocol.config(prof, "joint", LR, s, "dynamics",
                                         knobs=strength_knobs(st))
             for st in levels for s in prof.seed_list(seeds)}
     done = sweep(list(cfgs.values()), executor or default_executor(prof), store)
@@ -383,7 +384,7 @@ def calibration(prof: Profile, candidates: dict[str, dict] | None = None,
     for name, knobs in candidates.items():
         for kind, strength, channels in (("planted", None, 3), ("control", 0.0, 3),
                                          ("image only", None, 1)):
-            cfgs[(name, kind)] = experiments.config(
+            cfgs[(name, kind)] = protocol.config(
                 prof, "joint", LR, 0, "dynamics", knobs=_with_cue(knobs, strength),
                 channels=channels)
     done = sweep(list(cfgs.values()), executor or default_executor(prof), store)
@@ -425,3 +426,14 @@ def sensitivity_markdown(table: pd.DataFrame) -> str:
         lines.append(f"* **{name}**: {what} (planted - control by strength: {cells}).")
     return "\n".join(lines)
 
+
+def calibration_markdown(table: pd.DataFrame | None) -> str:
+    """Notebook 02's reading of the calibration study (`calibration`; None on real data)."""
+    if table is None:
+        return "No calibration study on real data."
+    return "\n".join(
+        f"* **{name}**: test AUC {r['test AUC']:.3f}; MLO-only training-split AUC "
+        f"{r['MLO-only train AUC (planted)']:.3f} planted against "
+        f"{r['MLO-only train AUC (control)']:.3f} control; CC-only test AUC "
+        f"{r['CC-only test AUC (planted)']:.3f} against {r['CC-only test AUC (control)']:.3f}; "
+        f"without heatmaps {r['image-only test AUC']:.3f}." for name, r in table.iterrows())

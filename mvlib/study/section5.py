@@ -24,9 +24,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from mvlib import experiments, stats, testbed
+from mvlib import stats
 from mvlib.dynamics import mlo_share
 from mvlib.profiles import Profile
+from mvlib.study import protocol, testbed, training_dynamics
 from mvlib.sweep import Executor, default_executor, sweep
 
 VERDICT_COLUMNS = ["claim", "paper (A vs B)", "ours (A vs B)", "diff", "lo", "hi", "p",
@@ -39,8 +40,8 @@ def uniview_pairs(prof: Profile, executor: Executor | None = None, store: Path |
     the epoch (from 1) of the best validation AUC of the CC-only and the MLO-only model, and
     whether each peaked at its last epoch (still improving when the budget ended)."""
     seeds = range(max(prof.search_seeds, prof.testbed_seeds))
-    lrs = experiments.learning_rates(prof, "uniview")
-    cfgs = {(v, lr, s): experiments.config(prof, f"uni_{v}", lr, s, "uniview")
+    lrs = protocol.learning_rates(prof, "uniview")
+    cfgs = {(v, lr, s): protocol.config(prof, f"uni_{v}", lr, s, "uniview")
             for v in ("cc", "mlo") for lr in lrs for s in seeds}
     done = sweep(list(cfgs.values()), executor or default_executor(prof), store)
     by_cfg = {r.cfg.digest(): r for r in done}
@@ -67,9 +68,9 @@ def joint_readings(prof: Profile, executor: Executor | None = None, store: Path 
     gradient), MLO's LCA share in its shrunken-epoch run, and that run's best validation AUC
     (how far the model had learned when LCA measured it)."""
     seeds = prof.seed_list(prof.testbed_seeds)
-    setup = experiments.lca_setup(prof)
-    planted = experiments.CONDITIONS[testbed.PLANTED]  # the data as it is (real data too)
-    cfgs = {(kind, s): experiments.config(prof, "joint", testbed.LR, s, "dynamics",
+    setup = training_dynamics.lca_setup(prof)
+    planted = training_dynamics.CONDITIONS[testbed.PLANTED]  # the data as it is (real data too)
+    cfgs = {(kind, s): protocol.config(prof, "joint", testbed.LR, s, "dynamics",
                                           knobs=planted, **(setup if kind == "lca" else {}))
             for kind in ("norms", "lca") for s in seeds}
     done = sweep(list(cfgs.values()), executor or default_executor(prof), store)

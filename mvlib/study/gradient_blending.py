@@ -1,111 +1,28 @@
-"""Section 6.2 and Appendices B-C as sweeps of runs: Joint ResNet with each regularizer
-(Table 2), Gradient Blending's weights and ablation (Tables 4-5) and the no-heatmap study
-(Table 3). What notebooks 04-07 call; budgets scale with the profile as in `experiments`.
-
-Searches (Appendix B): Pretraining and its whole-model variant over the Joint ResNet
-learning rates; Split Learning Rates and Modality Dropout over `hp_samples` sets at each
-base rate (1e-5, 1e-4). Gradient Blending trains at 1e-4 with the estimated weights.
-The no-heatmap study re-trains the winning settings of Tables 1-2 on the image channel
-alone (the paper does not say whether it searched again; we do not, to save budget).
-"""
+"""Section 6.2 and Appendix C, Tables 4-5 (notebook 05): Gradient Blending's weights
+(Wang et al., CVPR 2020) estimated from per-view and joint learning curves, the blended
+models they train, and the ablation of the estimate's choices."""
 
 from __future__ import annotations
 
-import math
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from mvlib import blending, paper
-from mvlib.experiments import (
-    TABLE1,
+from mvlib.profiles import Profile
+from mvlib.runs import RunDir
+from mvlib.study.protocol import (
     config,
-    input_channels,
-    learning_rates,
-    lr_settings,
     search_then_repeat,
     summary,
 )
-from mvlib.profiles import Profile
-from mvlib.runs import RunDir
-from mvlib.search import BASE_LRS, dropout_rates, split_learning_rates
 from mvlib.sweep import Executor, default_executor, sweep
-from mvlib.train import selection_score
 
 BLEND_LR = 1e-4  # Appendix C: every Gradient Blending run uses this rate
+
 SUBSET = 0.1  # Table 5: weights estimated on 10% of the validation set
 
-
-def table1_final(prof: Profile, executor: Executor | None = None, store: Path | None = None,
-                 names: tuple[str, ...] = tuple(TABLE1)) -> dict[str, list[RunDir]]:
-    """The final runs of Table 1's groups (found in the store after notebook 03)."""
-    groups = {n: lr_settings(prof, *TABLE1[n]) for n in names}
-    return search_then_repeat(prof, groups, executor, store)[1]
-
-
-def pretrained_views(prof: Profile, executor: Executor | None = None,
-                     store: Path | None = None) -> dict[str, str]:
-    """The best uni-view run of each view (highest validation AUC among Table 1's final
-    runs): the store references that Pretraining initialises Joint ResNet from."""
-    final = table1_final(prof, executor, store, ("uni-view CC", "uni-view MLO"))
-    best = {}
-    for view, name in (("cc", "uni-view CC"), ("mlo", "uni-view MLO")):
-        done = [r for r in final[name] if r.status()["state"] == "done"]
-        if not done:
-            raise RuntimeError(f"every {name} run diverged: nothing to pretrain from")
-        best[view] = max(done, key=lambda r: selection_score(
-            {"val_auc_malignant": r.status()["best_val_auc"],
-             "val_loss": r.status().get("best_val_loss", math.inf)})).ref
-    return best
-
-
-def regularizer_groups(prof: Profile, init_from: dict[str, str]) -> dict[str, list[dict]]:
-    """Table 2's searched groups: name -> settings (Appendix B)."""
-    exp = "regularizers"
-    return {
-        "+ Pretraining": lr_settings(prof, "joint", exp, "variants", init_from=init_from,
-                                     finetune="output", paper_epochs=50),
-        "+ Pretraining (whole model)": lr_settings(prof, "joint", exp, "variants",
-                                                   init_from=init_from, paper_epochs=50),
-        "+ Split Learning Rates": [
-            dict(model="joint", lr=base, group_lr=rates, experiment=exp)
-            for i, base in enumerate(BASE_LRS)
-            for rates in split_learning_rates(base, prof.hp_samples, seed=10 + i)],
-        "+ Modality Dropout": [
-            dict(model="joint", lr=base, view_dropout=rates, experiment=exp, paper_epochs=150)
-            for i, base in enumerate(BASE_LRS)
-            for rates in dropout_rates(prof.hp_samples, seed=20 + i)],
-    }
-
-
-def regularizers(prof: Profile, executor: Executor | None = None, store: Path | None = None
-                 ) -> tuple[pd.DataFrame, dict[str, list[RunDir]]]:
-    """Every regularizer group's search and repetitions: (search table, final runs)."""
-    groups = regularizer_groups(prof, pretrained_views(prof, executor, store))
-    return search_then_repeat(prof, groups, executor, store)
-
-
-PER_SEED_COLUMNS = "+ Pretraining (columns of each seed)"
-
-
-def pretraining_per_seed(prof: Profile, executor: Executor | None = None,
-                         store: Path | None = None) -> dict[str, list[RunDir]]:
-    """Table 2's sensitivity row for Pretraining. Appendix B starts every repetition from the
-    best uni-view columns, so the row's interval covers the fine-tuning seeds only; here each
-    seed fine-tunes the columns of Table 1's uni-view runs of its own seed, at the winning
-    Pretraining setting, so the choice of columns varies too."""
-    uni = table1_final(prof, executor, store, ("uni-view CC", "uni-view MLO"))
-    own = {v: {r.cfg.seed: r for r in uni[name] if r.status()["state"] == "done"}
-           for v, name in (("cc", "uni-view CC"), ("mlo", "uni-view MLO"))}
-    pre = regularizers(prof, executor, store)[1]["+ Pretraining"]
-    cfgs = [replace(r.cfg, init_from={v: own[v][r.cfg.seed].ref for v in own})
-            for r in pre if all(r.cfg.seed in own[v] for v in own)]
-    return {PER_SEED_COLUMNS: sweep(cfgs, executor or default_executor(prof), store)}
-
-
-# --- Gradient Blending (Appendix C) ------------------------------------------------------
 
 def blending_curves(prof: Profile, executor: Executor | None = None,
                     store: Path | None = None) -> dict[str, RunDir]:
@@ -326,58 +243,3 @@ def blending_markdown(gb: dict, joint_final: dict[str, list[RunDir]]) -> str:
     if skipped := [f"{k} ({n})" for k, n in t5.note.items() if n]:
         lines.append("**Table 5, noted:** " + "; ".join(skipped) + ".")
     return "\n\n".join(lines)
-
-
-# --- Tables 2 and 3 ------------------------------------------------------------------------
-
-TABLE2_ORDER = ("Joint ResNet", "+ Pretraining", PER_SEED_COLUMNS,
-                "+ Pretraining (whole model)", "+ Split Learning Rates", "+ Gradient Blending",
-                "+ Modality Dropout")
-
-
-def table2(prof: Profile, executor: Executor | None = None, store: Path | None = None,
-           with_blending: bool = True, blended: dict | None = None) -> pd.DataFrame:
-    """Table 2: Joint ResNet and each regularizer, ours beside the paper's (the paper
-    reports only the output-layer Pretraining; its whole-model variant and the sensitivity
-    row `pretraining_per_seed` have no reference).
-    `blended`: the result of `gradient_blending` when the caller already has it."""
-    final = {"Joint ResNet": table1_final(prof, executor, store, ("Joint ResNet",))[
-        "Joint ResNet"]}
-    final.update(regularizers(prof, executor, store)[1])
-    final.update(pretraining_per_seed(prof, executor, store))
-    if with_blending:
-        final.update((blended or gradient_blending(prof, executor, store))["final"])
-    return summary({k: final[k] for k in TABLE2_ORDER if k in final}, paper.TABLE2)
-
-
-def no_heatmap_settings(prof: Profile, executor: Executor | None = None,
-                        store: Path | None = None) -> dict[str, list]:
-    """Table 3's runs: Joint, Joint + Modality Dropout and Shared on the image channel alone,
-    each with its winning setting from notebooks 03-04 (epochs, dropout rates) but its
-    learning rate searched again (Table 1's sampled rates and the winner's own), since a
-    rate that suits three channels need not suit one; `seeds` repetitions at the new winner.
-    Empty when the data set has no heatmaps: every run already reads the image alone."""
-    if input_channels(prof) == 1:
-        return {}
-    t1 = table1_final(prof, executor, store, ("Joint ResNet", "Shared ResNet"))
-    md = regularizers(prof, executor, store)[1]["+ Modality Dropout"]
-    winners = {"Joint ResNet": t1["Joint ResNet"][0].cfg, "+ Modality Dropout": md[0].cfg,
-               "Shared ResNet": t1["Shared ResNet"][0].cfg}
-    groups = {name: [dict(model=cfg.model, lr=lr, experiment="no_heatmaps", channels=1,
-                          epochs_override=cfg.epochs, view_dropout=cfg.view_dropout)
-                     for lr in sorted({*learning_rates(prof, "variants"), cfg.lr})]
-              for name, cfg in winners.items()}
-    final = search_then_repeat(prof, groups, executor, store)[1]
-    return {name: [r.cfg for r in runs] for name, runs in final.items()}
-
-
-def table3(prof: Profile, executor: Executor | None = None, store: Path | None = None
-           ) -> pd.DataFrame:
-    """Table 3: the models trained without heatmaps, ours beside the paper's (no rows when the
-    data set has no heatmaps)."""
-    cfgs = no_heatmap_settings(prof, executor, store)
-    runs = sweep([c for cs in cfgs.values() for c in cs],
-                 executor or default_executor(prof), store)
-    by_cfg = {r.cfg.digest(): r for r in runs}
-    return summary({n: [by_cfg[c.digest()] for c in cs] for n, cs in cfgs.items()},
-                   paper.TABLE3)

@@ -31,24 +31,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mvlib import (
-    experiments,
-    ogm,
-    paper,
-    paths,
-    plots,
-    regularized,
-    reliance,
-    stats,
-    tables,
-    testbed,
-)
+from mvlib import ogm, paper, paths, plots, reliance, stats
 from mvlib.atomic import write_atomic
-from mvlib.experiments import config, search_then_repeat, summary
 from mvlib.profiles import Profile
 from mvlib.rebalance import EPSILON, STEPS, rebalancing_share
 from mvlib.runs import RunConfig, RunDir
 from mvlib.search import BASE_LRS
+from mvlib.study import (
+    model_variants,
+    regularizers,
+    tables,
+    testbed,
+    training_dynamics,
+    without_heatmaps,
+)
+from mvlib.study.protocol import config, search_then_repeat, summary
 from mvlib.sweep import Executor, default_executor, sweep
 
 EXPERIMENT = "balancing"
@@ -75,7 +72,7 @@ def ogm_settings(n: int, seed: int) -> list[tuple[float, float]]:
 
 
 def method_groups(prof: Profile, joint_lr: float) -> dict[str, list[dict]]:
-    """The two methods' settings (keyword arguments of `experiments.config`): OGM-GE with
+    """The two methods' settings (keyword arguments of `protocol.config`): OGM-GE with
     SGD, its rate and alpha searched (as many settings as Modality Dropout's search), and
     the re-balancing at Joint ResNet's winning rate `joint_lr` (it adds no hyperparameter we
     search: epsilon and Q are the reference's)."""
@@ -93,7 +90,7 @@ def methods(prof: Profile, executor: Executor | None = None, store: Path | None 
     """Both methods' searches and repetitions: (search table, final runs). On the synthetic
     data Joint ResNet's testbed controls (`testbed_runs`) train beside the search runs, whose
     sweep would otherwise leave a worker idle (they need only notebook 03's winner)."""
-    joint = regularized.table1_final(prof, executor, store, (JOINT,))[JOINT]
+    joint = model_variants.table1_final(prof, executor, store, (JOINT,))[JOINT]
     groups = method_groups(prof, joint[0].cfg.lr)
     if prof.dataset == "synthetic":
         search = [config(prof, seed=s, **setting) for settings in groups.values()
@@ -111,12 +108,12 @@ def baselines(prof: Profile, executor: Executor | None = None, store: Path | Non
               ) -> tuple[dict[str, list[RunDir]], dict[str, list[RunDir]]]:
     """Joint ResNet, Modality Dropout and Shared ResNet: their final runs with heatmaps
     (Tables 1-2) and without (Table 3; empty when the data set has no heatmaps)."""
-    with_maps = {**regularized.table1_final(prof, executor, store,
+    with_maps = {**model_variants.table1_final(prof, executor, store,
                                             ("Joint ResNet", "Shared ResNet")),
-                 "+ Modality Dropout": regularized.regularizers(prof, executor, store)[1][
+                 "+ Modality Dropout": regularizers.regularizers(prof, executor, store)[1][
                      "+ Modality Dropout"]}
     image_only = {n: [RunDir(c, store) for c in cs] for n, cs in
-                  regularized.no_heatmap_settings(prof, executor, store).items()}
+                  without_heatmaps.no_heatmap_settings(prof, executor, store).items()}
     return ({n: with_maps[n] for n in BASELINES},
             {n: image_only[n] for n in BASELINES if n in image_only})
 
@@ -192,7 +189,8 @@ def write_table7(t: pd.DataFrame, prof: Profile) -> list[Path]:
     write_atomic(csv, lambda p: t.to_csv(p))
     title = (f"Table 7 (ours): later balancing methods ({prof.dataset} data, "
              f"{prof.name} profile)")
-    plots.savefig(plots.render_table(table7_display(t), title), "table7", prof)
+    plots.savefig(plots.render_table(table7_display(t), title), "table7", prof,
+                  close=True)
     return [csv, csv.with_suffix(".png")]
 
 
@@ -237,7 +235,7 @@ def control_configs(prof: Profile, runs: list[RunDir]) -> list[RunConfig]:
     first `testbed_seeds` seeds."""
     cfg = runs[0].cfg
     return [config(prof, "joint", cfg.lr, s, EXPERIMENT,
-                   knobs=experiments.CONDITIONS[testbed.CONTROL], epochs_override=cfg.epochs,
+                   knobs=training_dynamics.CONDITIONS[testbed.CONTROL], epochs_override=cfg.epochs,
                    **_method_fields(cfg)) for s in prof.seed_list(prof.testbed_seeds)]
 
 
@@ -249,7 +247,7 @@ def testbed_runs(prof: Profile, final: dict[str, list[RunDir]],
     and the same seeds on the control data at the same setting, in the layout of
     `testbed.runs` (regular runs only: no LCA). Every group runs at the rate Table 7 reports
     it at; re-balancing trains at Joint ResNet's winning rate, so the two share one rate."""
-    joint = regularized.table1_final(prof, executor, store, (JOINT,))[JOINT]
+    joint = model_variants.table1_final(prof, executor, store, (JOINT,))[JOINT]
     groups = {JOINT: joint, **final}
     seeds = prof.seed_list(prof.testbed_seeds)
     control = {name: control_configs(prof, runs) for name, runs in groups.items()}
@@ -425,3 +423,31 @@ def testbed_markdown(found: pd.DataFrame | None, compared: pd.DataFrame | None) 
                                    f"{r['effect (Joint ResNet)']:+.3f}, difference "
                                    f"{r['diff']:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}], "
                                    f"p = {r.p:.3f}: **{r.verdict}**.")])
+
+
+def synthesis_markdown(claims: pd.DataFrame, compared: pd.DataFrame | None = None) -> str:
+    """Notebook 08's synthesis: per method, what its Table 7 claims (`claims`) and, on the
+    synthetic data, its testbed comparison with Joint ResNet (`compared`) came to, and
+    whether any method fixed the imbalance at this budget."""
+    lines, held = [], []
+    for m in METHODS:
+        name = m.removeprefix("+ ")
+        mine = claims[[name in c for c in claims.index]]
+        parts = [f"{c.replace(m + ' ', '').replace(name + ' ', '')}: **{r.verdict}**"
+                 + ("" if r["diff"] != r["diff"] else
+                    f" ({r['diff']:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}])")
+                 for c, r in mine.iterrows()]
+        held += [c for c, r in mine.iterrows() if r.verdict in ("holds", "consistent")]
+        if compared is not None and len(compared):
+            rows = compared[compared.index.get_level_values(0) == m]
+            parts += [f"on the testbed, the cue's effect against Joint ResNet's ({inst}): "
+                      f"**{r.verdict}**" for (_, inst), r in rows.iterrows()]
+        lines.append(f"* **{name}**: " + ("; ".join(parts) if parts else "nothing judged")
+                     + ".")
+    lines.append("" if held else
+                 "\nNo claim that a method improves Joint ResNet or reduces its reliance on MLO "
+                 "holds at this budget (an inconclusive verdict means not detected at this "
+                 "budget, not shown absent).")
+    if held:
+        lines.append("\nHolding at this budget: " + "; ".join(held) + ".")
+    return "\n".join(lines).rstrip()

@@ -1,0 +1,20 @@
+"""The study: the paper's parts, one module per notebook, each holding what its notebook
+calls (the runs it sweeps, its tables, and the prose generated from them).
+
+  protocol            the training protocol every notebook shares (search, repeat, summary)
+  data_preparation    00  Section 3: what the data set holds, beside the paper's
+  uniview_curves      01  Section 5, Figure 3: uni-view learning curves
+  training_dynamics   02  Section 5, Figures 4-7: gradient norms and LCA
+  testbed             02  ours: the known-answer testbed (does an instrument find a planted cue?)
+  section5            01, 02, 07  Section 5's claims judged across seeds
+  model_variants      03  Table 1: uni-view, Split, Joint and Shared ResNet
+  regularizers        04  Table 2: Pretraining, Split Learning Rates, Modality Dropout
+  gradient_blending   05  Tables 4-5: Gradient Blending's weights and ablation
+  without_heatmaps    06  Table 3: the image channel alone
+  tables              07  Tables 1-6 beside the paper's, one verdict per claim
+  balancing_methods   08  beyond the paper, Table 7: OGM-GE and greedy re-balancing
+
+Below the study: the models, data, training loop, instruments (mvlib.dynamics,
+mvlib.reliance, mvlib.dependence, mvlib.cuetest), statistics and executors; nothing there
+imports the study.
+"""

@@ -1,0 +1,202 @@
+"""How every notebook closes (01-08) and the results page (09): each claim it judges with
+what the paper says, what we find with its 95% interval, the verdict, and why a result may
+differ here (budget, data, what was cut), all generated from the verdict tables."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from mvlib import paper, paths
+from mvlib.profiles import PROFILES, Profile
+from mvlib.study.tables import stability
+
+CLOSING = "In closing"  # the heading above every notebook's closing box: the results page's link
+NOTEBOOKS = {"01": "01_uniview_curves", "02": "02_training_dynamics",
+             "03": "03_model_variants", "04": "04_regularizers", "05": "05_gradient_blending",
+             "06": "06_without_heatmaps", "07": "07_tables", "08": "08_balancing_methods"}
+# What differs in a notebook's own set-up, beside the profile's budget and data (`differences`).
+NOTES = {
+    "04": ("every Pretraining seed fine-tunes the same best uni-view columns, as the paper's "
+           "Appendix B does (the sensitivity row varies them)",),
+    "05": ("a weight set with w_joint = 0 trains no model (its joint head, which makes every "
+           "prediction, would stay untrained)",),
+    "06": ("the synthetic heatmaps are drawn by the generator from its ground truth, not "
+           "produced by a patch classifier",),
+    "07": ("the reliance readings are ours (the paper does not measure them) and rest on the "
+           "reading the testbed validated",),
+    "08": ("beyond the paper: OGM-GE trains with its reference's SGD, the baselines with Adam",),
+}
+# The verdict files a figures folder holds (mvlib.paths.VERDICT_FILES) that judge claims.
+CLAIM_FILES = ("verdicts", "reliance_claims", "table7_claims")
+
+
+def anchor(heading: str) -> str:
+    """The id a heading gets on the site (MyST's GitHub-style slug: lower case, punctuation
+    dropped, spaces to hyphens)."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def notebook_of(claim: str, source: str) -> str:
+    """The notebook (key of NOTEBOOKS) whose closing box judges a claim of a verdict file."""
+    if source == "table7_claims":
+        return "08"
+    if source == "reliance_claims" or "(Section 5)" in claim:
+        return "07"
+    if "(Fig. 3)" in claim:
+        return "01"
+    if "(Fig. 4" in claim:
+        return "02"
+    if "Gradient Blending" in claim or "blending weights" in claim:
+        return "05"
+    if claim.startswith("without heatmaps") or claim.startswith("heatmaps help"):
+        return "06"
+    if any(m in claim for m in ("Pretraining", "Split Learning Rates", "Modality Dropout")):
+        return "04"
+    return "03"
+
+
+def _interval(r: pd.Series) -> str:
+    diff, lo, hi = (float(r.get(k, math.nan)) for k in ("diff", "lo", "hi"))
+    if math.isnan(diff):
+        return "-"
+    if math.isnan(lo):
+        return f"{diff:+.3f}"
+    return f"{diff:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+
+
+def claims_table(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """Verdict rows of any of the verdict files (index or column `claim`) in one shape:
+    the paper's value, ours, the difference with its 95% interval, the verdict."""
+    v = verdicts.reset_index() if "claim" not in verdicts.columns else verdicts
+    out = pd.DataFrame({
+        "claim": v["claim"].to_numpy(),
+        "the paper": (v["paper (A vs B)"] if "paper (A vs B)" in v
+                      else pd.Series(["not in the paper"] * len(v))).fillna("-").to_numpy(),
+        "ours": (v["ours (A vs B)"] if "ours (A vs B)" in v
+                 else v.get("reading", pd.Series(["-"] * len(v)))).fillna("-").to_numpy(),
+        "difference [95% interval]": [_interval(r) for _, r in v.iterrows()],
+        "verdict": v["verdict"].to_numpy()})
+    return out
+
+
+def differences(prof: Profile) -> list[str]:
+    """Why a number here may differ from the paper's: this profile's budget and data beside
+    the paper's."""
+    ref = PROFILES["paper"]
+    out = []
+    if prof.epochs != ref.epochs:
+        out.append(f"{prof.epochs} epochs per run (the paper's: {ref.epochs})")
+    if (prof.lr_samples, prof.search_seeds) != (ref.lr_samples, ref.search_seeds):
+        out.append(f"{prof.lr_samples} learning rate(s) searched per group with "
+                   f"{prof.search_seeds} seed(s) each (the paper's: {ref.lr_samples} with "
+                   f"{ref.search_seeds})")
+    if prof.tta_windows != ref.tta_windows:
+        out.append(f"{prof.tta_windows} test-time windows (the paper's: {ref.tta_windows})")
+    size = f"{prof.cc_size[0]}x{prof.cc_size[1]} (CC) and {prof.mlo_size[0]}x{prof.mlo_size[1]}"
+    psize = (f"{paper.CC_SIZE[0]}x{paper.CC_SIZE[1]} and "
+             f"{paper.MLO_SIZE[0]}x{paper.MLO_SIZE[1]}")
+    if prof.dataset == "synthetic":
+        n = sum(prof.synthetic_patients.values())
+        out.append(f"synthetic data: {n:,} patients with a planted MLO cue, images of {size} "
+                   f"pixels (the paper: {paper.DATA['patients']:,} patients' screening "
+                   f"mammograms at {psize})")
+    elif (prof.cc_size, prof.mlo_size) != (paper.CC_SIZE, paper.MLO_SIZE):
+        out.append(f"{prof.dataset} data at {size} pixels (the paper: NYU's at {psize})")
+    return out
+
+
+def closing_markdown(verdicts: pd.DataFrame | list[pd.DataFrame], prof: Profile,
+                     notes: tuple[str, ...] = ()) -> str:
+    """A notebook's closing box: its claims (verdict rows, one frame or several) as a table
+    of the paper's value, ours, the interval and the verdict, then why a result may differ
+    here (`differences`, and the notebook's own `notes`)."""
+    frames = verdicts if isinstance(verdicts, list) else [verdicts]
+    table = pd.concat([claims_table(f) for f in frames if len(f)], ignore_index=True) \
+        if any(len(f) for f in frames) else pd.DataFrame()
+    lines = []
+    if table.empty:
+        lines.append("No claim of the paper is judged in this notebook on this data set.")
+    else:
+        counts = table.verdict.value_counts()
+        lines.append(f"**{len(table)} claim(s) judged here:** "
+                     + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".")
+        lines += ["", "| claim | the paper | ours | difference [95% interval] | verdict |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {_cell(r.claim)} | {_cell(r['the paper'])} | {_cell(r.ours)} | "
+                  f"{r['difference [95% interval]']} | **{r.verdict}** |"
+                  for _, r in table.iterrows()]
+    reasons = differences(prof) + list(notes)
+    if reasons:
+        lines += ["", "**Why it may differ here:** " + "; ".join(reasons) + "."]
+    return "\n".join(lines)
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def all_claims(figures: Path) -> pd.DataFrame:
+    """Every claim the companion judges, from the verdict files of a figures folder, with
+    the notebook whose closing box shows it."""
+    frames = []
+    for name in CLAIM_FILES:
+        path = figures / f"{name}.csv"
+        if not path.exists():
+            continue
+        try:
+            v = pd.read_csv(path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path}: not a verdict table ({e})") from e
+        if not {"claim", "verdict"} <= set(v.columns):
+            raise ValueError(f"{path}: a verdict table needs the columns claim and verdict")
+        t = claims_table(v)
+        t.insert(0, "notebook", [notebook_of(c, name) for c in t.claim])
+        t["source"] = name
+        frames.append(t)
+    if not frames:
+        return pd.DataFrame(columns=["notebook", "claim", "the paper", "ours",
+                                     "difference [95% interval]", "verdict", "source"])
+    return pd.concat(frames, ignore_index=True).sort_values("notebook", kind="stable")
+
+
+def with_reseed(claims: pd.DataFrame, reseeded: Path | None) -> pd.DataFrame:
+    """`claims` with the verdict each claim got in a reseeded re-run's figures folder and
+    whether it kept its status (mvlib.study.tables.stability's words); "not re-run" without
+    one."""
+    out = claims.copy()
+    if reseeded is None or not reseeded.exists():
+        out["reseeded re-run"] = "not re-run"
+        return out
+    other = all_claims(reseeded).set_index("claim")
+    both = stability(out.set_index("claim"), other)
+    out["reseeded re-run"] = [
+        f"{both.loc[c, 'change']} ({both.loc[c, 'verdict (second)']})" if c in both.index
+        else "not in the re-run" for c in out.claim]
+    return out
+
+
+def results_markdown(claims: pd.DataFrame) -> str:
+    """The results page's table: one row per claim, linked to the closing box of the notebook
+    that judges it."""
+    if claims.empty:
+        return "No verdict file in this figures folder: run notebooks 01-08 first."
+    counts = claims.verdict.value_counts()
+    lines = [f"**{len(claims)} claims judged:** "
+             + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".", "",
+             "| notebook | claim | the paper | ours | difference [95% interval] | verdict "
+             "| reseeded re-run |", "|---|---|---|---|---|---|---|"]
+    for _, r in claims.iterrows():
+        link = f"[{r.notebook}]({NOTEBOOKS[r.notebook]}.ipynb#{anchor(CLOSING)})"
+        lines.append(f"| {link} | {_cell(r.claim)} | {_cell(r['the paper'])} | "
+                     f"{_cell(r.ours)} | {r['difference [95% interval]']} | **{r.verdict}** | "
+                     f"{r.get('reseeded re-run', 'not re-run')} |")
+    return "\n".join(lines)
+
+
+def reseed_folder(prof: Profile, reseed: int = 100) -> Path:
+    """Where `make reproduce RESEED=<reseed>` writes its figures for this profile."""
+    return paths.store() / f"{prof.tag}-reseed{reseed}" / "figures"

@@ -1,0 +1,94 @@
+"""Closing boxes and the results page (mvlib.study.closing) on hand-made verdict tables."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from mvlib import profiles
+from mvlib.paths import REPO
+from mvlib.study import closing, tables
+
+
+def verdict_rows(**over):
+    base = {"claim": ["uni-view CC beats uni-view MLO", "Pretraining hurts Joint ResNet"],
+            "paper (A vs B)": ["0.864 vs 0.789", "0.872 vs 0.830"],
+            "ours (A vs B)": ["0.940 vs 0.620", "0.800 vs 0.900"],
+            "diff": [0.32, -0.1], "lo": [0.2, -0.2], "hi": [0.4, -0.01], "p": [0.0, 0.02],
+            "verdict": ["holds", "contradicted"], "why": ["x", "y"]}
+    return pd.DataFrame({**base, **over})
+
+
+def test_the_anchor_is_mysts_heading_slug():
+    assert closing.anchor("In closing") == "in-closing"
+    assert closing.anchor("Figure 3's claim across seeds") == "figure-3s-claim-across-seeds"
+
+
+def test_every_claim_of_tables_1_to_5_goes_to_the_notebook_of_its_table():
+    home = {"Table 1": "03", "Table 2": "04", "Table 3": "06"}
+    for c in tables.CLAIMS:
+        table = c.b[0] if c.a[0] == "Table 1" and c.b[0] == "Table 3" else c.a[0]
+        want = "05" if "Gradient Blending" in c.text else home[table]
+        assert closing.notebook_of(c.text, "verdicts") == want, c.text
+    assert closing.notebook_of("anything", "table7_claims") == "08"
+    assert closing.notebook_of("x (Fig. 4a)", "verdicts") == "02"
+    assert closing.notebook_of("The model's output ... (Section 5)", "verdicts") == "07"
+
+
+def test_the_closing_box_shows_each_claim_with_its_interval_and_why_it_may_differ():
+    prof = profiles.get("laptop")
+    text = closing.closing_markdown(verdict_rows().set_index("claim"), prof, ("a note",))
+    assert "**2 claim(s) judged here:** 1 holds, 1 contradicted." in text
+    assert "| uni-view CC beats uni-view MLO | 0.864 vs 0.789 | 0.940 vs 0.620 | " \
+           "+0.320 [+0.200, +0.400] | **holds** |" in text
+    assert f"{prof.epochs} epochs per run (the paper's: 100)" in text
+    assert "500 patients" in text and text.rstrip().endswith("a note.")
+    paper = profiles.get("paper")
+    assert "epochs per run" not in closing.closing_markdown(verdict_rows(), paper)
+    empty = closing.closing_markdown(pd.DataFrame(columns=["claim", "verdict"]), prof)
+    assert "No claim of the paper is judged" in empty
+
+
+def test_a_claim_without_the_papers_value_says_so_and_pipes_are_escaped():
+    t7 = pd.DataFrame({"claim": ["OGM-GE improves Joint ResNet"], "ours (A vs B)": ["a | b"],
+                       "diff": [0.1], "lo": [float("nan")], "hi": [float("nan")],
+                       "verdict": ["descriptive"]})
+    row = closing.claims_table(t7).iloc[0]
+    assert row["the paper"] == "not in the paper" and row["difference [95% interval]"] == "+0.100"
+    assert "a \\| b" in closing.closing_markdown(t7, profiles.get("paper"))
+
+
+def test_the_results_page_reads_every_verdict_file_and_links_each_closing_box(tmp_path):
+    verdict_rows().to_csv(tmp_path / "verdicts.csv", index=False)
+    pd.DataFrame({"claim": ["OGM-GE improves Joint ResNet"], "ours (A vs B)": ["0.7 vs 0.8"],
+                  "diff": [-0.1], "lo": [-0.2], "hi": [0.0], "p": [0.1],
+                  "verdict": ["inconclusive at this budget"], "why": ["z"]}).to_csv(
+        tmp_path / "table7_claims.csv", index=False)
+    claims = closing.all_claims(tmp_path)
+    assert list(claims.notebook) == ["03", "04", "08"]
+    text = closing.results_markdown(closing.with_reseed(claims, tmp_path / "absent"))
+    assert "[04](04_regularizers.ipynb#in-closing)" in text and "not re-run" in text
+    assert "**3 claims judged:**" in text
+    again = tmp_path / "again"
+    again.mkdir()
+    verdict_rows(verdict=["holds", "inconclusive at this budget"]).to_csv(
+        again / "verdicts.csv", index=False)
+    seen = closing.with_reseed(claims, again).set_index("claim")["reseeded re-run"]
+    assert seen["uni-view CC beats uni-view MLO"] == "kept (holds)"
+    assert seen["Pretraining hurts Joint ResNet"] == "to undecided (inconclusive at this budget)"
+    assert seen["OGM-GE improves Joint ResNet"] == "not in the re-run"
+    assert closing.results_markdown(closing.all_claims(tmp_path / "absent")).startswith("No ")
+
+
+def test_a_broken_verdict_file_is_named(tmp_path):
+    (tmp_path / "verdicts.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ValueError, match=r"verdicts\.csv: a verdict table needs"):
+        closing.all_claims(tmp_path)
+
+
+def test_every_notebook_the_results_page_links_has_the_closing_heading():
+    for stem in closing.NOTEBOOKS.values():
+        nb = json.loads((REPO / "notebooks" / f"{stem}.ipynb").read_text())
+        heads = [line for c in nb["cells"] if c["cell_type"] == "markdown"
+                 for line in "".join(c["source"]).splitlines() if line.startswith("## ")]
+        assert f"## {closing.CLOSING}" in heads, stem
