@@ -69,9 +69,12 @@ def simpson_weights(n: int) -> list[float]:
     return [x / (3 * n) for x in w]
 
 
+LCA_TOL = 1e-3  # the |error| a window's allocation aims for (the paper's set-up keeps it)
+
+
 def lca(model: torch.nn.Module, start: dict[str, torch.Tensor], end: dict[str, torch.Tensor],
         loss_fn: Callable[[torch.nn.Module], torch.Tensor], splits: int = 2,
-        tol: float = 1e-3, max_splits: int = 32,
+        tol: float = LCA_TOL, max_splits: int = 32,
         start_eval: tuple[float, dict[str, torch.Tensor]] | None = None) -> LCAResult:
     """Allocate L(end) - L(start) to every parameter along the straight path start -> end.
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import numbers
 
 import matplotlib.pyplot as plt
@@ -168,9 +167,9 @@ def dynamics_figure(norm_run: RunDir, lca_run: RunDir, title: str, smooth: int =
     c.axhline(0.5, color="gray", lw=0.8, label="chance (AUC 0.5)")
     c.set(xlabel="epoch", ylabel="validation AUC", title="(c) view reliance (ours)")
     c.xaxis.set_major_locator(MaxNLocator(integer=True))
-    reduction = -w[["cc", "mlo", "shared"]].sum(axis=1).cumsum()
-    share = (-w.mlo.cumsum() / reduction).where(reduction > 0)
-    final = dynamics.mlo_share(w)  # NaN when the loss did not go down
+    share = pd.Series([dynamics.mlo_share(w.iloc[:i + 1]) for i in range(len(w))],
+                      index=w.index)  # over the windows so far; NaN while no loss reduction
+    final = share.iloc[-1]
     d.plot(x_lca, 100 * share, color="tab:orange",
            label="MLO share of the reduction so far (final "
                  + (f"{100 * final:.0f}%)" if np.isfinite(final) else "undefined)"))
@@ -189,7 +188,7 @@ def lca_error_figure(run: RunDir, title: str, tol: float | None = None) -> plt.F
     """Figure 5: actual loss change per LCA window and the allocated change (top), and their
     difference on its own axis (bottom; it is invisible at the loss's scale) against the
     tolerance the adaptive Simpson rule aims for (`tol`, default `dynamics.lca`'s)."""
-    tol = inspect.signature(dynamics.lca).parameters["tol"].default if tol is None else tol
+    tol = dynamics.LCA_TOL if tol is None else tol
     w = run.dynamics("lca")
     fig, (ax, err) = plt.subplots(2, 1, figsize=(6, 4.6), sharex=True,
                                   gridspec_kw={"height_ratios": [3, 2]})

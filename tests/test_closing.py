@@ -92,3 +92,14 @@ def test_every_notebook_the_results_page_links_has_the_closing_heading():
         heads = [line for c in nb["cells"] if c["cell_type"] == "markdown"
                  for line in "".join(c["source"]).splitlines() if line.startswith("## ")]
         assert f"## {closing.CLOSING}" in heads, stem
+
+
+def test_the_reseeded_figures_are_where_a_reseeded_profile_writes_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("MVLIB_STORE", str(tmp_path))
+    laptop = profiles.get("laptop")
+    assert closing.reseed_folder(laptop) == tmp_path / "laptop-reseed100" / "figures"
+    rsna = profiles.get("laptop", "rsna", str(tmp_path / "rsna"))
+    monkeypatch.setenv("MVLIB_RESEED", "100")
+    again = profiles.get("laptop", "rsna", str(tmp_path / "rsna"))
+    assert closing.reseed_folder(rsna) == tmp_path / again.tag / "figures"
+    assert not closing.reseed_folder(rsna).exists()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -198,5 +199,6 @@ def results_markdown(claims: pd.DataFrame) -> str:
 
 
 def reseed_folder(prof: Profile, reseed: int = 100) -> Path:
-    """Where `make reproduce RESEED=<reseed>` writes its figures for this profile."""
-    return paths.store() / f"{prof.tag}-reseed{reseed}" / "figures"
+    """Where `make reproduce RESEED=<reseed>` writes its figures for this profile and data set
+    (paths.figures without creating it: the re-run may be absent)."""
+    return paths.store() / replace(prof, reseed=reseed).tag / "figures"
