@@ -86,3 +86,16 @@ def test_a_reseeded_rerun_keeps_the_search_seeds_and_names_its_outputs(monkeypat
     monkeypatch.setenv("MVLIB_RESEED", "ten")
     with pytest.raises(ValueError, match="MVLIB_RESEED"):
         profiles.get("laptop")
+
+
+def test_the_laptop_budget_cuts_leave_the_other_profiles_whole():
+    # README, "What was cut": the laptop profile's cuts, and nothing cut elsewhere
+    from mvlib.study import balancing_methods
+
+    laptop, paper = profiles.get("laptop"), profiles.get("paper")
+    assert laptop.seeds == 4 and laptop.cue_strengths == (0.0, 1.0)
+    assert balancing_methods.method_profile(laptop).seeds == laptop.method_seeds == 3
+    assert not laptop.method_image_only
+    assert paper.cue_strengths == (0.0, 0.5, 1.0) and paper.method_image_only
+    assert balancing_methods.method_profile(paper).seeds == paper.seeds
+    assert balancing_methods.image_only(laptop, {}, {"Joint ResNet": ["a run"]}) == {}

@@ -190,6 +190,10 @@ def test_sensitivity_markdown_names_the_weakest_strength_that_finds_the_cause():
     assert "**a**: found from strength 1 (" in text
     assert "**b**: not found at any strength tried" in text
     assert "0.5: +0.010 [-0.020, +0.040]" in text
+    assert "Only the testbed's own strengths" not in text
+    full_only = sensitivity_markdown(table.drop(index=0.5, level="strength"))
+    assert "**a**: found from strength 1 (" in full_only
+    assert "Only the testbed's own strengths (0 and 1) ran at this profile" in full_only
 
 
 def test_validated_reading_is_the_first_dependence_reading_the_testbed_found(monkeypatch):

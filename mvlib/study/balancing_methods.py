@@ -15,7 +15,8 @@ and Shared ResNet.
     view's cross-view input held, as the reference's): the reference's epsilon 0.01 and
     Q = 5, at Joint ResNet's winning learning rate (like Gradient Blending's fixed rate,
     nothing of its own is searched).
-Each group's winner is repeated with the profile's `seeds`. Without heatmaps, each method
+Each group's winner is repeated with the profile's `method_seeds` (else `seeds`). Without
+heatmaps (unless the profile leaves it out: `method_image_only`), each method
 keeps its winning setting; re-balancing trains at the image-only Joint ResNet's rate
 (Table 3's search), OGM-GE at its own SGD rate (an Adam rate says nothing about SGD). On the
 synthetic testbed, each winner and Joint ResNet's winner are trained again on the control
@@ -26,6 +27,7 @@ one rate.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -96,7 +98,13 @@ def methods(prof: Profile, executor: Executor | None = None, store: Path | None 
         search = [config(prof, seed=s, **setting) for settings in groups.values()
                   for setting in settings for s in range(prof.search_seeds)]
         sweep(search + control_configs(prof, joint), executor or default_executor(prof), store)
-    return search_then_repeat(prof, groups, executor, store)
+    return search_then_repeat(method_profile(prof), groups, executor, store)
+
+
+def method_profile(prof: Profile) -> Profile:
+    """`prof` with the methods' repetitions (`method_seeds`, else `seeds`): the laptop
+    profile repeats them with 3 seeds to stay inside its 60 minutes."""
+    return replace(prof, seeds=prof.method_seeds or prof.seeds)
 
 
 def _method_fields(cfg: RunConfig) -> dict:
@@ -125,8 +133,8 @@ def image_only(prof: Profile, final: dict[str, list[RunDir]],
     Adam runs at the rate notebook 06 chose for the image-only Joint ResNet (in
     `base_image_only`), SGD runs (OGM-GE) at their own winning rate. Empty when there is no
     such baseline (a data set without heatmaps: every run above already read the image
-    alone)."""
-    if not base_image_only.get("Joint ResNet"):
+    alone) or when the profile leaves them out (`method_image_only`: the laptop's budget)."""
+    if not base_image_only.get("Joint ResNet") or not prof.method_image_only:
         return {}
     joint_lr = base_image_only["Joint ResNet"][0].cfg.lr
 
@@ -135,7 +143,7 @@ def image_only(prof: Profile, final: dict[str, list[RunDir]],
 
     cfgs = {name: [config(prof, "joint", rate(runs[0].cfg), s, EXPERIMENT, channels=1,
                           epochs_override=runs[0].cfg.epochs, **_method_fields(runs[0].cfg))
-                   for s in prof.seed_list(prof.seeds)]
+                   for s in prof.seed_list(method_profile(prof).seeds)]
             for name, runs in final.items()}
     done = sweep([c for cs in cfgs.values() for c in cs], executor or default_executor(prof),
                  store)
@@ -208,7 +216,7 @@ def claims(t: pd.DataFrame, with_maps: dict[str, list[RunDir]],
     for m in METHODS:
         name = m.removeprefix("+ ")
         for table, prefix in (("Table 7", ""), ("Table 7, image only", "without heatmaps, ")):
-            if table in runs:
+            if table in runs and pd.notna(runs[table].loc[m, "runs"]):
                 note = ("OGM-GE trains with its reference's SGD, Joint ResNet with Adam: the "
                         "difference is the method's and the optimizer's together"
                         if m == OGM else "")

@@ -313,13 +313,15 @@ def strength_knobs(strength: float) -> dict:
     return {"mlo": {"shortcut_strength": float(strength)}}
 
 
-def sensitivity_runs(prof: Profile, strengths: tuple[float, ...] = (0.0, 0.5, 1.0),
+def sensitivity_runs(prof: Profile, strengths: tuple[float, ...] | None = None,
                      seeds: int | None = None, executor: Executor | None = None, store=None
                      ) -> dict[float, dict[str, dict[tuple[str, int], RunDir]]]:
-    """Regular Joint ResNet runs at LR at each cue strength, `seeds` seeds each (default the
-    profile's `testbed_seeds`; strength 1.0 and 0.0 are the testbed's own planted and
-    control runs, reused), as one testbed per strength > 0 whose control is strength 0:
+    """Regular Joint ResNet runs at LR at each cue strength (default the profile's
+    `cue_strengths`), `seeds` seeds each (default the profile's `testbed_seeds`; strength 1.0
+    and 0.0 are the testbed's own planted and control runs, reused), as one testbed per
+    strength > 0 whose control is strength 0:
     {strength: {"norms": {(condition, seed): run}, "lca": {}}}."""
+    strengths = prof.cue_strengths if strengths is None else strengths
     seeds = prof.testbed_seeds if seeds is None else seeds
     levels = sorted({0.0, *map(float, strengths)})
     cfgs = {(st, s): protocol.config(prof, "joint", LR, s, "dynamics",
@@ -424,6 +426,11 @@ def sensitivity_markdown(table: pd.DataFrame) -> str:
                 found[0]):] else " (not at every stronger one)") if found
                 else "not found at any strength tried")
         lines.append(f"* **{name}**: {what} (planted - control by strength: {cells}).")
+    if tried == [1.0]:
+        lines.append(
+            "\nOnly the testbed's own strengths (0 and 1) ran at this profile: the intermediate "
+            "ones were cut to fit its time budget (the `paper` profile runs 0, 0.5 and 1), so "
+            "this says which instrument moves at full strength, not from which strength.")
     return "\n".join(lines)
 
 
