@@ -35,7 +35,7 @@ def real_flips(real_dir) -> dict[str, str]:
 
 
 # The longest test files, started first so that the other worker takes the rest meanwhile
-# (`make test` runs two workers with --dist loadfile --no-loadscope-reorder; xdist's default
+# (`make test` runs three workers with --dist loadfile --no-loadscope-reorder; xdist's default
 # order, most tests first, started the longest single test last).
 LONGEST_FIRST = ("test_real_data_notebooks.py", "test_slurm.py")
 

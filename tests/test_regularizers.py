@@ -22,7 +22,12 @@ from mvlib.models.heads import (
 )
 from mvlib.runs import RunConfig
 from mvlib.search import BASE_LRS, dropout_rates, split_learning_rates
-from mvlib.study.gradient_blending import ablation_settings, blend_settings, untrainable
+from mvlib.study.gradient_blending import (
+    ablation_settings,
+    blend_settings,
+    limit_markdown,
+    untrainable,
+)
 from mvlib.train import make_model, make_optimizer, train
 
 VIEWS = ("cc", "mlo")
@@ -355,8 +360,9 @@ def test_blended_loss_is_the_weighted_sum_of_the_three_losses():
     assert torch.isclose(blended_loss(heads, y, w), expected)
     assert not torch.isclose(blended_loss(heads, y, {"joint": 0.5, "cc": 0.3, "mlo": 0.2}),
                              expected)
-    only_cc = blended_loss(heads, y, {"joint": 0.0, "cc": 1.0, "mlo": 0.0})
-    assert torch.isclose(only_cc, loss_fn(heads["cc"], y))
+    # w_joint = 0 at its limit from above: L_joint with weight 1, on detached features
+    limit = blended_loss(heads, y, {"joint": 0.0, "cc": 1.0, "mlo": 0.0})
+    assert torch.isclose(limit, loss_fn(heads["cc"], y) + loss_fn(heads["joint"], y))
 
 
 def blended_step(w):
@@ -618,7 +624,7 @@ def test_ablation_settings_are_equal_weights_and_each_estimate_swapped():
     }
 
 
-def test_a_tiny_joint_weight_trains_a_blended_model_and_zero_does_not(tmp_path):
+def test_a_tiny_joint_weight_trains_a_blended_model(tmp_path):
     # Notebook 05's loss estimate had w_joint = 3e-4: rounded to 3 decimals it became 0 and
     # no blended model was trained. Full precision keeps it, and its joint head learns.
     table = weights_table(None)
@@ -626,9 +632,6 @@ def test_a_tiny_joint_weight_trains_a_blended_model_and_zero_does_not(tmp_path):
     settings = blend_settings(table)
     assert [s["blend_weights"] for s in settings] == [{"joint": 3e-4, "cc": 0.9,
                                                        "mlo": 0.0997}]
-    table.loc[0, "w_joint"] = 0.0
-    assert blend_settings(table) == []
-    assert untrainable({"joint": 0.0, "cc": 1.0, "mlo": 0.0})
     assert untrainable({"joint": np.nan, "cc": np.nan, "mlo": np.nan})
     cfg = smoke(**settings[0])
     torch.manual_seed(cfg.seed)  # as train() does before it builds the model
@@ -638,6 +641,70 @@ def test_a_tiny_joint_weight_trains_a_blended_model_and_zero_does_not(tmp_path):
                if k.startswith("output.")}
     assert run.status()["state"] == "done"
     assert states_differ(trained, start)
+
+
+def test_a_zero_joint_weight_trains_at_its_limit_from_above():
+    # w_joint = 0 (a guard's weight): the joint head and FC layers get L_joint's gradient as
+    # with any positive weight (Adam's steps do not depend on its size), the columns none.
+    torch.manual_seed(0)
+    model = BlendedJointResNet().eval()  # no input noise: every pass sees the same input
+    x, y = views(4), labels(4)
+    w = {"joint": 0.0, "cc": 1.0, "mlo": 0.0}
+    assert not untrainable(w)
+
+    def grads(loss):
+        model.zero_grad()
+        loss.backward(retain_graph=True)
+        return {n: torch.zeros_like(p) if p.grad is None else p.grad.clone()
+                for n, p in model.named_parameters()}
+
+    limit = grads(blended_loss(model.heads(x, w), y, w))
+    heads = model.heads(x)
+    joint, cc = grads(loss_fn(heads["joint"], y)), grads(loss_fn(heads["cc"], y))
+    on_top = ("output.", "cc.fc.", "mlo.fc.")
+    for n, g in limit.items():
+        assert torch.allclose(g, joint[n] if n.startswith(on_top) else cc[n], atol=1e-7), n
+    assert any(torch.count_nonzero(g) for n, g in limit.items() if n.startswith("output."))
+    column = [n for n in limit if n.startswith("cc.column.")]
+    assert any(torch.count_nonzero(joint[n]) for n in column)  # L_joint would reach it
+    assert any(torch.count_nonzero(limit[n]) for n in column)  # L_cc does
+    assert not any(torch.count_nonzero(g) for n, g in limit.items()
+                   if n.startswith(("mlo.column.", "extra.mlo.")))
+
+
+def test_a_zero_joint_weight_is_a_setting_of_both_tables(tmp_path):
+    table = weights_table({"w_joint": 0.0, "w_cc": 1.0, "w_mlo": 0.0})
+    table.loc[[0, 1], ["w_joint", "w_cc", "w_mlo"]] = [0.0, 1.0, 0.0]
+    assert (table.validation[[0, 1]] == "whole").all()
+    # two Table 4 estimates with the same weights: one setting
+    assert [s["blend_weights"] for s in blend_settings(table)] == [
+        {"joint": 0.0, "cc": 1.0, "mlo": 0.0}]
+    assert ablation_settings(table)["AUC, swapped"] == {"joint": 0.0, "cc": 0.0, "mlo": 1.0}
+    with pytest.raises(ValueError, match="Adam only"):
+        RunConfig(model="joint_blend", lr=1e-4, epochs=1, optimizer="sgd",
+                  blend_weights={"joint": 0.0, "cc": 1.0, "mlo": 0.0})
+    cfg = smoke("joint_blend", blend_weights={"joint": 0.0, "cc": 1.0, "mlo": 0.0})
+    torch.manual_seed(cfg.seed)
+    start = make_model(cfg, tmp_path).state_dict()
+    run = train(cfg, tmp_path)
+    assert run.status()["state"] == "done"
+    end = run.load("last.pt")["model"]
+    part = lambda state, prefix: {k: v for k, v in state.items()  # noqa: E731
+                                  if k.startswith(prefix) and "running_" not in k
+                                  and "num_batches" not in k}
+    assert states_differ(part(end, "output."), part(start, "output."))  # the joint head learns
+    assert states_differ(part(end, "cc.column."), part(start, "cc.column."))
+    assert_states_equal(part(end, "mlo.column."), part(start, "mlo.column."))
+
+
+def test_the_notebook_says_what_a_zero_joint_weight_left_untrained():
+    search = pd.DataFrame({"w_joint": [0.0, 0.0, 0.2], "w_cc": [1.0, 1.0, 0.3],
+                           "w_mlo": [0.0, 0.0, 0.5], "seed": [0, 1, 0]})
+    text = limit_markdown(search)
+    assert len(text) == 1  # one line per weight set with w_joint = 0
+    assert "limit w_joint -> 0+" in text[0] and "the MLO column's weights stayed" in text[0]
+    assert "CC column" not in text[0]
+    assert limit_markdown(search.iloc[[2]]) == []
 
 
 def test_ablation_settings_skip_undefined_estimates():

@@ -226,11 +226,16 @@ class BlendedJointResNet(JointResNet):
             v: nn.Sequential(nn.Linear(FEATURES, HIDDEN), nn.ReLU(), OutputLayer(HIDDEN, TASKS))
             for v in ("cc", "mlo")})
 
-    def heads(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def heads(self, x: dict[str, torch.Tensor],
+              weights: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
+        """The three logits. With blending `weights` whose w_joint is 0, the joint path reads
+        the columns' features detached (`blended_loss`: the limit w_joint -> 0+)."""
         feats = {"cc": self.cc.features(self.noise(x["cc"])),
                  "mlo": self.mlo.features(self.noise(x["mlo"]))}
-        h = {"cc": torch.relu(self.cc.fc(feats["cc"])),
-             "mlo": torch.relu(self.mlo.fc(feats["mlo"]))}
+        joint_in = ({v: f.detach() for v, f in feats.items()}
+                    if weights is not None and weights["joint"] == 0 else feats)
+        h = {"cc": torch.relu(self.cc.fc(joint_in["cc"])),
+             "mlo": torch.relu(self.mlo.fc(joint_in["mlo"]))}
         return {"joint": self.output(self.fuse(h)),
                 **{v: self.extra[v](feats[v]) for v in ("cc", "mlo")}}
 
@@ -296,8 +301,19 @@ def build_model(name: str, channels: int = 3,
 
 def blended_loss(heads: dict[str, torch.Tensor], labels: torch.Tensor,
                  weights: dict[str, float]) -> torch.Tensor:
-    """Gradient Blending's loss w_joint L_joint + w_cc L_cc + w_mlo L_mlo."""
-    return sum(weights[k] * loss_fn(heads[k].float(), labels) for k in ("joint", "cc", "mlo"))
+    """Gradient Blending's loss w_joint L_joint + w_cc L_cc + w_mlo L_mlo, on the logits of
+    `BlendedJointResNet.heads(x, weights)`.
+
+    A w_joint of 0 (the estimate's guard when the joint model did not generalise: Wang et
+    al. have no rule for it) is taken at its limit w_joint -> 0+, our choice: the joint head
+    makes every prediction, so a weight of exactly 0 would leave the model untrained where
+    any positive weight trains it. Under Adam (no weight decay) a constant factor on a
+    parameter's gradient does not change its step, so in that limit the FC layers and the
+    joint output layer, whose gradient comes from L_joint alone, step as for any w_joint > 0,
+    and the columns get no gradient from L_joint: L_joint enters with weight 1 on features
+    `heads` detached from the columns."""
+    w = {**weights, "joint": weights["joint"] or 1.0}
+    return sum(w[k] * loss_fn(heads[k].float(), labels) for k in ("joint", "cc", "mlo"))
 
 
 def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

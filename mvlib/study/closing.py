@@ -23,8 +23,9 @@ NOTEBOOKS = {"01": "01_uniview_curves", "02": "02_training_dynamics",
 NOTES = {
     "04": ("every Pretraining seed fine-tunes the same best uni-view columns, as the paper's "
            "Appendix B does (the sensitivity row varies them)",),
-    "05": ("a weight set with w_joint = 0 trains no model (its joint head, which makes every "
-           "prediction, would stay untrained)",),
+    "05": ("a weight set with w_joint = 0 trains at its limit w_joint -> 0+, our choice (Wang "
+           "et al. have no rule for it): the joint head learns on the columns' features, the "
+           "columns from the extra heads only",),
     "06": ("the synthetic heatmaps are drawn by the generator from its ground truth, not "
            "produced by a patch classifier",),
     "07": ("the reliance readings are ours (the paper does not measure them) and rest on the "

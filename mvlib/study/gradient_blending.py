@@ -109,25 +109,27 @@ def blend_setting(weights: dict[str, float]) -> dict:
 
 def untrainable(weights: dict[str, float]) -> str:
     """Why a weight set trains no blended model ('' when it does): one rule for Tables 2 and
-    5. With w_joint = 0 only the extra heads would learn; the joint head, which makes every
-    prediction, and both FC layers would keep their initial weights. Any w_joint > 0 trains
-    them (under Adam the step size hardly depends on a constant factor of the gradient)."""
-    if not all(np.isfinite(v) for v in weights.values()):
-        return "undefined estimate"
-    return "" if weights["joint"] > 0 else "w_joint = 0: the joint head would never train"
+    5. Only an undefined estimate (no model generalised over the window) trains none; a
+    w_joint of 0 trains at its limit w_joint -> 0+ (`heads.blended_loss`), so the joint head,
+    which makes every prediction, learns in every blended model."""
+    return "" if all(np.isfinite(v) for v in weights.values()) else "undefined estimate"
 
 
 def blend_settings(weights: pd.DataFrame) -> list[dict]:
-    """Table 2's Gradient Blending settings: one per Table 4 estimate that trains a model."""
+    """Table 2's Gradient Blending settings: one per defined Table 4 estimate, each distinct
+    weight set once (estimates that agree train one model)."""
     table4 = weights[weights.validation == "whole"]
-    return [blend_setting(w) for w in (_weights(r) for _, r in table4.iterrows())
-            if not untrainable(w)]
+    settings: list[dict] = []
+    for w in (_weights(r) for _, r in table4.iterrows()):
+        if not untrainable(w) and blend_setting(w) not in settings:
+            settings.append(blend_setting(w))
+    return settings
 
 
 def blended_models(prof: Profile, weights: pd.DataFrame, executor: Executor | None = None,
                    store: Path | None = None) -> tuple[pd.DataFrame, dict[str, list[RunDir]]]:
-    """The '+ Gradient Blending' group of Table 2: one setting per Table 4 estimate that
-    trains a model (`untrainable`), the winner by mean validation AUC repeated. Returns
+    """The '+ Gradient Blending' group of Table 2: one setting per defined Table 4 estimate
+    (`blend_settings`), the winner by mean validation AUC repeated. Returns
     (search table, final runs); both empty when no estimate qualifies."""
     settings = blend_settings(weights)
     if not settings:
@@ -230,8 +232,9 @@ def blending_markdown(gb: dict, joint_final: dict[str, list[RunDir]]) -> str:
             f"interval; 3x ensemble): {blend['AUC (ours)']} ({blend['3x ensemble (ours)']}) "
             f"against {joint['AUC (ours)']} ({joint['3x ensemble (ours)']}); the paper: 0.870 "
             "against 0.872. Notebook 07 judges the difference.")
+        lines.extend(limit_markdown(gb["search"]))
     else:
-        lines.append("**No blended model:** no Table 4 estimate trains one (the rule above).")
+        lines.append("**No blended model:** no Table 4 estimate is defined.")
     t5 = gb["ablation"]
     trained = t5.dropna(subset=["auc_mean"]).sort_values("auc_mean", ascending=False)
     if len(trained):
@@ -243,3 +246,22 @@ def blending_markdown(gb: dict, joint_final: dict[str, list[RunDir]]) -> str:
     if skipped := [f"{k} ({n})" for k, n in t5.note.items() if n]:
         lines.append("**Table 5, noted:** " + "; ".join(skipped) + ".")
     return "\n\n".join(lines)
+
+
+def limit_markdown(search: pd.DataFrame) -> list[str]:
+    """What the limit w_joint -> 0+ leaves to train, for each searched weight set with
+    w_joint = 0: the columns learn from their extra heads only, so a view whose weight is
+    0 too keeps its column's initial weights."""
+    lines = []
+    for r in search.drop_duplicates(["w_joint", "w_cc", "w_mlo"]).itertuples():
+        if r.w_joint != 0:
+            continue
+        still = [v.upper() for v in ("cc", "mlo") if getattr(r, f"w_{v}") == 0]
+        lines.append(
+            f"**w_joint = 0** (w_CC {r.w_cc:.4g}, w_MLO {r.w_mlo:.4g}) trained at its limit "
+            "w_joint -> 0+: the joint head and FC layers learned from L_joint on the columns' "
+            "features, the columns from their extra heads only"
+            + (f"; the {' and '.join(still)} column's weights stayed at their initial values "
+               "(its weight is 0 as well), so the joint head read it as a random feature map"
+               if still else "") + ".")
+    return lines
