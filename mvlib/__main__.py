@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 from pathlib import Path
 
 from mvlib import profiles
@@ -50,6 +52,18 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("first")
     s.add_argument("second")
     args = parser.parse_args(argv)
+    try:
+        _run(args)
+    except ValueError as e:  # DatasetError, ImageError, bad options: the user's to fix
+        if os.environ.get("MVLIB_DEBUG"):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        print("(MVLIB_DEBUG=1 shows the traceback)", file=sys.stderr)
+        sys.exit(1)
+
+
+def _run(args: argparse.Namespace) -> None:
+    """The subcommand's work."""
     if args.command == "prepare":
         data = prepare(args.dataset, args.profile, args.data_root,
                        **dict(_option(o) for o in args.option))

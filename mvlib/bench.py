@@ -6,21 +6,32 @@
 - instruments: gradient-norm overhead, and a run with online LCA against one without;
 - loader vs training: batches per second the loader delivers (epoch sampler, windows,
   standardisation) against batches per second Joint ResNet trains on, both at the laptop
-  size and the paper's batch size 4, with the same threads (target: loader >= 5x).
+  size and the paper's batch size 4, with the same threads (target: loader >= 5x);
+- the store (zarr, Blosc zstd + bit-shuffle): bytes per breast against raw float16, and its
+  decode rate against reading the raw float16 arrays, at the laptop size and, on the real
+  sample mammograms when present (MVLIB_REALDATA), at the paper's CC size, with the
+  preparation rate from PNG and the loader workers a GPU would need.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import shutil
 import tempfile
 import time
 from collections import Counter
+from pathlib import Path
 
+import numpy as np
 import threadpoolctl
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from mvlib import profiles
+from mvlib import paths, profiles
+from mvlib.data import store
+from mvlib.data.crop import prepare_view
+from mvlib.data.dicom import read_image
 from mvlib.data.loader import to_model_input, train_loader
 from mvlib.data.prepare import prepare
 from mvlib.device import to_device
@@ -32,6 +43,7 @@ from mvlib.train import train
 
 GENERATOR_TARGET = 200.0
 LOADER_TARGET = 5.0
+ASSUMED_GPU_RATE = 50.0  # breasts/s a GPU trains on at the paper's size, until measured
 
 
 def _rate(step, min_seconds: float = 3.0, warmup: int = 1) -> float:
@@ -92,6 +104,63 @@ def bench_loader_vs_training() -> dict:
 
     train = _rate(train_step, warmup=3)
     return {"loader": load, "train": train, "ratio": load / train}
+
+
+def _store_figures(arrays: dict[str, np.ndarray], shard: int, folder: Path) -> dict:
+    """Stored bytes against raw float16, and breasts/s read one by one from the store
+    against the same reads from raw float16 .npy memory maps, on one thread."""
+    n = len(next(iter(arrays.values())))
+    meta = {"shapes": {v: list(a.shape[1:]) for v, a in arrays.items()}, "shard": shard}
+    store.create_arrays(folder, n, meta["shapes"], shard)
+    for lo in range(0, n, shard):
+        store.write_arrays(folder, lo, {v: a[lo:lo + shard] for v, a in arrays.items()})
+    raw = sum(a.nbytes for a in arrays.values())
+    stored = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+    views = {v: store.ViewArray(folder / f"{v}.zarr", n, meta) for v in arrays}
+    for v, a in arrays.items():
+        np.save(folder / f"{v}.npy", a)
+    maps = {v: np.load(folder / f"{v}.npy", mmap_mode="r") for v in arrays}
+    counter = iter(range(10**9))
+
+    def read(source):
+        i = next(counter) % n
+        for arr in source.values():
+            np.array(arr[i])
+
+    with threadpoolctl.threadpool_limits(1):
+        zarr_rate, npy_rate = _rate(lambda: read(views), 2.0), _rate(lambda: read(maps), 2.0)
+    return {"raw_per_breast": raw / n, "stored_per_breast": stored / n, "ratio": raw / stored,
+            "zarr_breasts_s": zarr_rate, "npy_breasts_s": npy_rate,
+            "zarr_mb_s": zarr_rate * raw / n / 1e6}
+
+
+def bench_store() -> dict:
+    """The store at the laptop size (the synthetic data set) and at the paper's CC size
+    (the real sample mammograms, when present: image channel only, CC views only)."""
+    data = prepare("synthetic", "laptop", progress=False)
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        laptop = {v: np.asarray(getattr(data, v)) for v in store.VIEWS}
+        out["laptop"] = _store_figures(laptop, data.meta["shard"], Path(tmp) / "laptop")
+        real = sorted((paths.realdata() / "nyu_sample").glob("*_CC.png"))
+        if real:
+            size = profiles.get("paper").cc_size
+            start = time.perf_counter()
+            with threadpoolctl.threadpool_limits(1):
+                views = [prepare_view(read_image(p), size)[:1] for p in real]
+            per_view = (time.perf_counter() - start) / len(real)
+            arr = np.stack(views).astype(np.float16)
+            paper = _store_figures({"cc": arr}, 1, Path(tmp) / "paper")
+            # a breast is two views: per-breast rates are half the per-view ones
+            paper.update(views=len(real), prepare_breasts_s=1 / per_view / 2,
+                         zarr_breasts_s=paper["zarr_breasts_s"] / 2,
+                         npy_breasts_s=paper["npy_breasts_s"] / 2,
+                         raw_per_breast=2 * paper["raw_per_breast"] * 3,
+                         stored_per_breast=2 * paper["stored_per_breast"])
+            paper["workers"] = math.ceil(ASSUMED_GPU_RATE / paper["zarr_breasts_s"])
+            out["paper"] = paper
+            shutil.rmtree(Path(tmp) / "paper")
+    return out
 
 
 def matmul_gflops(n: int = 2048) -> float:
@@ -169,7 +238,6 @@ def bench_dynamics() -> dict:
     |error| > 1e-3) against the same shrunken epochs with LCA off, at the paper's LCA
     learning rate (1e-5) and at 1e-4 (its Figure 6); at 1e-4 also with refinement off (RK4
     only), which shows what the refinement costs."""
-    from mvlib import profiles
     from mvlib.study import training_dynamics
 
     data = prepare("synthetic", "laptop", progress=False)
@@ -240,6 +308,28 @@ def main() -> None:
     print(f"loader @laptop size, batch 4: {r['loader']:.1f} batches/s; Joint ResNet "
           f"training: {r['train']:.1f} batches/s; loader/training = {r['ratio']:.1f}x "
           f"(target >= {LOADER_TARGET:.0f}x: {verdict})")
+    st = bench_store()
+    lap = st["laptop"]
+    print(f"store @laptop size: {lap['stored_per_breast'] / 1e3:.0f} kB a breast stored against "
+          f"{lap['raw_per_breast'] / 1e3:.0f} kB raw float16 ({lap['ratio']:.2f}x smaller); "
+          f"one thread reads {lap['zarr_breasts_s']:.0f} breasts/s one by one from it, "
+          f"{lap['npy_breasts_s']:.0f}/s from raw .npy memory maps "
+          f"({lap['zarr_breasts_s'] / lap['npy_breasts_s']:.2f}x); data sets this small are "
+          "decoded into memory when opened")
+    if "paper" in st:
+        pp = st["paper"]
+        print(f"store @paper's CC size, {pp['views']} real sample mammograms (image channel): "
+              f"{pp['ratio']:.2f}x smaller than raw float16, decoded at {pp['zarr_mb_s']:.0f} "
+              f"MB/s on one thread = {pp['zarr_breasts_s']:.1f} breasts/s (two views; raw "
+              f".npy: {pp['npy_breasts_s']:.1f}); a breast with heatmaps is "
+              f"{pp['raw_per_breast'] / 1e6:.0f} MB raw, about "
+              f"{(pp['raw_per_breast'] / pp['ratio']) / 1e6:.0f} MB stored if the heatmaps "
+              f"compress like the image; preparing from PNG: {pp['prepare_breasts_s']:.2f} "
+              f"breasts/s a core; a GPU at an assumed {ASSUMED_GPU_RATE:.0f} breasts/s needs "
+              f"{pp['workers']} loader workers")
+    else:
+        print("store @paper's size: not measured (no real sample mammograms at "
+              f"{paths.realdata() / 'nyu_sample'})")
     peak = matmul_gflops()
     t = bench_training()
     ours, base = t["channels_last"], t["nchw"]

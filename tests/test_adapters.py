@@ -8,6 +8,9 @@ JPEG 2000 and MONOCHROME1 ones among them).
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -197,6 +200,19 @@ def test_missing_data_root(tmp_path):
         prepare_real("rsna", None, SMOKE, tmp_path)
     with pytest.raises(DatasetError, match="nowhere: no such folder"):
         prepare_real("rsna", tmp_path / "nowhere", SMOKE, tmp_path)
+
+
+def test_command_line_prints_a_data_error_as_one_line(tmp_path):
+    # As a new user would try it: no traceback, the message, a non-zero exit.
+    env = {**os.environ, "MVLIB_STORE": str(tmp_path)}
+    env.pop("MVLIB_DEBUG", None)
+    done = subprocess.run([sys.executable, "-m", "mvlib", "prepare", "--dataset", "rsna",
+                           "--data-root", str(tmp_path / "nonexistent")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: ") and "nonexistent: no such folder" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 2  # the message, then how to see more
 
 
 def test_missing_csv_and_columns_are_named(tmp_path):

@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import mvlib.data.store as store
 import mvlib.profiles
 import mvlib.synth.generate as gen
-from mvlib.data.store import REQUIRED_COLUMNS, BreastDataset, DatasetError
+from mvlib.data.store import REQUIRED_COLUMNS, BreastDataset, DatasetError, ViewArray
 
 
 def _smoke_cfg(train: int, val: int, test: int):
@@ -51,7 +52,8 @@ def _open_fails_naming(root: Path, path: Path, match: str | None = None) -> None
 def test_open_validates_a_generated_set(built):
     data = BreastDataset.open(built)
     assert data.root == built
-    assert data.meta["format_version"] == 1
+    assert data.meta["format_version"] == 2
+    assert isinstance(data.cc, np.ndarray) and not data.cc.flags.writeable  # small: in memory
     assert data.channels == ["image", "benign_heatmap", "malignant_heatmap"]
     n = len(data.manifest)
     assert n == 2 * (16 + 8 + 8)
@@ -152,25 +154,115 @@ def test_breast_ids_out_of_order(copy):
     _open_fails_naming(copy, path, match="breast_id")
 
 
+def _rewrite(root: Path, view: str, arr: np.ndarray, shard: int) -> Path:
+    """Replace a view's array with `arr` (same codecs, `shard` breasts per shard)."""
+    path = root / f"{view}.zarr"
+    shutil.rmtree(path)
+    store.create_arrays(root, len(arr), {view: list(arr.shape[1:])}, shard)
+    store.write_arrays(root, 0, {view: arr})
+    return path
+
+
 @pytest.mark.parametrize("view", ["cc", "mlo"])
 def test_array_of_the_wrong_shape(copy, view):
-    path = copy / f"{view}.npy"
-    good = np.load(path, mmap_mode="r").shape
-    np.save(path, np.zeros((good[0], good[1], good[2] + 1, good[3]), np.float16))
+    good = BreastDataset.open(copy)
+    arr = getattr(good, view)
+    wider = np.zeros((arr.shape[0], arr.shape[1], arr.shape[2] + 1, arr.shape[3]), np.float16)
+    path = _rewrite(copy, view, wider, good.meta["shard"])
     _open_fails_naming(copy, path, match="shape")
 
 
 def test_array_with_too_few_rows(copy):
-    path = copy / "mlo.npy"
-    arr = np.load(path)
-    np.save(path, arr[:-2])
-    _open_fails_naming(copy, path)
+    good = BreastDataset.open(copy)
+    path = _rewrite(copy, "mlo", np.asarray(good.mlo[:-2]), good.meta["shard"])
+    _open_fails_naming(copy, path, match="shape")
 
 
-def test_truncated_array_file(copy):
-    path = copy / "cc.npy"
+def _shard(root: Path, view: str, k: int) -> Path:
+    return root / f"{view}.zarr" / "c" / str(k) / "0" / "0" / "0"
+
+
+def test_truncated_shard(copy):
+    path = _shard(copy, "cc", 1)
     path.write_bytes(path.read_bytes()[:1000])
-    _open_fails_naming(copy, path)
+    _open_fails_naming(copy, path, match="breasts 32-63")
+
+
+def test_damaged_shard_is_named_not_misread(copy):
+    # A few bytes flipped inside a breast's compressed chunk: its checksum fails.
+    path = _shard(copy, "mlo", 0)
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 3:len(raw) // 3 + 8] = bytes(b ^ 0xFF for b in raw[len(raw) // 3:
+                                                                       len(raw) // 3 + 8])
+    path.write_bytes(bytes(raw))
+    _open_fails_naming(copy, path, match="breasts 0-31")
+
+
+def test_missing_shard(copy):
+    path = _shard(copy, "cc", 1)
+    path.unlink()
+    _open_fails_naming(copy, path, match="missing shard")
+
+
+def test_missing_array(copy):
+    shutil.rmtree(copy / "mlo.zarr")
+    _open_fails_naming(copy, copy / "mlo.zarr", match="missing")
+
+
+def test_large_sets_are_read_per_breast_and_name_a_damaged_shard(copy, monkeypatch):
+    whole = BreastDataset.open(copy)
+    monkeypatch.setattr(store, "IN_MEMORY_BYTES", 0)
+    data = BreastDataset.open(copy)
+    assert isinstance(data.cc, ViewArray) and data.cc.shape == whole.cc.shape
+    np.testing.assert_array_equal(data.cc[3, :1], whole.cc[3, :1])
+    idx = np.array([40, 2, 33])
+    np.testing.assert_array_equal(data.mlo[idx], whole.mlo[idx])
+    path = _shard(copy, "cc", 1)
+    path.write_bytes(path.read_bytes()[:1000])
+    np.testing.assert_array_equal(data.cc[0], whole.cc[0])  # other shards still read
+    with pytest.raises(DatasetError) as info:
+        data.cc[40]
+    assert str(path) in str(info.value) and "breasts 32-63" in str(info.value)
+
+
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_per_breast_reads_work_in_loader_workers(copy, monkeypatch, start):
+    # Each worker opens its own handle: forked after the parent used zarr, or spawned (the
+    # ViewArray pickled without its handle).
+    import pickle
+
+    import torch
+
+    from mvlib.data.loader import BreastArrays
+
+    whole = BreastDataset.open(copy)
+    monkeypatch.setattr(store, "IN_MEMORY_BYTES", 0)
+    data = BreastDataset.open(copy)
+    data.cc[0]  # the parent has used zarr before the workers start
+    assert pickle.loads(pickle.dumps(data.cc))._array is None
+    loader = torch.utils.data.DataLoader(
+        BreastArrays(data), batch_size=8, num_workers=2,
+        multiprocessing_context=torch.multiprocessing.get_context(start))
+    got = torch.cat([b["cc"] for b in loader]).numpy()
+    np.testing.assert_array_equal(got, whole.cc)
+
+
+def test_a_data_set_in_the_old_format_is_rebuilt_saying_so(built, tmp_path):
+    cfg = _smoke_cfg(16, 8, 8)
+    root = gen.dataset_dir(cfg, tmp_path)
+    root.mkdir(parents=True)
+    (root / "meta.json").write_text(json.dumps({"format_version": 1, "shapes": {},
+                                                "channels": []}))
+    (root / "cc.npy").write_bytes(b"old")
+    with pytest.warns(UserWarning, match="format 1"):
+        data = gen.generate_dataset(cfg, tmp_path, progress=False, workers=1)
+    assert data.meta["format_version"] == 2 and not (root / "cc.npy").exists()
+    np.testing.assert_array_equal(data.cc, BreastDataset.open(built).cc)
+
+
+def test_a_write_must_cover_whole_shards(copy):
+    with pytest.raises(ValueError, match="shard boundary"):
+        store.write_arrays(copy, 3, {"cc": np.zeros((1, 3, 64, 48), np.float16)})
 
 
 # --- resuming an interrupted build ----------------------------------------------------------
@@ -232,7 +324,11 @@ def test_interrupted_build_leaves_only_a_partial_folder_and_rebuilds_identically
 
     reference = gen.generate_dataset(resume_cfg, tmp_path / "uninterrupted", progress=False)
     assert reference.root.name == root.name
-    for name in ("cc.npy", "mlo.npy", "manifest.csv", "findings.csv", "meta.json"):
+    files = sorted(p.relative_to(root) for p in root.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(reference.root) for p in reference.root.rglob("*")
+                           if p.is_file())
+    assert {"manifest.csv", "findings.csv", "meta.json"} <= {str(f) for f in files}
+    for name in files:
         assert (root / name).read_bytes() == (reference.root / name).read_bytes(), name
 
 
@@ -252,3 +348,12 @@ def test_finished_set_is_opened_not_rebuilt(built, monkeypatch):
 
     monkeypatch.setattr(gen, "generate_chunk", must_not_run)
     assert gen.generate_dataset(cfg, store, progress=False, workers=1).root == built
+
+
+def test_chunks_hold_one_breast_at_the_papers_size_and_several_small_ones():
+    assert store.chunk_breasts((3, 2677, 1942), 8) == 1
+    assert store.chunk_breasts((3, 96, 72), 32) == 16  # 41 kB each, up to 1 MiB, divides 32
+    assert store.chunk_breasts((1, 64, 48), 8) == 8
+    for shape, shard in (((3, 300, 200), 32), ((1, 500, 400), 8)):
+        k = store.chunk_breasts(shape, shard)
+        assert shard % k == 0 and (k == 1 or k * 2 * np.prod(shape) <= store.CHUNK_BYTES)

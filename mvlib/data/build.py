@@ -1,7 +1,7 @@
 """Prepare a real source's breasts into the canonical data set, in parallel and resumably.
 
 Each breast's two files are decoded, cropped, turned to face right and resized
-(mvlib.data.crop) by forked workers that write their rows of the arrays in place. The
+(mvlib.data.crop) by forked workers that write their chunk's shard of the arrays. The
 breasts are first written into `<name>.staging/` with the chunked DatasetWriter, so an
 interrupted preparation resumes at the chunks it had not finished. A breast with an
 unreadable file is recorded there with the file and the error; the final data set leaves
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import zarr
 from tqdm import tqdm
 
 from mvlib.atomic import write_json
@@ -36,6 +37,8 @@ from mvlib.data.store import (
     BreastDataset,
     DatasetWriter,
     build_lock,
+    create_arrays,
+    drop_stale,
     write_arrays,
 )
 from mvlib.device import one_thread_worker
@@ -119,6 +122,7 @@ def build_dataset(source: str, breasts: pd.DataFrame, report: Report, data_root:
               "crop": asdict(rule), "channels": channels}
     root = dataset_dir(Path(store), source, config, breasts)
     with build_lock(root):
+        drop_stale(root)
         if not (root / "meta.json").exists():
             staging = root.with_name(root.name + ".staging")
             meta = {"source": source, "channels": list(CHANNELS[:channels]), "config": config,
@@ -189,17 +193,15 @@ def _finish(staging: Path, root: Path, meta: dict, report: Report) -> None:
     else:
         partial.mkdir(parents=True)
         keep = np.flatnonzero(ok)
+        create_arrays(partial, len(keep), meta["shapes"], CHUNK)
         for view in VIEWS:
-            src = np.load(staging / f"{view}.npy", mmap_mode="r")
-            dst = np.lib.format.open_memmap(partial / f"{view}.npy", mode="w+",
-                                            dtype=np.float16, shape=(len(keep), *src.shape[1:]))
-            for lo in range(0, len(keep), 64):
-                dst[lo:lo + 64] = src[keep[lo:lo + 64]]
-            dst.flush()
-            del dst, src
+            src = zarr.open_array(str(staging / f"{view}.zarr"), mode="r")
+            dst = zarr.open_array(str(partial / f"{view}.zarr"), mode="r+")
+            for lo in range(0, len(keep), CHUNK):  # whole shards of the new array
+                dst[lo:lo + CHUNK] = src.oindex[keep[lo:lo + CHUNK]]
     final.to_csv(partial / "manifest.csv", index=False)
     write_json(partial / "report.json", report.to_dict())
-    write_json(partial / "meta.json", {"format_version": FORMAT_VERSION, **meta})
+    write_json(partial / "meta.json", {"format_version": FORMAT_VERSION, **meta, "shard": CHUNK})
     os.replace(partial, root)
     shutil.rmtree(staging, ignore_errors=True)
 

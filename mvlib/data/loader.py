@@ -1,6 +1,7 @@
 """Batches of breasts for training and evaluation.
 
-The torch `Dataset` only reads float16 arrays from the memory-mapped data set; windows,
+The torch `Dataset` only reads float16 arrays from the data set (in memory, or per breast
+from its zarr store); windows,
 standardisation and channel selection happen per batch on the training device
 (`to_model_input`), where they are cheap and batched.
 """
@@ -34,7 +35,7 @@ class BreastArrays(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         c = self.channels
-        # np.array copies out of the read-only memory map.
+        # np.array copies out of the read-only array.
         return {"cc": torch.from_numpy(np.array(self.data.cc[i, :c])),
                 "mlo": torch.from_numpy(np.array(self.data.mlo[i, :c])),
                 "labels": self.labels[i], "index": i}

@@ -1,13 +1,19 @@
 """The canonical breast-level data set on disk, shared by every source (synthetic or real).
 
 A data set is a folder:
-  meta.json      format version, source, channel names, per-view array shapes, source config
+  meta.json      format version, source, channel names, per-view array shapes, shard size,
+                 source config
   manifest.csv   one row per breast: breast_id, patient_id, laterality, split, malignant,
                  benign (+ source-specific columns); row i is index i of the arrays
-  cc.npy, mlo.npy  float16 (N, C, H, W); channel 0 = image in [0, 1], then optional
-                 benign and malignant heatmaps in [0, 1]; every breast faces right
+  cc.zarr, mlo.zarr  zarr v3 arrays, float16 (N, C, H, W); channel 0 = image in [0, 1], then
+                 optional benign and malignant heatmaps in [0, 1]; every breast faces right.
+                 One chunk per breast at the paper's size (a few small ones share one),
+                 `shard` breasts per shard file (the unit a build writes),
+                 Blosc zstd level 3 with bit-shuffle, and a CRC32C per chunk so that a damaged
+                 file is found, not misread. Lossless: the float16 values are stored exactly.
 The folder appears only when complete: it is built in `<name>.partial/` and renamed.
-An interrupted build resumes from the chunks it already finished.
+An interrupted build resumes from the chunks it already finished. Format 1 (uncompressed
+float16 .npy arrays) is not read: `stale_format` finds it and the builders rebuild it.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import fcntl
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,10 +30,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import zarr
+from zarr.codecs import BloscCodec, Crc32cCodec
 
 from mvlib.atomic import write_json
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: float16 .npy arrays; 2: zarr v3, sharded and compressed
+DTYPE = np.float16
+COMPRESSORS = (BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle"), Crc32cCodec())
+IN_MEMORY_BYTES = 1 << 30  # data sets up to this raw size are decoded into memory on open
+CHUNK_BYTES = 1 << 20  # small breasts share a chunk up to this raw size (`chunk_breasts`)
 VIEWS = ("cc", "mlo")
 SPLITS = ("train", "val", "test")
 CHANNELS = ("image", "benign_heatmap", "malignant_heatmap")
@@ -42,12 +55,13 @@ class BreastDataset:
     root: Path
     meta: dict
     manifest: pd.DataFrame
-    cc: np.ndarray
-    mlo: np.ndarray
+    cc: np.ndarray | ViewArray
+    mlo: np.ndarray | ViewArray
 
     @classmethod
     def open(cls, root: str | Path) -> BreastDataset:
-        """Open and validate a finished data set (arrays are memory-mapped)."""
+        """Open and validate a finished data set: its arrays decoded into memory (read-only)
+        up to IN_MEMORY_BYTES, else read per breast (`ViewArray`)."""
         root = Path(root)
         if not root.is_dir():
             raise DatasetError(f"{root}: no such data set folder")
@@ -60,7 +74,8 @@ class BreastDataset:
             raise DatasetError(f"{meta_path}: expected an object with 'shapes' and 'channels'")
         if meta.get("format_version") != FORMAT_VERSION:
             raise DatasetError(f"{meta_path}: format_version {meta.get('format_version')!r}, "
-                               f"expected {FORMAT_VERSION}")
+                               f"this version reads {FORMAT_VERSION}; delete the folder and "
+                               "prepare the data set again (the builders do it themselves)")
         manifest_path = root / "manifest.csv"
         try:
             manifest = pd.read_csv(manifest_path)
@@ -69,16 +84,11 @@ class BreastDataset:
         _check_manifest(manifest, manifest_path)
         arrays = {}
         for view in VIEWS:
-            path = root / f"{view}.npy"
-            try:
-                arr = np.load(path, mmap_mode="r")
-            except (OSError, ValueError) as e:
-                raise DatasetError(f"{path}: cannot read ({e})") from e
-            expected = (len(manifest), *meta["shapes"][view])
-            if arr.shape != expected or arr.shape[1] != len(meta["channels"]):
-                raise DatasetError(f"{path}: shape {arr.shape}, expected {expected} "
-                                   f"(manifest rows x meta.json shapes)")
-            arrays[view] = arr
+            arr = ViewArray(root / f"{view}.zarr", len(manifest), meta)
+            arrays[view] = arr.read_all() if arr.nbytes <= IN_MEMORY_BYTES else arr
+        if arrays["cc"].shape[1] != len(meta["channels"]):
+            raise DatasetError(f"{meta_path}: {len(meta['channels'])} channels named, the arrays "
+                               f"hold {arrays['cc'].shape[1]}")
         return cls(root, meta, manifest, arrays["cc"], arrays["mlo"])
 
     @property
@@ -130,17 +140,129 @@ def _check_manifest(m: pd.DataFrame, path: Path) -> None:
         raise DatasetError(f"{path}: patients in several splits, e.g. {example!r}")
 
 
-def write_arrays(partial: Path, start: int, views: dict[str, np.ndarray]) -> None:
-    """Write breasts start.. of each view into a partial build's float16 arrays.
+class ViewArray:
+    """One view's (N, C, H, W) array in a data set, read per breast (`arr[i]`, `arr[i, :c]`,
+    `arr[idx]`) as numpy. Each process opens its own zarr handle on first use (a forked
+    DataLoader worker, where zarr resets its I/O loop; a spawned one, which gets this object
+    pickled without the handle). A shard that is missing, truncated or damaged raises
+    DatasetError naming the file and its breasts."""
 
-    Safe from worker processes: each opens the memory map and writes its own rows. Pages
-    of a shared mapping outlive a killed process, so no msync: a killed build resumes; a
-    data set is a cache that can be regenerated, so power-loss durability is not sought.
+    def __init__(self, path: Path, n: int, meta: dict):
+        self.path, self.view = Path(path), Path(path).stem
+        if not (self.path / "zarr.json").is_file():
+            raise DatasetError(f"{self.path}: missing (no zarr.json)")
+        self.shape = (n, *meta["shapes"][self.view])
+        self.shard = int(meta.get("shard", 0))
+        self.dtype = np.dtype(DTYPE)
+        self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
+        self._pid, self._array = -1, None
+        arr = self._zarr()
+        if arr.shape != self.shape:
+            raise DatasetError(f"{self.path}: shape {arr.shape}, expected {self.shape} "
+                               "(manifest rows x meta.json shapes)")
+        if arr.dtype != self.dtype or self.shard < 1 or arr.shards != (self.shard, *self.shape[1:]):
+            raise DatasetError(f"{self.path}: dtype {arr.dtype}, shards {arr.shards}; expected "
+                               f"{self.dtype} in shards of {self.shard} breasts (meta.json)")
+        missing = [k for k in range(-(-n // self.shard)) if not self.shard_file(k).is_file()]
+        if missing:
+            raise DatasetError(f"{self.shard_file(missing[0])}: missing shard (breasts "
+                               f"{self.breasts(missing[0])}; {len(missing)} shard(s) missing)")
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_pid": -1, "_array": None}
+
+    def shard_file(self, k: int) -> Path:
+        return self.path / "c" / str(k) / "0" / "0" / "0"
+
+    def breasts(self, k: int) -> str:
+        return f"{k * self.shard}-{min((k + 1) * self.shard, self.shape[0]) - 1}"
+
+    def _zarr(self) -> zarr.Array:
+        if self._pid != os.getpid():
+            try:
+                self._array = zarr.open_array(str(self.path), mode="r")
+            except Exception as e:  # a codec's or JSON parser's own error, named here
+                raise DatasetError(f"{self.path}: cannot open ({e})") from e
+            self._pid = os.getpid()
+        return self._array
+
+    def __getitem__(self, key) -> np.ndarray:
+        try:
+            return self._zarr()[key]
+        except Exception as e:
+            first = key[0] if isinstance(key, tuple) else key
+            rows = np.arange(self.shape[0])[first].ravel()
+            shards = sorted({int(r) // self.shard for r in rows})
+            where = ", ".join(f"{self.shard_file(k)} (breasts {self.breasts(k)})"
+                              for k in shards[:3])
+            raise DatasetError(f"{self.path}: cannot read breast(s) {rows[:5].tolist()}"
+                               f"{' ...' if len(rows) > 5 else ''} from {where}: "
+                               f"{type(e).__name__}: {e}") from e
+
+    def read_all(self) -> np.ndarray:
+        """The whole array in memory, read-only, decoded shard by shard (an error names the
+        shard)."""
+        out = np.empty(self.shape, self.dtype)
+        for lo in range(0, self.shape[0], self.shard):
+            out[lo:lo + self.shard] = self[lo:lo + self.shard]
+        out.flags.writeable = False
+        return out
+
+
+def chunk_breasts(shape: tuple[int, ...] | list[int], shard: int) -> int:
+    """Breasts per chunk (the unit a read decodes): one at the paper's size, several small
+    ones up to CHUNK_BYTES (zarr spends about 0.3 ms a chunk, more than decoding a small
+    breast takes); a divisor of the shard."""
+    per_breast = int(np.prod(shape)) * np.dtype(DTYPE).itemsize
+    return max(k for k in range(1, shard + 1)
+               if shard % k == 0 and (k == 1 or k * per_breast <= CHUNK_BYTES))
+
+
+def create_arrays(folder: Path, n: int, shapes: dict[str, list[int]], shard: int) -> None:
+    """Empty arrays (one per view in `shapes`) of a data set being built: `shard` breasts per
+    shard file, `chunk_breasts` per chunk."""
+    for view in shapes:
+        shape = (n, *shapes[view])
+        zarr.create_array(str(Path(folder) / f"{view}.zarr"), shape=shape, dtype=DTYPE,
+                          chunks=(chunk_breasts(shape[1:], shard), *shape[1:]),
+                          shards=(shard, *shape[1:]), compressors=COMPRESSORS, fill_value=0,
+                          overwrite=True)
+
+
+def write_arrays(partial: Path, start: int, views: dict[str, np.ndarray]) -> None:
+    """Write breasts start.. of each view into a partial build's arrays.
+
+    Safe from worker processes as long as each writes whole shards of its own (a build's
+    unit of work is its shard): a shard file is written in one piece, so a killed worker
+    leaves no half-written breasts the resumed build would keep.
     """
     for view, arr in views.items():
-        out = np.load(Path(partial) / f"{view}.npy", mmap_mode="r+")
-        out[start:start + len(arr)] = arr
-        del out
+        out = zarr.open_array(str(Path(partial) / f"{view}.zarr"), mode="r+")
+        if start % out.shards[0]:
+            raise ValueError(f"{partial}: a write must start at a shard boundary "
+                             f"({out.shards[0]} breasts), not at breast {start}")
+        out[start:start + len(arr)] = np.asarray(arr, DTYPE)
+
+
+def stale_format(root: Path) -> int | None:
+    """The format version of a finished data set at `root` when it is not FORMAT_VERSION
+    (the builders then rebuild it), else None."""
+    try:
+        version = json.loads((Path(root) / "meta.json").read_text()).get("format_version")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    return None if version == FORMAT_VERSION else version
+
+
+def drop_stale(root: Path) -> None:
+    """Remove a finished data set in an older format, saying so, so that it is rebuilt."""
+    if (version := stale_format(root)) is not None:
+        warnings.warn(f"{root}: data set in format {version}, this version reads format "
+                      f"{FORMAT_VERSION} (zarr); rebuilding it", stacklevel=3)
+        shutil.rmtree(root)
 
 
 @contextmanager
@@ -159,6 +281,7 @@ def build_lock(root: str | Path) -> Iterator[None]:
 
 class DatasetWriter:
     """Builds a data set chunk by chunk in `<root>.partial/`; `finish` renames it into place.
+    A chunk of `chunk_size` breasts is one shard of the arrays.
 
     Re-creating a writer with the same `meta` over an existing partial folder resumes it:
     `done` holds the chunks already written.
@@ -168,7 +291,8 @@ class DatasetWriter:
         self.root = Path(root)
         self.partial = self.root.with_name(self.root.name + ".partial")
         # Round-trip through JSON so tuples compare equal to what progress.json holds.
-        self.meta = json.loads(json.dumps({"format_version": FORMAT_VERSION, **meta}))
+        self.meta = json.loads(json.dumps({"format_version": FORMAT_VERSION, **meta,
+                                           "shard": chunk_size}))
         self.n, self.chunk_size = n, chunk_size
         self.n_chunks = -(-n // chunk_size)
         progress = self.partial / "progress.json"
@@ -183,9 +307,7 @@ class DatasetWriter:
             shutil.rmtree(self.partial, ignore_errors=True)
             self.partial.mkdir(parents=True)
             state = {"meta": self.meta, "n": n, "done": []}
-            for view in VIEWS:
-                np.lib.format.open_memmap(self.partial / f"{view}.npy", mode="w+",
-                                          dtype=np.float16, shape=(n, *meta["shapes"][view]))
+            create_arrays(self.partial, n, meta["shapes"], chunk_size)
             write_json(progress, state)
         self.done: set[int] = set(state["done"])
         self.rows: dict[int, pd.DataFrame] = {}

@@ -27,6 +27,7 @@ from mvlib.data.store import (
     BreastDataset,
     DatasetWriter,
     build_lock,
+    drop_stale,
     write_arrays,
 )
 from mvlib.device import one_thread_worker
@@ -220,6 +221,7 @@ def generate_dataset(cfg: SynthConfig, store: str | Path, progress: bool = True,
     """
     root = dataset_dir(cfg, Path(store))
     with build_lock(root):
+        drop_stale(root)
         if not (root / "meta.json").exists():
             _build(cfg, root, progress, workers)
     return BreastDataset.open(root)
