@@ -82,10 +82,9 @@ class BreastDataset:
         except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as e:
             raise DatasetError(f"{manifest_path}: cannot read ({e})") from e
         _check_manifest(manifest, manifest_path)
-        arrays = {}
-        for view in VIEWS:
-            arr = ViewArray(root / f"{view}.zarr", len(manifest), meta)
-            arrays[view] = arr.read_all() if arr.nbytes <= IN_MEMORY_BYTES else arr
+        arrays = {view: ViewArray(root / f"{view}.zarr", len(manifest), meta) for view in VIEWS}
+        if sum(a.nbytes for a in arrays.values()) <= IN_MEMORY_BYTES:
+            arrays = {view: a.read_all() for view, a in arrays.items()}
         if arrays["cc"].shape[1] != len(meta["channels"]):
             raise DatasetError(f"{meta_path}: {len(meta['channels'])} channels named, the arrays "
                                f"hold {arrays['cc'].shape[1]}")
