@@ -30,6 +30,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mvlib import paths, profiles
 from mvlib.data import store
+from mvlib.data.adapters.examples import write_dicom
 from mvlib.data.crop import prepare_view
 from mvlib.data.dicom import read_image
 from mvlib.data.loader import to_model_input, train_loader
@@ -149,10 +150,20 @@ def bench_store() -> dict:
             with threadpoolctl.threadpool_limits(1):
                 views = [prepare_view(read_image(p), size)[:1] for p in real]
             per_view = (time.perf_counter() - start) / len(real)
+            # the same images as 12-bit uncompressed DICOM, the common real-data format
+            dicoms = [Path(tmp) / f"{p.stem}.dcm" for p in real]
+            for p, d in zip(real, dicoms, strict=True):
+                write_dicom(d, read_image(p))
+            start = time.perf_counter()
+            with threadpoolctl.threadpool_limits(1):
+                for d in dicoms:
+                    prepare_view(read_image(d), size)
+            per_dicom = (time.perf_counter() - start) / len(dicoms)
             arr = np.stack(views).astype(np.float16)
             paper = _store_figures({"cc": arr}, 1, Path(tmp) / "paper")
             # a breast is two views: per-breast rates are half the per-view ones
             paper.update(views=len(real), prepare_breasts_s=1 / per_view / 2,
+                         prepare_dicom_breasts_s=1 / per_dicom / 2,
                          zarr_breasts_s=paper["zarr_breasts_s"] / 2,
                          npy_breasts_s=paper["npy_breasts_s"] / 2,
                          raw_per_breast=2 * paper["raw_per_breast"] * 3,
@@ -325,7 +336,8 @@ def main() -> None:
               f"{pp['raw_per_breast'] / 1e6:.0f} MB raw, about "
               f"{(pp['raw_per_breast'] / pp['ratio']) / 1e6:.0f} MB stored if the heatmaps "
               f"compress like the image; preparing from PNG: {pp['prepare_breasts_s']:.2f} "
-              f"breasts/s a core; a GPU at an assumed {ASSUMED_GPU_RATE:.0f} breasts/s needs "
+              f"breasts/s a core, from 12-bit DICOM: {pp['prepare_dicom_breasts_s']:.2f}; "
+              f"a GPU at an assumed {ASSUMED_GPU_RATE:.0f} breasts/s needs "
               f"{pp['workers']} loader workers")
     else:
         print("store @paper's size: not measured (no real sample mammograms at "

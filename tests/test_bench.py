@@ -16,3 +16,18 @@ def test_conv_bound_times_every_convolution_in_both_layouts(monkeypatch):
     assert len(timed) == 2 * 26  # 26 convolutions in ResNet-22 (stem, 20 in blocks, 5 projections)
     for layout in ("nchw", "channels_last"):
         assert out[layout]["seconds"] > 0 and out[layout]["gflops"] > 0
+
+
+def test_store_figures_compare_the_store_with_raw_float16(tmp_path, monkeypatch):
+    import numpy as np
+
+    real_rate = bench._rate
+    monkeypatch.setattr(bench, "_rate", lambda step, min_seconds=3.0, warmup=1:
+                        real_rate(step, min_seconds=0.01, warmup=0))
+    rng = np.random.default_rng(0)
+    image = np.zeros((16, 3, 32, 24), np.float16)
+    image[:, 0, 8:24, :12] = rng.random((16, 16, 12))  # a breast on a dark background
+    out = bench._store_figures({"cc": image, "mlo": image[:, :, :30]}, 8, tmp_path / "s")
+    assert out["raw_per_breast"] == (3 * 32 * 24 + 3 * 30 * 24) * 2
+    assert out["ratio"] > 1  # the dark background compresses
+    assert out["zarr_breasts_s"] > 0 and out["npy_breasts_s"] > 0
