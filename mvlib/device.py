@@ -29,8 +29,9 @@ def deterministic_cuda() -> None:
 
 
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA; nothing on CPU (bf16 is several times slower there)."""
-    if device.type == "cuda":
+    """bf16 autocast on CUDA (fp32 there with MVLIB_CUDA_FP32=1, as mvlib.gpu_check compares);
+    nothing on CPU (bf16 is several times slower there)."""
+    if device.type == "cuda" and os.environ.get("MVLIB_CUDA_FP32", "0") != "1":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 

@@ -11,6 +11,10 @@
    set of the NYU data set's size would take at that rate (`TEST_BREASTS`).
 4. The `paper` profile's whole sweep in GPU-hours at the measured training rate
    (`paper_sweep_epochs`: Tables 1-5 as the paper runs them).
+5. The data path at the paper's size: a few full-size synthetic breasts (three channels) in
+   the zarr store, read per breast by DataLoader workers (breasts/s by worker count), and
+   training fed by that loader (windows and augmentation on the device) against the same
+   steps on tensors already there: how many workers keep the GPU busy.
 On a machine without CUDA it runs at a reduced size on the CPU in fp32 (what the tests do),
 so the script stays tested where no GPU is lent.
 """
@@ -23,6 +27,7 @@ import json
 import os
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import pandas as pd
@@ -30,10 +35,15 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from mvlib import paper
+from mvlib.atomic import write_json
+from mvlib.data.loader import BreastArrays, to_model_input
+from mvlib.data.store import BreastDataset
 from mvlib.device import autocast, deterministic_cuda, to_device
 from mvlib.models.heads import JointResNet, loss_fn
 from mvlib.runs import RunConfig
 from mvlib.sweep import InProcess, sweep
+from mvlib.synth.config import SynthConfig
+from mvlib.synth.generate import dataset_dir, generate_dataset
 
 TOLERANCE = 0.05  # AUC: bf16 rounding, amplified by training, on 40 smoke test breasts
 # bf16 dense tensor-core peaks (TFLOP/s, vendor data sheets, no sparsity), by the names CUDA
@@ -54,33 +64,56 @@ def peak_tflops(name: str) -> float | None:
 
 
 def agreement(store: Path, device: torch.device) -> dict:
-    """Test and validation AUCs of the smoke configs trained on `device` against the CPU."""
+    """Test and validation AUCs of the smoke configs trained on `device` against the CPU; on
+    CUDA also in fp32 there, which tells bf16's rounding from a difference of the device."""
     cfgs = [RunConfig(model="joint", lr=lr, epochs=2, profile="smoke", tta_windows=2,
                       experiment="gpu_check", threads=1) for lr in (1e-4, 3e-4)]
-    runs = {}
-    for where in ("cpu", device.type):
-        with _device(where):
-            runs[where] = sweep(cfgs, InProcess(), store / where)
-    val, test = [], []
-    for a, b in zip(runs["cpu"], runs[device.type], strict=True):
-        val.append((a.metrics().val_auc_malignant - b.metrics().val_auc_malignant).abs().max())
-        test.append(abs(a.status()["test_auc"] - b.status()["test_auc"]))
-    return {"max_val_auc_gap": float(max(val)), "max_test_auc_gap": float(max(test)),
-            "tolerance": TOLERANCE, "within": bool(max(val + test) <= TOLERANCE)}
+    modes = [("cpu", "0"), (device.type, "0")] + ([("cuda", "1")] if device.type == "cuda"
+                                                  else [])
+    runs = []
+    for i, (where, fp32) in enumerate(modes):
+        with _device(where, fp32), _no_tf32(fp32 == "1"):
+            runs.append(sweep(cfgs, InProcess(), store / f"{i}-{where}{fp32}"))
+    out = {"tolerance": TOLERANCE}
+    for (_, fp32), these in zip(modes[1:], runs[1:], strict=True):
+        val, test = [], []
+        for a, b in zip(runs[0], these, strict=True):
+            val.append((a.metrics().val_auc_malignant - b.metrics().val_auc_malignant)
+                       .abs().max())
+            test.append(abs(a.status()["test_auc"] - b.status()["test_auc"]))
+        key = "" if fp32 == "0" else "fp32_"
+        out.update({f"{key}max_val_auc_gap": float(max(val)),
+                    f"{key}max_test_auc_gap": float(max(test)),
+                    f"{key}within": bool(max(val + test) <= TOLERANCE)})
+    return out
 
 
 @contextlib.contextmanager
-def _device(name: str):
-    """Train on `name` ("cpu" or "cuda") in this block (mvlib.device.pick_device)."""
-    before = os.environ.get("MVLIB_DEVICE")
-    os.environ["MVLIB_DEVICE"] = name
+def _no_tf32(on: bool):
+    """fp32 on CUDA without TF32 (PyTorch's default for convolutions uses it) in this block."""
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    if on:
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop("MVLIB_DEVICE")
-        else:
-            os.environ["MVLIB_DEVICE"] = before
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
+@contextlib.contextmanager
+def _device(name: str, fp32: str = "0"):
+    """Train on `name` ("cpu" or "cuda"; in fp32 there with `fp32` "1") in this block
+    (mvlib.device.pick_device and autocast)."""
+    before = {k: os.environ.get(k) for k in ("MVLIB_DEVICE", "MVLIB_CUDA_FP32")}
+    os.environ.update(MVLIB_DEVICE=name, MVLIB_CUDA_FP32=fp32)
+    try:
+        yield
+    finally:
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k)
+            else:
+                os.environ[k] = v
 
 
 def _sync(device: torch.device) -> None:
@@ -158,6 +191,67 @@ def tta(device: torch.device, scale: float = 1.0, windows: int = 10, batch: int 
             "test_set_minutes": TEST_BREASTS / breasts_s / 60}
 
 
+def data_path(device: torch.device, store: Path, scale: float = 1.0, patients: int = 4,
+              batch: int = 4, workers: tuple[int, ...] = (1, 2, 4, 8, 12),
+              seconds: float = 10.0) -> dict:
+    """Breasts/s that DataLoader workers read (and decode) from a zarr store of
+    2 x `patients` synthetic breasts at the paper's size times `scale`, per worker count; and
+    Joint ResNet steps/s (bf16 on CUDA) fed by the loader with the most workers, against the
+    same steps on a batch already on the device."""
+    cfg = SynthConfig(patients={"train": patients, "val": 0, "test": 0},
+                      cc_size=tuple(round(s * scale) for s in paper.CC_SIZE),
+                      mlo_size=tuple(round(s * scale) for s in paper.MLO_SIZE))
+    start = time.perf_counter()
+    generate_dataset(cfg, store, progress=False)
+    data = BreastDataset.open(dataset_dir(cfg, store), in_memory=False)  # read per breast
+    out = {"breasts": len(data.manifest), "generate_s": time.perf_counter() - start,
+           "stored_mb_per_breast": sum(f.stat().st_size for f in data.root.rglob("*.zarr/**/*")
+                                       if f.is_file()) / len(data.manifest) / 1e6,
+           "loader_breasts_s": {}}
+    sampler = torch.utils.data.RandomSampler(range(len(data.manifest)), replacement=True,
+                                             num_samples=10**7)
+
+    def loader(n: int) -> torch.utils.data.DataLoader:
+        return torch.utils.data.DataLoader(BreastArrays(data), batch_size=batch,
+                                           sampler=sampler, num_workers=n,
+                                           persistent_workers=True,
+                                           pin_memory=device.type == "cuda",
+                                           prefetch_factor=4)
+
+    for n in workers:
+        it = iter(loader(n))
+        for _ in range(2 * n):  # every worker started
+            next(it)
+        out["loader_breasts_s"][n] = batch * _rate(lambda it=it: next(it), device, seconds)
+        it._shutdown_workers()  # none left to compete with the next count's
+    torch.manual_seed(0)
+    model = JointResNet().to(device, memory_format=torch.channels_last).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-5, fused=True)
+    windows = torch.Generator().manual_seed(0)
+    items = BreastArrays(data)
+    fixed = torch.utils.data.default_collate([items[i % len(items)] for i in range(batch)])
+
+    def step(batch_of):
+        b = batch_of()
+        x = to_device(to_model_input(b, device, augment=True, generator=windows), device)
+        opt.zero_grad(set_to_none=True)
+        with autocast(device):
+            logits = model(x)
+        loss_fn(logits.float(), b["labels"].to(device)).backward()
+        opt.step()
+
+    on_device = {k: v.to(device) if torch.is_tensor(v) else v for k, v in fixed.items()}
+    # the baseline first, while no worker competes for the CPU that launches the kernels
+    out["train_on_device_steps_s"] = _rate(lambda: step(lambda: on_device), device, seconds)
+    it = iter(loader(max(workers)))
+    # the first `seconds` drain what the workers had queued; the next measure the steady rate
+    _rate(lambda: step(lambda: next(it)), device, seconds)
+    out["train_from_loader_steps_s"] = _rate(lambda: step(lambda: next(it)), device, seconds)
+    out["loader_workers"] = max(workers)
+    out["fed_share"] = out["train_from_loader_steps_s"] / out["train_on_device_steps_s"]
+    return out
+
+
 def paper_sweep_epochs() -> pd.DataFrame:
     """Every run of Tables 1-5 as the paper trains them (10 sampled settings x 3 seeds per
     group, the winner's seeds among them): runs, epochs each and the cost of one epoch
@@ -189,22 +283,41 @@ def main(argv: list[str] | None = None) -> dict:
                              "the CPU)")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--out", default=None, help="also write the results as JSON here")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="run these sections only (training, tta, data_path, agreement)")
     args = parser.parse_args(argv)
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
     if cuda:
         deterministic_cuda()
     scale = args.scale or (1.0 if cuda else 0.1)
-    with tempfile.TemporaryDirectory() as store:
-        result = {"device": torch.cuda.get_device_name() if cuda else "cpu", "scale": scale,
-                  "agreement": agreement(Path(store), device) if cuda else None,
-                  "training": training(device, scale, seconds=args.seconds),
-                  "tta": tta(device, scale, seconds=args.seconds)}
-    best = result["training"].get("bf16", result["training"]["fp32"])["steps_s"]
-    result["paper_sweep_gpu_hours"] = gpu_hours(best) if scale == 1.0 else None
-    print(json.dumps(result, indent=2))
+    result = {"device": torch.cuda.get_device_name() if cuda else "cpu", "scale": scale,
+              "torch": torch.__version__}
+    sections = {"training": lambda tmp: training(device, scale, seconds=args.seconds),
+                "tta": lambda tmp: tta(device, scale, seconds=args.seconds),
+                "data_path": lambda tmp: data_path(device, tmp, scale, seconds=args.seconds),
+                "agreement": lambda tmp: agreement(tmp, device) if cuda else None}
+    # Each section on its own: one that fails is recorded with its error, the others still
+    # run, and the results so far are written after each (a lease can end mid-run).
+    for name, run in sections.items():
+        if args.only and name not in args.only:
+            continue
+        start = time.perf_counter()
+        try:
+            with tempfile.TemporaryDirectory() as tmp:
+                result[name] = run(Path(tmp))
+        except Exception:
+            result[name] = {"error": traceback.format_exc()}
+        result.setdefault("seconds", {})[name] = time.perf_counter() - start
+        print(f"{name}: {json.dumps(result[name], default=str)}", flush=True)
+        if args.out:
+            write_json(Path(args.out), result)
+    t = result.get("training", {"error": "not run"})
+    if "error" not in t:
+        best = t.get("bf16", t["fp32"])["steps_s"]
+        result["paper_sweep_gpu_hours"] = gpu_hours(best) if scale == 1.0 else None
     if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2))
+        write_json(Path(args.out), result)
     return result
 
 

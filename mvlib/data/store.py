@@ -59,9 +59,9 @@ class BreastDataset:
     mlo: np.ndarray | ViewArray
 
     @classmethod
-    def open(cls, root: str | Path) -> BreastDataset:
+    def open(cls, root: str | Path, in_memory: bool | None = None) -> BreastDataset:
         """Open and validate a finished data set: its arrays decoded into memory (read-only)
-        up to IN_MEMORY_BYTES, else read per breast (`ViewArray`)."""
+        up to IN_MEMORY_BYTES (or as `in_memory` says), else read per breast (`ViewArray`)."""
         root = Path(root)
         if not root.is_dir():
             raise DatasetError(f"{root}: no such data set folder")
@@ -83,7 +83,9 @@ class BreastDataset:
             raise DatasetError(f"{manifest_path}: cannot read ({e})") from e
         _check_manifest(manifest, manifest_path)
         arrays = {view: ViewArray(root / f"{view}.zarr", len(manifest), meta) for view in VIEWS}
-        if sum(a.nbytes for a in arrays.values()) <= IN_MEMORY_BYTES:
+        if in_memory is None:
+            in_memory = sum(a.nbytes for a in arrays.values()) <= IN_MEMORY_BYTES
+        if in_memory:
             arrays = {view: a.read_all() for view, a in arrays.items()}
         if arrays["cc"].shape[1] != len(meta["channels"]):
             raise DatasetError(f"{meta_path}: {len(meta['channels'])} channels named, the arrays "
