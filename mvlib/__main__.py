@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dataset", default="synthetic", choices=SOURCES)
     p.add_argument("--data-root", default=None)
     p.add_argument("--profile", default=None, choices=sorted(profiles.PROFILES))
+    p.add_argument("--executor", default=None, choices=("local", "slurm"),
+                   help="where a real source's preparation jobs run (default: "
+                        "$MVLIB_EXECUTOR, else local processes); slurm: a job array")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a knob of prepare (VALUE as JSON, else text), e.g. "
                         "birads_labels='{\"malignant\": [4, 5], \"benign\": [3]}'")
@@ -65,8 +68,11 @@ def main(argv: list[str] | None = None) -> None:
 def _run(args: argparse.Namespace) -> None:
     """The subcommand's work."""
     if args.command == "prepare":
-        data = prepare(args.dataset, args.profile, args.data_root,
-                       **dict(_option(o) for o in args.option))
+        from mvlib.sweep import preparation_jobs
+
+        prof = profiles.get(args.profile, executor=args.executor)
+        data = prepare(args.dataset, prof.name, args.data_root,
+                       run_slices=preparation_jobs(prof), **dict(_option(o) for o in args.option))
         print(data.root)
         print(data.counts().to_string())
         if (data.root / "report.json").exists():

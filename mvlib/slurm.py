@@ -9,6 +9,10 @@ preempts or stops at its time limit gets submitit's signal before it is killed, 
 (`TrainJob` is checkpointable) and resumes from the run's last finished epoch, so its metrics
 are those of an uninterrupted run.
 
+A real source's preparation runs the same way (`Slurm.prepare`): each slice of chunks one
+task of an array (one CPU, no GPU) running `mvlib.data.build.prepare_slice`; a requeued or
+re-run task redoes only the chunks it had not finished.
+
 The driver can die: a new sweep over the same configs finds each recorded job that is still
 queued or running and waits on it, skips finished runs, and resubmits only runs whose job has
 left the queue unfinished. A job that ends without finishing its run (a crash, `scancel`) is
@@ -30,6 +34,7 @@ import submitit
 from tqdm import tqdm
 
 from mvlib.atomic import write_json
+from mvlib.data.build import chunk_done, prepare_slice
 from mvlib.progress import report
 from mvlib.runs import RunConfig, RunDir
 from mvlib.train import train_file
@@ -119,6 +124,15 @@ class TrainJob(submitit.helpers.Checkpointable):
         return config
 
 
+class PrepareJob(submitit.helpers.Checkpointable):
+    """A slice of a real source's preparation (`mvlib.data.build.prepare_slice`). Requeued on
+    preemption or timeout, it redoes only the chunks it had not finished."""
+
+    def __call__(self, staging: str, chunks: list[int]) -> str:
+        prepare_slice(staging, chunks)
+        return staging
+
+
 class Slurm:
     """A sweep executor: each run an array task on SLURM (see the module docstring)."""
 
@@ -126,13 +140,13 @@ class Slurm:
         self.options = options or SlurmOptions()
         self.poll_s = poll_s
 
-    def executor(self, store: Path, configs: list[RunConfig]) -> submitit.SlurmExecutor:
+    def executor(self, store: Path, cpus: int, gpus: int, name: str = "mvlib"
+                 ) -> submitit.SlurmExecutor:
         o = self.options
         ex = submitit.SlurmExecutor(folder=store / "slurm" / "%j", max_num_timeout=o.max_requeues)
-        params = dict(job_name="mvlib", time=o.time_min, partition=o.partition,
+        params = dict(job_name=name, time=o.time_min, partition=o.partition,
                       account=o.account, qos=o.qos, constraint=o.constraint,
-                      cpus_per_task=o.cpus or max(c.threads for c in configs),
-                      gpus_per_node=o.gpus or None,
+                      cpus_per_task=cpus, gpus_per_node=gpus or None,
                       mem=f"{int(o.mem_gb * 1024)}MB" if o.mem_gb else None,
                       array_parallelism=o.array_parallelism, signal_delay_s=o.signal_delay_s,
                       additional_parameters=dict(o.sbatch) or None)
@@ -152,7 +166,8 @@ class Slurm:
             else:
                 todo.append(run)
         if todo:
-            ex = self.executor(store, [r.cfg for r in todo])
+            ex = self.executor(store, self.options.cpus or max(r.cfg.threads for r in todo),
+                               self.options.gpus)
             with ex.batch():
                 jobs = [ex.submit(TrainJob(), str(r.path / "config.json"), str(store))
                         for r in todo]
@@ -166,6 +181,46 @@ class Slurm:
                     link.symlink_to(target)
                 waiting[r.path] = (r, info)
         self._wait(waiting)
+
+    def prepare(self, staging: Path, slices: list[list[int]]) -> None:
+        """Prepare `slices` of chunks of a staging folder (mvlib.data.build) as an array, a
+        task per slice, one CPU each. The jobs are recorded in the folder's `slurm.json`: a
+        new driver waits on the ones still queued or running, then submits only the chunks
+        still missing. A task that ends with chunks missing is reported with its log."""
+        staging = Path(staging)
+        record = staging / "slurm.json"
+        jobs = json.loads(record.read_text()) if record.exists() else []
+        states = queue()
+        self._wait_jobs([j for j in jobs if states.get(j["job"]) in ALIVE])
+        slices = [c for c in ([k for k in s if not chunk_done(staging, k)] for s in slices)
+                  if c]
+        if slices:
+            ex = self.executor(staging.parent.parent, 1, 0, name="mvlib-prepare")
+            with ex.batch():
+                submitted = [ex.submit(PrepareJob(), str(staging), s) for s in slices]
+            new = [{"job": j.job_id, "log": str(j.paths.stdout), "chunks": s}
+                   for j, s in zip(submitted, slices, strict=True)]
+            write_json(record, jobs + new)
+            self._wait_jobs(new)
+            failed = [j for j in new if not all(chunk_done(staging, k) for k in j["chunks"])]
+            if failed:
+                raise RuntimeError(
+                    f"{len(failed)} preparation job(s) left the queue with chunks missing: "
+                    + "; ".join(f"job {j['job']} (chunks {j['chunks']}, log {j['log']})"
+                                for j in failed[:5]))
+
+    def _wait_jobs(self, jobs: list[dict]) -> None:
+        """Until none of `jobs` is queued or running."""
+        bar = tqdm(total=len(jobs), desc="preparation jobs (SLURM)", unit="job", leave=False,
+                   disable=None or not jobs)
+        while jobs:
+            states = queue()
+            jobs = [j for j in jobs if states.get(j["job"]) in ALIVE]
+            bar.n = bar.total - len(jobs)
+            bar.refresh()
+            if jobs:
+                time.sleep(self.poll_s)
+        bar.close()
 
     def _wait(self, waiting: dict[Path, tuple[RunDir, dict]]) -> None:
         failed = []

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -104,6 +105,17 @@ def default_executor(prof: Profile) -> Executor:
     if (gpus := torch.cuda.device_count()) > 1:
         return Subprocesses(gpus=gpus)
     return Subprocesses(workers=prof.workers) if prof.workers > 1 else InProcess()
+
+
+def preparation_jobs(prof: Profile) -> Callable[[Path, list[list[int]]], None] | None:
+    """Where a real source's preparation jobs run (`run_slices` of mvlib.data.prepare): None
+    for local processes (the preparation's own), or with the "slurm" executor a SLURM array of
+    one-CPU tasks (the profile's SLURM options as `default_executor` reads them, no GPU)."""
+    if prof.executor != "slurm":
+        return None
+    from mvlib.slurm import Slurm, SlurmOptions
+
+    return Slurm(SlurmOptions.from_env(prof.slurm)).prepare
 
 
 def sweep(configs: list[RunConfig], executor: Executor | None = None,

@@ -11,11 +11,13 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import zarr
 
 from mvlib.__main__ import main
 from mvlib.data import build
@@ -86,7 +88,10 @@ def test_source_prepares_into_a_data_set_that_trains(prepared, source):
     assert data.meta["source"] == source
     assert data.cc.shape == (want["kept"], want["channels"], *SMOKE["cc"])
     assert data.mlo.shape == (want["kept"], want["channels"], *SMOKE["mlo"])
-    assert data.cc.dtype == np.float16
+    # the image channel stored as uint16 (16 bits of a mammogram, not float16's 11), read
+    # back as float32; the heatmaps beside it as float16
+    assert data.cc.dtype == np.float32 and data.meta["image_dtype"] == "uint16"
+    assert zarr.open_array(str(data.root / "cc.zarr"), mode="r").dtype == np.uint16
     for view in (data.cc, data.mlo):
         images = np.asarray(view[:, 0], np.float32)
         assert images.min() >= 0 and images.max() <= 1
@@ -165,6 +170,64 @@ def test_preparation_resumes_and_parallel_equals_serial(tmp_path, downloads, mon
     np.testing.assert_array_equal(serial.cc, parallel.cc)
     np.testing.assert_array_equal(serial.mlo, parallel.mlo)
     pd.testing.assert_frame_equal(serial.manifest, parallel.manifest)
+
+
+def stored(data) -> dict:
+    """A data set as its files hold it: every zarr array's stored values, and its tables."""
+    arrays = {p.name: zarr.open_array(str(p), mode="r")[...] for p in data.root.glob("*.zarr")}
+    return {**arrays, "manifest": (data.root / "manifest.csv").read_text(),
+            "meta": json.loads((data.root / "meta.json").read_text())}
+
+
+def assert_same_store(a, b) -> None:
+    assert a.root.name == b.root.name
+    x, y = stored(a), stored(b)
+    assert sorted(x) == sorted(y) == ["cc.zarr", "manifest", "meta", "mlo.zarr"]
+    for key in x:
+        if key.endswith(".zarr"):
+            assert x[key].dtype == y[key].dtype and np.array_equal(x[key], y[key]), key
+        else:
+            assert x[key] == y[key], key
+
+
+# A preparation in its own process whose jobs after the first chunk hang: it is killed there.
+_HANGS_AFTER_CHUNK_0 = """
+import sys, time
+from mvlib.data import build
+real = build._prepare_chunk
+def hang(task):
+    if task[0] > 0:
+        time.sleep(600)
+    return real(task)
+build._prepare_chunk = hang
+from mvlib.data.real import prepare_real
+prepare_real("vindr", sys.argv[1], {"cc": (64, 48), "mlo": (72, 42)}, sys.argv[2],
+             progress=False, workers=1)
+"""
+
+
+def test_a_killed_preparation_resumes_to_the_same_store(tmp_path, downloads, monkeypatch):
+    root = downloads["vindr"]
+    proc = subprocess.Popen([sys.executable, "-c", _HANGS_AFTER_CHUNK_0, str(root),
+                             str(tmp_path / "a")], env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.time() + 120
+        while not list((tmp_path / "a").glob("data/*.staging/rows_00000.csv")):
+            assert proc.poll() is None and time.time() < deadline, "the job did not start"
+            time.sleep(0.1)
+    finally:
+        proc.kill()
+        proc.wait()
+    staging = next((tmp_path / "a").glob("data/*.staging"))
+    assert [build.chunk_done(staging, k) for k in range(3)] == [True, False, False]
+    real_chunk, calls = build._prepare_chunk, []
+    monkeypatch.setattr(build, "_prepare_chunk", lambda t: calls.append(t[0]) or real_chunk(t))
+    resumed = prepare_real("vindr", root, SMOKE, tmp_path / "a", progress=False, workers=1)
+    assert calls == [1, 2]  # the killed job's finished chunk is kept
+    monkeypatch.setattr(build, "_prepare_chunk", real_chunk)
+    whole = prepare_real("vindr", root, SMOKE, tmp_path / "b", progress=False, workers=1)
+    assert_same_store(resumed, whole)
+    assert not staging.exists() and not list(resumed.root.glob("rows_*"))
 
 
 def test_birads_mapping_is_a_parameter(tmp_path, downloads):

@@ -239,7 +239,7 @@ def test_per_breast_reads_work_in_loader_workers(copy, monkeypatch, start):
     monkeypatch.setattr(store, "IN_MEMORY_BYTES", 0)
     data = BreastDataset.open(copy)
     data.cc[0]  # the parent has used zarr before the workers start
-    assert pickle.loads(pickle.dumps(data.cc))._array is None
+    assert pickle.loads(pickle.dumps(data.cc))._arrays is None
     loader = torch.utils.data.DataLoader(
         BreastArrays(data), batch_size=8, num_workers=2,
         multiprocessing_context=torch.multiprocessing.get_context(start))
@@ -357,3 +357,51 @@ def test_chunks_hold_one_breast_at_the_papers_size_and_several_small_ones():
     for shape, shard in (((3, 300, 200), 32), ((1, 500, 400), 8)):
         k = store.chunk_breasts(shape, shard)
         assert shard % k == 0 and (k == 1 or k * 2 * np.prod(shape) <= store.CHUNK_BYTES)
+
+
+def _uint16_set(root: Path, views: dict[str, np.ndarray], shard: int) -> dict:
+    """A finished data set's arrays with a uint16 image channel, as real sources store it."""
+    n = len(views["cc"])
+    meta = {"shapes": {v: list(a.shape[1:]) for v, a in views.items()}, "shard": shard,
+            "image_dtype": "uint16", "channels": list(store.CHANNELS[:views["cc"].shape[1]])}
+    root.mkdir(parents=True)
+    store.create_arrays(root, n, meta["shapes"], shard, "uint16")
+    for lo in range(0, n, shard):
+        store.write_arrays(root, lo, {v: a[lo:lo + shard] for v, a in views.items()})
+    return meta
+
+
+def test_a_uint16_image_keeps_a_12_bit_mammogram_exactly_and_heatmaps_as_float16(tmp_path):
+    rng = np.random.default_rng(0)
+    n, shard = 6, 4  # two shards, the last one partial
+    image = rng.integers(0, 4096, (n, 1, 10, 8)) / 4095  # 12-bit grey levels
+    heat = rng.random((n, 2, 10, 8)).astype(np.float16)
+    views = {v: np.concatenate([image, heat.astype(np.float64)], axis=1).astype(np.float32)
+             for v in store.VIEWS}
+    meta = _uint16_set(tmp_path / "d", views, shard)
+    assert store.zarr.open_array(str(tmp_path / "d" / "cc.zarr")).dtype == np.uint16
+    cc = ViewArray(tmp_path / "d" / "cc.zarr", n, meta)
+    assert cc.dtype == np.float32 and cc.shape == (n, 3, 10, 8)
+    got = cc.read_all()
+    # every 12-bit level comes back to within the uint16 step (float16 would lose a bit)
+    assert np.abs(got[:, :1] - image).max() <= 0.5 / store.IMAGE_SCALE + 1e-7
+    assert np.round(got[:, :1] * 4095).astype(int).tolist() == \
+        np.round(image * 4095).astype(int).tolist()
+    assert np.abs(image.astype(np.float16) - image).max() > 0.5 / store.IMAGE_SCALE
+    assert np.array_equal(got[:, 1:].astype(np.float16), heat)  # heatmaps exactly
+    # the indexing the rest of mvlib uses
+    assert np.array_equal(cc[2], got[2]) and np.array_equal(cc[2, :1], got[2, :1])
+    assert np.array_equal(cc[2, 0], got[2, 0]) and np.array_equal(cc[[1, 5]], got[[1, 5]])
+    assert np.array_equal(cc[1:5, 1:], got[1:5, 1:])
+
+
+def test_an_image_only_read_does_not_decode_the_heatmaps(tmp_path):
+    views = {v: np.random.default_rng(1).random((4, 3, 6, 5)).astype(np.float32)
+             for v in store.VIEWS}
+    meta = _uint16_set(tmp_path / "d", views, 4)
+    cc = ViewArray(tmp_path / "d" / "cc.zarr", 4, meta)
+    shard = tmp_path / "d" / "cc_heatmaps.zarr" / "c" / "0" / "0" / "0" / "0"
+    shard.write_bytes(b"damaged" + shard.read_bytes()[7:])
+    assert cc[0, :1].shape == (1, 6, 5)  # the loader's image-only read
+    with pytest.raises(DatasetError, match="cc_heatmaps.zarr.*breasts 0-3"):
+        cc[0]

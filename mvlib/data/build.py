@@ -1,11 +1,15 @@
-"""Prepare a real source's breasts into the canonical data set, in parallel and resumably.
+"""Prepare a real source's breasts into the canonical data set, as resumable jobs.
 
 Each breast's two files are decoded, cropped, turned to face right and resized
-(mvlib.data.crop) by forked workers that write their chunk's shard of the arrays. The
-breasts are first written into `<name>.staging/` with the chunked DatasetWriter, so an
-interrupted preparation resumes at the chunks it had not finished. A breast with an
-unreadable file is recorded there with the file and the error; the final data set leaves
-it out (its rows are copied without it) and `report.json` lists it.
+(mvlib.data.crop). The breasts go first into `<name>.staging/`: `job.json` (what to
+prepare), `breasts.pkl` (the selected breasts) and the arrays. The work is cut into chunks of
+CHUNK breasts, one shard each; a job (`prepare_slice`) prepares a slice of chunks, writing
+each chunk's shard and then its `rows_<k>.csv` (atomically), so a killed job leaves whole
+chunks and a re-run redoes only the chunks without rows. Jobs run in local processes, or
+wherever a caller's `run_slices` sends them (a SLURM array: mvlib.slurm). The last step
+checks that every chunk is there and writes the data set. A breast with an unreadable file
+is recorded with the file and the error; the final data set leaves it out and
+`report.json` lists it.
 """
 
 from __future__ import annotations
@@ -16,16 +20,16 @@ import multiprocessing
 import os
 import shutil
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import zarr
 from tqdm import tqdm
 
-from mvlib.atomic import write_json
+from mvlib.atomic import write_atomic, write_json
 from mvlib.data.adapters.common import Report
 from mvlib.data.crop import DEFAULT_RULE, CropRule, prepare_view
 from mvlib.data.dicom import ImageError, read_heatmap, read_image
@@ -35,7 +39,8 @@ from mvlib.data.store import (
     FORMAT_VERSION,
     VIEWS,
     BreastDataset,
-    DatasetWriter,
+    DatasetError,
+    ViewArray,
     build_lock,
     create_arrays,
     drop_stale,
@@ -44,9 +49,10 @@ from mvlib.data.store import (
 from mvlib.device import one_thread_worker
 
 # Bump when a change to the preparation changes its output: it is part of the name.
-BUILD_VERSION = 1
+BUILD_VERSION = 2  # 2: the image channel stored as uint16
 CHUNK = 8  # breasts per unit of work and of resumption
 MANIFEST_DROP = ("error",)
+MAX_JOBS = 256  # slices a preparation is cut into for `run_slices` (SLURM arrays are capped)
 
 
 def channels_of(breasts: pd.DataFrame) -> int:
@@ -93,9 +99,9 @@ def prepare_breast(row: pd.Series, root: Path, sizes: dict[str, tuple[int, int]]
 
 
 def _prepare_chunk(task: tuple) -> tuple[int, pd.DataFrame]:
-    """Prepare one chunk of breasts and write its rows of the staging arrays."""
+    """Prepare one chunk of breasts and write its shard of the staging arrays."""
     k, rows, root, partial, sizes, channels, rule = task
-    views = {v: np.zeros((len(rows), channels, *sizes[v]), np.float16) for v in VIEWS}
+    views = {v: np.zeros((len(rows), channels, *sizes[v]), np.float32) for v in VIEWS}
     errors = []
     for j, (_, row) in enumerate(rows.iterrows()):
         try:
@@ -110,12 +116,47 @@ def _prepare_chunk(task: tuple) -> tuple[int, pd.DataFrame]:
     return k, rows.assign(error=errors)
 
 
+def _rows_file(staging: Path, k: int) -> Path:
+    return Path(staging) / f"rows_{k:05d}.csv"
+
+
+def chunk_done(staging: str | Path, k: int) -> bool:
+    """Whether chunk k of a staging folder is prepared (its shard and its rows written)."""
+    return _rows_file(Path(staging), k).exists()
+
+
+def prepare_slice(staging: str | Path, chunks: list[int]) -> None:
+    """A preparation job: each of `chunks` (of the staging folder's job) that has no rows file
+    yet is prepared, its shard written, then its rows file. Safe to re-run, and to run beside
+    jobs of other chunks."""
+    staging = Path(staging)
+    job = json.loads((staging / "job.json").read_text())
+    breasts = pd.read_pickle(staging / "breasts.pkl")
+    sizes = {v: tuple(job["sizes"][v]) for v in VIEWS}
+    rule = CropRule(**job["crop"])
+    for k in chunks:
+        if _rows_file(staging, k).exists():
+            continue
+        rows = breasts.iloc[k * CHUNK:(k + 1) * CHUNK].reset_index(drop=True)
+        _, rows = _prepare_chunk((k, rows, Path(job["data_root"]), staging, sizes,
+                                  job["channels"], rule))
+        rows.insert(0, "breast_id", np.arange(k * CHUNK, k * CHUNK + len(rows)))
+        write_atomic(_rows_file(staging, k), lambda p, rows=rows: rows.to_csv(p, index=False))
+
+
+def _one_thread_slice(args: tuple) -> None:
+    prepare_slice(*args)
+
+
 def build_dataset(source: str, breasts: pd.DataFrame, report: Report, data_root: str | Path,
                   sizes: dict[str, tuple[int, int]], store: str | Path, config: dict,
-                  rule: CropRule = DEFAULT_RULE, progress: bool = True, workers: int = 2
+                  rule: CropRule = DEFAULT_RULE, progress: bool = True, workers: int = 2,
+                  run_slices: Callable[[Path, list[list[int]]], None] | None = None
                   ) -> BreastDataset:
     """Build (or reopen) the data set of `breasts` (select_breasts' table, paths relative to
-    `data_root`) at `sizes` under `store/data/`."""
+    `data_root`) at `sizes` under `store/data/`: in `workers` local processes, or by
+    `run_slices(staging, slices)`, which must run `prepare_slice(staging, s)` for each slice
+    (as jobs anywhere that sees the store: mvlib.slurm.Slurm.prepare)."""
     root_dir = Path(data_root).resolve()
     channels = channels_of(breasts)
     config = {**config, "data_root": str(root_dir), "sizes": {v: list(sizes[v]) for v in VIEWS},
@@ -126,11 +167,16 @@ def build_dataset(source: str, breasts: pd.DataFrame, report: Report, data_root:
         if not (root / "meta.json").exists():
             staging = root.with_name(root.name + ".staging")
             meta = {"source": source, "channels": list(CHANNELS[:channels]), "config": config,
-                    "shapes": {v: [channels, *sizes[v]] for v in VIEWS}}
-            if not (staging / "meta.json").exists():
-                _stage(breasts, staging, meta, root_dir, sizes, channels, rule, progress,
-                       workers)
-            _finish(staging, root, meta, report)
+                    "shapes": {v: [channels, *sizes[v]] for v in VIEWS},
+                    "image_dtype": "uint16"}
+            n_chunks = _stage(staging, meta, breasts)
+            todo = [k for k in range(n_chunks) if not chunk_done(staging, k)]
+            if todo and run_slices is not None:
+                run_slices(staging, [s.tolist() for s in
+                                     np.array_split(todo, min(len(todo), MAX_JOBS))])
+            elif todo:
+                _run_local(staging, todo, len(breasts), meta["source"], progress, workers)
+            _finish(staging, root, meta, report, n_chunks)
     data = BreastDataset.open(root)
     rep = load_report(data)
     if rep.breasts_unreadable:
@@ -141,39 +187,59 @@ def build_dataset(source: str, breasts: pd.DataFrame, report: Report, data_root:
     return data
 
 
-def _stage(breasts, staging, meta, root_dir, sizes, channels, rule, progress, workers) -> None:
-    writer = DatasetWriter(staging, meta, len(breasts), CHUNK)
-    todo = [k for k in range(writer.n_chunks) if k not in writer.done]
-    tasks = [(k, breasts.iloc[k * CHUNK:(k + 1) * CHUNK].reset_index(drop=True), root_dir,
-              writer.partial, sizes, channels, rule) for k in todo]
-    bar = tqdm(total=int(sum(len(t[1]) for t in tasks)), desc=f"preparing {meta['source']}",
-               unit="breast", disable=not progress)
-    ids = np.arange(len(breasts))
+def _stage(staging: Path, meta: dict, breasts: pd.DataFrame) -> int:
+    """The staging folder of this build: kept when it holds the same job (a resumed build),
+    else made afresh with empty arrays. Returns the number of chunks."""
+    job = json.loads(json.dumps({"meta": meta, "n": len(breasts), "chunk": CHUNK,
+                                 "data_root": meta["config"]["data_root"],
+                                 "sizes": meta["config"]["sizes"],
+                                 "crop": meta["config"]["crop"],
+                                 "channels": meta["config"]["channels"]}))
+    try:
+        same = json.loads((staging / "job.json").read_text()) == job
+    except (OSError, json.JSONDecodeError):
+        same = False
+    if not same:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        create_arrays(staging, len(breasts), meta["shapes"], CHUNK, meta["image_dtype"])
+        write_atomic(staging / "breasts.pkl", lambda p: breasts.to_pickle(p))
+        write_json(staging / "job.json", job)  # last: a staging folder without it is remade
+    return -(-len(breasts) // CHUNK)
+
+
+def _run_local(staging: Path, todo: list[int], n: int, source: str, progress: bool,
+               workers: int) -> None:
+    """The chunks in `todo` as one-chunk jobs, in `workers` forked processes."""
+    bar = tqdm(total=len(todo), desc=f"preparing {source} ({n} breasts)", unit="chunk",
+               disable=not progress)
+    tasks = [(staging, [k]) for k in todo]
     if workers > 1 and len(tasks) > 1:
         ctx = multiprocessing.get_context("fork")  # as generate.py: no __main__ guard needed
         with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx,
                                  initializer=one_thread_worker) as pool:
-            for k, rows in pool.map(_prepare_chunk, tasks):
-                _commit(writer, k, rows, ids)
-                bar.update(len(rows))
+            for _ in pool.map(_one_thread_slice, tasks):
+                bar.update()
     else:
         for task in tasks:
-            k, rows = _prepare_chunk(task)
-            _commit(writer, k, rows, ids)
-            bar.update(len(rows))
+            prepare_slice(*task)
+            bar.update()
     bar.close()
-    writer.finish()
 
 
-def _commit(writer: DatasetWriter, k: int, rows: pd.DataFrame, ids: np.ndarray) -> None:
-    rows.insert(0, "breast_id", ids[k * CHUNK:k * CHUNK + len(rows)])
-    writer.commit_chunk(k, rows)
-
-
-def _finish(staging: Path, root: Path, meta: dict, report: Report) -> None:
-    """Copy the readable breasts of the staging data set into the final one."""
-    manifest = pd.read_csv(staging / "manifest.csv", keep_default_na=False,
-                           dtype={"patient_id": str, "exam_id": str})
+def _finish(staging: Path, root: Path, meta: dict, report: Report, n_chunks: int) -> None:
+    """Check that every chunk is there, then copy the readable breasts of the staging arrays
+    into the final data set."""
+    missing = [k for k in range(n_chunks) if not _rows_file(staging, k).exists()]
+    if missing:
+        raise DatasetError(f"{staging}: {len(missing)} of {n_chunks} chunks not prepared "
+                           f"(first: chunk {missing[0]}, breasts {missing[0] * CHUNK}-"
+                           f"{(missing[0] + 1) * CHUNK - 1}); run the preparation again to "
+                           "finish them")
+    # every path (one process, jobs, a resumed build) reads the rows back as text
+    manifest = pd.concat([pd.read_csv(_rows_file(staging, k), keep_default_na=False,
+                                      dtype={"patient_id": str, "exam_id": str})
+                          for k in range(n_chunks)], ignore_index=True)
     ok = (manifest["error"] == "").to_numpy()
     bad = manifest[~ok]
     report = Report.from_dict(report.to_dict())
@@ -188,22 +254,24 @@ def _finish(staging: Path, root: Path, meta: dict, report: Report) -> None:
     final["breast_id"] = np.arange(len(final))
     partial = root.with_name(root.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    if ok.all():
+    if ok.all():  # the staging arrays are the data set's
         os.replace(staging, partial)
     else:
         partial.mkdir(parents=True)
         keep = np.flatnonzero(ok)
-        create_arrays(partial, len(keep), meta["shapes"], CHUNK)
-        for view in VIEWS:
-            src = zarr.open_array(str(staging / f"{view}.zarr"), mode="r")
-            dst = zarr.open_array(str(partial / f"{view}.zarr"), mode="r+")
-            for lo in range(0, len(keep), CHUNK):  # whole shards of the new array
-                dst[lo:lo + CHUNK] = src.oindex[keep[lo:lo + CHUNK]]
+        create_arrays(partial, len(keep), meta["shapes"], CHUNK, meta["image_dtype"])
+        staged = {v: ViewArray(staging / f"{v}.zarr", len(manifest), {**meta, "shard": CHUNK})
+                  for v in VIEWS}
+        for lo in range(0, len(keep), CHUNK):  # whole shards of the new arrays
+            write_arrays(partial, lo, {v: a[keep[lo:lo + CHUNK]] for v, a in staged.items()})
     final.to_csv(partial / "manifest.csv", index=False)
     write_json(partial / "report.json", report.to_dict())
     write_json(partial / "meta.json", {"format_version": FORMAT_VERSION, **meta, "shard": CHUNK})
     os.replace(partial, root)
     shutil.rmtree(staging, ignore_errors=True)
+    # the jobs' bookkeeping goes only after the rename (a crash before it keeps every chunk)
+    for p in [*root.glob("rows_*.csv"), root / "job.json", root / "breasts.pkl"]:
+        p.unlink(missing_ok=True)
 
 
 def load_report(data: BreastDataset) -> Report:

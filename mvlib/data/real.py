@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from pathlib import Path
 
 from mvlib.data.adapters import ADAPTERS
@@ -24,11 +25,13 @@ def prepare_real(source: str, data_root: str | Path | None,
                  view_codes: dict[str, str] | None = None,
                  split_fractions: tuple[float, float, float] = DEFAULT_SPLIT_FRACTIONS,
                  seed: int = 0, crop: dict | None = None, workers: int = 2,
+                 run_slices: Callable[[Path, list[list[int]]], None] | None = None,
                  **options) -> BreastDataset:
     """Build (or reopen) the data set of a real source at `sizes`.
 
     `view_codes`, `split_fractions` and `seed`: the pairing and split rules
-    (adapters.common); `crop`: fields of crop.CropRule; `workers`: processes;
+    (adapters.common); `crop`: fields of crop.CropRule; `workers`: local processes, unless
+    `run_slices` runs the jobs (mvlib.data.build.build_dataset);
     `options`: the adapter's own (see options_of(source)).
     """
     if source not in ADAPTERS:
@@ -57,4 +60,4 @@ def prepare_real(source: str, data_root: str | Path | None,
     config = {"source": source, "options": options, "view_codes": view_codes,
               "split_fractions": list(fractions), "seed": seed}
     return build_dataset(source, breasts, report, root, sizes, store, config, rule,
-                         progress=progress, workers=workers)
+                         progress=progress, workers=workers, run_slices=run_slices)

@@ -7,6 +7,10 @@ A data set is a folder:
                  benign (+ source-specific columns); row i is index i of the arrays
   cc.zarr, mlo.zarr  zarr v3 arrays, float16 (N, C, H, W); channel 0 = image in [0, 1], then
                  optional benign and malignant heatmaps in [0, 1]; every breast faces right.
+                 A real source's data set (meta "image_dtype": "uint16") keeps its image
+                 channel as uint16 in steps of 1/65535 (a mammogram has 16 bits or fewer;
+                 float16 would keep 11), read back as float32, and its heatmaps apart in
+                 cc_heatmaps.zarr, mlo_heatmaps.zarr (float16, N x 2 x H x W).
                  One chunk per breast at the paper's size (a few small ones share one),
                  `shard` breasts per shard file (the unit a build writes),
                  Blosc zstd level 3 with bit-shuffle, and a CRC32C per chunk so that a damaged
@@ -37,6 +41,8 @@ from mvlib.atomic import write_json
 
 FORMAT_VERSION = 2  # 1: float16 .npy arrays; 2: zarr v3, sharded and compressed
 DTYPE = np.float16
+IMAGE_DTYPES = ("float16", "uint16")  # the image channel's stored type (meta "image_dtype")
+IMAGE_SCALE = 65535  # a uint16 image channel stores round(image * IMAGE_SCALE)
 COMPRESSORS = (BloscCodec(cname="zstd", clevel=3, shuffle="bitshuffle"), Crc32cCodec())
 IN_MEMORY_BYTES = 1 << 30  # data sets up to this raw size are decoded into memory on open
 CHUNK_BYTES = 1 << 20  # small breasts share a chunk up to this raw size (`chunk_breasts`)
@@ -143,65 +149,99 @@ def _check_manifest(m: pd.DataFrame, path: Path) -> None:
 
 class ViewArray:
     """One view's (N, C, H, W) array in a data set, read per breast (`arr[i]`, `arr[i, :c]`,
-    `arr[idx]`) as numpy. Each process opens its own zarr handle on first use (a forked
-    DataLoader worker, where zarr resets its I/O loop; a spawned one, which gets this object
-    pickled without the handle). A shard that is missing, truncated or damaged raises
-    DatasetError naming the file and its breasts."""
+    `arr[idx]`) as numpy: float16, or float32 where the image channel is stored as uint16
+    (then read from `<view>.zarr` and the heatmaps from `<view>_heatmaps.zarr`). Each process
+    opens its own zarr handles on first use (a forked DataLoader worker, where zarr resets its
+    I/O loop; a spawned one, which gets this object pickled without them). A shard that is
+    missing, truncated or damaged raises DatasetError naming the file and its breasts."""
 
     def __init__(self, path: Path, n: int, meta: dict):
         self.path, self.view = Path(path), Path(path).stem
-        if not (self.path / "zarr.json").is_file():
-            raise DatasetError(f"{self.path}: missing (no zarr.json)")
         self.shape = (n, *meta["shapes"][self.view])
         self.shard = int(meta.get("shard", 0))
-        self.dtype = np.dtype(DTYPE)
+        image_dtype = meta.get("image_dtype", "float16")
+        if image_dtype not in IMAGE_DTYPES:
+            raise DatasetError(f"{self.path.parent / 'meta.json'}: image_dtype "
+                               f"{image_dtype!r}, expected one of {IMAGE_DTYPES}")
+        self.split = image_dtype == "uint16"
+        self.dtype = np.dtype(np.float32 if self.split else DTYPE)
         self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
-        self._pid, self._array = -1, None
-        arr = self._zarr()
-        if arr.shape != self.shape:
-            raise DatasetError(f"{self.path}: shape {arr.shape}, expected {self.shape} "
-                               "(manifest rows x meta.json shapes)")
-        if arr.dtype != self.dtype or self.shard < 1 or arr.shards != (self.shard, *self.shape[1:]):
-            raise DatasetError(f"{self.path}: dtype {arr.dtype}, shards {arr.shards}; expected "
-                               f"{self.dtype} in shards of {self.shard} breasts (meta.json)")
-        missing = [k for k in range(-(-n // self.shard)) if not self.shard_file(k).is_file()]
-        if missing:
-            raise DatasetError(f"{self.shard_file(missing[0])}: missing shard (breasts "
-                               f"{self.breasts(missing[0])}; {len(missing)} shard(s) missing)")
+        # (path, stored shape, stored dtype) of each array holding this view's channels
+        c = self.shape[1]
+        self.parts = ([(self.path, (n, 1, *self.shape[2:]), np.dtype(np.uint16))]
+                      + ([(self.path.with_name(f"{self.view}_heatmaps.zarr"),
+                           (n, c - 1, *self.shape[2:]), np.dtype(DTYPE))] if c > 1 else [])
+                      if self.split else [(self.path, self.shape, np.dtype(DTYPE))])
+        self._pid, self._arrays = -1, None
+        for j, (part, shape, dtype) in enumerate(self.parts):
+            if not (part / "zarr.json").is_file():
+                raise DatasetError(f"{part}: missing (no zarr.json)")
+            arr = self._zarr(j)
+            if arr.shape != shape:
+                raise DatasetError(f"{part}: shape {arr.shape}, expected {shape} "
+                                   "(manifest rows x meta.json shapes)")
+            if arr.dtype != dtype or self.shard < 1 or arr.shards != (self.shard, *shape[1:]):
+                raise DatasetError(f"{part}: dtype {arr.dtype}, shards {arr.shards}; expected "
+                                   f"{dtype} in shards of {self.shard} breasts (meta.json)")
+            missing = [k for k in range(-(-n // self.shard))
+                       if not self.shard_file(k, part).is_file()]
+            if missing:
+                raise DatasetError(f"{self.shard_file(missing[0], part)}: missing shard "
+                                   f"(breasts {self.breasts(missing[0])}; {len(missing)} "
+                                   "shard(s) missing)")
 
     def __len__(self) -> int:
         return self.shape[0]
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_pid": -1, "_array": None}
+        return {**self.__dict__, "_pid": -1, "_arrays": None}
 
-    def shard_file(self, k: int) -> Path:
-        return self.path / "c" / str(k) / "0" / "0" / "0"
+    def shard_file(self, k: int, part: Path | None = None) -> Path:
+        return (part or self.path) / "c" / str(k) / "0" / "0" / "0"
 
     def breasts(self, k: int) -> str:
         return f"{k * self.shard}-{min((k + 1) * self.shard, self.shape[0]) - 1}"
 
-    def _zarr(self) -> zarr.Array:
+    def _zarr(self, j: int = 0) -> zarr.Array:
         if self._pid != os.getpid():
+            self._arrays, self._pid = {}, os.getpid()
+        if j not in self._arrays:
+            part = self.parts[j][0]
             try:
-                self._array = zarr.open_array(str(self.path), mode="r")
+                self._arrays[j] = zarr.open_array(str(part), mode="r")
             except Exception as e:  # a codec's or JSON parser's own error, named here
-                raise DatasetError(f"{self.path}: cannot open ({e})") from e
-            self._pid = os.getpid()
-        return self._array
+                raise DatasetError(f"{part}: cannot open ({e})") from e
+        return self._arrays[j]
 
-    def __getitem__(self, key) -> np.ndarray:
+    def _read(self, j: int, key) -> np.ndarray:
         try:
-            return self._zarr()[key]
+            return self._zarr(j)[key]
+        except DatasetError:
+            raise
         except Exception as e:
+            part = self.parts[j][0]
             first = key[0] if isinstance(key, tuple) else key
             rows = np.arange(self.shape[0])[first].ravel()
             shards = sorted({int(r) // self.shard for r in rows})
-            where = ", ".join(f"{self.shard_file(k)} (breasts {self.breasts(k)})"
+            where = ", ".join(f"{self.shard_file(k, part)} (breasts {self.breasts(k)})"
                               for k in shards[:3])
-            raise DatasetError(f"{self.path}: cannot read breast(s) {rows[:5].tolist()}"
+            raise DatasetError(f"{part}: cannot read breast(s) {rows[:5].tolist()}"
                                f"{' ...' if len(rows) > 5 else ''} from {where}: "
                                f"{type(e).__name__}: {e}") from e
+
+    def __getitem__(self, key) -> np.ndarray:
+        if not self.split:
+            return self._read(0, key)
+        rows, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
+        wanted = np.arange(self.shape[1])[rest[0] if rest else slice(None)]
+        image = self._read(0, rows).astype(np.float32) / IMAGE_SCALE
+        if len(self.parts) == 1 or not (np.asarray(wanted) > 0).any():
+            full = image  # image only: the heatmaps are not decoded
+            rest = (np.asarray(wanted) if rest else slice(None), *rest[1:])
+        else:
+            full = np.concatenate([image, self._read(1, rows).astype(np.float32)], axis=-3)
+        lead = (slice(None),) * (full.ndim - 3)
+        return full[(*lead, *rest)] if rest else full
 
     def read_all(self) -> np.ndarray:
         """The whole array in memory, read-only, decoded shard by shard (an error names the
@@ -222,19 +262,28 @@ def chunk_breasts(shape: tuple[int, ...] | list[int], shard: int) -> int:
                if shard % k == 0 and (k == 1 or k * per_breast <= CHUNK_BYTES))
 
 
-def create_arrays(folder: Path, n: int, shapes: dict[str, list[int]], shard: int) -> None:
-    """Empty arrays (one per view in `shapes`) of a data set being built: `shard` breasts per
-    shard file, `chunk_breasts` per chunk."""
+def create_arrays(folder: Path, n: int, shapes: dict[str, list[int]], shard: int,
+                  image_dtype: str = "float16") -> None:
+    """Empty arrays (one per view in `shapes`; with a uint16 image, one more per view for its
+    heatmaps) of a data set being built: `shard` breasts per shard file, `chunk_breasts` per
+    chunk."""
+    if image_dtype not in IMAGE_DTYPES:
+        raise ValueError(f"image_dtype {image_dtype!r}: expected one of {IMAGE_DTYPES}")
     for view in shapes:
-        shape = (n, *shapes[view])
-        zarr.create_array(str(Path(folder) / f"{view}.zarr"), shape=shape, dtype=DTYPE,
-                          chunks=(chunk_breasts(shape[1:], shard), *shape[1:]),
-                          shards=(shard, *shape[1:]), compressors=COMPRESSORS, fill_value=0,
-                          overwrite=True)
+        c, *hw = shapes[view]
+        parts = ([(view, 1, np.uint16)] + ([(f"{view}_heatmaps", c - 1, DTYPE)] if c > 1 else [])
+                 if image_dtype == "uint16" else [(view, c, DTYPE)])
+        for name, channels, dtype in parts:
+            shape = (n, channels, *hw)
+            zarr.create_array(str(Path(folder) / f"{name}.zarr"), shape=shape, dtype=dtype,
+                              chunks=(chunk_breasts(shape[1:], shard), *shape[1:]),
+                              shards=(shard, *shape[1:]), compressors=COMPRESSORS,
+                              fill_value=0, overwrite=True)
 
 
 def write_arrays(partial: Path, start: int, views: dict[str, np.ndarray]) -> None:
-    """Write breasts start.. of each view into a partial build's arrays.
+    """Write breasts start.. of each view ((n, C, H, W), values in [0, 1]) into a partial
+    build's arrays, as they store them (float16, or a uint16 image and float16 heatmaps).
 
     Safe from worker processes as long as each writes whole shards of its own (a build's
     unit of work is its shard): a shard file is written in one piece, so a killed worker
@@ -245,7 +294,15 @@ def write_arrays(partial: Path, start: int, views: dict[str, np.ndarray]) -> Non
         if start % out.shards[0]:
             raise ValueError(f"{partial}: a write must start at a shard boundary "
                              f"({out.shards[0]} breasts), not at breast {start}")
-        out[start:start + len(arr)] = np.asarray(arr, DTYPE)
+        arr = np.asarray(arr)
+        if out.dtype == np.uint16:
+            image = np.clip(arr[:, :1].astype(np.float32), 0, 1) * IMAGE_SCALE
+            out[start:start + len(arr)] = np.rint(image).astype(np.uint16)
+            if arr.shape[1] > 1:
+                heat = zarr.open_array(str(Path(partial) / f"{view}_heatmaps.zarr"), mode="r+")
+                heat[start:start + len(arr)] = np.asarray(arr[:, 1:], DTYPE)
+        else:
+            out[start:start + len(arr)] = np.asarray(arr, DTYPE)
 
 
 def stale_format(root: Path) -> int | None:
@@ -308,7 +365,8 @@ class DatasetWriter:
             shutil.rmtree(self.partial, ignore_errors=True)
             self.partial.mkdir(parents=True)
             state = {"meta": self.meta, "n": n, "done": []}
-            create_arrays(self.partial, n, meta["shapes"], chunk_size)
+            create_arrays(self.partial, n, meta["shapes"], chunk_size,
+                          meta.get("image_dtype", "float16"))
             write_json(progress, state)
         self.done: set[int] = set(state["done"])
         self.rows: dict[int, pd.DataFrame] = {}
