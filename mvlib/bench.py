@@ -8,14 +8,17 @@
   standardisation) against batches per second Joint ResNet trains on, both at the laptop
   size and the paper's batch size 4, with the same threads (target: loader >= 5x);
 - the store (zarr, Blosc zstd + bit-shuffle): bytes per breast against raw float16, and its
-  decode rate against reading the raw float16 arrays, at the laptop size and, on the real
-  sample mammograms when present (MVLIB_REALDATA), at the paper's CC size, with the
-  preparation rate from PNG and the loader workers a GPU would need.
+  decode rate against reading the raw float16 arrays, at the laptop size, on full-size
+  synthetic breasts (three channels) and, on the real sample mammograms when present
+  (MVLIB_REALDATA), at the paper's CC size (image channel as uint16), with the preparation
+  rate from PNG and DICOM and the loader workers a GPU would need at the training rate
+  `make gpu-check` measured (`gpu_rate`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import shutil
 import tempfile
@@ -45,6 +48,20 @@ from mvlib.train import train
 GENERATOR_TARGET = 200.0
 LOADER_TARGET = 5.0
 ASSUMED_GPU_RATE = 50.0  # breasts/s a GPU trains on at the paper's size, until measured
+GPU_RECORD = paths.REPO / "figures" / "gpu_check_h200.json"  # make gpu-check on a lent H200
+
+
+def gpu_rate() -> tuple[float, str]:
+    """Breasts/s a GPU trains Joint ResNet on at the paper's size with the paper's windows
+    (the data-path baseline of the recorded `make gpu-check`), and where the figure is from;
+    ASSUMED_GPU_RATE where no record is."""
+    try:
+        record = json.loads(GPU_RECORD.read_text())
+        runs = [r["data_path"] for k, r in sorted(record.items()) if k.startswith("run")
+                and "train_on_device_steps_s" in r.get("data_path", {})]
+        return 4 * runs[-1]["train_on_device_steps_s"], f"{record['machine']}, {record['date']}"
+    except (OSError, json.JSONDecodeError, KeyError, IndexError):
+        return ASSUMED_GPU_RATE, "assumed"
 
 
 def _rate(step, min_seconds: float = 3.0, warmup: int = 1) -> float:
@@ -142,9 +159,23 @@ def bench_store() -> dict:
     (the real sample mammograms, when present: image channel only, CC views only)."""
     data = prepare("synthetic", "laptop", progress=False)
     out = {}
+    rate, source = gpu_rate()
+    out["gpu_rate"], out["gpu_rate_source"] = rate, source
     with tempfile.TemporaryDirectory() as tmp:
         laptop = {v: np.asarray(getattr(data, v)) for v in store.VIEWS}
         out["laptop"] = _store_figures(laptop, data.meta["shard"], Path(tmp) / "laptop")
+        # four full-size synthetic breasts, as the generator stores them (float16, 3 channels)
+        cfg = profiles.get("paper").synthetic_config(patients={"train": 2, "val": 0, "test": 0})
+        cfg = dataclasses.replace(cfg, cc_size=profiles.get("paper").cc_size,
+                                  mlo_size=profiles.get("paper").mlo_size)
+        with threadpoolctl.threadpool_limits(1, "blas"):
+            views = generate_chunk(cfg, 0).views
+        full = _store_figures({v: torch.from_numpy(a).half().numpy() for v, a in views.items()},
+                              1, Path(tmp) / "synthetic")
+        full["workers"] = math.ceil(rate / full["zarr_breasts_s"])
+        out["paper_synthetic"] = full
+        del views
+        shutil.rmtree(Path(tmp) / "synthetic")
         real = sorted((paths.realdata() / "nyu_sample").glob("*_CC.png"))
         if real:
             size = profiles.get("paper").cc_size
@@ -170,7 +201,7 @@ def bench_store() -> dict:
                          npy_breasts_s=paper["npy_breasts_s"] / 2,
                          raw_per_breast=2 * paper["raw_per_breast"] * 3,
                          stored_per_breast=2 * paper["stored_per_breast"])
-            paper["workers"] = math.ceil(ASSUMED_GPU_RATE / paper["zarr_breasts_s"])
+            paper["workers"] = math.ceil(rate / paper["zarr_breasts_s"])
             out["paper"] = paper
             shutil.rmtree(Path(tmp) / "paper")
     return out
@@ -329,6 +360,14 @@ def main() -> None:
           f"{lap['npy_breasts_s']:.0f}/s from raw .npy memory maps "
           f"({lap['zarr_breasts_s'] / lap['npy_breasts_s']:.2f}x); data sets this small are "
           "decoded into memory when opened")
+    full = st["paper_synthetic"]
+    print(f"store @paper's size, four full-size synthetic breasts (3 channels, float16): "
+          f"{full['stored_per_breast'] / 1e6:.1f} MB a breast stored against "
+          f"{full['raw_per_breast'] / 1e6:.1f} MB raw ({full['ratio']:.2f}x smaller); one "
+          f"thread decodes {full['zarr_breasts_s']:.1f} breasts/s ({full['zarr_mb_s']:.0f} "
+          f"MB/s; raw .npy {full['npy_breasts_s']:.1f}); a GPU training at "
+          f"{st['gpu_rate']:.0f} breasts/s ({st['gpu_rate_source']}) needs "
+          f"{full['workers']} loader workers at that rate")
     if "paper" in st:
         pp = st["paper"]
         print(f"store @paper's CC size, {pp['views']} real sample mammograms (image channel): "
@@ -339,8 +378,8 @@ def main() -> None:
               f"{(pp['raw_per_breast'] / pp['ratio']) / 1e6:.0f} MB stored if the heatmaps "
               f"compress like the image; preparing from PNG: {pp['prepare_breasts_s']:.2f} "
               f"breasts/s a core, from 12-bit DICOM: {pp['prepare_dicom_breasts_s']:.2f}; "
-              f"a GPU at an assumed {ASSUMED_GPU_RATE:.0f} breasts/s needs "
-              f"{pp['workers']} loader workers")
+              f"a GPU at {st['gpu_rate']:.0f} breasts/s needs {pp['workers']} loader "
+              "workers for images alone")
     else:
         print("store @paper's size: not measured (no real sample mammograms at "
               f"{paths.realdata() / 'nyu_sample'})")

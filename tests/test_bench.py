@@ -1,5 +1,7 @@
 """`make bench`'s pieces run (their figures are machine-dependent and not asserted)."""
 
+import json
+
 from mvlib import bench
 
 
@@ -31,3 +33,12 @@ def test_store_figures_compare_the_store_with_raw_float16(tmp_path, monkeypatch)
     assert out["raw_per_breast"] == (3 * 32 * 24 + 3 * 30 * 24) * 2
     assert out["ratio"] > 1  # the dark background compresses
     assert out["zarr_breasts_s"] > 0 and out["npy_breasts_s"] > 0
+
+
+def test_the_gpu_rate_comes_from_the_recorded_gpu_check(tmp_path, monkeypatch):
+    rate, source = bench.gpu_rate()
+    record = json.loads(bench.GPU_RECORD.read_text())
+    assert rate == 4 * record["run3"]["data_path"]["train_on_device_steps_s"]
+    assert record["date"] in source
+    monkeypatch.setattr(bench, "GPU_RECORD", tmp_path / "none.json")
+    assert bench.gpu_rate() == (bench.ASSUMED_GPU_RATE, "assumed")

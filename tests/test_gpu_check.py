@@ -26,3 +26,11 @@ def test_peaks_and_the_paper_sweep_in_gpu_hours():
     assert epochs.runs.sum() == 60 + 90 + 60 + 60 + 60 + 18 + 60 + 30
     hours = gpu_check.gpu_hours(steps_s=1.0)
     assert hours == epochs["joint epochs"].sum() * gpu_check.ITERATIONS_PER_EPOCH / 3600
+
+
+def test_the_data_path_section_runs_on_the_cpu_at_a_reduced_size(tmp_path):
+    d = gpu_check.data_path(torch.device("cpu"), tmp_path, scale=0.03, patients=2,
+                            workers=(1, 2), seconds=0.3)
+    assert d["breasts"] == 4 and set(d["loader_breasts_s"]) == {1, 2}
+    assert all(r > 0 for r in d["loader_breasts_s"].values()) and d["loader_workers"] == 2
+    assert d["fed_share"] == d["train_from_loader_steps_s"] / d["train_on_device_steps_s"]
