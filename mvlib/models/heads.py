@@ -233,7 +233,7 @@ class BlendedJointResNet(JointResNet):
         feats = {"cc": self.cc.features(self.noise(x["cc"])),
                  "mlo": self.mlo.features(self.noise(x["mlo"]))}
         joint_in = ({v: f.detach() for v, f in feats.items()}
-                    if weights is not None and weights["joint"] == 0 else feats)
+                    if joint_at_limit(weights) else feats)
         h = {"cc": torch.relu(self.cc.fc(joint_in["cc"])),
              "mlo": torch.relu(self.mlo.fc(joint_in["mlo"]))}
         return {"joint": self.output(self.fuse(h)),
@@ -299,6 +299,12 @@ def build_model(name: str, channels: int = 3,
     return MODELS[name](channels)
 
 
+def joint_at_limit(weights: dict[str, float] | None) -> bool:
+    """Whether blending `weights` take w_joint at its limit 0+ (`blended_loss`): the one test
+    that both `BlendedJointResNet.heads` (detached features) and the loss (weight 1) use."""
+    return weights is not None and weights["joint"] == 0
+
+
 def blended_loss(heads: dict[str, torch.Tensor], labels: torch.Tensor,
                  weights: dict[str, float]) -> torch.Tensor:
     """Gradient Blending's loss w_joint L_joint + w_cc L_cc + w_mlo L_mlo, on the logits of
@@ -312,7 +318,7 @@ def blended_loss(heads: dict[str, torch.Tensor], labels: torch.Tensor,
     joint output layer, whose gradient comes from L_joint alone, step as for any w_joint > 0,
     and the columns get no gradient from L_joint: L_joint enters with weight 1 on features
     `heads` detached from the columns."""
-    w = {**weights, "joint": weights["joint"] or 1.0}
+    w = {**weights, "joint": 1.0 if joint_at_limit(weights) else weights["joint"]}
     return sum(w[k] * loss_fn(heads[k].float(), labels) for k in ("joint", "cc", "mlo"))
 
 

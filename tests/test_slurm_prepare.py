@@ -1,0 +1,90 @@
+"""A real source's preparation as a SLURM job array (mvlib.slurm.Slurm.prepare) on the
+single-node cluster `.ci/slurm.sh start` brings up; a file of its own so that pytest-xdist
+runs it beside tests/test_slurm.py's long ones."""
+
+import json
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from mvlib import slurm
+from mvlib.data import build
+from mvlib.data.adapters import examples
+from mvlib.data.real import prepare_real
+
+pytestmark = pytest.mark.skipif(
+    not slurm.available(),
+    reason="no SLURM here: run `.ci/slurm.sh start` (as root; installs Debian's slurm-wlm)")
+
+
+def wait_for(condition, timeout_s: float = 120) -> None:
+    deadline = time.time() + timeout_s
+    while not condition():
+        assert time.time() < deadline, "timed out waiting"
+        time.sleep(0.2)
+
+
+SMOKE_SIZES = {"cc": (64, 48), "mlo": (72, 42)}
+
+
+def _stored(root: Path) -> dict:
+    """Every zarr array's stored values and the tables of the data set at `root`."""
+    out = {p.name: zarr.open_array(str(p), mode="r")[...] for p in root.glob("*.zarr")}
+    return {**out, "manifest": (root / "manifest.csv").read_text(),
+            "meta": (root / "meta.json").read_text().replace(str(root.parent.parent), "")}
+
+
+def _same_store(a: Path, b: Path) -> None:
+    assert a.name == b.name
+    x, y = _stored(a), _stored(b)
+    assert sorted(x) == sorted(y)
+    for key in x:
+        assert (np.array_equal(x[key], y[key]) and x[key].dtype == y[key].dtype
+                if key.endswith(".zarr") else x[key] == y[key]), key
+
+
+@pytest.fixture(scope="module")
+def vindr(tmp_path_factory) -> Path:
+    return examples.WRITERS["vindr"](tmp_path_factory.mktemp("downloads") / "vindr")
+
+
+def test_a_preparation_as_a_slurm_array_equals_one_process(tmp_path, vindr):
+    one = prepare_real("vindr", vindr, SMOKE_SIZES, tmp_path / "one", progress=False,
+                       workers=1)
+    jobs = prepare_real("vindr", vindr, SMOKE_SIZES, tmp_path / "array", progress=False,
+                        run_slices=slurm.Slurm(poll_s=0.5).prepare)
+    _same_store(one.root, jobs.root)
+    logs = list((tmp_path / "array" / "slurm").glob("*/*_log.out"))
+    assert len(logs) == 3  # a task for each of the three chunks
+
+
+def test_a_cancelled_preparation_job_is_reported_then_a_rerun_finishes_it(tmp_path, vindr):
+    store, errors = tmp_path / "array", []
+
+    def drive():
+        try:
+            prepare_real("vindr", vindr, SMOKE_SIZES, store, progress=False,
+                         run_slices=slurm.Slurm(poll_s=0.5).prepare)
+        except RuntimeError as e:
+            errors.append(e)
+
+    driver = threading.Thread(target=drive)
+    driver.start()
+    record = lambda: list(store.glob("data/*.staging/slurm.json"))  # noqa: E731
+    wait_for(lambda: record() and json.loads(record()[0].read_text()))
+    first = json.loads(record()[0].read_text())[0]
+    subprocess.run(["scancel", "--signal=KILL", "--full", first["job"]], check=True)
+    driver.join(timeout=300)
+    assert len(errors) == 1 and f"job {first['job']} (chunks {first['chunks']}" in str(errors[0])
+    staging = record()[0].parent
+    assert not all(build.chunk_done(staging, k) for k in first["chunks"])
+    again = prepare_real("vindr", vindr, SMOKE_SIZES, store, progress=False,
+                         run_slices=slurm.Slurm(poll_s=0.5).prepare)
+    one = prepare_real("vindr", vindr, SMOKE_SIZES, tmp_path / "one", progress=False,
+                       workers=1)
+    _same_store(again.root, one.root)
