@@ -36,8 +36,9 @@ from mvlib.data import store
 from mvlib.data.adapters.examples import write_dicom
 from mvlib.data.crop import prepare_view
 from mvlib.data.dicom import read_image
-from mvlib.data.loader import to_model_input, train_loader
+from mvlib.data.loader import BreastArrays, to_model_input, train_loader
 from mvlib.data.prepare import prepare
+from mvlib.data.store import BreastDataset
 from mvlib.device import to_device
 from mvlib.dynamics import RK4, group_grad_norms, mlo_share
 from mvlib.models.heads import JointResNet, UniView, loss_fn
@@ -62,6 +63,29 @@ def gpu_rate() -> tuple[float, str]:
         return 4 * runs[-1]["train_on_device_steps_s"], f"{record['machine']}, {record['date']}"
     except (OSError, json.JSONDecodeError, KeyError, IndexError):
         return ASSUMED_GPU_RATE, "assumed"
+
+
+def random_loader(data: store.BreastDataset, workers: int, batch: int = 4,
+                  pin_memory: bool = False) -> torch.utils.data.DataLoader:
+    """Batches of breasts drawn at random (with replacement, endlessly) from `data`, read and
+    decoded by `workers` persistent DataLoader workers: the loader's part of training."""
+    sampler = torch.utils.data.RandomSampler(range(len(data.manifest)), replacement=True,
+                                             num_samples=10**7)
+    return torch.utils.data.DataLoader(BreastArrays(data), batch_size=batch, sampler=sampler,
+                                       num_workers=workers, persistent_workers=workers > 0,
+                                       pin_memory=pin_memory,
+                                       prefetch_factor=4 if workers else None)
+
+
+def loader_breasts_s(data: store.BreastDataset, workers: int, batch: int = 4,
+                     seconds: float = 3.0, pin_memory: bool = False) -> float:
+    """Breasts/s `random_loader` delivers once every worker has started."""
+    it = iter(random_loader(data, workers, batch, pin_memory))
+    for _ in range(2 * workers):
+        next(it)
+    rate = batch * _rate(lambda: next(it), min_seconds=seconds, warmup=0)
+    it._shutdown_workers()  # none left to compete with what is measured next
+    return rate
 
 
 def _rate(step, min_seconds: float = 3.0, warmup: int = 1) -> float:
@@ -168,13 +192,13 @@ def bench_store() -> dict:
         cfg = profiles.get("paper").synthetic_config(patients={"train": 2, "val": 0, "test": 0})
         cfg = dataclasses.replace(cfg, cc_size=profiles.get("paper").cc_size,
                                   mlo_size=profiles.get("paper").mlo_size)
-        with threadpoolctl.threadpool_limits(1, "blas"):
-            views = generate_chunk(cfg, 0).views
-        full = _store_figures({v: torch.from_numpy(a).half().numpy() for v, a in views.items()},
+        full_set = BreastDataset.open(generate_dataset(cfg, Path(tmp), progress=False).root,
+                                      in_memory=False)  # read per breast, as at full scale
+        full = _store_figures({v: getattr(full_set, v).read_all() for v in store.VIEWS},
                               1, Path(tmp) / "synthetic")
-        full["workers"] = math.ceil(rate / full["zarr_breasts_s"])
+        full["loader_breasts_s"] = {n: loader_breasts_s(full_set, n) for n in (1, 2)}
+        full["workers"] = math.ceil(rate / full["loader_breasts_s"][1])
         out["paper_synthetic"] = full
-        del views
         shutil.rmtree(Path(tmp) / "synthetic")
         real = sorted((paths.realdata() / "nyu_sample").glob("*_CC.png"))
         if real:
@@ -365,9 +389,10 @@ def main() -> None:
           f"{full['stored_per_breast'] / 1e6:.1f} MB a breast stored against "
           f"{full['raw_per_breast'] / 1e6:.1f} MB raw ({full['ratio']:.2f}x smaller); one "
           f"thread decodes {full['zarr_breasts_s']:.1f} breasts/s ({full['zarr_mb_s']:.0f} "
-          f"MB/s; raw .npy {full['npy_breasts_s']:.1f}); a GPU training at "
-          f"{st['gpu_rate']:.0f} breasts/s ({st['gpu_rate_source']}) needs "
-          f"{full['workers']} loader workers at that rate")
+          f"MB/s; raw .npy {full['npy_breasts_s']:.1f}); DataLoader with 1 and 2 workers: "
+          f"{full['loader_breasts_s'][1]:.1f} and {full['loader_breasts_s'][2]:.1f} breasts/s; "
+          f"a GPU training at {st['gpu_rate']:.0f} breasts/s ({st['gpu_rate_source']}) needs "
+          f"{full['workers']} workers at the one-worker rate")
     if "paper" in st:
         pp = st["paper"]
         print(f"store @paper's CC size, {pp['views']} real sample mammograms (image channel): "

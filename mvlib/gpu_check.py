@@ -36,6 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mvlib import paper
 from mvlib.atomic import write_json
+from mvlib.bench import loader_breasts_s, random_loader
 from mvlib.data.loader import BreastArrays, to_model_input
 from mvlib.data.store import BreastDataset
 from mvlib.device import autocast, deterministic_cuda, to_device
@@ -208,22 +209,9 @@ def data_path(device: torch.device, store: Path, scale: float = 1.0, patients: i
            "stored_mb_per_breast": sum(f.stat().st_size for f in data.root.rglob("*.zarr/**/*")
                                        if f.is_file()) / len(data.manifest) / 1e6,
            "loader_breasts_s": {}}
-    sampler = torch.utils.data.RandomSampler(range(len(data.manifest)), replacement=True,
-                                             num_samples=10**7)
-
-    def loader(n: int) -> torch.utils.data.DataLoader:
-        return torch.utils.data.DataLoader(BreastArrays(data), batch_size=batch,
-                                           sampler=sampler, num_workers=n,
-                                           persistent_workers=True,
-                                           pin_memory=device.type == "cuda",
-                                           prefetch_factor=4)
-
+    cuda = device.type == "cuda"
     for n in workers:
-        it = iter(loader(n))
-        for _ in range(2 * n):  # every worker started
-            next(it)
-        out["loader_breasts_s"][n] = batch * _rate(lambda it=it: next(it), device, seconds)
-        it._shutdown_workers()  # none left to compete with the next count's
+        out["loader_breasts_s"][n] = loader_breasts_s(data, n, batch, seconds, pin_memory=cuda)
     torch.manual_seed(0)
     model = JointResNet().to(device, memory_format=torch.channels_last).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-5, fused=True)
@@ -243,7 +231,7 @@ def data_path(device: torch.device, store: Path, scale: float = 1.0, patients: i
     on_device = {k: v.to(device) if torch.is_tensor(v) else v for k, v in fixed.items()}
     # the baseline first, while no worker competes for the CPU that launches the kernels
     out["train_on_device_steps_s"] = _rate(lambda: step(lambda: on_device), device, seconds)
-    it = iter(loader(max(workers)))
+    it = iter(random_loader(data, max(workers), batch, pin_memory=cuda))
     # the first `seconds` drain what the workers had queued; the next measure the steady rate
     _rate(lambda: step(lambda: next(it)), device, seconds)
     out["train_from_loader_steps_s"] = _rate(lambda: step(lambda: next(it)), device, seconds)
