@@ -20,30 +20,27 @@ venv: $(STAMP)
 
 # Unit tests three at a time on the two cores (a test file stays on one worker: its fixtures
 # are shared), the longest files first (tests/conftest.py), in the order collected: the SLURM
-# tests mostly wait on the cluster, and a third worker fills those waits. Beside them, every
-# notebook at the smoke profile under nbval, one after another (they share a run store of
-# their own, runs/nbval; its report follows the unit tests'): the unit tests' last minutes leave a core idle
-# (the two longest files wait on SLURM or run one notebook kernel at a time). Then the website
-# is built from the committed notebooks and read in Chromium (tests/test_site.py). Workers and
-# SLURM jobs ask for more threads than there are cores: idle OpenMP threads sleep instead of
-# spinning (OMP_WAIT_POLICY; it changes no result): the two longest files side by side took
-# 7.1 instead of 9.5 CPU minutes (2026-12-01).
-NBVAL_LOG := runs/test_notebooks.log
+# tests mostly wait on the cluster, and a third worker fills those waits. Then every notebook
+# at the smoke profile under nbval, one after another (they share the smoke run store), while
+# the website is built from the committed notebooks and read in Chromium beside them
+# (tests/test_site.py; its report follows nbval's). Workers and SLURM jobs ask for more threads
+# than there are cores: idle OpenMP threads sleep instead of spinning (OMP_WAIT_POLICY; it
+# changes no result): the two longest files side by side took 7.1 instead of 9.5 CPU minutes
+# (2026-12-01).
+SITE_LOG := runs/test_site.log
 test: $(STAMP)
 	$(PY) -m ruff check mvlib tests notebooks
-	@mkdir -p $(dir $(NBVAL_LOG))
-	@OMP_WAIT_POLICY=PASSIVE MVLIB_PROFILE=smoke MVLIB_STORE=runs/nbval $(PY) -m pytest \
-		notebooks --nbval-lax \
-		-p no:cacheprovider --durations=5 > $(NBVAL_LOG) 2>&1 & \
-	notebooks=$$!; \
 	OMP_WAIT_POLICY=PASSIVE MVLIB_PROFILE=smoke $(PY) -m pytest tests -n 3 --dist loadfile \
 		--no-loadscope-reorder -p no:cacheprovider --ignore=tests/test_site.py \
-		--durations=15; unit=$$?; \
-	$(PY) -m pytest tests/test_site.py -p no:cacheprovider --durations=5; site=$$?; \
-	wait $$notebooks; notebooks=$$?; \
-	echo "--- notebooks under nbval (ran beside the unit tests; $(NBVAL_LOG)) ---"; \
-	cat $(NBVAL_LOG); \
-	exit $$(( unit || site || notebooks ))
+		--durations=15
+	@mkdir -p $(dir $(SITE_LOG))
+	@$(PY) -m pytest tests/test_site.py -p no:cacheprovider --durations=5 > $(SITE_LOG) 2>&1 & \
+	site=$$!; \
+	MVLIB_PROFILE=smoke $(PY) -m pytest notebooks --nbval-lax -p no:cacheprovider \
+		--durations=5; notebooks=$$?; \
+	wait $$site; site=$$?; \
+	echo "--- tests/test_site.py (ran beside the notebooks; $(SITE_LOG)) ---"; cat $(SITE_LOG); \
+	exit $$(( notebooks || site ))
 
 # The static site: the README and the committed, executed notebooks (never re-run) as HTML
 # in runs/book/html (open runs/book/html/index.html, or serve it: python -m http.server -d
