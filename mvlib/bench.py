@@ -12,7 +12,9 @@
   synthetic breasts (three channels) and, on the real sample mammograms when present
   (MVLIB_REALDATA), at the paper's CC size (image channel as uint16), with the preparation
   rate from PNG and DICOM and the loader workers a GPU would need at the training rate
-  `make gpu-check` measured (`gpu_rate`).
+  `make gpu-check` measured (`gpu_rate`);
+- the heatmap producer (the patch classifier of Wu et al. 2019a) at the paper's CC size:
+  patches/s, images/s and what RSNA's training images would cost.
 """
 
 from __future__ import annotations
@@ -31,8 +33,8 @@ import threadpoolctl
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from mvlib import paths, profiles
-from mvlib.data import store
+from mvlib import paper, paths, profiles
+from mvlib.data import heatmaps, store
 from mvlib.data.adapters.examples import write_dicom
 from mvlib.data.crop import prepare_view
 from mvlib.data.dicom import read_image
@@ -42,6 +44,7 @@ from mvlib.data.store import BreastDataset
 from mvlib.device import to_device
 from mvlib.dynamics import RK4, group_grad_norms, mlo_share
 from mvlib.models.heads import JointResNet, UniView, loss_fn
+from mvlib.models.patch_densenet import patch_classifier
 from mvlib.runs import RunConfig
 from mvlib.synth.generate import CHUNK, generate_chunk, generate_dataset
 from mvlib.train import train
@@ -86,6 +89,44 @@ def loader_breasts_s(data: store.BreastDataset, workers: int, batch: int = 4,
     rate = batch * _rate(lambda: next(it), min_seconds=seconds, warmup=0)
     it._shutdown_workers()  # none left to compete with what is measured next
     return rate
+
+
+RSNA_IMAGES = 54_706  # images of RSNA's screening mammography training set (Kaggle, 2023)
+
+
+def heatmap_rate(device: torch.device | str = "cpu", shape: tuple[int, int] = paper.CC_SIZE,
+                 batches: int = 2, grid: tuple[int, int] = (10, 10)) -> dict:
+    """The heatmap producer (mvlib.data.heatmaps, random weights) on a crop of `shape`:
+    patches a second through the classifier in batches of a `grid` of patches (10 x 10: the
+    producer's 100; after one warm-up batch), the time to average a whole image's patches
+    into its two maps, and from them images/s and RSNA's training images in hours of this
+    device."""
+    device = torch.device(device)
+    torch.manual_seed(0)
+    model = patch_classifier().to(device).eval()
+    rows, cols = heatmaps.grid_of(shape)
+    image = np.random.default_rng(0).random(shape, dtype=np.float32)
+    sub = rows[:grid[0]], cols[:grid[1]]
+    heatmaps.patch_probabilities(image, *sub, model)
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(batches):
+        heatmaps.patch_probabilities(image, *sub, model)
+    _sync(device)
+    patches_s = batches * len(sub[0]) * len(sub[1]) / (time.perf_counter() - start)
+    probs = np.random.default_rng(1).random((len(rows), len(cols), 4), dtype=np.float32)
+    start = time.perf_counter()
+    heatmaps.maps_of(probs, rows, cols, shape)
+    average_s = time.perf_counter() - start
+    per_image = len(rows) * len(cols) / patches_s + average_s
+    return {"shape": list(shape), "patches_per_image": len(rows) * len(cols),
+            "patches_s": patches_s, "average_s": average_s, "images_s": 1 / per_image,
+            "rsna_images": RSNA_IMAGES, "rsna_hours": RSNA_IMAGES * per_image / 3600}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _rate(step, min_seconds: float = 3.0, warmup: int = 1) -> float:
@@ -408,6 +449,13 @@ def main() -> None:
     else:
         print("store @paper's size: not measured (no real sample mammograms at "
               f"{paths.realdata() / 'nyu_sample'})")
+    h = heatmap_rate()
+    print(f"heatmap producer @paper's CC crop ({h['shape'][0]}x{h['shape'][1]}, "
+          f"{h['patches_per_image']} patches of 256 px), DenseNet-121 with random weights, "
+          f"{torch.get_num_threads()} threads: {h['patches_s']:.1f} patches/s, averaging "
+          f"{h['average_s']:.2f} s an image: {h['images_s'] * 3600:.0f} images an hour; "
+          f"RSNA's {h['rsna_images']:,} training images: {h['rsna_hours']:,.0f} hours of "
+          "this CPU (a GPU: `make gpu-check`)")
     peak = matmul_gflops()
     t = bench_training()
     ours, base = t["channels_last"], t["nchw"]

@@ -15,6 +15,9 @@
    the zarr store, read per breast by DataLoader workers (breasts/s by worker count), and
    training fed by that loader (windows and augmentation on the device) against the same
    steps on tensors already there: how many workers keep the GPU busy.
+6. The heatmap producer (the patch classifier of Wu et al. 2019a, fp32 without TF32 as the
+   reference computed) at the paper's CC size: patches/s, images/s, and RSNA's training
+   images in GPU-hours (`mvlib.bench.heatmap_rate`).
 On a machine without CUDA it runs at a reduced size on the CPU in fp32 (what the tests do),
 so the script stays tested where no GPU is lent.
 """
@@ -36,7 +39,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mvlib import paper
 from mvlib.atomic import write_json
-from mvlib.bench import loader_breasts_s, random_loader
+from mvlib.bench import heatmap_rate, loader_breasts_s, random_loader
 from mvlib.data.loader import BreastArrays, to_model_input
 from mvlib.data.store import BreastDataset
 from mvlib.device import autocast, deterministic_cuda, to_device
@@ -272,7 +275,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--out", default=None, help="also write the results as JSON here")
     parser.add_argument("--only", nargs="*", default=None,
-                        help="run these sections only (training, tta, data_path, agreement)")
+                        help="run these sections only (training, tta, data_path, agreement, "
+                             "heatmaps)")
     args = parser.parse_args(argv)
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
@@ -284,7 +288,9 @@ def main(argv: list[str] | None = None) -> dict:
     sections = {"training": lambda tmp: training(device, scale, seconds=args.seconds),
                 "tta": lambda tmp: tta(device, scale, seconds=args.seconds),
                 "data_path": lambda tmp: data_path(device, tmp, scale, seconds=args.seconds),
-                "agreement": lambda tmp: agreement(tmp, device) if cuda else None}
+                "agreement": lambda tmp: agreement(tmp, device) if cuda else None,
+                "heatmaps": lambda tmp: heatmap_rate(device, tuple(
+                    max(256, round(s * scale)) for s in paper.CC_SIZE), 5 if cuda else 1)}
     # Each section on its own: one that fails is recorded with its error, the others still
     # run, and the results so far are written after each (a lease can end mid-run).
     for name, run in sections.items():

@@ -184,9 +184,11 @@ class Slurm:
 
     def prepare(self, staging: Path, slices: list[list[int]]) -> None:
         """Prepare `slices` of chunks of a staging folder (mvlib.data.build) as an array, a
-        task per slice, one CPU each. The jobs are recorded in the folder's `slurm.json`: a
-        new driver waits on the ones still queued or running, then submits only the chunks
-        still missing. A task that ends with chunks missing is reported with its log."""
+        task per slice: one CPU each, or, when the jobs make heatmaps with the patch
+        classifier, the options' GPUs and CPUs. The jobs are recorded in the folder's
+        `slurm.json`: a new driver waits on the ones still queued or running, then submits
+        only the chunks still missing. A task that ends with chunks missing is reported with
+        its log."""
         staging = Path(staging)
         record = staging / "slurm.json"
         jobs = json.loads(record.read_text()) if record.exists() else []
@@ -195,7 +197,10 @@ class Slurm:
         slices = [c for c in ([k for k in s if not chunk_done(staging, k)] for s in slices)
                   if c]
         if slices:
-            ex = self.executor(staging.parent.parent, 1, 0, name="mvlib-prepare")
+            heat = json.loads((staging / "job.json").read_text())["heatmaps"]
+            o = self.options
+            ex = self.executor(staging.parent.parent, (o.cpus or 1) if heat else 1,
+                               o.gpus if heat else 0, name="mvlib-prepare")
             with ex.batch():
                 submitted = [ex.submit(PrepareJob(), str(staging), s) for s in slices]
             new = [{"job": j.job_id, "log": str(j.paths.stdout), "chunks": s}

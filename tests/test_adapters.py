@@ -153,11 +153,11 @@ def test_preparation_resumes_and_parallel_equals_serial(tmp_path, downloads, mon
     root = downloads["vindr"]
     real_chunk, calls = build._prepare_chunk, []
 
-    def failing(task):
-        calls.append(task[0])
-        if task[0] == 1 and calls.count(1) == 1:
+    def failing(k, *args):
+        calls.append(k)
+        if k == 1 and calls.count(1) == 1:
             raise KeyboardInterrupt  # an interrupted preparation
-        return real_chunk(task)
+        return real_chunk(k, *args)
 
     monkeypatch.setattr(build, "_prepare_chunk", failing)
     with pytest.raises(KeyboardInterrupt):
@@ -195,10 +195,10 @@ _HANGS_AFTER_CHUNK_0 = """
 import sys, time
 from mvlib.data import build
 real = build._prepare_chunk
-def hang(task):
-    if task[0] > 0:
+def hang(k, *args):
+    if k > 0:
         time.sleep(600)
-    return real(task)
+    return real(k, *args)
 build._prepare_chunk = hang
 from mvlib.data.real import prepare_real
 prepare_real("vindr", sys.argv[1], {"cc": (64, 48), "mlo": (72, 42)}, sys.argv[2],
@@ -221,7 +221,7 @@ def test_a_killed_preparation_resumes_to_the_same_store(tmp_path, downloads, mon
     staging = next((tmp_path / "a").glob("data/*.staging"))
     assert [build.chunk_done(staging, k) for k in range(3)] == [True, False, False]
     real_chunk, calls = build._prepare_chunk, []
-    monkeypatch.setattr(build, "_prepare_chunk", lambda t: calls.append(t[0]) or real_chunk(t))
+    monkeypatch.setattr(build, "_prepare_chunk", lambda k, *a: calls.append(k) or real_chunk(k, *a))
     resumed = prepare_real("vindr", root, SMOKE, tmp_path / "a", progress=False, workers=1)
     assert calls == [1, 2]  # the killed job's finished chunk is kept
     monkeypatch.setattr(build, "_prepare_chunk", real_chunk)

@@ -42,3 +42,11 @@ def test_the_gpu_rate_comes_from_the_recorded_gpu_check(tmp_path, monkeypatch):
     assert record["date"] in source
     monkeypatch.setattr(bench, "GPU_RECORD", tmp_path / "none.json")
     assert bench.gpu_rate() == (bench.ASSUMED_GPU_RATE, "assumed")
+
+
+def test_the_heatmap_producers_rate_adds_up():
+    h = bench.heatmap_rate("cpu", shape=(400, 330), batches=1, grid=(2, 2))
+    assert h["patches_per_image"] == 4 * 3 and h["patches_s"] > 0 and h["average_s"] > 0
+    per_image = h["patches_per_image"] / h["patches_s"] + h["average_s"]
+    assert h["images_s"] == 1 / per_image
+    assert h["rsna_hours"] == bench.RSNA_IMAGES * per_image / 3600

@@ -73,15 +73,18 @@ def dataset_dir(store: Path, source: str, config: dict, breasts: pd.DataFrame) -
 
 
 def prepare_breast(row: pd.Series, root: Path, sizes: dict[str, tuple[int, int]],
-                   channels: int, rule: CropRule) -> dict[str, np.ndarray]:
-    """The (C, H, W) arrays of both views of one breast; ImageError names a bad file."""
+                   channels: int, rule: CropRule,
+                   produce: Callable[[np.ndarray], np.ndarray] | None = None
+                   ) -> dict[str, np.ndarray]:
+    """The (C, H, W) arrays of both views of one breast; ImageError names a bad file. With
+    `produce` (a heatmaps.HeatmapCache) the heatmaps are made from the image, not read."""
     flip_rule = row.get("horizontal_flip")
     out = {}
     for view in VIEWS:
         path = root / row[f"{view}_path"]
         image = read_image(path)
         heatmaps = []
-        if channels == len(CHANNELS):
+        if channels == len(CHANNELS) and produce is None:
             for kind in ("benign", "malignant"):  # the order of store.CHANNELS
                 hm_path = root / row[f"{view}_heatmap_{kind}"]
                 hm = read_heatmap(hm_path)
@@ -92,28 +95,32 @@ def prepare_breast(row: pd.Series, root: Path, sizes: dict[str, tuple[int, int]]
         flip = (needs_flip(row["laterality"], flip_rule)
                 if isinstance(flip_rule, str) and flip_rule else None)
         try:
-            out[view] = prepare_view(image, sizes[view], flip, heatmaps, rule)
+            out[view] = prepare_view(image, sizes[view], flip, heatmaps, rule, produce)
         except ValueError as e:
             raise ImageError(path, str(e)) from e
     return out
 
 
-def _prepare_chunk(task: tuple) -> tuple[int, pd.DataFrame]:
-    """Prepare one chunk of breasts and write its shard of the staging arrays."""
-    k, rows, root, partial, sizes, channels, rule = task
+def _prepare_chunk(k: int, rows: pd.DataFrame, staging: Path, config: dict,
+                   produce: Callable[[np.ndarray], np.ndarray] | None) -> pd.DataFrame:
+    """Prepare one chunk of breasts and write its shard of the staging arrays; returns its
+    rows with the error of each unreadable breast."""
+    sizes = {v: tuple(config["sizes"][v]) for v in VIEWS}
+    channels, rule = config["channels"], CropRule(**config["crop"])
     views = {v: np.zeros((len(rows), channels, *sizes[v]), np.float32) for v in VIEWS}
     errors = []
     for j, (_, row) in enumerate(rows.iterrows()):
         try:
-            arrays = prepare_breast(row, root, sizes, channels, rule)
+            arrays = prepare_breast(row, Path(config["data_root"]), sizes, channels, rule,
+                                    produce)
         except ImageError as e:
             errors.append(str(e))
             continue
         for v in VIEWS:
             views[v][j] = arrays[v]
         errors.append("")
-    write_arrays(partial, k * CHUNK, views)
-    return k, rows.assign(error=errors)
+    write_arrays(staging, k * CHUNK, views)
+    return rows.assign(error=errors)
 
 
 def _rows_file(staging: Path, k: int) -> Path:
@@ -132,33 +139,32 @@ def prepare_slice(staging: str | Path, chunks: list[int]) -> None:
     staging = Path(staging)
     job = json.loads((staging / "job.json").read_text())
     breasts = pd.read_pickle(staging / "breasts.pkl")
-    sizes = {v: tuple(job["sizes"][v]) for v in VIEWS}
-    rule = CropRule(**job["crop"])
-    for k in chunks:
-        if _rows_file(staging, k).exists():
-            continue
+    todo = [k for k in chunks if not chunk_done(staging, k)]
+    produce = None
+    if todo and job["heatmaps"]:  # the classifier loaded once per job
+        from mvlib.data.heatmaps import HeatmapCache
+
+        produce = HeatmapCache(job["heatmaps"]["weights"], job["heatmaps"]["cache"])
+    for k in todo:
         rows = breasts.iloc[k * CHUNK:(k + 1) * CHUNK].reset_index(drop=True)
-        _, rows = _prepare_chunk((k, rows, Path(job["data_root"]), staging, sizes,
-                                  job["channels"], rule))
+        rows = _prepare_chunk(k, rows, staging, job["meta"]["config"], produce)
         rows.insert(0, "breast_id", np.arange(k * CHUNK, k * CHUNK + len(rows)))
         write_atomic(_rows_file(staging, k), lambda p, rows=rows: rows.to_csv(p, index=False))
-
-
-def _one_thread_slice(args: tuple) -> None:
-    prepare_slice(*args)
 
 
 def build_dataset(source: str, breasts: pd.DataFrame, report: Report, data_root: str | Path,
                   sizes: dict[str, tuple[int, int]], store: str | Path, config: dict,
                   rule: CropRule = DEFAULT_RULE, progress: bool = True, workers: int = 2,
-                  run_slices: Callable[[Path, list[list[int]]], None] | None = None
-                  ) -> BreastDataset:
+                  run_slices: Callable[[Path, list[list[int]]], None] | None = None,
+                  heatmaps: dict | None = None) -> BreastDataset:
     """Build (or reopen) the data set of `breasts` (select_breasts' table, paths relative to
     `data_root`) at `sizes` under `store/data/`: in `workers` local processes, or by
     `run_slices(staging, slices)`, which must run `prepare_slice(staging, s)` for each slice
-    (as jobs anywhere that sees the store: mvlib.slurm.Slurm.prepare)."""
+    (as jobs anywhere that sees the store: mvlib.slurm.Slurm.prepare). `heatmaps`: make
+    the heatmaps with the patch classifier ({"weights": file, "cache": folder}; what
+    identifies them belongs in `config`), whatever the source ships."""
     root_dir = Path(data_root).resolve()
-    channels = channels_of(breasts)
+    channels = len(CHANNELS) if heatmaps else channels_of(breasts)
     config = {**config, "data_root": str(root_dir), "sizes": {v: list(sizes[v]) for v in VIEWS},
               "crop": asdict(rule), "channels": channels}
     root = dataset_dir(Path(store), source, config, breasts)
@@ -169,7 +175,7 @@ def build_dataset(source: str, breasts: pd.DataFrame, report: Report, data_root:
             meta = {"source": source, "channels": list(CHANNELS[:channels]), "config": config,
                     "shapes": {v: [channels, *sizes[v]] for v in VIEWS},
                     "image_dtype": "uint16"}
-            n_chunks = _stage(staging, meta, breasts)
+            n_chunks = _stage(staging, meta, breasts, heatmaps)
             todo = [k for k in range(n_chunks) if not chunk_done(staging, k)]
             if todo and run_slices is not None:
                 run_slices(staging, [s.tolist() for s in
@@ -187,14 +193,11 @@ def build_dataset(source: str, breasts: pd.DataFrame, report: Report, data_root:
     return data
 
 
-def _stage(staging: Path, meta: dict, breasts: pd.DataFrame) -> int:
+def _stage(staging: Path, meta: dict, breasts: pd.DataFrame, heatmaps: dict | None) -> int:
     """The staging folder of this build: kept when it holds the same job (a resumed build),
     else made afresh with empty arrays. Returns the number of chunks."""
     job = json.loads(json.dumps({"meta": meta, "n": len(breasts), "chunk": CHUNK,
-                                 "data_root": meta["config"]["data_root"],
-                                 "sizes": meta["config"]["sizes"],
-                                 "crop": meta["config"]["crop"],
-                                 "channels": meta["config"]["channels"]}))
+                                 "heatmaps": heatmaps}))
     try:
         same = json.loads((staging / "job.json").read_text()) == job
     except (OSError, json.JSONDecodeError):
@@ -213,16 +216,15 @@ def _run_local(staging: Path, todo: list[int], n: int, source: str, progress: bo
     """The chunks in `todo` as one-chunk jobs, in `workers` forked processes."""
     bar = tqdm(total=len(todo), desc=f"preparing {source} ({n} breasts)", unit="chunk",
                disable=not progress)
-    tasks = [(staging, [k]) for k in todo]
-    if workers > 1 and len(tasks) > 1:
+    if workers > 1 and len(todo) > 1:
         ctx = multiprocessing.get_context("fork")  # as generate.py: no __main__ guard needed
-        with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx,
+        with ProcessPoolExecutor(min(workers, len(todo)), mp_context=ctx,
                                  initializer=one_thread_worker) as pool:
-            for _ in pool.map(_one_thread_slice, tasks):
+            for _ in pool.map(prepare_slice, [staging] * len(todo), [[k] for k in todo]):
                 bar.update()
     else:
-        for task in tasks:
-            prepare_slice(*task)
+        for k in todo:
+            prepare_slice(staging, [k])
             bar.update()
     bar.close()
 
@@ -230,7 +232,7 @@ def _run_local(staging: Path, todo: list[int], n: int, source: str, progress: bo
 def _finish(staging: Path, root: Path, meta: dict, report: Report, n_chunks: int) -> None:
     """Check that every chunk is there, then copy the readable breasts of the staging arrays
     into the final data set."""
-    missing = [k for k in range(n_chunks) if not _rows_file(staging, k).exists()]
+    missing = [k for k in range(n_chunks) if not chunk_done(staging, k)]
     if missing:
         raise DatasetError(f"{staging}: {len(missing)} of {n_chunks} chunks not prepared "
                            f"(first: chunk {missing[0]}, breasts {missing[0] * CHUNK}-"

@@ -11,6 +11,7 @@ ratio (no distortion), and resized to the profile's size.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -101,12 +102,12 @@ def resize(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out
 
 
-def prepare_view(image: np.ndarray, size: tuple[int, int], flip: bool | None = None,
-                 heatmaps: list[np.ndarray] | None = None, rule: CropRule = DEFAULT_RULE
-                 ) -> np.ndarray:
-    """Crop, orient, pad and resize one view: (C, H, W) float32, channel 0 the image in
-    [0, 1], then the heatmaps (same crop and flip). `flip`: mirror the image (the NYU rule,
-    see orientation.needs_flip); None decides by where the breast mask lies."""
+def crop_view(image: np.ndarray, flip: bool | None = None,
+              heatmaps: list[np.ndarray] | None = None, rule: CropRule = DEFAULT_RULE
+              ) -> np.ndarray:
+    """The breast's box of the image (and of its heatmaps), turned to face right: (C, h, w)
+    at the image's resolution. `flip`: mirror the image (the NYU rule, see
+    orientation.needs_flip); None decides by where the breast mask lies."""
     heatmaps = heatmaps or []
     for hm in heatmaps:
         if hm.shape != image.shape:
@@ -117,7 +118,19 @@ def prepare_view(image: np.ndarray, size: tuple[int, int], flip: bool | None = N
     _, margin = rule.scaled(image.shape[0])
     rows, cols = crop_box(mask, faces_right=not flip, margin=margin)
     stack = np.stack([image[rows, cols], *[hm[rows, cols] for hm in heatmaps]])
-    if flip:
-        stack = stack[..., ::-1]
+    return stack[..., ::-1] if flip else stack
+
+
+def prepare_view(image: np.ndarray, size: tuple[int, int], flip: bool | None = None,
+                 heatmaps: list[np.ndarray] | None = None, rule: CropRule = DEFAULT_RULE,
+                 produce: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
+    """Crop, orient (`crop_view`), pad and resize one view: (C, H, W) float32, channel 0 the
+    image in [0, 1], then the heatmaps. `produce` makes the heatmaps instead, from the
+    cropped right-facing image at full resolution (as the patch classifier of Wu et al.
+    2019a sees it: mvlib.data.heatmaps)."""
+    stack = crop_view(image, flip, heatmaps, rule)
+    if produce is not None:
+        crop = np.ascontiguousarray(stack[0])
+        stack = np.concatenate([crop[None], produce(crop)])
     out = resize(pad_to_aspect(stack, size), size)
     return np.clip(out, 0.0, 1.0, out=out)

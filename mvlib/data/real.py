@@ -26,13 +26,16 @@ def prepare_real(source: str, data_root: str | Path | None,
                  split_fractions: tuple[float, float, float] = DEFAULT_SPLIT_FRACTIONS,
                  seed: int = 0, crop: dict | None = None, workers: int = 2,
                  run_slices: Callable[[Path, list[list[int]]], None] | None = None,
-                 **options) -> BreastDataset:
+                 patch_weights: str | Path | None = None, **options) -> BreastDataset:
     """Build (or reopen) the data set of a real source at `sizes`.
 
     `view_codes`, `split_fractions` and `seed`: the pairing and split rules
     (adapters.common); `crop`: fields of crop.CropRule; `workers`: local processes, unless
-    `run_slices` runs the jobs (mvlib.data.build.build_dataset);
-    `options`: the adapter's own (see options_of(source)).
+    `run_slices` runs the jobs (mvlib.data.build.build_dataset); `patch_weights`: the
+    patch classifier's weights file (sample_patch_model.p of nyukat/breast_cancer_classifier)
+    to make the benign and malignant heatmaps with (mvlib.data.heatmaps), for a source that
+    ships none (or instead of those it ships); `options`: the adapter's own (see
+    options_of(source)).
     """
     if source not in ADAPTERS:
         raise ValueError(f"unknown real source {source!r}: choose one of {sorted(ADAPTERS)}")
@@ -45,7 +48,7 @@ def prepare_real(source: str, data_root: str | Path | None,
     if unknown:
         raise ValueError(f"{source}: unknown options {unknown}; the adapter takes "
                          f"{options_of(source)}, and every source view_codes, "
-                         f"split_fractions, seed, crop, workers")
+                         f"split_fractions, seed, crop, workers, patch_weights")
     images = ADAPTERS[source](root, **options)
     fractions = tuple(float(f) for f in split_fractions)
     breasts, report = select_breasts(images, view_codes, fractions, seed)
@@ -59,5 +62,14 @@ def prepare_real(source: str, data_root: str | Path | None,
                          f"reference_height") from e
     config = {"source": source, "options": options, "view_codes": view_codes,
               "split_fractions": list(fractions), "seed": seed}
+    heatmaps = None
+    if patch_weights is not None:
+        from mvlib.data.heatmaps import HeatmapCache  # torchvision's DenseNet: only when asked
+
+        cache = HeatmapCache(patch_weights, Path(store) / "heatmaps")  # checks the file
+        heatmaps = {"weights": str(cache.weights.resolve()), "cache": str(Path(store) /
+                                                                           "heatmaps")}
+        config["heatmaps"] = cache.identity()
     return build_dataset(source, breasts, report, root, sizes, store, config, rule,
-                         progress=progress, workers=workers, run_slices=run_slices)
+                         progress=progress, workers=workers, run_slices=run_slices,
+                         heatmaps=heatmaps)

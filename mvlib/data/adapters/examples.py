@@ -179,9 +179,10 @@ def write_rsna(root: Path, patients: int = 10) -> Path:
     return root
 
 
-def write_vindr(root: Path, studies: int = 10) -> Path:
-    """breast-level_annotations.csv, finding_annotations.csv, images/<study>/<image>.dicom;
-    the last three studies are the official test split; study 0 also has an XCCL image."""
+def write_vindr(root: Path, studies: int = 10, shape: tuple[int, int] = SHAPE) -> Path:
+    """breast-level_annotations.csv, finding_annotations.csv, images/<study>/<image>.dicom
+    of `shape`; the last three studies are the official test split; study 0 also has an
+    XCCL image."""
     root = Path(root)
     rows, findings = [], []
     for s in range(studies):
@@ -195,10 +196,11 @@ def write_vindr(root: Path, studies: int = 10) -> Path:
                 image = f"{s:02d}{side}{view}f00d"
                 k = 7 * s + 3 * (side == "R") + len(view)
                 write_dicom(root / "images" / study / f"{image}.dicom",
-                            breast_image(5000 + k, side), side, view, **_dicom_variant(k))
+                            breast_image(5000 + k, side, shape), side, view,
+                            **_dicom_variant(k))
                 common = {"study_id": study, "series_id": f"se{s}", "image_id": image,
-                          "laterality": side, "view_position": view, "height": 96,
-                          "width": 80, "breast_birads": f"BI-RADS {birads}",
+                          "laterality": side, "view_position": view, "height": shape[0],
+                          "width": shape[1], "breast_birads": f"BI-RADS {birads}",
                           "breast_density": "DENSITY C", "split": split}
                 rows.append(common)
                 findings.append({**common, "finding_categories":
