@@ -18,29 +18,32 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Unit tests three at a time on the two cores (a test file stays on one worker: its fixtures
-# are shared), the longest files first (tests/conftest.py), in the order collected: the SLURM
-# tests mostly wait on the cluster, and a third worker fills those waits. Then every notebook
-# at the smoke profile under nbval, one after another (they share the smoke run store), while
-# the website is built from the committed notebooks and read in Chromium beside them
-# (tests/test_site.py; its report follows nbval's). Workers and SLURM jobs ask for more threads
-# than there are cores: idle OpenMP threads sleep instead of spinning (OMP_WAIT_POLICY; it
-# changes no result): the two longest files side by side took 7.1 instead of 9.5 CPU minutes
-# (2026-12-01).
-SITE_LOG := runs/test_site.log
+# Two stages, each keeping the two cores busy. First the unit tests three at a time (a test
+# file stays on one worker: its fixtures are shared), the longest files first
+# (tests/conftest.py). Then every notebook at the smoke profile under nbval, one after another
+# (they share the smoke run store), and beside them the tests that mostly wait (SLURM's queue
+# and time limits; the website built from the committed notebooks and read in Chromium) or
+# run notebooks of their own (every notebook on an example RSNA download): their report
+# follows nbval's. Workers and SLURM jobs ask for more threads than there are cores: idle
+# OpenMP threads sleep instead of spinning (OMP_WAIT_POLICY; it changes no result): the two
+# longest files side by side took 7.1 instead of 9.5 CPU minutes (2026-12-01).
+BESIDE := tests/test_real_data_notebooks.py tests/test_slurm.py tests/test_slurm_prepare.py \
+	tests/test_site.py
+BESIDE_LOG := runs/test_beside.log
 test: $(STAMP)
 	$(PY) -m ruff check mvlib tests notebooks
 	OMP_WAIT_POLICY=PASSIVE MVLIB_PROFILE=smoke $(PY) -m pytest tests -n 3 --dist loadfile \
-		--no-loadscope-reorder -p no:cacheprovider --ignore=tests/test_site.py \
-		--durations=15
-	@mkdir -p $(dir $(SITE_LOG))
-	@$(PY) -m pytest tests/test_site.py -p no:cacheprovider --durations=5 > $(SITE_LOG) 2>&1 & \
-	site=$$!; \
+		--no-loadscope-reorder -p no:cacheprovider $(BESIDE:%=--ignore=%) --durations=15
+	@mkdir -p $(dir $(BESIDE_LOG))
+	@OMP_WAIT_POLICY=PASSIVE MVLIB_PROFILE=smoke $(PY) -m pytest $(BESIDE) -n 3 \
+		--dist loadfile --no-loadscope-reorder -p no:cacheprovider --durations=10 \
+		> $(BESIDE_LOG) 2>&1 & \
+	beside=$$!; \
 	MVLIB_PROFILE=smoke $(PY) -m pytest notebooks --nbval-lax -p no:cacheprovider \
 		--durations=5; notebooks=$$?; \
-	wait $$site; site=$$?; \
-	echo "--- tests/test_site.py (ran beside the notebooks; $(SITE_LOG)) ---"; cat $(SITE_LOG); \
-	exit $$(( notebooks || site ))
+	wait $$beside; beside=$$?; \
+	echo "--- $(BESIDE) (ran beside the notebooks; $(BESIDE_LOG)) ---"; \
+	cat $(BESIDE_LOG); exit $$(( notebooks || beside ))
 
 # The static site: the README and the committed, executed notebooks (never re-run) as HTML
 # in runs/book/html (open runs/book/html/index.html, or serve it: python -m http.server -d
@@ -55,11 +58,14 @@ book: $(STAMP)
 # Real data: make reproduce DATASET=rsna DATA_ROOT=/data/rsna (see README, "Your own data").
 # Another seed list (README, "Do the verdicts survive a re-run?"): make reproduce RESEED=100.
 # On SLURM (README, "On a cluster"): make reproduce EXECUTOR=slurm MVLIB_SLURM_PARTITION=gpu ...
+# Heatmaps for a source without them (README, "Heatmaps for any source"):
+#   make reproduce DATASET=rsna DATA_ROOT=/data/rsna PATCH_WEIGHTS=/data/sample_patch_model.p
 PROFILE ?= laptop
 DATASET ?= synthetic
 reproduce: $(STAMP)
 	$(PY) -m mvlib reproduce --profile $(PROFILE) --dataset $(DATASET) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(RESEED),--reseed $(RESEED)) \
-		$(if $(EXECUTOR),--executor $(EXECUTOR))
+		$(if $(EXECUTOR),--executor $(EXECUTOR)) \
+		$(if $(PATCH_WEIGHTS),--option patch_weights=$(abspath $(PATCH_WEIGHTS)))
 
 bench: $(STAMP)
 	$(PY) -m mvlib.bench

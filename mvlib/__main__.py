@@ -50,6 +50,10 @@ def main(argv: list[str] | None = None) -> None:
                         "options: MVLIB_SLURM_* variables (README)")
     r.add_argument("--reseed", type=int, default=0,
                    help="re-run with another seed list: repetitions from this seed on")
+    r.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a knob of the data set, as prepare takes it, e.g. "
+                        "patch_weights=/data/sample_patch_model.p (heatmaps for a source "
+                        "without them)")
     s = sub.add_parser("stability", help="which verdicts kept their status between two "
                                          "re-runs' figures (e.g. laptop laptop-reseed100)")
     s.add_argument("first")
@@ -90,7 +94,7 @@ def _run(args: argparse.Namespace) -> None:
         from mvlib import notebooks  # papermill and nbformat: not for the train jobs (seconds)
 
         notebooks.reproduce(args.profile, args.dataset, args.data_root, args.reseed,
-                            args.executor)
+                            args.executor, dict(_option(o) for o in args.option))
 
 
 if __name__ == "__main__":

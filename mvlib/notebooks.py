@@ -70,12 +70,14 @@ def _environment(**values: str | None):
 
 
 def run(path: Path, profile: str, dataset: str = "synthetic", data_root: str | None = None,
-        reseed: int = 0, executor: str | None = None) -> Path:
+        reseed: int = 0, executor: str | None = None, data_knobs: dict | None = None) -> Path:
     """Execute `path`; the output is replaced only when the whole run succeeded. `reseed`:
     the re-run with another seed list (`Profile.seed_list`), written beside its runs;
-    `executor`: where its runs train (None: $MVLIB_EXECUTOR, else "local")."""
+    `executor`: where its runs train (None: $MVLIB_EXECUTOR, else "local"); `data_knobs`:
+    the data set's knobs (mvlib.data.prepare's, e.g. patch_weights)."""
+    data_knobs = dict(data_knobs or {})
     with _environment(MVLIB_PROFILE=profile, MVLIB_RESEED=str(reseed) if reseed else None):
-        tag = profiles.get(profile, dataset, data_root).tag
+        tag = profiles.get(profile, dataset, data_root, **data_knobs).tag
         out = output_path(path, tag)
         tmp = paths.store() / "tmp" / f"{path.stem}.{tag}.running.ipynb"
         tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -83,7 +85,7 @@ def run(path: Path, profile: str, dataset: str = "synthetic", data_root: str | N
             papermill.execute_notebook(
                 str(path), str(tmp), kernel_name="python3", cwd=str(path.parent),
                 parameters={"profile": profile, "dataset": dataset, "data_root": data_root,
-                            "executor": executor},
+                            "executor": executor, "data_knobs": data_knobs},
                 progress_bar=sys.stderr.isatty(),  # cells, in a terminal only
                 # the kernel's notice that it talks to papermill over local TCP, unencrypted
                 extra_arguments=["--IPKernelApp.log_level=ERROR"])
@@ -126,14 +128,16 @@ def _sweep_progress(position: int):
 
 
 def reproduce(profile: str, dataset: str = "synthetic", data_root: str | None = None,
-              reseed: int = 0, executor: str | None = None) -> pd.DataFrame:
-    """Run every numbered notebook in order at `profile`, on `dataset` (with `reseed`, the
-    seed list of `Profile.seed_list`; runs trained by `executor`). In a terminal: a bar of
+              reseed: int = 0, executor: str | None = None, data_knobs: dict | None = None
+              ) -> pd.DataFrame:
+    """Run every numbered notebook in order at `profile`, on `dataset` prepared with
+    `data_knobs` (with `reseed`, the seed list of `Profile.seed_list`; runs trained by
+    `executor`). In a terminal: a bar of
     notebooks (i of n, elapsed, estimate), papermill's bar of cells and one of the current
     sweep's runs. Then a summary: minutes per notebook, where the notebooks, figures and
     tables went, and the verdict counts. Returns the minutes per notebook."""
     with _environment(MVLIB_RESEED=str(reseed) if reseed else None):
-        tag = profiles.get(profile, dataset, data_root).tag
+        tag = profiles.get(profile, dataset, data_root, **(data_knobs or {})).tag
     todo, minutes = numbered(), {}
     bar = tqdm(todo, desc="notebooks", unit="notebook", disable=None)
     for i, path in enumerate(bar, 1):
@@ -145,7 +149,7 @@ def reproduce(profile: str, dataset: str = "synthetic", data_root: str | None = 
             tqdm.write(line)
         start = time.perf_counter()
         with _sweep_progress(position=2):
-            out = run(path, profile, dataset, data_root, reseed, executor)
+            out = run(path, profile, dataset, data_root, reseed, executor, data_knobs)
         minutes[path.name] = (time.perf_counter() - start) / 60
     bar.close()
     table = pd.Series(minutes, name="minutes").to_frame()

@@ -19,6 +19,20 @@ def real_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
+def patch_weights(tmp_path_factory) -> Path:
+    """A weights file of the heatmaps' patch classifier with random weights (seed 0), in the
+    published file's format (a state_dict), for tests that cannot have the real ones."""
+    import torch
+
+    from mvlib.models.patch_densenet import patch_classifier
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "random_patch_model.p"
+    torch.save(patch_classifier().state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def real_stems() -> tuple[str, ...]:
     """The sample's image stems that the real-image tests use (the CC views of exams 1, 2)."""
     return REAL_STEMS

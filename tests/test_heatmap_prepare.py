@@ -10,7 +10,6 @@ import pickle
 
 import numpy as np
 import pandas as pd
-import pytest
 import torch
 
 from mvlib.data import heatmaps as hm
@@ -26,26 +25,18 @@ SMOKE_SIZES = {"cc": (64, 48), "mlo": (72, 42)}
 SHAPE = (420, 480)  # the breast's box stays over the classifier's 256-px patch
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "random_patch_model.p"
-    torch.save(pd121.patch_classifier().state_dict(), path)
-    return path
-
-
-def test_a_source_without_heatmaps_gets_the_producers(tmp_path, weights):
+def test_a_source_without_heatmaps_gets_the_producers(tmp_path, patch_weights):
     root = examples.write_vindr(tmp_path / "vindr", studies=4, shape=SHAPE)
     plain = prepare_real("vindr", root, SMOKE_SIZES, tmp_path / "store", progress=False)
     data = prepare_real("vindr", root, SMOKE_SIZES, tmp_path / "store", progress=False,
-                        patch_weights=weights)
+                        patch_weights=patch_weights)
     assert plain.cc.shape[1] == 1 and data.cc.shape[1:] == (3, 64, 48)
     assert data.root != plain.root and data.meta["config"]["heatmaps"]["weights_sha256"] == \
-        pd121.file_digest(weights)
+        pd121.file_digest(patch_weights)
     manifest = data.manifest
     entries = sorted((tmp_path / "store" / "heatmaps").rglob("*.npz"))
     assert len(entries) == 2 * len(manifest)  # one per image used
-    model = pd121.load_weights(weights)
+    model = pd121.load_weights(patch_weights)
     for i in (0, len(manifest) - 1):  # each heatmap is the producer's map of the cropped image
         image = read_image(root / manifest.loc[i, "cc_path"])
         want = prepare_view(image, SMOKE_SIZES["cc"], produce=lambda c: hm.heatmaps(c, model))
@@ -53,7 +44,7 @@ def test_a_source_without_heatmaps_gets_the_producers(tmp_path, weights):
         np.testing.assert_allclose(data.cc[i][1:], want[1:], atol=1e-3)  # float16 storage
         assert data.cc[i][1:].std() > 0
     other = prepare_real("vindr", root, {"cc": (80, 60), "mlo": (90, 52)}, tmp_path / "store",
-                         progress=False, patch_weights=weights)
+                         progress=False, patch_weights=patch_weights)
     assert other.cc.shape[1:] == (3, 80, 60)
     assert sorted((tmp_path / "store" / "heatmaps").rglob("*.npz")) == entries  # reused
 
@@ -81,10 +72,10 @@ def write_real_nyu(real_dir, root, scale: int = 4) -> None:
     pd.DataFrame(labels).to_csv(root / "labels.csv", index=False)
 
 
-def test_real_mammograms_get_heatmaps_and_train(real_dir, tmp_path, weights):
+def test_real_mammograms_get_heatmaps_and_train(real_dir, tmp_path, patch_weights):
     write_real_nyu(real_dir, tmp_path / "nyu")
     data = prepare_real("nyu", tmp_path / "nyu", SMOKE_SIZES, tmp_path / "store",
-                        progress=False, workers=1, patch_weights=weights)
+                        progress=False, workers=1, patch_weights=patch_weights)
     assert data.cc.shape == (4, 3, 64, 48) and data.mlo.shape == (4, 3, 72, 42)
     entries = list((tmp_path / "store" / "heatmaps").rglob("*.npz"))
     assert len(entries) == 4  # the MLO copies reuse their CC's entries

@@ -147,20 +147,12 @@ def test_heatmaps_match_a_loop_of_the_method_with_a_known_classifier():
     np.testing.assert_allclose(torch.cat(model.batches).numpy(), means, atol=1e-5)
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "random_patch_model.p"
-    torch.save(pd121.patch_classifier().state_dict(), path)
-    return path
-
-
-def test_the_cache_reuses_an_images_outputs_and_remakes_a_damaged_entry(weights, tmp_path):
+def test_the_cache_reuses_an_images_outputs_and_remakes_a_damaged_entry(patch_weights, tmp_path):
     image = np.random.default_rng(1).random((300, 260)).astype(np.float32)
-    cache = hm.HeatmapCache(weights, tmp_path, device="cpu")
+    cache = hm.HeatmapCache(patch_weights, tmp_path, device="cpu")
     first = cache(image)
     assert first.shape == (2, 300, 260) and (first >= 0).all() and (first <= 1).all()
-    again = hm.HeatmapCache(weights, tmp_path, device="cpu")
+    again = hm.HeatmapCache(patch_weights, tmp_path, device="cpu")
     np.testing.assert_array_equal(again(image), first)
     assert (cache.made, again.made, again.reused) == (1, 0, 1)
     np.testing.assert_allclose(first, hm.heatmaps(image, cache.model()), atol=1e-6)
@@ -175,12 +167,12 @@ def test_the_cache_reuses_an_images_outputs_and_remakes_a_damaged_entry(weights,
     assert len(list(tmp_path.rglob("*.npz"))) == 2
 
 
-def test_weights_files_that_cannot_be_used_are_named(weights, tmp_path):
+def test_weights_files_that_cannot_be_used_are_named(patch_weights, tmp_path):
     missing = tmp_path / "sample_patch_model.p"
     with pytest.raises(pd121.WeightsError, match=f"{missing}: .*not found.*{pd121.WEIGHTS_URL}"):
         pd121.load_weights(missing)
     cut = tmp_path / "cut.p"
-    cut.write_bytes(weights.read_bytes()[:5000])
+    cut.write_bytes(patch_weights.read_bytes()[:5000])
     with pytest.raises(pd121.WeightsError, match=f"{cut}: cannot read the weights"):
         pd121.load_weights(cut)
     other = tmp_path / "imagenet_densenet.p"
@@ -193,8 +185,8 @@ def test_weights_files_that_cannot_be_used_are_named(weights, tmp_path):
         hm.HeatmapCache(missing, tmp_path)  # the producer fails up front, naming it
 
 
-def test_old_torchvision_names_load_as_the_new(weights, tmp_path):
-    state = torch.load(weights, weights_only=True)
+def test_old_torchvision_names_load_as_the_new(patch_weights, tmp_path):
+    state = torch.load(patch_weights, weights_only=True)
     old = {k.replace("norm1.", "norm.1.").replace("conv2.", "conv.2."): v
            for k, v in state.items()}
     assert old != state

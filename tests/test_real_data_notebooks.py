@@ -7,12 +7,15 @@ import nbformat
 from mvlib import notebooks, paths, profiles
 from mvlib.data.adapters import examples
 
+PATIENTS = 16
+
 
 def test_every_notebook_runs_on_an_example_rsna_download(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MVLIB_STORE", str(tmp_path / "store"))
-    root = str(examples.write_rsna(tmp_path / "rsna", patients=16))
-    tag = profiles.get("smoke", "rsna", root).tag
-    minutes = notebooks.reproduce("smoke", "rsna", root)  # what `make reproduce` calls
+    root = str(examples.write_rsna(tmp_path / "rsna", patients=PATIENTS))
+    knobs = {"seed": 1}  # a knob of the data set (its split draw) goes to every notebook
+    tag = profiles.get("smoke", "rsna", root, **knobs).tag
+    minutes = notebooks.reproduce("smoke", "rsna", root, data_knobs=knobs)  # `make reproduce`'s
     names = [p.name for p in notebooks.numbered()]
     assert list(minutes.index) == names
     printed = capsys.readouterr().out
@@ -25,5 +28,6 @@ def test_every_notebook_runs_on_an_example_rsna_download(tmp_path, monkeypatch, 
         nb = nbformat.read(out, as_version=4)
         injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
         assert injected and "rsna" in injected[0].source  # the copy records its data set
+        assert 'data_knobs = {"seed": 1}' in injected[0].source
     assert (paths.store() / tag / "figures" / "table1.csv").exists()
     assert not (paths.REPO / "figures" / tag).exists()

@@ -68,7 +68,7 @@ def test_a_sweep_matches_in_process_and_a_crash_is_reported_with_its_log(tmp_pat
 def test_scancel_mid_run_then_the_sweep_again_finishes_as_if_uninterrupted(tmp_path):
     # scancel sends SIGTERM, which submitit's job ignores (preemption sends it before the
     # requeue signal), then SIGKILL after the cluster's KillWait (2 s in .ci/slurm.sh)
-    c, store = cfg(epochs=40), tmp_path / "store"
+    c, store = cfg(epochs=12), tmp_path / "store"
     run, errors = RunDir(c, store), []
 
     def drive():
@@ -84,7 +84,7 @@ def test_scancel_mid_run_then_the_sweep_again_finishes_as_if_uninterrupted(tmp_p
     subprocess.run(["scancel", job], check=True)
     driver.join(120)
     assert errors and "left the queue unfinished" in str(errors[0])
-    assert run.status()["state"] == "running" and 2 <= len(run.metrics()) < 40
+    assert run.status()["state"] == "running" and 2 <= len(run.metrics()) < 12
     sweep([c], slurm.Slurm(poll_s=0.5), store)  # resubmitted: resumes from last.pt
     assert json.loads((run.path / "slurm.json").read_text())["job"] != job
     same_as_in_process(run, tmp_path)

@@ -3,6 +3,7 @@ single-node cluster `.ci/slurm.sh start` brings up; a file of its own so that py
 runs it beside tests/test_slurm.py's long ones."""
 
 import json
+import shutil
 import subprocess
 import threading
 import time
@@ -88,3 +89,26 @@ def test_a_cancelled_preparation_job_is_reported_then_a_rerun_finishes_it(tmp_pa
     one = prepare_real("vindr", vindr, SMOKE_SIZES, tmp_path / "one", progress=False,
                        workers=1)
     _same_store(again.root, one.root)
+
+
+def test_slurm_jobs_make_the_heatmaps_the_cache_lacks(tmp_path, patch_weights):
+    # GPU jobs on a cluster with GPUs; this one has none, so the jobs run the classifier on
+    # their CPU
+    root = examples.write_vindr(tmp_path / "vindr", studies=3, shape=(420, 480))
+    store = tmp_path / "store"
+    one = prepare_real("vindr", root, SMOKE_SIZES, store, progress=False, workers=1,
+                       patch_weights=patch_weights)
+    made = {v: one_view[...] for v, one_view in (("cc", one.cc), ("mlo", one.mlo))}
+    entries = sorted((store / "heatmaps").rglob("*.npz"))
+    for entry in entries[::2]:  # half the images' outputs lost: the jobs make them again
+        entry.unlink()
+    shutil.rmtree(one.root)
+    jobs = prepare_real("vindr", root, SMOKE_SIZES, store, progress=False,
+                        run_slices=slurm.Slurm(poll_s=0.5).prepare, patch_weights=patch_weights)
+    assert jobs.root.name == one.root.name and jobs.cc.shape[1] == 3
+    assert sorted((store / "heatmaps").rglob("*.npz")) == entries
+    assert len(list((store / "slurm").glob("*/*_log.out"))) == 1  # one chunk, one task
+    for view, array in (("cc", jobs.cc), ("mlo", jobs.mlo)):
+        np.testing.assert_array_equal(array[:, 0], made[view][:, 0])
+        # the classifier's last bits may differ with the job's thread count
+        np.testing.assert_allclose(array[:, 1:], made[view][:, 1:], atol=1e-3)

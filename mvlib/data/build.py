@@ -181,7 +181,8 @@ def build_dataset(source: str, breasts: pd.DataFrame, report: Report, data_root:
                 run_slices(staging, [s.tolist() for s in
                                      np.array_split(todo, min(len(todo), MAX_JOBS))])
             elif todo:
-                _run_local(staging, todo, len(breasts), meta["source"], progress, workers)
+                what = meta["source"] + (" with heatmaps" if heatmaps else "")
+                _run_local(staging, todo, len(breasts), what, progress, workers)
             _finish(staging, root, meta, report, n_chunks)
     data = BreastDataset.open(root)
     rep = load_report(data)
