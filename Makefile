@@ -11,9 +11,10 @@ export PYTHONHASHSEED := 0
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	# torch from this machine's local wheels; other pins download GBs.
-	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet -e '.[dev]'
+	# torch from this machine's local wheels; other pins download GBs. --no-compile: Python
+	# compiles a module when it is first imported, pip would compile all of torch's up front.
+	$(PY) -m pip install --quiet --no-compile torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet --no-compile -e '.[dev]'
 	touch $@
 
 venv: $(STAMP)

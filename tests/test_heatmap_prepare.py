@@ -10,6 +10,7 @@ import pickle
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from mvlib.data import heatmaps as hm
@@ -92,3 +93,20 @@ def test_real_mammograms_get_heatmaps_and_train(real_dir, tmp_path, patch_weight
     loss.backward()
     opt.step()
     assert torch.isfinite(loss)
+
+
+def test_the_command_line_names_missing_weights_and_where_to_get_them(tmp_path, monkeypatch,
+                                                                      capsys):
+    from mvlib.__main__ import main
+
+    monkeypatch.setenv("MVLIB_STORE", str(tmp_path / "store"))
+    monkeypatch.delenv("MVLIB_DEBUG", raising=False)
+    root = examples.write_vindr(tmp_path / "vindr", studies=3)
+    missing = tmp_path / "sample_patch_model.p"
+    with pytest.raises(SystemExit) as exit_:
+        main(["prepare", "--dataset", "vindr", "--data-root", str(root), "--profile", "smoke",
+              "--option", f"patch_weights={missing}"])
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {missing}: patch-classifier weights not found")
+    assert pd121.WEIGHTS_URL in err and "Traceback" not in err

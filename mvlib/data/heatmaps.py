@@ -133,6 +133,11 @@ def maps_of(probs: np.ndarray, rows: np.ndarray, cols: np.ndarray,
                      for k in (BENIGN, MALIGNANT)])
 
 
+def _save(path: Path, **arrays: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: savez would append ".npz" to a name
+        np.savez(f, **arrays)
+
+
 class HeatmapCache:
     """Heatmaps of cropped images, made by the classifier of one weights file and cached by
     content under `root/<weights sha256[:16]>/`: per image the patches' probabilities and
@@ -174,11 +179,7 @@ class HeatmapCache:
         probs = self._read(path, rows, cols)
         if probs is None:
             probs = patch_probabilities(image, rows, cols, self.model(), self.batch)
-            def write(p: Path) -> None:
-                with open(p, "wb") as f:  # a file object: savez would append ".npz"
-                    np.savez(f, probs=probs, rows=rows, cols=cols)
-
-            write_atomic(path, write)
+            write_atomic(path, lambda p: _save(p, probs=probs, rows=rows, cols=cols))
             self.made += 1
         else:
             self.reused += 1

@@ -166,12 +166,7 @@ class ViewArray:
         self.split = image_dtype == "uint16"
         self.dtype = np.dtype(np.float32 if self.split else DTYPE)
         self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
-        # (path, stored shape, stored dtype) of each array holding this view's channels
-        c = self.shape[1]
-        self.parts = ([(self.path, (n, 1, *self.shape[2:]), np.dtype(np.uint16))]
-                      + ([(self.path.with_name(f"{self.view}_heatmaps.zarr"),
-                           (n, c - 1, *self.shape[2:]), np.dtype(DTYPE))] if c > 1 else [])
-                      if self.split else [(self.path, self.shape, np.dtype(DTYPE))])
+        self.parts = parts_of(self.path.parent, self.view, self.shape, image_dtype)
         self._pid, self._arrays = -1, None
         for j, (part, shape, dtype) in enumerate(self.parts):
             if not (part / "zarr.json").is_file():
@@ -262,6 +257,18 @@ def chunk_breasts(shape: tuple[int, ...] | list[int], shard: int) -> int:
                if shard % k == 0 and (k == 1 or k * per_breast <= CHUNK_BYTES))
 
 
+def parts_of(folder: Path, view: str, shape: tuple[int, ...], image_dtype: str
+             ) -> list[tuple[Path, tuple[int, ...], np.dtype]]:
+    """Where a view's (N, C, H, W) channels are stored, as (array folder, shape, dtype) per
+    part: one float16 array, or a uint16 image and, with more channels, float16 heatmaps."""
+    n, c, *hw = shape
+    if image_dtype != "uint16":
+        return [(folder / f"{view}.zarr", (n, c, *hw), np.dtype(DTYPE))]
+    image = [(folder / f"{view}.zarr", (n, 1, *hw), np.dtype(np.uint16))]
+    return image + ([(folder / f"{view}_heatmaps.zarr", (n, c - 1, *hw), np.dtype(DTYPE))]
+                    if c > 1 else [])
+
+
 def create_arrays(folder: Path, n: int, shapes: dict[str, list[int]], shard: int,
                   image_dtype: str = "float16") -> None:
     """Empty arrays (one per view in `shapes`; with a uint16 image, one more per view for its
@@ -270,12 +277,8 @@ def create_arrays(folder: Path, n: int, shapes: dict[str, list[int]], shard: int
     if image_dtype not in IMAGE_DTYPES:
         raise ValueError(f"image_dtype {image_dtype!r}: expected one of {IMAGE_DTYPES}")
     for view in shapes:
-        c, *hw = shapes[view]
-        parts = ([(view, 1, np.uint16)] + ([(f"{view}_heatmaps", c - 1, DTYPE)] if c > 1 else [])
-                 if image_dtype == "uint16" else [(view, c, DTYPE)])
-        for name, channels, dtype in parts:
-            shape = (n, channels, *hw)
-            zarr.create_array(str(Path(folder) / f"{name}.zarr"), shape=shape, dtype=dtype,
+        for path, shape, dtype in parts_of(Path(folder), view, (n, *shapes[view]), image_dtype):
+            zarr.create_array(str(path), shape=shape, dtype=dtype,
                               chunks=(chunk_breasts(shape[1:], shard), *shape[1:]),
                               shards=(shard, *shape[1:]), compressors=COMPRESSORS,
                               fill_value=0, overwrite=True)
