@@ -11,10 +11,9 @@ export PYTHONHASHSEED := 0
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	# torch from this machine's local wheels; other pins download GBs. --no-compile: Python
-	# compiles a module when it is first imported, pip would compile all of torch's up front.
-	$(PY) -m pip install --quiet --no-compile torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet --no-compile -e '.[dev]'
+	# torch from this machine's local wheels; other pins download GBs.
+	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
 venv: $(STAMP)
@@ -25,9 +24,10 @@ venv: $(STAMP)
 # (they share the smoke run store), and beside them the tests that mostly wait (SLURM's queue
 # and time limits; the website built from the committed notebooks and read in Chromium) or
 # run notebooks of their own (every notebook on an example RSNA download): their report
-# follows nbval's. Workers and SLURM jobs ask for more threads than there are cores: idle
-# OpenMP threads sleep instead of spinning (OMP_WAIT_POLICY; it changes no result): the two
-# longest files side by side took 7.1 instead of 9.5 CPU minutes (2026-12-01).
+# follows nbval's. Workers, notebook kernels and SLURM jobs ask for more threads than there
+# are cores: idle OpenMP threads sleep instead of spinning (OMP_WAIT_POLICY; it changes no
+# result): the two longest files side by side took 7.1 instead of 9.5 CPU minutes
+# (2026-12-01), and a notebook's sweep beside other tests spun for 2.5x its CPU time.
 BESIDE := tests/test_real_data_notebooks.py tests/test_slurm.py tests/test_slurm_prepare.py \
 	tests/test_site.py
 BESIDE_LOG := runs/test_beside.log
@@ -40,8 +40,8 @@ test: $(STAMP)
 		--dist loadfile --no-loadscope-reorder -p no:cacheprovider --durations=10 \
 		> $(BESIDE_LOG) 2>&1 & \
 	beside=$$!; \
-	MVLIB_PROFILE=smoke $(PY) -m pytest notebooks --nbval-lax -p no:cacheprovider \
-		--durations=5; notebooks=$$?; \
+	OMP_WAIT_POLICY=PASSIVE MVLIB_PROFILE=smoke $(PY) -m pytest notebooks --nbval-lax \
+		-p no:cacheprovider --durations=5; notebooks=$$?; \
 	wait $$beside; beside=$$?; \
 	echo "--- $(BESIDE) (ran beside the notebooks; $(BESIDE_LOG)) ---"; \
 	cat $(BESIDE_LOG); exit $$(( notebooks || beside ))
