@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PYTHONHASHSEED := 0
 
-.PHONY: venv test lint unit nbval reproduce bench gpu-check lab clean-runs book
+.PHONY: venv test test-real lint unit nbval reproduce bench gpu-check lab clean-runs book
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,23 +18,25 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Two stages, each keeping the two cores busy. First the unit tests three at a time (a test
-# file stays on one worker: its fixtures are shared), the longest files first
-# (tests/conftest.py). Then every notebook at the smoke profile under nbval, one after another
-# (they share the smoke run store), and beside them the tests that mostly wait (SLURM's queue
-# and time limits; the website built from the committed notebooks and read in Chromium) or
-# run notebooks of their own (every notebook on an example RSNA download): their report
-# follows nbval's. Workers, notebook kernels and SLURM jobs ask for more threads than there
-# are cores: idle OpenMP threads sleep instead of spinning (OMP_WAIT_POLICY; it changes no
-# result): the two longest files side by side took 7.1 instead of 9.5 CPU minutes
-# (2026-12-01), and a notebook's sweep beside other tests spun for 2.5x its CPU time.
-BESIDE := tests/test_real_data_notebooks.py tests/test_slurm.py tests/test_slurm_prepare.py \
-	tests/test_site.py
+# Two stages. First the unit tests three at a time on the two cores (a test file stays on one
+# worker: its fixtures are shared), the longest files first (tests/conftest.py). Then every
+# notebook at the smoke profile under nbval, one after another (they share the smoke run
+# store), and beside them the tests that mostly wait (SLURM's queue and time limits; the
+# website built from the committed notebooks and read in Chromium): their report follows
+# nbval's. Workers, notebook kernels and SLURM jobs ask for more threads than there are cores:
+# idle OpenMP threads sleep instead of spinning (OMP_WAIT_POLICY; it changes no result): the
+# two longest files side by side took 7.1 instead of 9.5 CPU minutes (2026-12-01).
+# Every notebook on an example RSNA download (tests/test_real_data_notebooks.py, about 5
+# minutes of both cores) is `make test-real`: inside `make test` it took the run over its
+# 15 minutes (2026-12-04).
+BESIDE := tests/test_slurm.py tests/test_slurm_prepare.py tests/test_site.py
+REAL := tests/test_real_data_notebooks.py
 BESIDE_LOG := runs/test_beside.log
 test: $(STAMP)
 	$(PY) -m ruff check mvlib tests notebooks
 	OMP_WAIT_POLICY=PASSIVE MVLIB_PROFILE=smoke $(PY) -m pytest tests -n 3 --dist loadfile \
-		--no-loadscope-reorder -p no:cacheprovider $(BESIDE:%=--ignore=%) --durations=15
+		--no-loadscope-reorder -p no:cacheprovider $(addprefix --ignore=,$(BESIDE) $(REAL)) \
+		--durations=15
 	@mkdir -p $(dir $(BESIDE_LOG))
 	@OMP_WAIT_POLICY=PASSIVE MVLIB_PROFILE=smoke $(PY) -m pytest $(BESIDE) -n 3 \
 		--dist loadfile --no-loadscope-reorder -p no:cacheprovider --durations=10 \
@@ -45,6 +47,10 @@ test: $(STAMP)
 	wait $$beside; beside=$$?; \
 	echo "--- $(BESIDE) (ran beside the notebooks; $(BESIDE_LOG)) ---"; \
 	cat $(BESIDE_LOG); exit $$(( notebooks || beside ))
+
+test-real: $(STAMP)
+	OMP_WAIT_POLICY=PASSIVE MVLIB_PROFILE=smoke $(PY) -m pytest $(REAL) -p no:cacheprovider \
+		--durations=5
 
 # The static site: the README and the committed, executed notebooks (never re-run) as HTML
 # in runs/book/html (open runs/book/html/index.html, or serve it: python -m http.server -d

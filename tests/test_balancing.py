@@ -350,13 +350,11 @@ def store(tmp_path_factory):
 
 
 @pytest.mark.parametrize("method", METHODS, ids=IDS)
-def test_a_method_is_deterministic_and_recorded(method, store, tmp_path):
+def test_a_method_is_recorded(method, store):
+    # (that a second run of the config gives the same metrics: the resume test below, whose
+    # resumed run is a fresh run of it)
     a = train(cfg(**method), store)
-    b = train(cfg(**method), tmp_path)
     assert a.status()["state"] == "done"
-    pd.testing.assert_frame_equal(a.metrics().drop(columns="seconds"),
-                                  b.metrics().drop(columns="seconds"))
-    pd.testing.assert_frame_equal(a.dynamics("balance"), b.dynamics("balance"))
     bal = a.dynamics("balance")
     assert len(bal) == len(a.dynamics("grad_norms"))
     if "rebalance" in method:
