@@ -21,15 +21,14 @@ venv: $(STAMP)
 # Two stages. First the unit tests three at a time on the two cores (a test file stays on one
 # worker: its fixtures are shared), the longest files first (tests/conftest.py). Then every
 # notebook at the smoke profile under nbval, one after another (they share the smoke run
-# store), and beside them the tests that mostly wait (SLURM's queue and time limits; the
-# website built from the committed notebooks and read in Chromium): their report follows
-# nbval's. Workers, notebook kernels and SLURM jobs ask for more threads than there are cores:
+# store), and beside them the tests that mostly wait (a SLURM job's time limit; the website
+# built from the committed notebooks and read in Chromium): their report follows nbval's. Workers, notebook kernels and SLURM jobs ask for more threads than there are cores:
 # idle OpenMP threads sleep instead of spinning (OMP_WAIT_POLICY; it changes no result): the
 # two longest files side by side took 7.1 instead of 9.5 CPU minutes (2026-12-01).
 # Every notebook on an example RSNA download (tests/test_real_data_notebooks.py, about 5
 # minutes of both cores) is `make test-real`: inside `make test` it took the run over its
 # 15 minutes (2026-12-04).
-BESIDE := tests/test_slurm.py tests/test_slurm_prepare.py tests/test_site.py
+BESIDE := tests/test_slurm_time_limit.py tests/test_site.py
 REAL := tests/test_real_data_notebooks.py
 BESIDE_LOG := runs/test_beside.log
 test: $(STAMP)
@@ -38,7 +37,7 @@ test: $(STAMP)
 		--no-loadscope-reorder -p no:cacheprovider $(addprefix --ignore=,$(BESIDE) $(REAL)) \
 		--durations=15
 	@mkdir -p $(dir $(BESIDE_LOG))
-	@OMP_WAIT_POLICY=PASSIVE MVLIB_PROFILE=smoke $(PY) -m pytest $(BESIDE) -n 3 \
+	@OMP_WAIT_POLICY=PASSIVE MVLIB_PROFILE=smoke $(PY) -m pytest $(BESIDE) -n 2 \
 		--dist loadfile --no-loadscope-reorder -p no:cacheprovider --durations=10 \
 		> $(BESIDE_LOG) 2>&1 & \
 	beside=$$!; \

@@ -6,45 +6,17 @@ import json
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
+from slurm_helpers import cfg, needs_slurm, same_as_in_process, wait_for
 
 from mvlib import slurm
 from mvlib.paths import REPO
-from mvlib.runs import RunConfig, RunDir
-from mvlib.sweep import InProcess, sweep
+from mvlib.runs import RunDir
+from mvlib.sweep import sweep
 
-pytestmark = pytest.mark.skipif(
-    not slurm.available(),
-    reason="no SLURM here: run `.ci/slurm.sh start` (as root; installs Debian's slurm-wlm)")
-
-KNOBS = {"patients": {"train": 24, "val": 16, "test": 16}}
-
-
-def cfg(**kw):
-    base = dict(model="uni_cc", lr=3e-4, epochs=3, profile="smoke", tta_windows=3,
-                knobs=KNOBS, experiment="t", threads=1)
-    return RunConfig(**{**base, **kw})
-
-
-def comparable(run: RunDir) -> tuple[pd.DataFrame, pd.DataFrame]:
-    return run.metrics().drop(columns=["seconds"]), run.predictions()
-
-
-def same_as_in_process(run: RunDir, tmp_path) -> None:
-    ref = sweep([run.cfg], InProcess(), tmp_path / "in-process")[0]
-    for a, b in zip(comparable(run), comparable(ref), strict=True):
-        pd.testing.assert_frame_equal(a, b)
-
-
-def wait_for(condition, timeout_s: float = 120) -> None:
-    deadline = time.time() + timeout_s
-    while not condition():
-        assert time.time() < deadline, "timed out waiting"
-        time.sleep(0.2)
+pytestmark = needs_slurm
 
 
 def test_a_sweep_matches_in_process_and_a_crash_is_reported_with_its_log(tmp_path):
@@ -87,46 +59,6 @@ def test_scancel_mid_run_then_the_sweep_again_finishes_as_if_uninterrupted(tmp_p
     assert run.status()["state"] == "running" and 2 <= len(run.metrics()) < 12
     sweep([c], slurm.Slurm(poll_s=0.5), store)  # resubmitted: resumes from last.pt
     assert json.loads((run.path / "slurm.json").read_text())["job"] != job
-    same_as_in_process(run, tmp_path)
-
-
-def test_a_job_stopped_by_its_time_limit_is_requeued_and_resumes(tmp_path):
-    # Once the run is training (submitit's signal handler is in place), the test cuts the
-    # job's time limit to 1 minute, as an admin would; SLURM sends the requeue signal 30 s
-    # before it, and each requeue resumes from the last finished epoch. Submitting with a
-    # 1-minute limit instead flaked: SLURM may send the signal up to 60 s early (sbatch's
-    # --signal), so it could arrive while the job was still importing, before the handler.
-    c, store = cfg(epochs=100), tmp_path / "store"
-    options = slurm.SlurmOptions(time_min=10, signal_delay_s=30, max_requeues=6)
-    run, errors = RunDir(c, store), []
-
-    def drive():
-        try:
-            sweep([c], slurm.Slurm(options, poll_s=0.5), store)
-        except RuntimeError as e:
-            errors.append(e)
-
-    def scontrol(*args: str, check: bool = True) -> None:
-        subprocess.run(["scontrol", "update", *args], check=check, capture_output=True)
-
-    driver = threading.Thread(target=drive)
-    driver.start()
-    wait_for(lambda: len(run.metrics()) >= 1)  # training, so the handler is installed
-    job = json.loads((run.path / "slurm.json").read_text())["job"]
-    scontrol(f"JobId={job}", "TimeLimit=1")
-    deadline = time.time() + 300
-    while driver.is_alive() and time.time() < deadline:
-        # SLURM holds a requeued job back for about two minutes (its begin time): let it go,
-        # with its time limit back to what was submitted
-        if slurm.queue().get(job) == "PENDING":
-            scontrol(f"JobId={job}", "StartTime=now", f"TimeLimit={options.time_min}", check=False)
-        time.sleep(0.5)
-    driver.join(1)
-    assert not errors and run.status()["state"] == "done"
-    assert len(run.metrics()) == 100
-    log = json.loads((run.path / "slurm.json").read_text())["log"]
-    text = open(log).read() + open(log.replace(".out", ".err")).read()
-    assert "this job is timed-out" in text and "DUE TO JOB REQUEUE" in text
     same_as_in_process(run, tmp_path)
 
 

@@ -1,33 +1,24 @@
 """A real source's preparation as a SLURM job array (mvlib.slurm.Slurm.prepare) on the
 single-node cluster `.ci/slurm.sh start` brings up; a file of its own so that pytest-xdist
-runs it beside tests/test_slurm.py's long ones."""
+runs it beside tests/test_slurm.py."""
 
 import json
 import shutil
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
+from slurm_helpers import needs_slurm, wait_for
 
 from mvlib import slurm
 from mvlib.data import build
 from mvlib.data.adapters import examples
 from mvlib.data.real import prepare_real
 
-pytestmark = pytest.mark.skipif(
-    not slurm.available(),
-    reason="no SLURM here: run `.ci/slurm.sh start` (as root; installs Debian's slurm-wlm)")
-
-
-def wait_for(condition, timeout_s: float = 120) -> None:
-    deadline = time.time() + timeout_s
-    while not condition():
-        assert time.time() < deadline, "timed out waiting"
-        time.sleep(0.2)
+pytestmark = needs_slurm
 
 
 SMOKE_SIZES = {"cc": (64, 48), "mlo": (72, 42)}
