@@ -21,10 +21,12 @@ venv: $(STAMP)
 # Two stages. First the unit tests three at a time on the two cores (a test file stays on one
 # worker: its fixtures are shared), the longest files first (tests/conftest.py). Then every
 # notebook at the smoke profile under nbval, one after another (they share the smoke run
-# store), and beside them the tests that mostly wait (a SLURM job's time limit; the website
-# built from the committed notebooks and read in Chromium): their report follows nbval's. Workers, notebook kernels and SLURM jobs ask for more threads than there are cores:
-# idle OpenMP threads sleep instead of spinning (OMP_WAIT_POLICY; it changes no result): the
-# two longest files side by side took 7.1 instead of 9.5 CPU minutes (2026-12-01).
+# store), and beside them a SLURM job's time limit and the website built from the committed
+# notebooks and read in Chromium: their report follows nbval's. Test workers and SLURM jobs
+# ask for more threads than there are cores: idle OpenMP threads sleep instead of spinning
+# (OMP_WAIT_POLICY; it changes no result): the two longest files side by side took 7.1
+# instead of 9.5 CPU minutes (2026-12-01). Not the notebooks' kernels: alone on the cores,
+# with sleeping threads, they used about one core where they use 1.6 (2026-12-04).
 # Every notebook on an example RSNA download (tests/test_real_data_notebooks.py, about 5
 # minutes of both cores) is `make test-real`: inside `make test` it took the run over its
 # 15 minutes (2026-12-04).
@@ -41,8 +43,8 @@ test: $(STAMP)
 		--dist loadfile --no-loadscope-reorder -p no:cacheprovider --durations=10 \
 		> $(BESIDE_LOG) 2>&1 & \
 	beside=$$!; \
-	OMP_WAIT_POLICY=PASSIVE MVLIB_PROFILE=smoke $(PY) -m pytest notebooks --nbval-lax \
-		-p no:cacheprovider --durations=5; notebooks=$$?; \
+	MVLIB_PROFILE=smoke $(PY) -m pytest notebooks --nbval-lax -p no:cacheprovider \
+		--durations=5; notebooks=$$?; \
 	wait $$beside; beside=$$?; \
 	echo "--- $(BESIDE) (ran beside the notebooks; $(BESIDE_LOG)) ---"; \
 	cat $(BESIDE_LOG); exit $$(( notebooks || beside ))
