@@ -18,45 +18,34 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Two stages. First the unit tests three at a time on the two cores (a test file stays on one
-# worker: its fixtures are shared), the longest files first (tests/conftest.py). Then every
-# notebook at the smoke profile under nbval, one after another (they share the smoke run
-# store), and beside them a SLURM job's time limit and the website built from the committed
-# notebooks and read in Chromium: their report follows nbval's. Test workers and SLURM jobs
-# ask for more threads than there are cores: idle OpenMP threads sleep instead of spinning
+# Unit tests three at a time on the two cores (a test file stays on one worker: its fixtures
+# are shared), the longest files first (tests/conftest.py): the SLURM tests mostly wait on
+# the cluster, and a third worker fills those waits. Workers and SLURM jobs ask for more
+# threads than there are cores: idle OpenMP threads sleep instead of spinning
 # (OMP_WAIT_POLICY; it changes no result): the two longest files side by side took 7.1
-# instead of 9.5 CPU minutes (2026-12-01). Not the notebooks' kernels: alone on the cores,
-# with sleeping threads, they used about one core where they use 1.6 (2026-12-04).
+# instead of 9.5 CPU minutes (2026-12-01). Then every notebook at the smoke profile under
+# nbval, one after another (they share the smoke run store), alone on the cores: beside other
+# tests their kernels' spinning threads lose most of their time (2026-12-04: notebook 01 took
+# 115 s beside the site and a SLURM job, under 25 s alone); with sleeping threads they use
+# one core where they use 1.6.
 # Every notebook on an example RSNA download (tests/test_real_data_notebooks.py, about 5
 # minutes of both cores) is `make test-real`: inside `make test` it took the run over its
 # 15 minutes (2026-12-04).
-BESIDE := tests/test_slurm_time_limit.py tests/test_site.py
 REAL := tests/test_real_data_notebooks.py
-BESIDE_LOG := runs/test_beside.log
 test: $(STAMP)
 	$(PY) -m ruff check mvlib tests notebooks
 	OMP_WAIT_POLICY=PASSIVE MVLIB_PROFILE=smoke $(PY) -m pytest tests -n 3 --dist loadfile \
-		--no-loadscope-reorder -p no:cacheprovider $(addprefix --ignore=,$(BESIDE) $(REAL)) \
-		--durations=15
-	@mkdir -p $(dir $(BESIDE_LOG))
-	@OMP_WAIT_POLICY=PASSIVE MVLIB_PROFILE=smoke $(PY) -m pytest $(BESIDE) -n 2 \
-		--dist loadfile --no-loadscope-reorder -p no:cacheprovider --durations=10 \
-		> $(BESIDE_LOG) 2>&1 & \
-	beside=$$!; \
-	MVLIB_PROFILE=smoke $(PY) -m pytest notebooks --nbval-lax -p no:cacheprovider \
-		--durations=5; notebooks=$$?; \
-	wait $$beside; beside=$$?; \
-	echo "--- $(BESIDE) (ran beside the notebooks; $(BESIDE_LOG)) ---"; \
-	cat $(BESIDE_LOG); exit $$(( notebooks || beside ))
+		--no-loadscope-reorder -p no:cacheprovider --ignore=$(REAL) --durations=15
+	MVLIB_PROFILE=smoke $(PY) -m pytest notebooks --nbval-lax -p no:cacheprovider --durations=5
 
 test-real: $(STAMP)
-	OMP_WAIT_POLICY=PASSIVE MVLIB_PROFILE=smoke $(PY) -m pytest $(REAL) -p no:cacheprovider \
+	MVLIB_PROFILE=smoke $(PY) -m pytest $(REAL) -p no:cacheprovider \
 		--durations=5
 
 # The static site: the README and the committed, executed notebooks (never re-run) as HTML
 # in runs/book/html (open runs/book/html/index.html, or serve it: python -m http.server -d
 # runs/book/html). A fresh build; any Sphinx warning fails it. tests/test_site.py builds the
-# same site and reads it in Chromium (`make test` runs it beside the notebooks).
+# same site and reads it in Chromium (`make test` runs it with the unit tests).
 BOOK := runs/book
 book: $(STAMP)
 	$(PY) -m sphinx -E -W --keep-going -n -b html -d $(BOOK)/doctrees notebooks $(BOOK)/html

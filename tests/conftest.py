@@ -51,7 +51,7 @@ def real_flips(real_dir) -> dict[str, str]:
 # The longest test files, started first so that the other worker takes the rest meanwhile
 # (`make test` runs three workers with --dist loadfile --no-loadscope-reorder; xdist's default
 # order, most tests first, started the longest single test last).
-LONGEST_FIRST = ("test_real_data_notebooks.py", "test_slurm.py")
+LONGEST_FIRST = ("test_slurm_time_limit.py", "test_slurm.py", "test_paper_size.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

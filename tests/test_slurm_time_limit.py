@@ -1,6 +1,6 @@
 """A SLURM job stopped by its time limit is requeued and resumes (mvlib.slurm, on the
-single-node cluster `.ci/slurm.sh start` brings up): a file of its own, since it mostly
-waits on the cluster's clock, so that `make test` runs it beside the notebooks."""
+single-node cluster `.ci/slurm.sh start` brings up): a file of its own, started first on a
+test worker of its own (tests/conftest.py), since it mostly waits on the cluster's clock."""
 
 import json
 import subprocess
