@@ -28,7 +28,7 @@ venv: $(STAMP)
 # tests their kernels' spinning threads lose most of their time (2026-12-04: notebook 01 took
 # 115 s beside the site and a SLURM job, under 25 s alone); with sleeping threads they use
 # one core where they use 1.6.
-# Every notebook on an example RSNA download (tests/test_real_data_notebooks.py, about 5
+# Every notebook on an example RSNA download (tests/test_real_data_notebooks.py, about 4
 # minutes of both cores) is `make test-real`: inside `make test` it took the run over its
 # 15 minutes (2026-12-04).
 REAL := tests/test_real_data_notebooks.py
