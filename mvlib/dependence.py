@@ -1,4 +1,4 @@
-"""Label-free dependence of a two-view decision on each view, and its seed x case bootstrap.
+"""Label-free dependence of a two-view decision on each view, and intervals over seeds and cases.
 
 For sum fusion the malignant logit is z = z_cc + z_mlo with z_v = W h_v + b / 2 (Split
 ResNet: each uni-view model's logit). Readings of one run on one split's breasts:
@@ -11,19 +11,22 @@ ResNet: each uni-view model's logit). Readings of one run on one split's breasts
   * with a counterfactual cue test's columns (`z_on`, `z_off`: the malignant logit with the
     planted marker forced on and off): `cue_logit` = mean(z_on - z_off) and `cue_auc` =
     AUC(z_on) - AUC(z_off).
-The bootstrap resamples breasts (within each class, the same breasts for every run) and
-seeds, as mvlib.stats does for AUCs; two groups scored on the same breasts share the breast
-draws. Pure numpy: the run folders are read by mvlib.reliance and mvlib.cuetest.
+Intervals over seeds: each run's reading on the whole split, the covariance of the runs'
+readings over breast resamples (within each class, the same breasts for every run), and
+mvlib.stats.seed_case_contrast, which adds the seeds' spread with a small-sample t. Pure
+numpy: the run folders are read by mvlib.reliance and mvlib.cuetest.
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata, spearmanr
 
+from mvlib import stats
 from mvlib.stats import aucs_on_cases, delong
 
 AUC_READINGS = ("full", "cc_only", "mlo_only", "u(mlo|cc)", "u(cc|mlo)", "d_util")
@@ -161,105 +164,101 @@ def _check_same_breasts(runs: list[pd.DataFrame]) -> np.ndarray:
     return y
 
 
-def _seed_means(per_run: list[dict[str, np.ndarray]], draw: np.ndarray, keys) -> dict:
-    """Mean over the resampled seeds (`draw`: (n_boot, runs) run indices) of each reading."""
-    cols = np.arange(draw.shape[0])[None, :]
-    return {k: np.stack([r[k] for r in per_run])[draw.T, cols].mean(axis=0) for k in keys}
-
-
-def replicates(runs: list[pd.DataFrame], n_boot: int = 10000, seed: int = 0,
-               keys: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
-    """Seed x case bootstrap replicates (n_boot,) of the mean over seeds of each reading; the
-    runs' breasts must be the same, in the same order. Two groups with the same breasts, the
-    same `seed` and as many runs share every draw, so their replicates pair up."""
+def _readings(parts: list[tuple[list[pd.DataFrame], str]], n_boot: int, seed: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Each run's reading on the whole split (shape (runs,), groups in order) and their
+    covariance over `n_boot` breast resamples (within each class, one draw for every run):
+    what `mvlib.stats.seed_case_contrast` needs besides the seeds' spread. Resamples where a
+    reading is undefined (an AUC of 0 under a ratio) are left out."""
+    runs = [p for group, _ in parts for p in group]
+    if any(not group for group, _ in parts):
+        raise ValueError("each group needs at least one run")
     y = _check_same_breasts(runs)
-    keys = tuple(k for k in (keys or available(runs[0])) if k in available(runs[0]))
-    rng = np.random.default_rng(seed)
-    c = Cases.draw(y, n_boot, rng)
-    per_run = [run_replicates(p, c, keys) for p in runs]
-    return _seed_means(per_run, rng.integers(0, len(runs), (n_boot, len(runs))), keys)
+    c = Cases.draw(y, n_boot, np.random.default_rng(seed))
+    values, reps = [], []
+    for group, key in parts:
+        for p in group:
+            if key not in available(p):
+                raise ValueError(f"reading {key!r} needs columns the runs do not have")
+            values.append(point(p, (key,))[key])
+            reps.append(run_replicates(p, c, (key,))[key])
+    values, reps = np.array(values, dtype=np.float64), np.stack(reps)
+    if not np.isfinite(values).all():
+        raise ValueError("a reading is undefined for a run on this split")
+    reps = reps[:, np.isfinite(reps).all(axis=0)]
+    if reps.shape[1] < 2:
+        raise ValueError("no finite breast resample")
+    return values, np.atleast_2d(np.cov(reps))
 
 
-def interval(reps: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Percentile interval of the finite replicates (NaN, NaN if none)."""
-    reps = np.asarray(reps, float)
-    reps = reps[np.isfinite(reps)]
-    if not reps.size:
-        return float("nan"), float("nan")
-    lo, hi = np.quantile(reps, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
+def contrast(parts: list[tuple[list[pd.DataFrame], str]], weights: list[float],
+             level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> dict:
+    """sum_g w_g * (mean over group g's seeds of its reading): `parts` are (runs, reading)
+    per group, every run scored on the same breasts; the interval is
+    `mvlib.stats.seed_case_contrast` (seeds independent between groups, the case covariance
+    from one breast resampling for all runs). Adds `means`, each group's mean reading."""
+    values, cov = _readings(parts, n_boot, seed)
+    sizes = [len(group) for group, _ in parts]
+    r = stats.seed_case_contrast(values, cov, sizes, weights, level)
+    return {**r, "means": [float(m.mean()) for m in np.split(values, np.cumsum(sizes)[:-1])]}
 
 
-def summary(runs: list[pd.DataFrame], level: float = 0.95, n_boot: int = 10000,
+def summary(runs: list[pd.DataFrame], level: float = 0.95, n_boot: int = 2000,
             seed: int = 0, keys: tuple[str, ...] | None = None) -> dict[str, float]:
-    """Per reading: the mean over seeds of the runs' point readings (`key`) and its seed x
-    case interval (`key lo`, `key hi`; NaN when a split is too small)."""
+    """Per reading: the mean over seeds of the runs' point readings (`key`) and its interval
+    (`key lo`, `key hi`: `contrast` of one group; NaN with one run, or when a split is too
+    small or a run's reading is undefined)."""
     keys = keys or available(runs[0])
-    points = [point(p, keys) for p in runs]
-    try:
-        reps = replicates(runs, n_boot, seed, keys)
-    except ValueError:
-        reps = {}
     out = {}
     for k in keys:
-        out[k] = float(np.nanmean([q[k] for q in points])) if any(
-            np.isfinite(q[k]) for q in points) else float("nan")
-        out[f"{k} lo"], out[f"{k} hi"] = interval(reps.get(k, []), level)
+        points = [point(p, (k,))[k] for p in runs]
+        out[k] = float(np.nanmean(points)) if np.isfinite(points).any() else float("nan")
+        try:
+            r = contrast([(runs, k)], [1.0], level, n_boot, seed)
+            out[f"{k} lo"], out[f"{k} hi"] = r["lo"], r["hi"]
+        except ValueError:
+            out[f"{k} lo"] = out[f"{k} hi"] = float("nan")
     return out
 
 
 def compare(runs_a: list[pd.DataFrame], runs_b: list[pd.DataFrame], key: str,
-            level: float = 0.95, n_boot: int = 10000, seed: int = 0,
+            level: float = 0.95, n_boot: int = 2000, seed: int = 0,
             seeds_a: list[int] | None = None, seeds_b: list[int] | None = None,
-            paired_seeds: bool | None = None) -> dict[str, float]:
+            paired_seeds: bool = False) -> dict[str, float]:
     """Group A against group B on one reading, both scored on the same breasts: `diff`
-    (mean over A's seeds - mean over B's), the seed x case interval `lo`, `hi` (one breast
-    draw per replicate for both groups), two-sided `p` (twice the smaller share of
-    replicates on either side of 0), `mean_a`, `mean_b`, `paired`. Seeds are paired by value
-    (one shared draw, B's runs matched to A's) when `seeds_a` and `seeds_b` hold the same
-    seeds and `paired_seeds` is not False, else drawn per group. A ValueError when the
-    breasts differ or a reading is missing."""
+    (mean over A's seeds - mean over B's) with `contrast`'s interval, t-test `p`, `se`,
+    `df`, `mdd`, the seed and case parts, `mean_a`, `mean_b`, `paired`. Seeds pair (the
+    per-seed differences are the readings, B's runs matched to A's by seed value) only when
+    `paired_seeds` is True, for runs that share something real (the same initial weights or
+    data order); a seed integer shared by two different models pairs nothing. A ValueError
+    when the breasts differ or a reading is missing."""
     if not runs_a or not runs_b:
         raise ValueError("each group needs at least one run")
-    same = (seeds_a is not None and seeds_b is not None and len(seeds_a) == len(runs_a)
-            and len(seeds_b) == len(runs_b) and sorted(seeds_a) == sorted(seeds_b)
-            and len(set(seeds_a)) == len(seeds_a))
-    if paired_seeds and not same:
-        raise ValueError("paired seeds need the same seed values in both groups")
-    paired = same and paired_seeds is not False
-    if paired:
+    if paired_seeds:
+        if not (seeds_a is not None and seeds_b is not None and len(seeds_a) == len(runs_a)
+                and len(seeds_b) == len(runs_b) and sorted(seeds_a) == sorted(seeds_b)
+                and len(set(seeds_a)) == len(seeds_a)):
+            raise ValueError("paired seeds need the same seed values in both groups")
         runs_b = [runs_b[list(seeds_b).index(s)] for s in seeds_a]
-    y = _check_same_breasts([*runs_a, *runs_b])
-    for p in (runs_a[0], runs_b[0]):
-        if key not in available(p):
-            raise ValueError(f"reading {key!r} needs columns the runs do not have")
-    rng = np.random.default_rng(seed)
-    c = Cases.draw(y, n_boot, rng)
-    reps = []
-    shared = rng.integers(0, len(runs_a), (n_boot, len(runs_a))) if paired else None
-    for runs in (runs_a, runs_b):
-        per_run = [run_replicates(p, c, (key,)) for p in runs]
-        draw = shared if paired else rng.integers(0, len(runs), (n_boot, len(runs)))
-        reps.append(_seed_means(per_run, draw, (key,))[key])
-    diff = reps[0] - reps[1]
-    diff = diff[np.isfinite(diff)]
-    if not diff.size:
-        raise ValueError(f"no finite bootstrap replicate of {key!r}")
-    lo, hi = interval(diff, level)
-    p = min(1.0, 2 * min(np.mean(diff <= 0), np.mean(diff >= 0)))
-    mean_a = float(np.nanmean([point(q, (key,))[key] for q in runs_a]))
-    mean_b = float(np.nanmean([point(q, (key,))[key] for q in runs_b]))
-    return {"diff": mean_a - mean_b, "lo": lo, "hi": hi, "p": float(p), "mean_a": mean_a,
-            "mean_b": mean_b, "paired": paired}
+        values, cov = _readings([(runs_a, key), (runs_b, key)], n_boot, seed)
+        k = len(runs_a)
+        t = np.hstack([np.eye(k), -np.eye(k)])
+        r = stats.seed_case_contrast(t @ values, t @ cov @ t.T, [k], [1.0], level)
+        means = [float(values[:k].mean()), float(values[k:].mean())]
+    else:
+        r = contrast([(runs_a, key), (runs_b, key)], [1.0, -1.0], level, n_boot, seed)
+        means = r.pop("means")
+    return {**r, "mean_a": means[0], "mean_b": means[1], "paired": bool(paired_seeds)}
 
 
 def rank_correlation(x: np.ndarray, y: np.ndarray, level: float = 0.95, n_boot: int = 10000,
                      seed: int = 0, min_runs: int = 5) -> dict[str, float]:
-    """Spearman's rank correlation of paired per-run values with a percentile interval from
-    resampling the runs (pairs) with replacement, and scipy's two-sided `p`. NaN with fewer
-    than 3 finite pairs or no spread; no interval (NaN) with fewer than `min_runs` pairs,
-    where resamples of a handful of runs keep their order and the interval would be
-    spuriously narrow (3 runs in a line give [-1, -1])."""
+    """Spearman's rank correlation of paired per-run values and its two-sided `p`: exact (all
+    n! orders of y) for n <= 10, where the t approximation is
+    poor (rho = -1 over 4 runs: p = 2/24), else scipy's. A percentile interval from
+    resampling the runs only from `min_runs` pairs on (NaN below: resamples of a handful of
+    runs keep their order, 3 runs in a line give [-1, -1]). NaN with fewer than 3 finite
+    pairs or no spread."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
@@ -267,14 +266,38 @@ def rank_correlation(x: np.ndarray, y: np.ndarray, level: float = 0.95, n_boot: 
     if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
         return nan
     res = spearmanr(x, y)
+    p = float(res.pvalue)
+    if len(x) <= 10:
+        p = _exact_spearman_p(x, y)
     if len(x) < min_runs:
-        return {**nan, "rho": float(res.statistic), "p": float(res.pvalue)}
+        return {**nan, "rho": float(res.statistic), "p": p}
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, len(x), (n_boot, len(x)))
-    rx, ry = rankdata(x[idx], axis=1), rankdata(y[idx], axis=1)
-    rx, ry = rx - rx.mean(1, keepdims=True), ry - ry.mean(1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rho = (rx * ry).sum(1) / np.sqrt((rx**2).sum(1) * (ry**2).sum(1))
-    lo, hi = interval(rho, level)  # resamples with no spread (all one run) have no rho
-    return {"rho": float(res.statistic), "lo": lo, "hi": hi, "p": float(res.pvalue),
+    rho = _spearman(x[idx], y[idx], axis=1)
+    rho = rho[np.isfinite(rho)]  # resamples with no spread (all one run) have no rho
+    lo, hi = np.quantile(rho, [(1 - level) / 2, (1 + level) / 2])
+    return {"rho": float(res.statistic), "lo": float(lo), "hi": float(hi), "p": p,
             "n": int(len(x))}
+
+
+def _exact_spearman_p(x: np.ndarray, y: np.ndarray) -> float:
+    """Two-sided permutation p of Spearman's rho over all n! orders of y (midranks kept):
+    the share of orders whose |centred rank cross-product| reaches the observed one."""
+    rx, ry = rankdata(x) - (len(x) + 1) / 2, rankdata(y) - (len(y) + 1) / 2
+    observed = abs(float(rx @ ry))
+    orders = itertools.permutations(range(len(x)))
+    hits = total = 0
+    while chunk := list(itertools.islice(orders, 200_000)):
+        s = np.abs(ry[np.array(chunk)] @ rx)
+        hits += int((s >= observed - 1e-9).sum())
+        total += len(chunk)
+    return hits / total
+
+
+def _spearman(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Spearman's rho along `axis` (midranks), NaN where a side has no spread."""
+    ra, rb = rankdata(a, axis=axis), rankdata(b, axis=axis)
+    ra = ra - ra.mean(axis=axis, keepdims=True)
+    rb = rb - rb.mean(axis=axis, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (ra * rb).sum(axis) / np.sqrt((ra**2).sum(axis) * (rb**2).sum(axis))

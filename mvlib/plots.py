@@ -326,8 +326,8 @@ def render_table(table: pd.DataFrame, title: str, decimals: int = 3) -> plt.Figu
 def reliance_figure(table6: pd.DataFrame, paper_auc: dict[str, float] | None = None
                     ) -> plt.Figure:
     """Table 6 as a figure: per group, test AUC of the full model, CC only and MLO only, with
-    their seed x case 95% intervals, and the paper's test AUC of the full model where it has
-    the group (`paper_auc`, default the means of Tables 1 and 2)."""
+    their 95% intervals over seeds and breasts, and the paper's test AUC of the full model
+    where it has the group (`paper_auc`, default the means of Tables 1 and 2)."""
     reference = ({g: v[0] for g, v in {**paper.TABLE1, **paper.TABLE2}.items()}
                  if paper_auc is None else paper_auc)
     fig, ax = plt.subplots(figsize=(9, 0.45 * len(table6) + 1.2))

@@ -106,8 +106,8 @@ PROFILES = {
                      hp_samples=1, threads=2, testbed_seeds=2, slurm={"time_min": 10}),
     # Laptop: 5 epochs of exams (480 breasts each here) train about as many iterations as
     # the 6 epochs of breasts (368 each) that this profile had before epochs drew exams; 4
-    # seeds at each winner (5 until the runs #21 added outgrew the 60 minutes), so that a
-    # seed bootstrap has more than 3 seeds' 10 distinct draws (35); 3 test windows (of the
+    # seeds at each winner (5 until the runs #21 added outgrew the 60 minutes): at 4 seeds a
+    # t interval over seeds has 3 degrees of freedom, at 3 only 2; 3 test windows (of the
     # paper's 10); notebook 08's methods with 3 seeds and heatmaps only; the sensitivity
     # study at the testbed's own cue strengths.
     "laptop": Profile("laptop", (96, 72), (108, 64), {"train": 240, "val": 100, "test": 160},

@@ -37,7 +37,7 @@ from mvlib.data.store import BreastDataset
 from mvlib.device import autocast, cpu_threads, pick_device, to_device
 from mvlib.models.heads import build_model
 from mvlib.runs import RunDir
-from mvlib.stats import auc_ci, bootstrap_aucs, interval_cell
+from mvlib.stats import auc_ci, interval_cell
 
 PREDICTIONS = ("full", "cc_only", "mlo_only")
 # The columns a cached reliance.csv must have; an older file without them is recomputed.
@@ -211,30 +211,13 @@ def training_curve(run: RunDir) -> pd.DataFrame:
     return out.assign(**utilisation({k: out[k] for k in PREDICTIONS}))
 
 
-def utilisation_replicates(y: np.ndarray, runs: list[pd.DataFrame], n_boot: int = 10000,
-                           seed: int = 0) -> dict[str, np.ndarray]:
-    """Seed x case bootstrap replicates (shape (n_boot,)) of the mean over seeds of each AUC
-    and utilisation rate. Two recipes bootstrapped with the same `seed` and the same number
-    of runs share their case and seed draws, so their replicates pair up for a difference."""
-    scores = [p[f"p_{name}"].to_numpy() for p in runs for name in PREDICTIONS]
-    rng = np.random.default_rng(seed)
-    boot = bootstrap_aucs(y, scores, n_boot, rng).reshape(len(runs), len(PREDICTIONS), n_boot)
-    draw = rng.integers(0, len(runs), (n_boot, len(runs)))  # seeds, resampled
-    per_run = {name: boot[:, i] for i, name in enumerate(PREDICTIONS)}  # (runs, n_boot)
-    per_run.update(utilisation(per_run))
-    cols = np.arange(n_boot)[None, :]
-    # A replicate whose full AUC is 0 (tiny splits) has no rate: NaN, left out of intervals.
-    return {k: np.where(np.isfinite(m := v[draw.T, cols].mean(axis=0)), m, np.nan)
-            for k, v in per_run.items()}
-
-
 # Table 6's label-free dependence columns: reading -> splits.
 DEPENDENCE = {"s_mlo": ("train", "test"), "dp_mlo": ("test",), "dp_cc": ("test",)}
 
 
 def table6(final: dict[str, list[RunDir]], level: float = 0.95) -> pd.DataFrame:
-    """Table 6 (ours): per two-view group, each the mean over seeds with its seed x case
-    interval (`<col> lo`, `<col> hi`; seeds and breasts resampled jointly):
+    """Table 6 (ours): per two-view group, each the mean over seeds with its interval
+    over seeds and breasts (`<col> lo`, `<col> hi`; mvlib.dependence.summary):
       * `full`, `cc_only`, `mlo_only`: test AUC of the model, of its CC part (MLO replaced by
         its training mean) and of its MLO part; `mlo_only (train)` on the training split;
       * `u(mlo|cc)`, `u(cc|mlo)`, `d_util`: utilisation rates, i.e. each view's contribution
@@ -253,18 +236,13 @@ def table6(final: dict[str, list[RunDir]], level: float = 0.95) -> pd.DataFrame:
         row = {"group": group, "runs": len(done)}
         for split in ("test", "train"):
             part = [p[p.split == split].reset_index(drop=True) for p in preds]
-            try:
-                reps = utilisation_replicates(part[0].malignant.to_numpy(), part)
-            except ValueError:  # fewer than 2 breasts of a class: no interval
-                reps = None
-            point = [reliance_summary(p, level) for p in part]
-            keys = (*(f"auc_{n}" for n in PREDICTIONS), "u(mlo|cc)", "u(cc|mlo)", "d_util")
-            for key in keys if split == "test" else ("auc_mlo_only",):
-                name = key.removeprefix("auc_") if split == "test" else "mlo_only (train)"
-                lo, hi = (np.nan, np.nan) if reps is None else np.nanquantile(
-                    reps[key.removeprefix("auc_")], [(1 - level) / 2, (1 + level) / 2])
-                row[name] = float(np.mean([q[key] for q in point]))
-                row[f"{name} lo"], row[f"{name} hi"] = float(lo), float(hi)
+            keys = (*PREDICTIONS, "u(mlo|cc)", "u(cc|mlo)", "d_util") if split == "test" \
+                else ("mlo_only",)
+            auc = dependence.summary(part, level, keys=keys)
+            for key in keys:
+                name = key if split == "test" else "mlo_only (train)"
+                for suffix in ("", " lo", " hi"):
+                    row[f"{name}{suffix}"] = auc[f"{key}{suffix}"]
             keys = tuple(k for k, splits in DEPENDENCE.items() if split in splits)
             dep = dependence.summary(part, level, keys=keys)
             for k in keys:
@@ -312,7 +290,7 @@ CLAIM_COLUMNS = ["claim", "verdict", "reading", "diff", "lo", "hi", "p"]
 def reliance_claims(table6_runs: dict[str, list[RunDir]], level: float = 0.95,
                     reducers: tuple[str, ...] = ("+ Modality Dropout", "Shared ResNet"),
                     reading: str = "s_mlo (train)") -> pd.DataFrame:
-    """The view-reliance claims, each judged by the seed x case interval of a difference
+    """The view-reliance claims, each judged by the interval of a difference over seeds and breasts
     (holds above/below 0 as the claim says, contradicted on the other side, else
     inconclusive at this budget); column `reading` names what each claim was judged by:
       * Joint ResNet under-uses CC: its CC part (MLO replaced) scores below a CC model trained
@@ -362,19 +340,10 @@ def reliance_claims(table6_runs: dict[str, list[RunDir]], level: float = 0.95,
 
 def _difference(a: list[pd.DataFrame], b: list[pd.DataFrame], key_a: str, key_b: str,
                 level: float) -> dict[str, float]:
-    """Reading `key_a` of group A - `key_b` of group B (AUC readings), seed x case interval
-    with the same breast draws (and seed draws, with as many runs), as `utilisation_replicates`
-    with one seed pairs them."""
-    y = a[0].malignant.to_numpy()
-    if any(not np.array_equal(p.malignant.to_numpy(), y) for p in b):
-        raise ValueError("the groups were scored on different breasts")
-    diff = utilisation_replicates(y, a)[key_a] - utilisation_replicates(y, b)[key_b]
-    diff = diff[np.isfinite(diff)]
-    if not diff.size:
-        raise ValueError("no finite replicate")
-    lo, hi = np.quantile(diff, [(1 - level) / 2, (1 + level) / 2])
-    p = min(1.0, 2 * min(np.mean(diff <= 0), np.mean(diff >= 0)))
-    return {"diff": float(np.mean(diff)), "lo": float(lo), "hi": float(hi), "p": float(p)}
+    """Reading `key_a` of group A - `key_b` of group B with `dependence.contrast`'s interval
+    (seeds independent, one breast resampling for both groups)."""
+    r = dependence.contrast([(a, key_a), (b, key_b)], [1.0, -1.0], level)
+    return {"diff": r["diff"], "lo": r["lo"], "hi": r["hi"], "p": r["p"]}
 
 
 def dependence_generalisation(final: dict[str, list[RunDir]]) -> pd.DataFrame:

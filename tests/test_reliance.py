@@ -144,16 +144,17 @@ def test_table6_and_claims_from_the_runs_predictions(monkeypatch):
     assert pooled.n == 16 and pooled.lo <= pooled.rho <= pooled.hi
 
 
-def test_utilisation_replicates_pair_up_for_the_same_runs():
+def test_a_difference_of_readings_of_the_same_runs_is_zero_and_straddles_it():
     rng = np.random.default_rng(1)
     y = np.r_[np.ones(30, int), np.zeros(60, int)]
     preds = [fake_predictions(rng, y, 0.5, 0.5) for _ in range(3)]
     test = [p[p.split == "test"].reset_index(drop=True) for p in preds]
-    a = reliance.utilisation_replicates(y, test, n_boot=300, seed=4)
-    b = reliance.utilisation_replicates(y, test, n_boot=300, seed=4)
-    np.testing.assert_array_equal(a["d_util"], b["d_util"])  # same draws: a zero difference
-    point = np.mean([reliance.reliance_summary(p)["d_util"] for p in test])
-    assert abs(np.median(a["d_util"]) - point) < 0.05
+    r = reliance._difference(test, test, "d_util", "d_util", 0.95)
+    assert r["diff"] == pytest.approx(0, abs=1e-12) and r["lo"] < 0 < r["hi"]
+    mixed = reliance._difference(test, test, "cc_only", "full", 0.95)
+    full = np.mean([reliance.reliance_summary(p)["auc_full"] for p in test])
+    cc = np.mean([reliance.reliance_summary(p)["auc_cc_only"] for p in test])
+    assert mixed["diff"] == pytest.approx(cc - full)
 
 
 @pytest.mark.parametrize("name", ["joint", "shared", "split", "joint_blend"])

@@ -1,5 +1,6 @@
-"""mvlib.stats: DeLong against a brute-force placement computation, symmetry, the interval's
-coverage in simulation, and the seed x case bootstrap of compare_recipes."""
+"""mvlib.stats: DeLong against a brute-force placement computation, symmetry, and the
+coverage of every interval in simulation with a known truth: recipes of 3, 4, 5 and 10 seeds
+on the laptop profile's test split (and the old seed x case bootstrap failing that check)."""
 
 import numpy as np
 import pytest
@@ -120,129 +121,199 @@ def test_delong_interval_covers_the_true_auc_about_95_percent_of_the_time():
     assert 0.92 <= hits / 400 <= 0.98
 
 
-# --- compare_recipes ----------------------------------------------------------------------
+# --- recipes: a few seeds on shared test cases ----------------------------------------------
 
-def recipe_scores(rng, y, u, mu, tau, seeds):
-    """Per-seed scores u + sigma_s * noise, log sigma_s ~ N(mu, tau): a seed effect on top
-    of the case effect u that every model shares."""
-    sigma = np.exp(mu + tau * rng.normal(size=seeds))
-    return [u + s * rng.normal(size=len(y)) for s in sigma]
+M, N = 41, 279  # the laptop profile's test split: 320 breasts, 13% malignant
+Y = np.r_[np.ones(M, int), np.zeros(N, int)]
+SD_CASE = 0.5  # a case's difficulty, shared by every run: the runs' case errors correlate
 
 
-def recipe_auc(delta, mu, tau):
-    """Expected AUC of a recipe over seeds and cases (Gauss-Hermite over log sigma)."""
-    x, w = np.polynomial.hermite_e.hermegauss(60)
-    sigma = np.exp(mu + tau * x)
-    return float(np.sum(w * norm.cdf(delta / np.sqrt(2 * (1 + sigma ** 2)))) / w.sum())
+def draw_recipes(rng, mus, tau, k, noise=1.0):
+    """One test set and, per recipe, k seeds' scores (mu + b_seed) * y + d_case + noise,
+    b_seed ~ N(0, tau): the seed effect moves the whole run, the case effect every run."""
+    d = rng.normal(0, SD_CASE, len(Y))
+    return [[(mu + rng.normal(0, tau)) * Y + d + rng.normal(0, noise, len(Y))
+             for _ in range(k)] for mu in mus]
+
+
+def expected_auc(mu, tau, noise=1.0):
+    """A recipe's AUC expected over seeds and test sets: P(score+ > score-) with
+    score+ - score- ~ N(mu + b, 2 (SD_CASE^2 + noise^2)), b ~ N(0, tau^2)."""
+    return float(norm.cdf(mu / np.sqrt(2 * (SD_CASE**2 + noise**2) + tau**2)))
+
+
+def old_seed_case_bootstrap(y, runs_a, runs_b, rng, n_boot=400):
+    """The interval compare_recipes had before (a seed x case percentile bootstrap,
+    "multi-bootstrap", Sellam et al. 2022): kept here to show the coverage test sees it fail."""
+    y = y.astype(bool)
+    pos, neg = np.flatnonzero(y), np.flatnonzero(~y)
+    cases = np.concatenate([rng.choice(pos, (n_boot, len(pos))),
+                            rng.choice(neg, (n_boot, len(neg)))], axis=1)
+    diffs = 0
+    for sign, runs in ((1, runs_a), (-1, runs_b)):
+        boot = stats.aucs_on_cases(np.stack(runs), cases, pos, neg)  # (k, n_boot)
+        draw = rng.integers(0, len(runs), (n_boot, len(runs)))
+        diffs = diffs + sign * boot[draw.T, np.arange(n_boot)[None, :]].mean(axis=0)
+    return np.quantile(diffs, [0.025, 0.975])
+
+
+SPREAD = {"large": 0.6, "small": 0.05}  # tau: seeds' AUC sd ~0.11 (most of the variance) / ~0.01
+RECIPES = {"equal": (1.2, 1.2), "unequal": (1.2, 1.8)}
+
+
+@pytest.mark.parametrize("k", [3, 4, 5, 10])
+@pytest.mark.parametrize("spread", list(SPREAD))
+@pytest.mark.parametrize("recipes", list(RECIPES))
+def test_compare_recipes_covers_at_a_few_seeds(k, spread, recipes):
+    """95% means at least 93% (the nominal level less 2.4 Monte Carlo standard errors at 700
+    replications) with test sets and seeds drawn afresh, at 3, 4, 5 and 10 seeds."""
+    rng = np.random.default_rng(k * 100 + len(spread) + len(recipes))
+    tau, mus = SPREAD[spread], RECIPES[recipes]
+    truth = expected_auc(mus[0], tau) - expected_auc(mus[1], tau)
+    hits = [(lambda r: r["lo"] <= truth <= r["hi"])(
+        stats.compare_recipes(Y, *draw_recipes(rng, mus, tau, k))) for _ in range(700)]
+    assert np.mean(hits) >= 0.93
+
+
+def test_the_coverage_check_fails_the_seed_case_bootstrap_at_three_seeds():
+    """The bootstrap over three seeds draws from 10 seed sets and shrinks their variance by
+    2/3: with a large seed spread it covers far less than 95%, and the check above sees it."""
+    rng = np.random.default_rng(0)
+    tau, mus = SPREAD["large"], RECIPES["equal"]
+    hits = []
+    for _ in range(300):
+        lo, hi = old_seed_case_bootstrap(Y, *draw_recipes(rng, mus, tau, 3), rng)
+        hits.append(lo <= 0 <= hi)
+    assert np.mean(hits) < 0.93
+
+
+@pytest.mark.parametrize("k", [3, 4])
+@pytest.mark.parametrize("tau", [0.3, 0.05])  # seeds' AUC sd ~0.05 (Joint ResNet's) / ~0.01
+def test_recipe_ci_covers_the_recipes_expected_auc(k, tau, mu=1.2):
+    """One recipe's interval at an expected AUC of 0.77. Its limits, measured with this
+    simulation: three seeds' per-seed AUCs are skewed, so at AUC 0.94 (tau 0.3) or at the
+    comparisons' large spread (AUC sd ~0.11) it covers 92-93%, not 95%."""
+    rng = np.random.default_rng(k + int(100 * tau) + int(mu))
+    truth = expected_auc(mu, tau)
+    hits = []
+    for i in range(1000):
+        runs = draw_recipes(rng, (mu,), tau, k)[0]
+        mean, lo, hi = stats.recipe_ci(Y, runs)
+        if i == 0:
+            assert mean == pytest.approx(np.mean([roc_auc_score(Y, r) for r in runs]))
+            assert 0 < lo < mean < hi < 1
+        hits.append(lo <= truth <= hi)
+    assert np.mean(hits) >= 0.93
+    with pytest.raises(ValueError, match="at least one run"):
+        stats.recipe_ci(Y, [])
+    assert np.isnan(stats.recipe_ci(Y, runs[:1])[1])  # one seed: no interval
+
+
+@pytest.mark.parametrize("spread", list(SPREAD))
+def test_compare_effects_covers_at_three_seeds(spread):
+    rng = np.random.default_rng(len(spread))
+    tau, mus = SPREAD[spread], (1.8, 1.0, 1.4, 1.2)  # A with, A without, B with, B without
+    e = [expected_auc(m, tau) for m in mus]
+    truth = (e[0] - e[1]) - (e[2] - e[3])
+    hits = []
+    for _ in range(500):
+        g = draw_recipes(rng, mus, tau, 3)
+        r = stats.compare_effects(Y, (g[0], g[1]), (g[2], g[3]))
+        hits.append(r["lo"] <= truth <= r["hi"])
+    assert np.mean(hits) >= 0.93
+
+
+def test_seeds_that_barely_differ_give_the_test_cases_interval():
+    """When the runs are nearly the same model (no seed effect, small run-to-run noise) the
+    interval is about that of the test cases alone (DeLong's, of the seeds' mean AUC), not
+    the width a t with 2 degrees of freedom would give it, and it still covers."""
+    rng = np.random.default_rng(3)
+    mus, noise = (0.6, 0.9), 0.1  # AUCs 0.80 and 0.89, far enough from 1 for DeLong
+    truth = expected_auc(mus[0], 0, noise) - expected_auc(mus[1], 0, noise)
+    ratios, hits = [], []
+    for _ in range(400):
+        a, b = draw_recipes(rng, mus, 0.0, 3, noise)
+        r = stats.compare_recipes(Y, a, b)
+        aucs, cov = stats.delong(Y, *a, *b)
+        u = np.r_[np.full(3, 1 / 3), np.full(3, -1 / 3)]
+        ratios.append((r["hi"] - r["lo"]) / (2 * 1.959964 * np.sqrt(u @ cov @ u)))
+        hits.append(r["lo"] <= truth <= r["hi"])
+    assert np.mean(ratios) < 1.15 and np.mean(hits) >= 0.93
+
+
+def test_seed_case_contrast_by_hand():
+    """Two recipes of three seeds with a known case covariance: the variance components,
+    Satterthwaite's degrees of freedom and the t interval written out."""
+    x = np.array([0.80, 0.86, 0.74, 0.70, 0.71, 0.69])
+    c = np.full((6, 6), 1e-4) + np.eye(6) * 3e-4  # case variance 4e-4, covariance 1e-4
+    r = stats.seed_case_contrast(x, c, [3, 3], [1.0, -1.0])
+    within = 4e-4 - 1e-4  # the part of a seed's sample variance the case errors explain
+    s2a, s2b = x[:3].var(ddof=1), x[3:].var(ddof=1)
+    assert s2a > within > s2b  # A's seeds differ beyond case noise, B's do not
+    var_seed = (s2a - within) / 3
+    u = np.r_[np.full(3, 1 / 3), np.full(3, -1 / 3)]
+    var_case = u @ c @ u
+    df = (var_seed + var_case) ** 2 / ((s2a / 3) ** 2 / 2)
+    from scipy.stats import t
+    se = np.sqrt(var_seed + var_case)
+    assert r["diff"] == pytest.approx(0.8 - 0.7)
+    assert (r["var_seed"], r["var_case"], r["df"]) == pytest.approx((var_seed, var_case, df))
+    assert (r["lo"], r["hi"]) == pytest.approx((0.1 - t.ppf(0.975, df) * se,
+                                                0.1 + t.ppf(0.975, df) * se))
+    assert r["p"] == pytest.approx(2 * t.sf(0.1 / se, df))
+    assert r["mdd"] == pytest.approx((t.ppf(0.975, df) + t.ppf(0.8, df)) * se)
+    assert r["seed_share"] == pytest.approx(var_seed / (var_seed + var_case))
+    one = stats.seed_case_contrast(x[:4], c[:4, :4], [3, 1], [1.0, -1.0])
+    assert np.isnan(one["lo"]) and np.isnan(one["hi"])  # one seed: no seed variance to judge
+    with pytest.raises(ValueError, match="do not fit"):
+        stats.seed_case_contrast(x, c, [3, 2], [1.0, -1.0])
 
 
 def test_compare_recipes_swaps_symmetrically_and_counts_wins():
     rng = np.random.default_rng(1)
-    y = np.r_[np.ones(40, int), np.zeros(80, int)]
-    u = rng.normal(y * 1.0, 1.0)
-    a = recipe_scores(rng, y, u, -1.0, 0.3, 5)
-    b = recipe_scores(rng, y, u, 0.0, 0.3, 5)
-    seeds = list(range(5))  # the same seed list: paired by seed
-    ab = stats.compare_recipes(y, a, b, n_boot=2000, seed=3, seeds_a=seeds, seeds_b=seeds)
-    ba = stats.compare_recipes(y, b, a, n_boot=2000, seed=3, seeds_a=seeds, seeds_b=seeds)
+    a, b = draw_recipes(rng, (1.2, 1.8), 0.3, 5)
+    seeds = list(range(5))
+    ab = stats.compare_recipes(Y, a, b, seeds_a=seeds, seeds_b=seeds)
+    ba = stats.compare_recipes(Y, b, a, seeds_a=seeds, seeds_b=seeds)
     assert ab["diff"] == pytest.approx(-ba["diff"], abs=1e-12)
     assert (ab["lo"], ab["hi"]) == pytest.approx((-ba["hi"], -ba["lo"]), abs=1e-12)
     assert ab["p"] == pytest.approx(ba["p"])
     assert ab["p_a_better"] == pytest.approx(1 - ba["p_a_better"])
-    aucs_a = [roc_auc_score(y, s) for s in a]
-    aucs_b = [roc_auc_score(y, s) for s in b]
+    aucs_a = [roc_auc_score(Y, s) for s in a]
+    aucs_b = [roc_auc_score(Y, s) for s in b]
     assert ab["diff"] == pytest.approx(np.mean(aucs_a) - np.mean(aucs_b), abs=1e-12)
     wins = np.mean([[x > z for z in aucs_b] for x in aucs_a])
     assert ab["p_a_better"] == pytest.approx(wins)
-    assert ab["lo"] < ab["diff"] < ab["hi"]
-    same = stats.compare_recipes(y, a, a, n_boot=500, seeds_a=seeds, seeds_b=seeds)
-    assert same["paired"] and same["diff"] == 0 and same["lo"] == same["hi"] == 0
-    assert same["p"] == 1.0 and same["p_a_better"] == 0.5
-    unpaired = stats.compare_recipes(y, a, b[:3], n_boot=500)  # different seed lists
-    assert unpaired["diff"] == pytest.approx(np.mean(aucs_a) - np.mean(aucs_b[:3]))
-    assert not unpaired["paired"]
+    assert ab["lo"] < ab["diff"] < ab["hi"] and not ab["paired"]
+    assert ab["seed_corr"] == pytest.approx(np.corrcoef(aucs_a, aucs_b)[0, 1])
     with pytest.raises(ValueError, match="do not match"):
-        stats.compare_recipes(y, a, [b[0][:-1]])
+        stats.compare_recipes(Y, a, [b[0][:-1]])
     with pytest.raises(ValueError, match="at least one run"):
-        stats.compare_recipes(y, a, [])
+        stats.compare_recipes(Y, a, [])
 
 
-def test_compare_recipes_pairs_seeds_by_value_not_by_position():
+def test_compare_recipes_pairs_only_when_asked_and_by_seed_value():
     rng = np.random.default_rng(4)
-    y = np.r_[np.ones(30, int), np.zeros(60, int)]
-    u = rng.normal(y * 1.0, 1.0)
-    a = recipe_scores(rng, y, u, -1.0, 0.3, 4)
-    # B is A itself, listed in another seed order: paired by value it is the same recipe.
-    order = [2, 0, 3, 1]
-    same = stats.compare_recipes(y, a, [a[i] for i in order], n_boot=300,
-                                 seeds_a=[0, 1, 2, 3], seeds_b=order)
-    assert same["paired"] and same["lo"] == same["hi"] == 0
-    by_position = stats.compare_recipes(y, a, [a[i] for i in order], n_boot=300,
-                                        paired_seeds=False)
-    assert by_position["hi"] > by_position["lo"]
-    # A run diverged at seed 3 in A and at seed 0 in B: equal lengths, different seeds.
-    mixed = stats.compare_recipes(y, a[:3], a[1:], n_boot=300, seeds_a=[0, 1, 2],
-                                  seeds_b=[1, 2, 3])
-    assert not mixed["paired"]
+    a = draw_recipes(rng, (1.2,), 0.5, 4)[0]
+    order = [2, 0, 3, 1]  # B is A itself, listed in another seed order
+    b = [a[i] for i in order]
+    same = stats.compare_recipes(Y, a, b, seeds_a=[0, 1, 2, 3], seeds_b=order,
+                                 paired_seeds=True)
+    assert same["paired"] and same["lo"] == same["hi"] == 0 and same["p"] == 1.0
+    assert same["seed_corr"] == pytest.approx(1.0)  # matched by value, not by position
+    unpaired = stats.compare_recipes(Y, a, b, seeds_a=[0, 1, 2, 3], seeds_b=order)
+    assert not unpaired["paired"] and unpaired["lo"] < 0 < unpaired["hi"]
     with pytest.raises(ValueError, match="same seed values"):
-        stats.compare_recipes(y, a[:3], a[1:], seeds_a=[0, 1, 2], seeds_b=[1, 2, 3],
+        stats.compare_recipes(Y, a[:3], a[1:], seeds_a=[0, 1, 2], seeds_b=[1, 2, 3],
                               paired_seeds=True)
     with pytest.raises(ValueError, match="each run's seed once"):
-        stats.compare_recipes(y, a, a, seeds_a=[0, 0, 1, 2], seeds_b=[0, 1, 2, 3])
+        stats.compare_recipes(Y, a, a, seeds_a=[0, 0, 1, 2], seeds_b=[0, 1, 2, 3])
 
 
 def test_p_text_says_p_below_one_over_b_for_a_bootstrap_p_of_zero():
     assert stats.p_text(0.0, 10000) == "p < 0.0001"
     assert stats.p_text(0.0312, 10000) == "p = 0.031"
     assert stats.p_text(2e-6) == "p = 2.0e-06"
-
-
-def test_compare_recipes_interval_covers_the_true_difference():
-    """Seeds and test cases drawn afresh each time; the interval should cover the difference
-    of the recipes' expected AUCs (over seeds and cases) about 95% of the time."""
-    rng = np.random.default_rng(2)
-    delta, (mu_a, mu_b), tau, seeds = 1.5, (-0.7, -0.3), 0.5, 5
-    true = recipe_auc(delta, mu_a, tau) - recipe_auc(delta, mu_b, tau)
-    y = np.r_[np.ones(40, int), np.zeros(120, int)]
-    hits, sims = 0, 200
-    for i in range(sims):
-        u = rng.normal(y * delta, 1.0)
-        a = recipe_scores(rng, y, u, mu_a, tau, seeds)
-        b = recipe_scores(rng, y, u, mu_b, tau, seeds)
-        r = stats.compare_recipes(y, a, b, n_boot=400, seed=i, paired_seeds=False)
-        hits += r["lo"] <= true <= r["hi"]
-    assert 0.92 <= hits / sims <= 0.98
-
-
-def test_recipe_ci_brackets_the_mean_and_covers_the_recipes_expected_auc():
-    rng = np.random.default_rng(5)
-    y = np.r_[np.ones(40, int), np.zeros(120, int)]
-    delta, mu, tau = 1.5, -0.5, 0.5
-    true = recipe_auc(delta, mu, tau)
-    hits = 0
-    for i in range(200):
-        u = rng.normal(y * delta, 1.0)
-        runs = recipe_scores(rng, y, u, mu, tau, 5)
-        mean, lo, hi = stats.recipe_ci(y, runs, n_boot=400, seed=i)
-        if i == 0:
-            assert mean == pytest.approx(np.mean([roc_auc_score(y, r) for r in runs]))
-            assert lo < mean < hi
-        hits += lo <= true <= hi
-    assert 0.92 <= hits / 200 <= 0.98
-    with pytest.raises(ValueError, match="at least one run"):
-        stats.recipe_ci(y, [])
-
-
-def test_bootstrap_aucs_resample_cases_within_each_class_alike_for_every_vector():
-    y, (a, b, _) = tied_scores(8)
-    boot = stats.bootstrap_aucs(y, [a, b], 500, np.random.default_rng(0))
-    again = stats.bootstrap_aucs(y, [a, b], 500, np.random.default_rng(0))
-    assert boot.shape == (2, 500)
-    np.testing.assert_array_equal(boot, again)
-    same = stats.bootstrap_aucs(y, [a, a], 50, np.random.default_rng(1))
-    np.testing.assert_array_equal(same[0], same[1])  # the same cases for every vector
-    aucs = stats.delong(y, a, b)[0]
-    np.testing.assert_allclose(boot.mean(axis=1), aucs, atol=0.02)
 
 
 def test_compare_means_is_welchs_interval_and_covers():
@@ -273,14 +344,13 @@ def test_compare_means_rejects_what_it_cannot_judge():
 
 
 @pytest.mark.parametrize("m, n", [(9, 40), (700, 700)])  # counted placements; ranked resamples
-def test_bootstrap_aucs_equal_the_midrank_auc_of_each_resample_exactly(m, n):
+def test_aucs_on_cases_equal_the_midrank_auc_of_each_resample_exactly(m, n):
     rng = np.random.default_rng(3)
     y = np.r_[np.ones(m, int), np.zeros(n, int)]
     scores = [np.round(rng.normal(size=m + n) + y, 1) for _ in range(2)]  # many ties
-    boot = stats.bootstrap_aucs(y, scores, 60, np.random.default_rng(4))
-    rng = np.random.default_rng(4)  # the same draws, each resample scored on its own
-    cases = np.concatenate([rng.choice(np.flatnonzero(y), (60, m)),
-                            rng.choice(np.flatnonzero(y == 0), (60, n))], axis=1)
+    pos, neg = np.flatnonzero(y), np.flatnonzero(y == 0)
+    cases = np.concatenate([rng.choice(pos, (60, m)), rng.choice(neg, (60, n))], axis=1)
+    boot = stats.aucs_on_cases(np.stack(scores), cases, pos, neg)
     for k, s in enumerate(scores):
         expect = [roc_auc_score(y[c], s[c]) for c in cases]
         np.testing.assert_allclose(boot[k], expect, rtol=0, atol=1e-12)
@@ -288,42 +358,20 @@ def test_bootstrap_aucs_equal_the_midrank_auc_of_each_resample_exactly(m, n):
 
 def test_compare_effects_is_the_difference_of_two_recipe_differences():
     rng = np.random.default_rng(7)
-    y = np.r_[np.ones(40, int), np.zeros(100, int)]
-    u = rng.normal(y * 1.0, 1.0)
-    # A: the effect takes the case signal away entirely; B: a mild effect
-    strong, weak = recipe_scores(rng, y, u, -2.0, 0.3, 3), [rng.normal(size=len(y)) for _ in "abc"]
-    mild_on, mild_off = (recipe_scores(rng, y, u, mu, 0.3, 3) for mu in (-1.0, -0.6))
-    r = stats.compare_effects(y, (strong, weak), (mild_on, mild_off), n_boot=2000, seed=1)
-    auc = {k: np.mean([roc_auc_score(y, s) for s in v]) for k, v in
-           (("strong", strong), ("weak", weak), ("on", mild_on), ("off", mild_off))}
+    strong, weak, on, off = draw_recipes(rng, (2.5, 0.0, 1.3, 1.1), 0.2, 3)
+    r = stats.compare_effects(Y, (strong, weak), (on, off))
+    auc = {k: np.mean([roc_auc_score(Y, s) for s in v]) for k, v in
+           (("strong", strong), ("weak", weak), ("on", on), ("off", off))}
     assert r["effect_a"] == pytest.approx(auc["strong"] - auc["weak"], abs=1e-12)
     assert r["effect_b"] == pytest.approx(auc["on"] - auc["off"], abs=1e-12)
     assert r["diff"] == pytest.approx(r["effect_a"] - r["effect_b"], abs=1e-12)
     assert 0 < r["lo"] < r["diff"] < r["hi"]  # A's effect is clearly the larger
-    swapped = stats.compare_effects(y, (mild_on, mild_off), (strong, weak), n_boot=2000, seed=1)
+    swapped = stats.compare_effects(Y, (on, off), (strong, weak))
     assert swapped["diff"] == pytest.approx(-r["diff"], abs=1e-12) and swapped["hi"] < 0
-    same = stats.compare_effects(y, (strong, weak), (strong, weak), n_boot=500)
-    assert same["diff"] == 0 and same["lo"] < 0 < same["hi"]  # seeds resampled independently
+    same = stats.compare_effects(Y, (strong, weak), (strong, weak))
+    assert same["diff"] == pytest.approx(0, abs=1e-12) and same["lo"] < 0 < same["hi"]
     with pytest.raises(ValueError, match="at least one run"):
-        stats.compare_effects(y, (strong, []), (mild_on, mild_off))
-
-
-def test_compare_effects_interval_covers_the_true_difference_of_effects():
-    rng = np.random.default_rng(11)
-    delta, tau, seeds = 1.5, 0.4, 5
-    mus = (-0.3, -1.0, -0.6, -0.9)  # A on, A off, B on, B off
-    a_on, a_off, b_on, b_off = (recipe_auc(delta, m, tau) for m in mus)
-    true = (a_on - a_off) - (b_on - b_off)
-    y = np.r_[np.ones(40, int), np.zeros(120, int)]
-    hits, sims = 0, 200
-    for i in range(sims):
-        u = rng.normal(y * delta, 1.0)
-        g = [recipe_scores(rng, y, u, m, tau, seeds) for m in mus]
-        r = stats.compare_effects(y, (g[0], g[1]), (g[2], g[3]), n_boot=400, seed=i)
-        hits += r["lo"] <= true <= r["hi"]
-    # Conservative, as multi-bootstraps are (each seed's case noise enters through both the
-    # case and the seed resampling), but never narrower than 95%.
-    assert 0.93 <= hits / sims <= 0.995
+        stats.compare_effects(Y, (strong, []), (on, off))
 
 
 def test_an_interval_cell_shows_the_estimate_its_bounds_or_what_is_missing():

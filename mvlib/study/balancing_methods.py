@@ -205,7 +205,7 @@ def write_table7(t: pd.DataFrame, prof: Profile) -> list[Path]:
 def claims(t: pd.DataFrame, with_maps: dict[str, list[RunDir]],
            validated: tuple[str | None, str], store: Path | None = None) -> pd.DataFrame:
     """Table 7's computed verdicts: for each method, "improves Joint ResNet" with and without
-    heatmaps (`tables.verdict`: the seed x case interval of A - B) and "reduces Joint
+    heatmaps (`tables.verdict`: the interval of A - B over seeds and test cases) and "reduces Joint
     ResNet's reliance on MLO" (a lower MLO dependence by the testbed's validated reading,
     `validated` of `testbed.validated_reading`; `testbed.reliance_claims`)."""
     runs = {"Table 7": t[["runs"]]}
@@ -424,7 +424,7 @@ def testbed_markdown(found: pd.DataFrame | None, compared: pd.DataFrame | None) 
                                 f"{r['diff']:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}]: the cue's "
                                 f"effect is **{r.verdict}**."),
         "\nAgainst Joint ResNet's winning setting (the cue's effect under the method minus "
-        "under Joint ResNet, the same seeds, seed x case interval):",
+        "under Joint ResNet, the same seeds, 95% interval over seeds and breasts):",
         *lines(compared, lambda r: f"({r['rate (method)']} against Joint ResNet's "
                                    f"{r['rate (Joint ResNet)']}) effect "
                                    f"{r['effect (method)']:+.3f} against "

@@ -152,9 +152,10 @@ def ablation_settings(weights: pd.DataFrame) -> dict[str, dict[str, float]]:
 def blending_ablation(prof: Profile, weights: pd.DataFrame, executor: Executor | None = None,
                       store: Path | None = None) -> pd.DataFrame:
     """Table 5: each weight set that trains a model (`untrainable`: the rule of Table 2)
-    trained with `search_seeds` seeds; mean test AUC with its seed x case interval (a case
-    bootstrap with one seed) beside the paper's. `note` says why a set was not trained, or
-    that it repeats an earlier set's weights (then its runs are that set's: one config)."""
+    trained with `search_seeds` seeds; mean test AUC with its interval over seeds and
+    test cases (with one seed, DeLong's of the test cases alone) beside the paper's. `note`
+    says why a set was not trained, or that it repeats an earlier set's weights (then its
+    runs are that set's: one config)."""
     sets = ablation_settings(weights)
     first: dict[tuple, str] = {}
     notes = {}

@@ -106,9 +106,10 @@ NUMERIC = ("auc_mean", "auc_std", "auc_lo", "auc_hi", "ensemble", "ensemble_lo",
 
 
 def summary(final: dict[str, list[RunDir]], reference: dict[str, tuple]) -> pd.DataFrame:
-    """Test AUC per group, ours beside the paper's: the mean over seeds with its seed x case
-    95% interval (`stats.recipe_ci`), the std over seeds, and the 3x ensemble (of the first
-    three seeds, as the paper's ensembles three models) with its DeLong interval."""
+    """Test AUC per group, ours beside the paper's: the mean over seeds with its 95% interval
+    over seeds and test cases (`stats.recipe_ci`; a group of one run gets DeLong's interval
+    of the test cases alone, and says so), the std over seeds, and the 3x ensemble (of the
+    first three seeds, as the paper's ensembles three models) with its DeLong interval."""
     columns = ["group", "lr", "AUC (ours)", "std (ours)", "3x ensemble (ours)", "runs done",
                "AUC (paper)", "3x ensemble (paper)", *NUMERIC]
     rows = []
@@ -125,9 +126,12 @@ def summary(final: dict[str, list[RunDir]], reference: dict[str, tuple]) -> pd.D
             s = summarise(preds)
             y, scores = preds[0].malignant, [p.p_malignant for p in preds]
             ens = ensemble(preds[:ENSEMBLE]).p_malignant  # the paper's 3x: the first three
-            mean, lo, hi = _interval(stats.recipe_ci, y, scores, fallback=s["auc_mean"])
+            one = len(scores) == 1  # no seed spread to estimate: the test cases' interval
+            mean, lo, hi = _interval(stats.auc_ci if one else stats.recipe_ci, y,
+                                     scores[0] if one else scores, fallback=s["auc_mean"])
             e, elo, ehi = _interval(stats.auc_ci, y, ens, fallback=s["auc_ensemble"])
-            row.update({"AUC (ours)": stats.interval_cell(mean, lo, hi),
+            row.update({"AUC (ours)": stats.interval_cell(mean, lo, hi)
+                        + (" (1 seed: test cases only)" if one and lo == lo else ""),
                         "std (ours)": f"{s['auc_std']:.3f}",
                         "3x ensemble (ours)": stats.interval_cell(e, elo, ehi), "auc_mean": mean,
                         "auc_std": s["auc_std"], "auc_lo": lo, "auc_hi": hi, "ensemble": e,

@@ -158,7 +158,7 @@ def dependence_claim(table6: pd.DataFrame, validated: tuple[str | None, str]) ->
     row |= {"ours (A vs B)": f"Joint ResNet {reading} {t[reading]:.3f}",
             "diff": t[reading] - 0.5, "lo": lo, "hi": hi, "verdict": v,
             "why": f"{reading} minus one half: {t[reading] - 0.5:+.3f}, 95% interval "
-                   f"[{lo:+.3f}, {hi:+.3f}] (seed x case bootstrap, {int(t.runs)} seeds); "
+                   f"[{lo:+.3f}, {hi:+.3f}] (over seeds and breasts, {int(t.runs)} seeds); "
                    f"the reading: {why}"}
     return pd.DataFrame([row], columns=VERDICT_COLUMNS).set_index("claim")
 

@@ -2,13 +2,16 @@
 verdict per claim computed from the runs' test predictions (notebook 07).
 
 Each claim compares two recipes (groups of runs, one per seed, on the same test breasts) with
-`stats.compare_recipes`: the difference of their mean AUCs with a seed x case bootstrap 95%
-interval. A claim "A beats B" **holds** when that interval lies above 0, is **contradicted**
-when it lies below 0 and is **inconclusive at this budget** otherwise. A claim "A does not
-improve on B" (the paper found A no better) is **consistent** when the interval's upper bound
-is below the equivalence margin MARGIN (0.01 AUC), **contradicted** when its lower bound is
-above 0, and inconclusive otherwise. Each verdict prints the interval, its p-value and the
-smallest difference this budget could detect (the interval's half-width).
+`stats.compare_recipes`: the difference of their mean AUCs with a 95% interval over seeds and
+test cases (Student's t with Satterthwaite's degrees of freedom: at 3-4 seeds the seeds'
+spread is itself uncertain). A claim "A beats B" **holds** when that interval lies above 0,
+is **contradicted** when it lies below 0 and is **inconclusive at this budget** otherwise. A
+claim "A does not improve on B" (the paper found A no better) is **consistent** when the
+interval's upper bound is below the equivalence margin MARGIN (0.01 AUC), **contradicted**
+when its lower bound is above 0, and inconclusive otherwise. Each verdict prints the
+interval, its p-value, the smallest difference this budget detects with 80% power (`mdd`,
+about 2.8 standard errors) and how much of the variance is the seeds' (against the test
+cases').
 """
 
 from __future__ import annotations
@@ -113,14 +116,16 @@ def _paper_mean(table: str, row: str) -> str:
 
 
 def verdict(claim: Claim, tables: dict[str, pd.DataFrame], store: Path | None = None) -> dict:
-    """The claim, the paper's and our mean AUCs, and the verdict from the seed x case
-    bootstrap interval of A - B, with the interval, p and detectable difference."""
+    """The claim, the paper's and our mean AUCs, and the verdict from the interval of A - B
+    (`stats.compare_recipes`, seeds unpaired: different models share no initial weights),
+    with the interval, p, the difference detectable with 80% power, the seeds' share of the
+    variance and the correlation of the per-seed AUCs matched by seed value."""
     store = Path(store or paths.store())
     runs_a, runs_b = _runs(tables, claim.a), _runs(tables, claim.b)
     row = {"claim": claim.text,
            "paper (A vs B)": f"{_paper_mean(*claim.a)} vs {_paper_mean(*claim.b)}",
            "ours (A vs B)": "-", "diff": math.nan, "lo": math.nan, "hi": math.nan,
-           "p": math.nan}
+           "p": math.nan, "mdd": math.nan, "seed_share": math.nan, "seed_corr": math.nan}
     if missing := [" / ".join(ref) for ref, r in ((claim.a, runs_a), (claim.b, runs_b))
                    if r is None]:
         return {**row, "verdict": "not tested",
@@ -138,22 +143,27 @@ def verdict(claim: Claim, tables: dict[str, pd.DataFrame], store: Path | None = 
     except ValueError as e:
         return {**row, "verdict": "not tested", "why": str(e)}
     row.update({"ours (A vs B)": f"{r['mean_a']:.3f} vs {r['mean_b']:.3f}", "diff": r["diff"],
-                "lo": r["lo"], "hi": r["hi"], "p": r["p"]})
+                "lo": r["lo"], "hi": r["hi"], "p": r["p"], "mdd": r["mdd"],
+                "seed_share": r["seed_share"], "seed_corr": r["seed_corr"]})
+    if r["lo"] != r["lo"]:
+        return {**row, "verdict": "not tested",
+                "why": f"{len(a)} vs {len(b)} seeds: a group of one run has no seed spread to "
+                       "estimate"}
     if claim.beats:
         v = ("holds" if r["lo"] > 0 else "contradicted" if r["hi"] < 0
              else "inconclusive at this budget")
     else:
         v = ("consistent" if r["hi"] < MARGIN else "contradicted" if r["lo"] > 0
              else "inconclusive at this budget")
-    detectable = (r["hi"] - r["lo"]) / 2
     why = (f"A - B {r['diff']:+.3f}, 95% interval [{r['lo']:+.3f}, {r['hi']:+.3f}], "
-           f"{stats.p_text(r['p'], r['n_boot'])}; detectable: {detectable:.3f}; "
-           f"{len(a)} vs {len(b)} seeds" + (", paired by seed" if r["paired"] else ""))
+           f"{stats.p_text(r['p'])}; detectable with 80% power: {r['mdd']:.3f}; "
+           f"{len(a)} vs {len(b)} seeds, {r['seed_share']:.0%} of the variance from seed to "
+           "seed")
     if claim.note:
         why += f"; {claim.note}"
-    if not claim.beats and detectable > MARGIN:
-        why += (f"; 'consistent' needs the upper bound below {MARGIN}, out of reach while "
-                f"the detectable difference is {detectable:.3f}")
+    if not claim.beats and r["hi"] >= MARGIN:
+        why += (f"; 'consistent' needs the upper bound below {MARGIN}: at this budget the "
+                f"interval's half-width is {(r['hi'] - r['lo']) / 2:.3f}")
     return {**row, "verdict": v, "why": why}
 
 
@@ -238,8 +248,8 @@ def summary_markdown(table: pd.DataFrame, per_seed: pd.DataFrame | None = None) 
 
 
 def chance_markdown(table: pd.DataFrame) -> str:
-    """Whether each group of a `protocol.summary` table learned anything: its seed x case
-    95% interval lies above 0.5 (above chance), below it, or straddles it."""
+    """Whether each group of a `protocol.summary` table learned anything: its 95%
+    interval over seeds and test cases lies above 0.5 (above chance), below it, or straddles it."""
     lines = []
     for group, r in table.iterrows():
         lo, hi = r.get("auc_lo", float("nan")), r.get("auc_hi", float("nan"))

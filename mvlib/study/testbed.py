@@ -161,8 +161,8 @@ VERDICT_COLUMNS = ["instrument", "reading", "expected", "planted", "control", "d
 def verdicts(testbed: dict[str, dict[tuple[str, int], RunDir]], level: float = 0.95,
              instruments: tuple[str, ...] = tuple(INSTRUMENTS)) -> pd.DataFrame:
     """Per instrument: planted and control means over seeds, the interval of planted -
-    control (Welch's t for gradient norms and LCA; for every breast-level reading the seed x
-    case bootstrap of mvlib.dependence.compare, planted and control scored on the same
+    control (Welch's t for gradient norms and LCA; for every breast-level reading the interval
+    over seeds and breasts of mvlib.dependence.compare, planted and control scored on the same
     breasts of the planted data set), and whether it finds the cause: **found** when the
     interval excludes 0 on the expected side, **opposite** on the other, else **not found
     at this budget**."""
