@@ -469,7 +469,8 @@ def dependence_generalisation_figure(per_run: pd.DataFrame, reading: str = "s_ml
         label = group
         if group in stats.index and stats.loc[group, "rho"] == stats.loc[group, "rho"]:
             r = stats.loc[group]
-            label += f" (rho {r.rho:+.2f} [{r.lo:+.2f}, {r.hi:+.2f}])"
+            label += f" (rho {r.rho:+.2f}, " + (
+                f"[{r.lo:+.2f}, {r.hi:+.2f}])" if r.lo == r.lo else f"p = {r.p:.3f})")
         ax.scatter(part[reading], part["test AUC"], color=color, s=36, edgecolor="black",
                    lw=0.5, label=label)
     title = f"Test AUC against {reading}, one point per run"

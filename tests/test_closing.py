@@ -103,3 +103,25 @@ def test_the_reseeded_figures_are_where_a_reseeded_profile_writes_them(tmp_path,
     again = profiles.get("laptop", "rsna", str(tmp_path / "rsna"))
     assert closing.reseed_folder(rsna) == tmp_path / again.tag / "figures"
     assert not closing.reseed_folder(rsna).exists()
+
+
+def test_verdict_changes_count_what_moved_between_two_folders(tmp_path):
+    before, after = tmp_path / "before", tmp_path / "after"
+    for folder, verdicts in ((before, ["holds", "found", "opposite"]),
+                             (after, ["inconclusive at this budget", "found",
+                                      "not found at this budget"])):
+        folder.mkdir()
+        pd.DataFrame({"claim": ["A beats B"], "verdict": verdicts[:1]}).to_csv(
+            folder / "verdicts.csv", index=False)
+        pd.DataFrame({"instrument": ["LCA", "norms"], "verdict": verdicts[1:]}).to_csv(
+            folder / "testbed.csv", index=False)
+    pd.DataFrame({"claim": ["only after"], "verdict": ["holds"]}).to_csv(
+        after / "table7_claims.csv", index=False)
+    changes = closing.verdict_changes(after, before)
+    assert len(changes) == 3 and changes.moved.sum() == 2
+    text = closing.changes_markdown(changes)
+    assert "Of 3 verdicts" in text and "**2 moved**" in text
+    assert "holds -> inconclusive at this budget (1): A beats B (verdicts)" in text
+    assert "opposite -> not found at this budget (1): norms (testbed)" in text
+    assert closing.changes_markdown(closing.verdict_changes(after, tmp_path / "none")
+                                    ).startswith("No record")

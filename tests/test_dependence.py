@@ -129,6 +129,7 @@ def test_rank_correlation_p_is_exact_for_a_few_runs():
     assert r["p"] == pytest.approx(2 / 40320)
     ties = dependence.rank_correlation([1, 1, 2, 3, 4], [1, 2, 2, 3, 5])
     from itertools import permutations
+
     from scipy.stats import spearmanr
     y = np.array([1, 2, 2, 3, 5])
     rho = [spearmanr([1, 1, 2, 3, 4], y[list(o)]).statistic for o in permutations(range(5))]

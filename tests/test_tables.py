@@ -49,7 +49,8 @@ def test_a_beats_claim_is_judged_by_the_interval_of_the_difference(tmp_path, sha
     assert v["verdict"] == expected, v["why"]
     assert v["paper (A vs B)"] == "0.879 vs 0.872"
     assert v["lo"] <= v["diff"] <= v["hi"] and 0 <= v["p"] <= 1
-    assert "95% interval" in v["why"] and "detectable" in v["why"]
+    assert "95% interval" in v["why"] and "detectable with 80% power" in v["why"]
+    assert 0 <= v["seed_share"] <= 1 and v["mdd"] > (v["hi"] - v["lo"]) / 2  # 2.8 se > 2 se
 
 
 @pytest.mark.parametrize("split_lrs, expected", [
@@ -162,6 +163,25 @@ def test_summary_cells_carry_seed_by_case_and_delong_intervals():
     assert r["runs done"] == "3/4" and r.runs == "t/r0;t/r1;t/r2"
     assert t.loc["nothing", "AUC (ours)"] == "-" and t.loc["nothing", "runs"] == ""
     assert not set(protocol.NUMERIC) & set(protocol.shown(t).columns)
+    one = protocol.summary({"uni-view CC": runs[:1]}, {}).loc["uni-view CC"]
+    a, alo, ahi = stats.auc_ci(Y, scores[0])  # one seed: the test cases' interval, labelled
+    assert (one.auc_lo, one.auc_hi) == pytest.approx((alo, ahi))
+    assert one["AUC (ours)"].endswith("(1 seed: test cases only)")
+
+
+def test_width_table_splits_each_comparisons_variance_and_says_where_budget_pays(tmp_path):
+    rng = np.random.default_rng(4)
+    spread = [1.5 + d for d in (-0.8, 0.0, 0.8, -0.4)]  # seeds that differ a lot
+    t = store_with(tmp_path, {"Shared ResNet": [s * Y + rng.normal(0, 1, len(Y)) for s in
+                                                spread],
+                              "Joint ResNet": seeds(rng, Y, 1.5, n=4)}, Y)
+    v = pd.DataFrame([verdict(BEATS, t, tmp_path)]).set_index("claim")
+    w = tables.width_table(v)
+    assert w.loc[BEATS.text, "seeds' share"] + w.loc[BEATS.text, "test cases' share"] == 1
+    assert w.loc[BEATS.text, "seeds' share"] > 0.5
+    text = tables.width_markdown(w)
+    assert "more seeds, not more test cases" in text and "correlate from" in text
+    assert tables.width_markdown(w.iloc[:0]).startswith("No comparison")
 
 
 def test_chance_markdown_reads_the_interval_against_one_half():

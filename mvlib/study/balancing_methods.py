@@ -229,7 +229,7 @@ def claims(t: pd.DataFrame, with_maps: dict[str, list[RunDir]],
     rel["ours (A vs B)"] = "-"
     rel["why"] = ["" if r["diff"] != r["diff"] else
                   f"{r.reading} A - B {r['diff']:+.3f}, 95% interval [{r.lo:+.3f}, "
-                  f"{r.hi:+.3f}], {stats.p_text(r.p, 10000)}"
+                  f"{r.hi:+.3f}], {stats.p_text(r.p)}"
                   + (f"; the reading: {r.validation}" if r.validation else "")
                   for _, r in rel.iterrows()]
     return pd.concat([auc, rel])[["ours (A vs B)", "diff", "lo", "hi", "p", "verdict", "why"]]

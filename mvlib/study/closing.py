@@ -34,6 +34,14 @@ NOTES = {
 }
 # The verdict files a figures folder holds (mvlib.paths.VERDICT_FILES) that judge claims.
 CLAIM_FILES = ("verdicts", "reliance_claims", "table7_claims")
+# Every verdict file with the columns that name a row: the claims and the testbed's readings.
+VERDICT_KEYS = {"verdicts": ["claim"], "reliance_claims": ["claim"],
+                "table7_claims": ["claim"], "testbed": ["instrument"],
+                "testbed_balancing": ["group", "instrument"],
+                "testbed_balancing_vs_joint": ["group", "instrument"]}
+# The verdicts of the laptop study as the seed x case bootstrap decided them, on the same runs
+# as the committed figures: the record notebook 09 counts the intervals' changes against.
+BOOTSTRAP_RECORD = "seed_case_bootstrap"
 
 
 def anchor(heading: str) -> str:
@@ -203,3 +211,37 @@ def reseed_folder(prof: Profile, reseed: int = 100) -> Path:
     """Where `make reproduce RESEED=<reseed>` writes its figures for this profile and data set
     (paths.figures without creating it: the re-run may be absent)."""
     return paths.store() / replace(prof, reseed=reseed).tag / "figures"
+
+
+def verdict_changes(figures: Path, before: Path) -> pd.DataFrame:
+    """Every verdict of `figures` beside the verdict the same row had in `before` (another
+    figures folder of the same runs, judged with other intervals): file, row, before, after,
+    and whether it moved. Rows in only one folder are left out."""
+    rows = []
+    for name, keys in VERDICT_KEYS.items():
+        new, old = figures / f"{name}.csv", before / f"{name}.csv"
+        if not (new.exists() and old.exists()):
+            continue
+        a, b = (pd.read_csv(f).set_index(keys).verdict for f in (old, new))
+        for key in a.index.intersection(b.index):
+            row = " / ".join(key) if isinstance(key, tuple) else key
+            rows.append({"file": name, "row": row, "before": a[key], "after": b[key],
+                         "moved": a[key] != b[key]})
+    return pd.DataFrame(rows, columns=["file", "row", "before", "after", "moved"])
+
+
+def changes_markdown(changes: pd.DataFrame) -> str:
+    """How many verdicts the small-sample intervals moved, and which, from
+    `verdict_changes`."""
+    if changes.empty:
+        return ("No record of the earlier verdicts for this profile and data set: nothing to "
+                "compare.")
+    moved = changes[changes.moved]
+    lines = [f"Of {len(changes)} verdicts judged on the same runs by both intervals, "
+             f"**{len(moved)} moved** when the seed x case bootstrap gave way to the "
+             "small-sample interval (mvlib.stats.seed_case_contrast)"
+             + (":" if len(moved) else "."), ""]
+    for (before, after), part in moved.groupby(["before", "after"], sort=False):
+        lines.append(f"* {before} -> {after} ({len(part)}): "
+                     + "; ".join(f"{r.row} ({r.file})" for r in part.itertuples()))
+    return "\n".join(lines)

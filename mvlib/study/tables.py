@@ -278,6 +278,41 @@ def verdicts_markdown(verdicts: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def width_table(verdicts: pd.DataFrame) -> pd.DataFrame:
+    """Where each tested comparison's interval width comes from: the seeds' and the test
+    cases' shares of the variance of A - B, the difference detectable with 80% power, and
+    the correlation of the two groups' per-seed AUCs matched by seed value (what pairing
+    seeds would use; near 0 or negative, pairing would narrow nothing)."""
+    t = verdicts[verdicts.get("seed_share", pd.Series(dtype=float)).notna()]
+    return pd.DataFrame({"seeds' share": t.seed_share, "test cases' share": 1 - t.seed_share,
+                         "detectable (80% power)": t.mdd,
+                         "per-seed AUC correlation": t.seed_corr}, index=t.index)
+
+
+def width_markdown(width: pd.DataFrame) -> str:
+    """What `width_table` says about spending the budget, in words computed from it."""
+    if width.empty:
+        return "No comparison was tested: nothing to split."
+    share = width["seeds' share"]
+    corr = width["per-seed AUC correlation"].dropna()
+    mostly_seeds = int((share > 0.5).sum())
+    text = (f"Over the {len(width)} tested comparisons the seed-to-seed part is "
+            f"{share.min():.0%}-{share.max():.0%} of the variance of the difference and the "
+            f"test cases' part {1 - share.max():.0%}-{1 - share.min():.0%}; in {mostly_seeds} "
+            f"of them the seeds' part is the larger, so "
+            + ("more seeds, not more test cases, narrow these intervals most"
+               if mostly_seeds > len(width) / 2 else
+               "more test cases narrow these intervals at least as much as more seeds")
+            + f". The smallest difference detectable with 80% power is "
+            f"{width['detectable (80% power)'].min():.3f}-"
+            f"{width['detectable (80% power)'].max():.3f} AUC.")
+    if len(corr):
+        text += (f" Matched by seed value, the two groups' per-seed AUCs correlate from "
+                 f"{corr.min():+.2f} to {corr.max():+.2f}: different models given the same "
+                 "seed integer share no initial weights, so seeds are not paired.")
+    return text
+
+
 RELIANCE_ORDER = ("uni-view CC", "uni-view MLO", "Split ResNet", "Joint ResNet", "Shared ResNet",
                   "+ Pretraining", "+ Pretraining (whole model)", "+ Split Learning Rates",
                   "+ Gradient Blending", "+ Modality Dropout")
@@ -300,7 +335,7 @@ def reliance_claims_markdown(claims: pd.DataFrame) -> str:
         line = f"* **{claim}:** {r.verdict}"
         if r["diff"] == r["diff"]:
             line += (f" (difference {r['diff']:+.3f}, 95% interval [{r.lo:+.3f}, {r.hi:+.3f}], "
-                     f"{stats.p_text(r.p, 10000)}; reading: {r.reading})")
+                     f"{stats.p_text(r.p)}; reading: {r.reading})")
         if r.get("validation"):
             line += f"; {r.validation}"
         lines.append(line + ".")

@@ -204,7 +204,7 @@ def verdicts_markdown(found: pd.DataFrame, testbed: dict[str, dict[tuple[str, in
             continue
         lines.append(f"* **{name}** ({r.expected}): planted {r.planted:.3f}, control "
                      f"{r.control:.3f}, difference {r['diff']:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}], "
-                     f"{stats.p_text(r.p, 10000)}: **{r.verdict}**.")
+                     f"{stats.p_text(r.p)}: **{r.verdict}**.")
     seeds = len({s for (_, s) in testbed["norms"]})
     n_found = int((found.verdict == "found").sum())
     lines.append(f"\n{n_found} of {len(found)} instruments find the planted cause at this budget "
