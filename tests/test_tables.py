@@ -229,10 +229,10 @@ def test_reliance_claims_markdown_shows_the_reading_and_its_validation():
     claims = pd.DataFrame({"verdict": ["holds", "not judged: no validated reading"],
                            "reading": ["CC-only test AUC", "s_mlo (train)"],
                            "diff": [-0.05, 0.1], "lo": [-0.09, -0.02], "hi": [-0.01, 0.2],
-                           "p": [0.0, 0.2], "validation": ["", "nothing found the cue"]},
+                           "p": [2e-6, 0.2], "validation": ["", "nothing found the cue"]},
                           index=["under-uses CC", "reduces reliance"])
     text = reliance_claims_markdown(claims)
-    assert "* **under-uses CC:** holds (difference -0.050" in text and "p < 0.0001" in text
+    assert "* **under-uses CC:** holds (difference -0.050" in text and "p = 2.0e-06" in text
     assert "not judged: no validated reading" in text and "nothing found the cue" in text
 
 
