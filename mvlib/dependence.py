@@ -252,12 +252,12 @@ def compare(runs_a: list[pd.DataFrame], runs_b: list[pd.DataFrame], key: str,
 
 
 def rank_correlation(x: np.ndarray, y: np.ndarray, level: float = 0.95, n_boot: int = 10000,
-                     seed: int = 0, min_runs: int = 5) -> dict[str, float]:
+                     seed: int = 0, min_runs: int = 10) -> dict[str, float]:
     """Spearman's rank correlation of paired per-run values and its two-sided `p`: exact (all
     n! orders of y) for n <= 10, where the t approximation is
     poor (rho = -1 over 4 runs: p = 2/24), else scipy's. A percentile interval from
     resampling the runs only from `min_runs` pairs on (NaN below: resamples of a handful of
-    runs keep their order, 3 runs in a line give [-1, -1]). NaN with fewer than 3 finite
+    runs keep their order, 5 runs in a line give [1, 1]). NaN with fewer than 3 finite
     pairs or no spread."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     ok = np.isfinite(x) & np.isfinite(y)

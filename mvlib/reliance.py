@@ -316,6 +316,10 @@ def reliance_claims(table6_runs: dict[str, list[RunDir]], level: float = 0.95,
         except ValueError as e:  # a split too small, or runs on other breasts
             rows.append({"claim": text, "verdict": f"not tested: {e}", "reading": used})
             return
+        if r["lo"] != r["lo"]:
+            rows.append({"claim": text, "verdict": "not tested: a group has one run (no seed "
+                         "spread to estimate)", "reading": used, "diff": r["diff"]})
+            return
         good, bad = (r["hi"] < 0, r["lo"] > 0) if below else (r["lo"] > 0, r["hi"] < 0)
         rows.append({"claim": text, "verdict": "holds" if good else "contradicted" if bad
                      else "inconclusive at this budget", "reading": used,
@@ -375,7 +379,7 @@ def generalisation_correlation(per_run: pd.DataFrame, reading: str = "s_mlo (tra
                                level: float = 0.95, n_boot: int = 10000) -> pd.DataFrame:
     """Spearman's rank correlation of test AUC with `reading` across runs, per group and
     pooled (all groups' runs), with a bootstrap interval over runs (mvlib.dependence.
-    rank_correlation; no interval under 5 runs). The hypothesis predicts rho < 0; within a
+    rank_correlation; no interval under 10 runs). The hypothesis predicts rho < 0; within a
     group few seeds give a wide interval, and pooled runs mix groups that differ in more
     than reliance."""
     rows = []

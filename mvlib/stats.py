@@ -138,9 +138,9 @@ def seed_case_contrast(values: np.ndarray, case_cov: np.ndarray, sizes: list[int
     1992, ch. 3): the seeds' sample variance less the part of it the case errors explain,
     s_g^2 - (mean case variance - mean case covariance between the group's runs), floored
     at 0. The interval is Student's t with Satterthwaite's degrees of freedom (Satterthwaite,
-    Biometrics Bulletin 1946): each estimated seed term carries k_g - 1 and the case part,
-    from hundreds of cases, is taken as known; a seed term floored at 0 carries none; the
-    result is never below the fewest seeds' k_g - 1. At
+    Biometrics Bulletin 1946) for V as a sum of the seeds' sample variances (k_g - 1 degrees
+    of freedom each) and the case part, from hundreds of cases, taken as known; never below
+    the fewest seeds' k_g - 1. At
     three seeds whose spread dominates this is t with about 2 degrees of freedom (quantile
     4.3, not 1.96): a bootstrap over three seeds cannot see that and undercovers.
 
@@ -151,7 +151,8 @@ def seed_case_contrast(values: np.ndarray, case_cov: np.ndarray, sizes: list[int
     seed variance cannot be estimated)."""
     x = np.asarray(values, np.float64)
     c = np.asarray(case_cov, np.float64)
-    if len(sizes) != len(weights) or sum(sizes) != len(x) or c.shape != (len(x), len(x)):
+    if (len(sizes) != len(weights) or sum(sizes) != len(x) or min(sizes, default=0) < 1
+            or c.shape != (len(x), len(x))):
         raise ValueError(f"{len(x)} readings, a {c.shape} covariance, sizes {list(sizes)} and "
                          f"weights {list(weights)} do not fit together")
     if not (np.isfinite(x).all() and np.isfinite(c).all()):
@@ -173,10 +174,9 @@ def seed_case_contrast(values: np.ndarray, case_cov: np.ndarray, sizes: list[int
             continue
         within = np.trace(cg) / k - (cg.sum() - np.trace(cg)) / (k * (k - 1))
         s2 = float(part.var(ddof=1))
-        if s2 > within:  # a seed effect beyond what the case errors explain
-            var_seed += w * w * (s2 - within) / k
-            df_denominator += (w * w * s2 / k) ** 2 / (k - 1)
-            df_floor = min(df_floor, k - 1)
+        var_seed += w * w * max(s2 - within, 0.0) / k  # the seed effect beyond the cases'
+        df_denominator += (w * w * s2 / k) ** 2 / (k - 1)
+        df_floor = min(df_floor, k - 1)
     v = var_seed + var_case
     out = {"diff": est, "se": float(np.sqrt(v)), "var_seed": var_seed, "var_case": var_case,
            "seed_share": var_seed / v if v > 0 else float("nan")}
@@ -189,7 +189,9 @@ def seed_case_contrast(values: np.ndarray, case_cov: np.ndarray, sizes: list[int
     se = out["se"]
     q = float(t_dist.ppf(0.5 + level / 2, df))
     mdd = (float(t_dist.ppf(0.975, df)) + float(t_dist.ppf(0.8, df))) * se
-    if se == 0:
+    if se == 0:  # no spread at all: the difference is exact (up to rounding)
+        est = 0.0 if abs(est) <= 1e-12 else est
+        out["diff"] = est
         p = 1.0 if est == 0 else 0.0
     else:
         p = float(2 * t_dist.sf(abs(est) / se, df))

@@ -139,3 +139,5 @@ def test_rank_correlation_p_is_exact_for_a_few_runs():
 def test_too_few_runs_get_no_interval():
     r = dependence.rank_correlation([0.1, 0.2, 0.3], [0.9, 0.8, 0.7])
     assert r["rho"] == pytest.approx(-1) and np.isnan(r["lo"]) and np.isnan(r["hi"])
+    five = dependence.rank_correlation(np.arange(5.0), np.arange(5.0) ** 2)  # would be [1, 1]
+    assert np.isnan(five["lo"]) and five["p"] == pytest.approx(2 / 120)

@@ -253,7 +253,7 @@ def test_seed_case_contrast_by_hand():
     var_seed = (s2a - within) / 3
     u = np.r_[np.full(3, 1 / 3), np.full(3, -1 / 3)]
     var_case = u @ c @ u
-    df = (var_seed + var_case) ** 2 / ((s2a / 3) ** 2 / 2)
+    df = (var_seed + var_case) ** 2 / ((s2a / 3) ** 2 / 2 + (s2b / 3) ** 2 / 2)
     from scipy.stats import t
     se = np.sqrt(var_seed + var_case)
     assert r["diff"] == pytest.approx(0.8 - 0.7)
@@ -263,10 +263,28 @@ def test_seed_case_contrast_by_hand():
     assert r["p"] == pytest.approx(2 * t.sf(0.1 / se, df))
     assert r["mdd"] == pytest.approx((t.ppf(0.975, df) + t.ppf(0.8, df)) * se)
     assert r["seed_share"] == pytest.approx(var_seed / (var_seed + var_case))
+    exact = stats.seed_case_contrast(np.array([0.3] * 3 + [0.1 + 0.2] * 3), np.zeros((6, 6)),
+                                     [3, 3], [1.0, -1.0])
+    assert exact["diff"] == 0 and exact["p"] == 1.0  # no spread: rounding is no difference
     one = stats.seed_case_contrast(x[:4], c[:4, :4], [3, 1], [1.0, -1.0])
     assert np.isnan(one["lo"]) and np.isnan(one["hi"])  # one seed: no seed variance to judge
     with pytest.raises(ValueError, match="do not fit"):
         stats.seed_case_contrast(x, c, [3, 2], [1.0, -1.0])
+    with pytest.raises(ValueError, match="do not fit"):
+        stats.seed_case_contrast(x, c, [6, 0], [1.0, -1.0])
+
+
+def test_a_normal_quantile_would_not_cover_at_three_seeds():
+    """The coverage check has power: the same variance with z instead of t (what ignoring
+    that three seeds estimate their spread badly amounts to) covers under 93%."""
+    rng = np.random.default_rng(8)
+    tau, mus = SPREAD["large"], RECIPES["equal"]
+    hits = []
+    for _ in range(700):
+        r = stats.compare_recipes(Y, *draw_recipes(rng, mus, tau, 3))
+        half = 1.959964 * r["se"]
+        hits.append(abs(r["diff"]) <= half)
+    assert np.mean(hits) < 0.93
 
 
 def test_compare_recipes_swaps_symmetrically_and_counts_wins():

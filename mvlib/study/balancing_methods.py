@@ -318,7 +318,8 @@ def testbed_comparison(runs: dict[str, dict[str, dict]]) -> pd.DataFrame:
                 rows.append({**row, "verdict": f"not tested: {e}"})
                 continue
             lo, hi = sign * r["lo"], sign * r["hi"]
-            verdict = ("better than Joint ResNet" if max(lo, hi) < 0 else
+            verdict = ("not tested: a group has one run" if lo != lo else
+                       "better than Joint ResNet" if max(lo, hi) < 0 else
                        "worse than Joint ResNet" if min(lo, hi) > 0
                        else "inconclusive at this budget")
             rows.append({**row, "effect (method)": r["effect_a"],

@@ -234,6 +234,8 @@ def verdicts_markdown(found: pd.DataFrame, testbed: dict[str, dict[tuple[str, in
 
 
 def _verdict(lo: float, hi: float) -> str:
+    if lo != lo or hi != hi:  # a condition with one finished seed: no spread to judge by
+        return "not tested: fewer than 2 seeds in a condition"
     return ("found" if min(lo, hi) > 0 else "opposite" if max(lo, hi) < 0
             else "not found at this budget")
 
