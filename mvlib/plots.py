@@ -474,10 +474,11 @@ def dependence_generalisation_figure(per_run: pd.DataFrame, reading: str = "s_ml
         ax.scatter(part[reading], part["test AUC"], color=color, s=36, edgecolor="black",
                    lw=0.5, label=label)
     title = f"Test AUC against {reading}, one point per run"
-    pooled = "all runs (pooled)"
+    pooled = "two-view runs (pooled)"
     if pooled in stats.index and stats.loc[pooled, "rho"] == stats.loc[pooled, "rho"]:
         r = stats.loc[pooled]
-        title += f"\npooled Spearman rho {r.rho:+.2f} [{r.lo:+.2f}, {r.hi:+.2f}], n = {int(r.n)}"
+        title += (f"\ntwo-view runs pooled: Spearman rho {r.rho:+.2f} [{r.lo:+.2f}, "
+                  f"{r.hi:+.2f}], n = {int(r.n)}")
     ax.set(xlabel=reading, ylabel="test AUC (run's own)", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

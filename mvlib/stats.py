@@ -224,6 +224,20 @@ def recipe_ci(y: np.ndarray, runs: list[np.ndarray], level: float = 0.95
     return a, float(1 / (1 + np.exp(-(g - half)))), float(1 / (1 + np.exp(-(g + half))))
 
 
+def at_chance(y: np.ndarray, runs: list[np.ndarray], level: float = 0.95) -> str | None:
+    """Why a recipe tests nothing, or None: its test AUC interval (`recipe_ci`; DeLong's for
+    one run) reaches down to 0.5, so the model is not distinguishable from chance and any
+    claim that compares it says nothing about the method."""
+    if len(runs) == 1:
+        a, lo, hi = auc_ci(y, runs[0], level)
+    else:
+        a, lo, hi = recipe_ci(y, runs, level)
+    if lo <= 0.5:
+        return (f"test AUC {a:.3f} [{lo:.3f}, {hi:.3f}] includes 0.5: a model at chance "
+                "tests nothing")
+    return None
+
+
 def compare_recipes(y: np.ndarray, runs_a: list[np.ndarray], runs_b: list[np.ndarray],
                     level: float = 0.95, seeds_a: list[int] | None = None,
                     seeds_b: list[int] | None = None, paired_seeds: bool = False) -> dict:

@@ -139,9 +139,15 @@ def test_table6_and_claims_from_the_runs_predictions(monkeypatch):
     per_run = reliance.dependence_generalisation(runs)
     assert len(per_run) == 16 and per_run["s_mlo (train)"].between(0, 1).all()
     corr = reliance.generalisation_correlation(per_run, n_boot=500)
-    assert list(corr.index) == [*groups, "all runs (pooled)"]
-    pooled = corr.loc["all runs (pooled)"]
-    assert pooled.n == 16 and pooled.lo <= pooled.rho <= pooled.hi
+    assert list(corr.index) == [*groups, reliance.POOLED]
+    pooled = corr.loc[reliance.POOLED]  # the uni-view CC runs left out: 0 by construction
+    assert pooled.n == 12 and pooled.lo <= pooled.rho <= pooled.hi
+    # A model at chance tests nothing: claims about it are not testable, whatever they read.
+    runs["Shared ResNet"] = [_Done(fake_predictions(rng, y, 0.0, 0.0), s) for s in range(4)]
+    chance = reliance.reliance_claims(runs).loc[
+        "Shared ResNet reduces Joint ResNet's reliance on MLO (lower MLO's share of the "
+        "logit's variation, training split)"]
+    assert chance.verdict == "not testable at this budget" and "includes 0.5" in chance.why
 
 
 def test_a_difference_of_readings_of_the_same_runs_is_zero_and_straddles_it():

@@ -72,6 +72,17 @@ def test_groups_not_run_or_without_finished_runs_are_not_tested(tmp_path):
     assert verdict(BEATS, t, tmp_path)["verdict"] == "not tested"
 
 
+def test_a_claim_about_a_model_at_chance_is_not_testable(tmp_path):
+    """One rule for every claim: a recipe whose test AUC interval reaches 0.5 tests nothing,
+    even where its difference from the other recipe would be decided."""
+    rng = np.random.default_rng(5)
+    t = store_with(tmp_path, {"Shared ResNet": seeds(rng, Y, 0.0, n=3),
+                              "Joint ResNet": seeds(rng, Y, 2.0, n=3)}, Y)
+    v = verdict(BEATS, t, tmp_path)
+    assert v["verdict"] == "not testable at this budget"
+    assert v["why"].startswith("Shared ResNet: test AUC") and "includes 0.5" in v["why"]
+
+
 def test_weight_volatility_compares_the_windows_of_each_measure():
     t4 = pd.DataFrame({"measure": ["loss", "loss", "auc", "auc"],
                        "window": ["[0, 100]", "[90, 100]"] * 2,
@@ -246,7 +257,7 @@ def test_hypothesis_markdown_reads_table6_the_correlation_and_split_learning_rat
                        "mlo_only (train)": [0.9, 0.85, 0.75]},
                       index=["Joint ResNet", "Shared ResNet", "+ Split Learning Rates"])
     corr = pd.DataFrame({"rho": [-0.5], "lo": [-0.8], "hi": [-0.1], "n": [20]},
-                        index=["all runs (pooled)"])
+                        index=["two-view runs (pooled)"])
     slr = SimpleNamespace(cfg=SimpleNamespace(group_lr={"cc": 8e-5, "mlo": 2.5e-6,
                                                         "shared": 1e-5}))
     text = hypothesis_markdown(t6, corr, {"+ Split Learning Rates": [slr]},
@@ -260,7 +271,7 @@ def test_hypothesis_markdown_reads_table6_the_correlation_and_split_learning_rat
 def test_a_notebook_judges_the_claims_of_its_own_table_with_both_groups_present(tmp_path):
     rng = np.random.default_rng(3)
     t = store_with(tmp_path, {"uni-view CC": seeds(rng, Y, 3.0, n=3),
-                              "uni-view MLO": seeds(rng, Y, 0.5, n=3),
+                              "uni-view MLO": seeds(rng, Y, 1.2, n=3),
                               "Joint ResNet": seeds(rng, Y, 1.5, n=3)}, Y)
     judged = tables.claim_verdicts({"Table 1": t["Table 1"]}, "Table 1", tmp_path)
     # Split and Shared ResNet have no row: their claims wait for the notebook that has them.

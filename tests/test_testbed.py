@@ -169,9 +169,10 @@ def test_sensitivity_and_dependence_figures(tmp_path):
     from mvlib.reliance import generalisation_correlation
 
     corr = generalisation_correlation(per_run, n_boot=200)
-    assert corr.loc["all runs (pooled)", "rho"] == pytest.approx(-1)
+    assert corr.loc["two-view runs (pooled)", "rho"] == pytest.approx(-1)
     fig = plots.dependence_generalisation_figure(per_run, correlation=corr)
-    assert "pooled Spearman rho -1.00" in fig.axes[0].get_title()
+    assert "pooled: Spearman rho -1.00" in fig.axes[0].get_title()
+    assert "p = 0.083" in fig.axes[0].get_legend().get_texts()[0].get_text()  # 4 runs: exact
 
 
 def test_sensitivity_markdown_names_the_weakest_strength_that_finds_the_cause():
@@ -212,3 +213,28 @@ def test_validated_reading_is_the_first_dependence_reading_the_testbed_found(mon
     found["verdict"] = "not found at this budget"
     assert tb.validated_reading(prof)[0] is None
     assert tb.validated_reading(profiles.get("smoke", "rsna", "/nowhere"))[0] is None
+
+
+def test_the_cc_claim_is_judged_only_on_a_reading_the_testbed_validated(monkeypatch):
+    from mvlib import profiles, reliance
+
+    tb = testbed
+    cc = pd.DataFrame({"reading": ["CC-only test AUC"], "verdict": ["not found at this budget"],
+                       "diff": [-0.03], "lo": [-0.1], "hi": [0.05]}, index=[tb.CC_INSTRUMENT])
+    monkeypatch.setattr(tb, "runs", lambda *a, **k: {})
+    monkeypatch.setattr(tb, "verdicts", lambda *a, **k: cc)
+    prof = profiles.get("smoke")
+    found, why = tb.instrument_found(prof, tb.CC_INSTRUMENT)
+    assert not found and "did not validate" in why and "-0.030 [-0.100, +0.050]" in why
+    text = "Joint ResNet under-uses CC: its CC part scores below uni-view CC"
+    decided = pd.DataFrame({"verdict": ["holds"], "reading": ["CC-only test AUC"],
+                            "diff": [-0.1], "lo": [-0.2], "hi": [-0.01], "p": [0.01]},
+                           index=pd.Index([text], name="claim"))
+    monkeypatch.setattr(reliance, "reliance_claims", lambda *a, **k: decided.copy())
+    claims = tb.reliance_claims({}, ("s_mlo (train)", "found"), cc_validated=(found, why))
+    assert claims.loc[text, "verdict"] == "not judged: the reading is not validated"
+    assert claims.loc[text, "validation"] == why
+    cc["verdict"] = "found"
+    ok = tb.reliance_claims({}, ("s_mlo (train)", "found"),
+                            cc_validated=tb.instrument_found(prof, tb.CC_INSTRUMENT))
+    assert ok.loc[text, "verdict"] == "holds"

@@ -230,18 +230,29 @@ def verdict_changes(figures: Path, before: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["file", "row", "before", "after", "moved"])
 
 
+RULE_VERDICTS = ("not testable", "not judged")  # verdicts set by a rule, not an interval
+
+
 def changes_markdown(changes: pd.DataFrame) -> str:
-    """How many verdicts the small-sample intervals moved, and which, from
-    `verdict_changes`."""
+    """How many verdicts moved since the seed x case bootstrap's record, and which, from
+    `verdict_changes`: those the small-sample intervals moved apart from those a rule added
+    since moved (a model at chance, a reading the testbed did not validate)."""
     if changes.empty:
         return ("No record of the earlier verdicts for this profile and data set: nothing to "
                 "compare.")
     moved = changes[changes.moved]
-    lines = [f"Of {len(changes)} verdicts judged on the same runs by both intervals, "
-             f"**{len(moved)} moved** when the seed x case bootstrap gave way to the "
-             "small-sample interval (mvlib.stats.seed_case_contrast)"
-             + (":" if len(moved) else "."), ""]
-    for (before, after), part in moved.groupby(["before", "after"], sort=False):
-        lines.append(f"* {before} -> {after} ({len(part)}): "
-                     + "; ".join(f"{r.row} ({r.file})" for r in part.itertuples()))
+    by_rule = moved.after.str.startswith(RULE_VERDICTS) & ~moved.before.str.startswith(
+        RULE_VERDICTS)
+    lines = [f"Of {len(changes)} verdicts judged on the same runs then and now, "
+             f"**{int((~by_rule).sum())} moved with the intervals** (the seed x case "
+             "bootstrap replaced by mvlib.stats.seed_case_contrast) and "
+             f"**{int(by_rule.sum())} with the rules** (a model at chance tests nothing; a "
+             "claim rests only on a reading the testbed validated)."]
+    for title, part in (("The intervals", moved[~by_rule]), ("The rules", moved[by_rule])):
+        if part.empty:
+            continue
+        lines += ["", f"{title}:"]
+        for (before, after), group in part.groupby(["before", "after"], sort=False):
+            lines.append(f"* {before} -> {after} ({len(group)}): "
+                         + "; ".join(f"{r.row} ({r.file})" for r in group.itertuples()))
     return "\n".join(lines)

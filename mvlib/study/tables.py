@@ -26,7 +26,7 @@ import pandas as pd
 from mvlib import paper, paths, plots, stats
 from mvlib.atomic import write_atomic
 from mvlib.profiles import Profile
-from mvlib.reliance import table6_display
+from mvlib.reliance import POOLED, table6_display
 from mvlib.study import (
     gradient_blending,
     model_variants,
@@ -88,6 +88,9 @@ CLAIMS = (
 
 
 MARGIN = 0.01  # equivalence margin of a "does not improve" claim, in AUC
+# The one rule for every claim: a recipe at chance (its test AUC interval reaches 0.5,
+# `stats.at_chance`) or without finished runs makes the claims about it this.
+NOT_TESTABLE = "not testable at this budget"
 
 
 def _runs(tables: dict[str, pd.DataFrame], ref: tuple[str, str]) -> list[str] | None:
@@ -136,6 +139,9 @@ def verdict(claim: Claim, tables: dict[str, pd.DataFrame], store: Path | None = 
     (y, a, seeds_a), (y_b, b, seeds_b) = _scores(runs_a, store), _scores(runs_b, store)
     if not all(s.index.equals(y.index) for s in (*a, y_b, *b)):
         raise ValueError(f"{claim.text}: the two groups were not scored on the same breasts")
+    for name, runs in ((claim.a[1], a), (claim.b[1], b)):
+        if why := stats.at_chance(y.to_numpy(), [s.to_numpy() for s in runs]):
+            return {**row, "verdict": NOT_TESTABLE, "why": f"{name}: {why}"}
     try:
         r = stats.compare_recipes(y.to_numpy(), [s.to_numpy() for s in a],
                                   [s.to_numpy() for s in b], seeds_a=seeds_a,
@@ -336,7 +342,9 @@ def reliance_claims_markdown(claims: pd.DataFrame) -> str:
         if r["diff"] == r["diff"]:
             line += (f" (difference {r['diff']:+.3f}, 95% interval [{r.lo:+.3f}, {r.hi:+.3f}], "
                      f"{stats.p_text(r.p)}; reading: {r.reading})")
-        if r.get("validation"):
+        elif isinstance(r.get("why"), str):
+            line += f" ({r.why})"
+        if isinstance(r.get("validation"), str) and r.validation:
             line += f"; {r.validation}"
         lines.append(line + ".")
     return "\n".join(lines) if lines else "No view-reliance claim could be tested here."
@@ -363,12 +371,12 @@ def hypothesis_markdown(table6: pd.DataFrame, correlation: pd.DataFrame,
         parts.append("groups whose intervals lie below Joint ResNet's: "
                      + (", ".join(lower) or "none") + "; above it: "
                      + (", ".join(higher) or "none"))
-    if "all runs (pooled)" in correlation.index:
-        c = correlation.loc["all runs (pooled)"]
+    if POOLED in correlation.index:
+        c = correlation.loc[POOLED]
         sign = ("negative, as the hypothesis predicts" if c.hi < 0 else
                 "positive, against the hypothesis" if c.lo > 0 else
                 "not distinguishable from 0 at this budget")
-        parts.append(f"across all {int(c.n)} runs the rank correlation of test AUC with "
+        parts.append(f"across the {int(c.n)} two-view runs the rank correlation of test AUC with "
                      f"{used} is {stats.interval_cell(c.rho, c.lo, c.hi)}: {sign} (pooled "
                      "runs mix groups that differ in more than reliance)")
     slr = groups.get("+ Split Learning Rates")

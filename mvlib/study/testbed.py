@@ -287,20 +287,44 @@ def validated_reading(prof: Profile, executor: Executor | None = None, store=Non
     return None, "no dependence reading found the planted cue on the testbed at this budget"
 
 
+CC_INSTRUMENT = "view reliance: CC-only AUC, test split"  # what "under-uses CC" reads
+
+
+def instrument_found(prof: Profile, instrument: str, executor: Executor | None = None,
+                     store=None) -> tuple[bool, str]:
+    """Whether the testbed's `instrument` found the planted cue, and the evidence: a reading
+    a claim may rest on. (False on real data: no testbed validates anything there.)"""
+    if prof.dataset != "synthetic":
+        return False, "no testbed on real data: no reading is validated on it"
+    r = verdicts(runs(prof, executor=executor, store=store), instruments=(instrument,)).iloc[0]
+    if r.verdict != "found":
+        return False, (f"the testbed did not validate it: planted - control {r['diff']:+.3f} "
+                       f"[{r.lo:+.3f}, {r.hi:+.3f}], {r.verdict}")
+    return True, (f"the testbed found the planted cue with it: planted - control "
+                  f"{r['diff']:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}]")
+
+
 def reliance_claims(groups: dict[str, list[RunDir]], validated: tuple[str | None, str],
-                    reducers: tuple[str, ...] = ("+ Modality Dropout", "Shared ResNet")
+                    reducers: tuple[str, ...] = ("+ Modality Dropout", "Shared ResNet"),
+                    cc_validated: tuple[bool, str] = (False, "not checked on the testbed")
                     ) -> pd.DataFrame:
-    """`reliance.reliance_claims` judged by the testbed's `validated_reading` (`validated`:
-    its result); without one, a claim about reliance on MLO is not judged (its difference is
-    still shown, read by the default reading). Column `validation` says which."""
+    """`reliance.reliance_claims`, each judged only on a reading the testbed validated: the
+    claims about reliance on MLO by `validated_reading` (`validated`: its result), the claim
+    that Joint ResNet under-uses CC by the CC-only test AUC when `cc_validated`
+    (`instrument_found(prof, CC_INSTRUMENT)`) says the testbed found the cue with it.
+    Otherwise a claim is not judged (its difference is still shown). Column `validation`
+    says which."""
     reading, why = validated
     claims = reliance.reliance_claims(groups, reducers=reducers,
                                       reading=reading or next(iter(READINGS)))
     about_mlo = claims.reading.isin(list(READINGS))
+    judged = ~claims.verdict.str.startswith(("not tested", "not testable"))
     if reading is None:
-        claims.loc[about_mlo & ~claims.verdict.str.startswith("not tested"), "verdict"] = (
-            "not judged: no validated reading")
-    claims["validation"] = np.where(about_mlo, why, "")
+        claims.loc[about_mlo & judged, "verdict"] = "not judged: no validated reading"
+    about_cc = claims.index.str.contains("under-uses CC", regex=False)
+    if not cc_validated[0]:
+        claims.loc[about_cc & judged, "verdict"] = "not judged: the reading is not validated"
+    claims["validation"] = np.where(about_mlo, why, np.where(about_cc, cc_validated[1], ""))
     return claims
 
 
