@@ -488,7 +488,9 @@ def dependence_generalisation_figure(per_run: pd.DataFrame, reading: str = "s_ml
 
 def testbed_sensitivity_figure(table: pd.DataFrame) -> plt.Figure:
     """`testbed.sensitivity`: per instrument, planted - control (95% interval) against the
-    cue's strength; a panel each, a marker filled where the interval excludes 0."""
+    cue's strength; a panel each, a marker red where the interval finds the cause, blue where
+    it lies on the opposite side, white where it straddles 0. Lines join three or more
+    strengths (through two they would draw a trend nothing measured)."""
     names = list(dict.fromkeys(table.index.get_level_values("instrument")))
     cols = 3
     rows = max(1, -(-len(names) // cols))
@@ -499,10 +501,11 @@ def testbed_sensitivity_figure(table: pd.DataFrame) -> plt.Figure:
         lo = np.where(np.isfinite(part["lo"]), part["lo"], mid)
         hi = np.where(np.isfinite(part["hi"]), part["hi"], mid)
         ax.errorbar(x, mid, yerr=np.vstack([mid - lo, hi - mid]), color="black", capsize=3,
-                    fmt="-", lw=1)
-        decided = (lo > 0) | (hi < 0)
+                    fmt="-" if len(x) >= 3 else "none", lw=1)
+        verdict = part["verdict"].astype(str).to_numpy()
         ax.scatter(x, mid, s=36, zorder=3, edgecolor="black",
-                   color=np.where(decided, "tab:red", "white"))
+                   color=np.where(verdict == "found", "tab:red",
+                                  np.where(verdict == "opposite", "tab:blue", "white")))
         ax.axhline(0, color="gray", lw=0.8, ls="--")
         ax.set_title(name, fontsize=8)
         ax.set_xlabel("cue strength (0 = control)", fontsize=8)

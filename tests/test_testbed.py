@@ -163,6 +163,8 @@ def test_sensitivity_and_dependence_figures(tmp_path):
     tbs = {1.0: _testbed(tmp_path, STRONG, WEAK, seeds=2)}
     fig = plots.testbed_sensitivity_figure(testbed.sensitivity(tbs))
     assert len([a for a in fig.axes if a.has_data()]) == len(testbed.REGULAR_RUN_INSTRUMENTS)
+    assert not any(line.get_linestyle() == "-" and len(line.get_xdata()) == 2
+                   for a in fig.axes for line in a.get_lines())  # no line through 2 strengths
     per_run = pd.DataFrame({"group": ["a"] * 4 + ["b"] * 4, "seed": list(range(4)) * 2,
                             "test AUC": np.linspace(0.6, 0.8, 8),
                             "s_mlo (train)": np.linspace(0.7, 0.3, 8)})
@@ -192,6 +194,10 @@ def test_sensitivity_markdown_names_the_weakest_strength_that_finds_the_cause():
     assert "**b**: not found at any strength tried" in text
     assert "0.5: +0.010 [-0.020, +0.040]" in text
     assert "Only the testbed's own strengths" not in text
+    flipped = table.copy()
+    flipped.loc[(1.0, "b"), "verdict"] = "opposite"
+    assert "**b**: not found at any strength tried; opposite to reliance at strength 1" in \
+        sensitivity_markdown(flipped)
     full_only = sensitivity_markdown(table.drop(index=0.5, level="strength"))
     assert "**a**: found from strength 1 (" in full_only
     assert "Only the testbed's own strengths (0 and 1) ran at this profile" in full_only

@@ -439,8 +439,8 @@ def calibration(prof: Profile, candidates: dict[str, dict] | None = None,
 
 def sensitivity_markdown(table: pd.DataFrame) -> str:
     """Per instrument, from `sensitivity`: the weakest cue strength at which it finds the
-    planted cause (and whether it keeps finding it at stronger ones), or that it finds it at
-    none of the strengths tried."""
+    planted cause (and whether it keeps finding it at stronger ones), where it reads the
+    opposite way, or that it finds it at none of the strengths tried (the CSV's verdicts)."""
     tried = sorted(s for s in table.index.get_level_values("strength").unique() if s > 0)
     lines = []
     for name in table.index.get_level_values("instrument").unique():
@@ -448,9 +448,13 @@ def sensitivity_markdown(table: pd.DataFrame) -> str:
         found = [st for st in tried if part.loc[st, "verdict"] == "found"]
         cells = ", ".join(f"{st:g}: {part.loc[st, 'diff']:+.3f} [{part.loc[st, 'lo']:+.3f}, "
                           f"{part.loc[st, 'hi']:+.3f}]" for st in tried)
+        opposite = [st for st in tried if part.loc[st, "verdict"] == "opposite"]
         what = (f"found from strength {found[0]:g}" + ("" if found == tried[tried.index(
                 found[0]):] else " (not at every stronger one)") if found
                 else "not found at any strength tried")
+        if opposite:
+            what += ("; opposite to reliance at strength "
+                     + ", ".join(f"{st:g}" for st in opposite))
         lines.append(f"* **{name}**: {what} (planted - control by strength: {cells}).")
     if tried == [1.0]:
         lines.append(
