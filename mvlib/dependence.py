@@ -2,8 +2,11 @@
 
 For sum fusion the malignant logit is z = z_cc + z_mlo with z_v = W h_v + b / 2 (Split
 ResNet: each uni-view model's logit). Readings of one run on one split's breasts:
-  * `s_mlo` = Var(z_mlo) / (Var(z_cc) + Var(z_mlo)): MLO's share of the logit's variation
-    over the breasts (no labels needed, so it means the same on any split);
+  * `s_mlo` = Cov(z_mlo, z) / Var(z) = (Var(z_mlo) + Cov) / Var(z): MLO's share of the
+    logit's variation over the breasts, the parts' covariance split evenly between them (no
+    labels needed, so it means the same on any split). Split ResNet averages its uni-view
+    models' probabilities, so its z_cc + z_mlo is not its logit: its share is of the sum of
+    its uni-view logits, which its decision follows only approximately;
   * `dp_mlo` = mean |p_full - p_cc_only|: how far the predicted malignancy probability moves
     when MLO's part is replaced by its training mean (`dp_cc` the mirror);
   * the AUCs full / CC only / MLO only and the utilisation rates u(mlo|cc), u(cc|mlo),
@@ -48,12 +51,16 @@ def available(pred: pd.DataFrame) -> tuple[str, ...]:
     return tuple(out)
 
 
-def share(var_cc: np.ndarray | float, var_mlo: np.ndarray | float) -> np.ndarray:
-    """MLO's share of the variation, NaN where neither part varies."""
-    var_cc, var_mlo = np.asarray(var_cc, float), np.asarray(var_mlo, float)
-    total = var_cc + var_mlo
+def share(var_cc: np.ndarray | float, var_mlo: np.ndarray | float,
+          cov: np.ndarray | float = 0.0) -> np.ndarray:
+    """MLO's share of the variation of z = z_cc + z_mlo: Cov(z_mlo, z) / Var(z) =
+    (Var(z_mlo) + Cov) / (Var(z_cc) + Var(z_mlo) + 2 Cov), the covariance split evenly
+    between the parts (the two shares sum to 1; parts that work against each other can
+    take one below 0 or above 1). NaN where z does not vary."""
+    var_cc, var_mlo, cov = (np.asarray(x, float) for x in (var_cc, var_mlo, cov))
+    total = var_cc + var_mlo + 2 * cov
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(total > 0, var_mlo / total, np.nan)
+        return np.where(total > 0, (var_mlo + cov) / total, np.nan)
 
 
 @dataclass
@@ -90,12 +97,13 @@ def run_replicates(pred: pd.DataFrame, c: Cases, keys: tuple[str, ...]) -> dict[
     out: dict[str, np.ndarray] = {}
     w = c.weights
     if "s_mlo" in keys:
-        var = {}
-        for v in ("cc", "mlo"):
-            z = pred[f"z_{v}"].to_numpy(np.float64)
-            z = z - z.mean()  # centred: the variance's two moments lose no precision
-            var[v] = np.maximum(_mean(w, z**2) - _mean(w, z) ** 2, 0.0)
-        out["s_mlo"] = share(var["cc"], var["mlo"])
+        # centred: the moments lose no precision
+        z = {v: pred[f"z_{v}"].to_numpy(np.float64) for v in ("cc", "mlo")}
+        z = {v: x - x.mean() for v, x in z.items()}
+        m = {v: _mean(w, x) for v, x in z.items()}
+        var = {v: np.maximum(_mean(w, x**2) - m[v] ** 2, 0.0) for v, x in z.items()}
+        cov = _mean(w, z["cc"] * z["mlo"]) - m["cc"] * m["mlo"]
+        out["s_mlo"] = share(var["cc"], var["mlo"], cov)
     full = pred["p_full"].to_numpy(np.float64) if "p_full" in pred else None
     for key, other in (("dp_mlo", "p_cc_only"), ("dp_cc", "p_mlo_only")):
         if key in keys:
@@ -126,8 +134,8 @@ def point(pred: pd.DataFrame, keys: tuple[str, ...] | None = None) -> dict[str, 
     y = pred.malignant.to_numpy()
     out = {}
     if "s_mlo" in keys:
-        out["s_mlo"] = float(share(np.var(pred.z_cc.to_numpy(np.float64)),
-                                   np.var(pred.z_mlo.to_numpy(np.float64))))
+        c = np.cov(pred.z_cc.to_numpy(np.float64), pred.z_mlo.to_numpy(np.float64), ddof=0)
+        out["s_mlo"] = float(share(c[0, 0], c[1, 1], c[0, 1]))
     if "dp_mlo" in keys:
         out["dp_mlo"] = float(np.mean(np.abs(pred.p_full - pred.p_cc_only)))
     if "dp_cc" in keys:

@@ -19,7 +19,8 @@ model that relies on it (MLO's part then hurts the test AUC), so relying less on
 raises d_util. Hence also, label-free (mvlib.dependence), each view's malignant-logit part
 z_v (fusing models: W h_v + b/2, so that z = z_cc + z_mlo; Split ResNet: the uni-view
 logits), kept per breast in `reliance.csv` as `z_cc`, `z_mlo`, and MLO's share of the
-logit's variation s_mlo = Var(z_mlo) / (Var(z_cc) + Var(z_mlo)) on either split. A uni-view
+logit's variation s_mlo = Cov(z_mlo, z) / Var(z) on either split (the covariance split evenly;
+for Split ResNet, whose probabilities are averaged, of the sum of its uni-view logits). A uni-view
 model's other view contributes a constant (z = 0, s_mlo = 0 for CC, 1 for MLO).
 """
 
@@ -224,7 +225,7 @@ def table6(final: dict[str, list[RunDir]], level: float = 0.95) -> pd.DataFrame:
         to the test AUC (Wu et al., ICML 2022); negative when a view's part hurts the test
         AUC, as a cue that predicts in training only does;
       * `s_mlo (train)`, `s_mlo (test)`: MLO's share of the malignant logit's variation,
-        Var(z_mlo) / (Var(z_cc) + Var(z_mlo)) over the split's breasts (label-free);
+        Cov(z_mlo, z) / Var(z) over the split's breasts (label-free; mvlib.dependence.share);
       * `dp_mlo (test)`, `dp_cc (test)`: mean |change of the predicted malignancy
         probability| when MLO's (CC's) part is replaced by its training mean."""
     rows = []

@@ -31,6 +31,13 @@ def test_point_readings_by_hand():
     assert q["dp_cc"] == pytest.approx(np.mean([0.1, 0.2, 0.2, 0.1]))
     assert q["full"] == 1.0 and q["cc_only"] == 0.5
     assert np.isnan(dependence.share(0.0, 0.0))
+    # the covariance counts, split evenly: Var 1 and 4, Cov 1 -> (4 + 1) / (1 + 4 + 2)
+    assert dependence.share(1.0, 4.0, 1.0) == pytest.approx(5 / 7)
+    z_cc, z_mlo = np.array([1.0, 2.0, 3.0, 4.0]), np.array([2.0, 1.0, 4.0, 7.0])
+    q = dependence.point(pd.DataFrame({"malignant": [1, 0, 1, 0], "z_cc": z_cc,
+                                       "z_mlo": z_mlo}), ("s_mlo",))
+    z = z_cc + z_mlo
+    assert q["s_mlo"] == pytest.approx(np.cov(z_mlo, z)[0, 1] / np.var(z, ddof=1))
 
 
 def test_summary_interval_brackets_the_mean_and_needs_two_seeds():
@@ -38,18 +45,21 @@ def test_summary_interval_brackets_the_mean_and_needs_two_seeds():
     runs = [run(rng, 1.0, 2.0) for _ in range(4)]
     s = dependence.summary(runs, n_boot=2000)
     assert s["s_mlo lo"] < s["s_mlo"] < s["s_mlo hi"]
-    assert s["s_mlo"] == pytest.approx(0.8, abs=0.05)  # Var 1 + label vs 4 + label
+    label = 0.25 * 0.75  # Var and Cov of the label part both parts track
+    assert s["s_mlo"] == pytest.approx((4 + 2 * label) / (5 + 4 * label), abs=0.05)
     one = dependence.summary(runs[:1], n_boot=2000)
     assert np.isnan(one["s_mlo lo"]) and np.isnan(one["s_mlo hi"])  # no seed spread to judge
 
 
 def expected_share(cc_sd, log_mlo_sd, tau, signal=1.0):
     """MLO's share of the logit's variation expected over seeds (log sd_mlo ~ N(mu, tau)) and
-    breasts: Var(z_v) = sd_v^2 + signal^2 p (1 - p), Gauss-Hermite over the seeds."""
+    breasts: Var(z_v) = sd_v^2 + L, Cov(z_cc, z_mlo) = L = signal^2 p (1 - p) (both parts
+    track the label), Gauss-Hermite over the seeds."""
     x, w = np.polynomial.hermite_e.hermegauss(40)
     label = signal**2 * Y.mean() * (1 - Y.mean())
     v_mlo = np.exp(2 * (log_mlo_sd + tau * x)) + label
-    return float(np.sum(w * v_mlo / (v_mlo + cc_sd**2 + label)) / w.sum())
+    v_cc = cc_sd**2 + label
+    return float(np.sum(w * (v_mlo + label) / (v_cc + v_mlo + 2 * label)) / w.sum())
 
 
 def test_compare_covers_a_readings_true_difference_at_three_seeds():
