@@ -12,7 +12,10 @@ convolution kernel's gradient of both columns Gaussian noise with the standard d
 that tensor's unmodulated gradient (the reference's `grad * k + N(0, std(grad))`).
 Batch-norm parameters, biases, the FC-512 layers (unless `fc`) and the output layer are not
 modulated, as in the reference, which modulates 4-d (convolution) tensors only.
-Modulation runs during the first half of the epochs (the reference: epochs 0-50 of 100).
+Modulation runs from epoch 0 to the middle epoch inclusive (the reference: epochs 0 to 50 of
+100, `modulation_starts <= epoch <= modulation_ends`, 51 epochs), scaled to the run's epochs.
+At rho = 1 the reference modulates its second modality (its `else` branch); CC plays its
+first (rho_cc = s_cc / s_mlo is its ratio_v), so MLO is modulated then.
 
 The reference trains with SGD, momentum 0.9 and weight decay 1e-4, its rate x0.1 after 70
 of 100 epochs (main.py 246-247; its `--optimizer` flag is parsed but never read), and k acts
@@ -35,8 +38,8 @@ ALPHA_RANGE = (0.05, 1.0)  # searched log-uniformly, like the paper's regularize
 
 
 def active(epoch: int, epochs: int) -> bool:
-    """Modulation runs in the first half of the epochs (ceil(epochs / 2) of them)."""
-    return epoch < math.ceil(epochs / 2)
+    """Modulation runs from epoch 0 to epochs / 2 inclusive (the reference: 0-50 of 100)."""
+    return 2 * epoch <= epochs
 
 
 @torch.no_grad()
@@ -53,13 +56,13 @@ def view_scores(output: torch.nn.Linear, h: dict[str, torch.Tensor],
 
 
 def coefficients(scores: dict[str, float], alpha: float) -> dict[str, float]:
-    """k per view: 1 - tanh(alpha * rho) for the dominant view (rho > 1), 1 for the other
-    (both 1 when the scores are equal)."""
+    """k per view: 1 - tanh(alpha * rho) for the dominant view, 1 for the other; at equal
+    scores MLO takes the reference's `else` branch (k = 1 - tanh(alpha))."""
     rho = scores["cc"] / scores["mlo"]
     k = {"cc": 1.0, "mlo": 1.0}
     if rho > 1:
         k["cc"] = 1 - math.tanh(alpha * rho)
-    elif rho < 1:
+    else:
         k["mlo"] = 1 - math.tanh(alpha / rho)
     return k
 
@@ -99,7 +102,8 @@ class OGMGE:
     @torch.no_grad()
     def modulate(self, h: dict[str, torch.Tensor], labels: torch.Tensor) -> dict[str, float]:
         """Scale the dominant view's kernel gradients by k and add GE noise to both views'
-        (first half of the epochs only). Returns the step's record: scores, rho and k."""
+        (epochs 0 to the middle one inclusive only). Returns the step's record: scores, rho
+        and k."""
         scores = view_scores(self.output, h, labels)
         k = coefficients(scores, self.alpha)
         on = active(self.epoch, self.epochs)

@@ -55,7 +55,7 @@ def backward(model, x, y, rebalancer=None):
 @pytest.mark.parametrize("s_cc, s_mlo, alpha, expected", [
     (6.0, 3.0, 0.5, {"cc": 1 - math.tanh(0.5 * 2.0), "mlo": 1.0}),   # CC dominant, rho 2
     (3.0, 6.0, 0.5, {"cc": 1.0, "mlo": 1 - math.tanh(0.5 * 2.0)}),   # MLO dominant
-    (4.0, 4.0, 0.5, {"cc": 1.0, "mlo": 1.0}),                        # rho = 1: nobody
+    (4.0, 4.0, 0.5, {"cc": 1.0, "mlo": 1 - math.tanh(0.5)}),        # rho = 1: the else branch
     (4.4, 4.0, 1.0, {"cc": 1 - math.tanh(1.1), "mlo": 1.0}),
 ])
 def test_the_coefficient_scales_the_dominant_view_only(s_cc, s_mlo, alpha, expected):
@@ -129,13 +129,15 @@ def test_ogm_fc_modulates_the_fc_weights_too_and_nothing_runs_in_the_second_half
 
     assert holds(with_fc["cc"], model.cc.fc.weight) and holds(with_fc["mlo"], model.mlo.fc.weight)
     assert not holds(ogm.modulated_tensors(model)["cc"], model.cc.fc.weight)
-    assert [ogm.active(e, 100) for e in (0, 49, 50, 99)] == [True, True, False, False]
+    # the reference: modulation_starts 0 <= epoch <= modulation_ends 50, of 100 epochs
+    assert [ogm.active(e, 100) for e in (0, 49, 50, 51, 99)] == [True, True, True, False, False]
+    assert sum(ogm.active(e, 100) for e in range(100)) == 51
     assert [ogm.active(e, 5) for e in range(5)] == [True, True, True, False, False]
     x, y = batch()
     h = backward(model, x, y)
     before = [p.grad.clone() for p in model.parameters()]
-    m = ogm.OGMGE(model, alpha=0.5, epochs=2)
-    m.start_epoch(1, seed=0)
+    m = ogm.OGMGE(model, alpha=0.5, epochs=4)
+    m.start_epoch(3, seed=0)  # past the middle epoch (2 of 4)
     assert not m.modulate(h, y)["modulated"]
     assert all(torch.equal(p.grad, b) for p, b in zip(model.parameters(), before, strict=True))
 
@@ -367,7 +369,8 @@ def test_a_method_is_recorded(method, store):
         assert both.all() if method is REBALANCE_INPUT else not both[on].any()
     else:
         epochs = method.get("epochs", 3)
-        assert bal.modulated.tolist() == [e < math.ceil(epochs / 2) for e in bal.epoch]
+        # epochs 0 to the middle one inclusive (the reference: 0-50 of 100)
+        assert bal.modulated.tolist() == [e <= epochs / 2 for e in bal.epoch]
 
 
 def test_each_method_changes_training(store):
