@@ -150,9 +150,9 @@ class RunConfig:
             raise ValueError(f"finetune must be 'all' or 'output', got {self.finetune!r}")
         if (self.model == "joint_blend") != bool(self.blend_weights):
             raise ValueError("Gradient Blending weights go with model 'joint_blend' and only it")
-        if self.blend_weights and self.blend_weights["joint"] == 0 and self.optimizer != "adam":
-            raise ValueError("blend_weights with w_joint = 0 train at the limit w_joint -> 0+, "
-                             "which holds under Adam only (heads.blended_loss)")
+        if self.blend_weights and not self.blend_weights["joint"] > 0:
+            raise ValueError("blend_weights need w_joint > 0: the joint head makes every "
+                             "prediction, and with w_joint = 0 nothing trains it")
         if self.lca_max_splits < 2 or self.lca_max_splits & (self.lca_max_splits - 1):
             raise ValueError("lca_max_splits must be a power of two >= 2 (Simpson's rule, "
                              f"doubled from 2), got {self.lca_max_splits}")

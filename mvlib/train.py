@@ -216,7 +216,7 @@ def train_one_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         y = batch["labels"].to(device)
         with autocast(device):
             if cfg.blend_weights:  # Gradient Blending: the joint and the two extra heads
-                heads = model.heads(x, cfg.blend_weights)
+                heads = model.heads(x)
                 logits = heads["joint"]
             elif ogm or rebalancer:  # the balancing methods read each view's h
                 h = model.view_parts(x)

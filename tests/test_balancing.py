@@ -454,3 +454,57 @@ def test_the_synthesis_names_each_methods_verdicts_and_whether_any_held():
     claims.loc["OGM-GE improves Joint ResNet", "verdict"] = "holds"
     assert "Holding at this budget: OGM-GE improves Joint ResNet." in \
         balancing_methods.synthesis_markdown(claims)
+
+
+def test_ogm_ges_own_baseline_is_joint_resnet_under_sgd_at_its_rates_without_modulation():
+    prof = PROFILES["laptop"]
+    (name, settings), = balancing_methods.sgd_baseline_group(prof).items()
+    ogm_rates = [s["lr"] for s in balancing_methods.method_groups(prof, 7e-4)[
+        balancing_methods.OGM]]
+    assert name == balancing_methods.SGD_JOINT
+    assert [s["lr"] for s in settings] == ogm_rates
+    assert all(s["optimizer"] == "sgd" and "ogm_alpha" not in s for s in settings)
+    assert RunConfig(**{k: v for k, v in settings[0].items() if k != "experiment"},
+                     epochs=1).ogm_alpha == 0  # modulation off
+
+
+def _compared(rows):
+    index = pd.MultiIndex.from_tuples([(g, i) for g, i, *_ in rows],
+                                      names=["group", "instrument"])
+    cols = ["effect (method)", "effect (Joint ResNet)", "diff", "lo", "hi", "p", "verdict"]
+    return pd.DataFrame([dict(zip(cols, r[2:], strict=True)) for r in rows], index=index)
+
+
+def test_a_method_reduces_reliance_when_the_cue_test_says_it_lets_the_cue_in_less():
+    cue, share = balancing_methods.CUE_TEST, "dependence: MLO's share (training split)"
+    t7 = pd.DataFrame({"auc_mean": [0.8, 0.6], "auc_lo": [0.7, 0.45], "auc_hi": [0.9, 0.75]},
+                      index=[balancing_methods.REBALANCE, balancing_methods.OGM])
+    compared = _compared([
+        (balancing_methods.REBALANCE, cue, 0.5, 2.0, -1.5, -2.5, -0.5, 0.01, "better"),
+        (balancing_methods.REBALANCE, share, 0.1, 0.2, -0.1, -0.3, 0.1, 0.3, "inconclusive"),
+        (balancing_methods.OGM, cue, 2.5, 2.0, 0.5, 0.1, 0.9, 0.02, "worse")])
+    def rows(claims):
+        return (claims[claims.index.str.startswith("Re-balancing")].iloc[0],
+                claims[claims.index.str.startswith("OGM-GE")].iloc[0])
+
+    rb, ogm_row = rows(balancing_methods.reliance_claims(compared, t7))
+    assert rb.verdict == "holds" and "+0.500 under the method" in rb.why and share in rb.why
+    assert ogm_row.verdict == "not testable at this budget" and "0.5" in ogm_row.why
+    t7.loc[balancing_methods.OGM, "auc_lo"] = 0.52
+    assert rows(balancing_methods.reliance_claims(compared, t7))[1].verdict == "contradicted"
+    compared.loc[(balancing_methods.REBALANCE, cue), ["lo", "hi"]] = [-2.5, 0.5]
+    assert rows(balancing_methods.reliance_claims(compared, t7))[0].verdict == \
+        "inconclusive at this budget"
+    none = balancing_methods.reliance_claims(compared.drop(index=cue, level=1), t7)
+    assert (none.verdict == "not tested").all()
+
+
+def test_compared_instruments_are_the_cue_test_and_the_first_validated_dependence_reading():
+    found = pd.DataFrame({"reading": ["cue logit change", "s_mlo (train)", "s_mlo (test)",
+                                      "MLO-only train AUC"],
+                          "verdict": ["found", "found", "found", "not found at this budget"]},
+                         index=[balancing_methods.CUE_TEST, "share train", "share test", "mlo"])
+    assert balancing_methods.compared_instruments(found) == (balancing_methods.CUE_TEST,
+                                                              "share train")
+    found.loc[balancing_methods.CUE_TEST, "verdict"] = "not found at this budget"
+    assert balancing_methods.compared_instruments(found) == ("share train",)

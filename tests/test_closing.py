@@ -130,3 +130,35 @@ def test_verdict_changes_count_what_moved_between_two_folders(tmp_path):
     assert "**1 with the rules**" in closing.changes_markdown(ruled)
     assert closing.changes_markdown(closing.verdict_changes(after, tmp_path / "none")
                                     ).startswith("No record")
+
+
+def test_the_results_page_puts_the_mechanism_first_and_the_tables_apart(tmp_path):
+    pd.DataFrame({"recipe": ["Joint ResNet", "Shared ResNet"], "AUC planted": [0.8, 0.9],
+                  "AUC control": [0.9, 0.9], "interaction": [-0.1, 0.1],
+                  "interaction lo": [-0.15, 0.02], "interaction hi": [-0.05, 0.18],
+                  "verdict": ["the cue's cost to Joint ResNet (planted - control)",
+                              "counteracts the planted cue"]}).to_csv(
+        tmp_path / "interaction.csv", index=False)
+    pd.DataFrame({"instrument": ["cue test", "LCA"], "verdict": ["found", "not found"]}).to_csv(
+        tmp_path / "testbed.csv", index=False)
+    verdict_rows(claim=["uni-view CC beats uni-view MLO",
+                        "Shared ResNet reduces Joint ResNet's reliance on MLO"]).to_csv(
+        tmp_path / "verdicts.csv", index=False)
+    claims = closing.all_claims(tmp_path)
+    text = closing.mechanism_markdown(tmp_path, claims)
+    assert "1 counteracts the planted cue" in text
+    assert "| Shared ResNet | 0.900 | 0.900 | +0.100 [+0.020, +0.180] | " \
+           "**counteracts the planted cue** |" in text
+    assert "1 of 2 find it: cue test." in text
+    assert "Shared ResNet reduces Joint ResNet's reliance on MLO" in text
+    assert "uni-view CC beats" not in text  # a paper table's comparison: the other part
+    part = claims[~claims.claim.map(closing.is_mechanism)]
+    assert part.claim.tolist() == ["uni-view CC beats uni-view MLO"]
+    assert closing.real_data_sentence(part).startswith("* **Table 1** (1 comparison(s)): on a "
+                                                       "real data set")
+    assert "No interaction table" in closing.mechanism_markdown(tmp_path / "absent",
+                                                               claims.iloc[:0])
+
+
+def test_table5_claims_go_to_notebook_05():
+    assert closing.notebook_of("Table 5: equal weights give the best AUC", "verdicts") == "05"

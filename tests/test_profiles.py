@@ -93,7 +93,7 @@ def test_the_laptop_budget_cuts_leave_the_other_profiles_whole():
     from mvlib.study import balancing_methods
 
     laptop, paper = profiles.get("laptop"), profiles.get("paper")
-    assert laptop.seeds == 4 and laptop.cue_strengths == (0.0, 1.0)
+    assert laptop.seeds == 3 and laptop.cue_strengths == (0.0, 1.0)
     assert balancing_methods.method_profile(laptop).seeds == laptop.method_seeds == 3
     assert not laptop.method_image_only
     assert paper.cue_strengths == (0.0, 0.5, 1.0) and paper.method_image_only

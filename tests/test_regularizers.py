@@ -22,11 +22,12 @@ from mvlib.models.heads import (
 )
 from mvlib.runs import RunConfig
 from mvlib.search import BASE_LRS, dropout_rates, split_learning_rates
+from mvlib.stats import delong_test
 from mvlib.study.gradient_blending import (
     ablation_settings,
+    blend_setting,
     blend_settings,
-    limit_markdown,
-    untrainable,
+    untestable,
 )
 from mvlib.train import make_model, make_optimizer, train
 
@@ -360,9 +361,6 @@ def test_blended_loss_is_the_weighted_sum_of_the_three_losses():
     assert torch.isclose(blended_loss(heads, y, w), expected)
     assert not torch.isclose(blended_loss(heads, y, {"joint": 0.5, "cc": 0.3, "mlo": 0.2}),
                              expected)
-    # w_joint = 0 at its limit from above: L_joint with weight 1, on detached features
-    limit = blended_loss(heads, y, {"joint": 0.0, "cc": 1.0, "mlo": 0.0})
-    assert torch.isclose(limit, loss_fn(heads["cc"], y) + loss_fn(heads["joint"], y))
 
 
 def blended_step(w):
@@ -456,7 +454,7 @@ def test_estimate_on_a_hand_computed_two_checkpoint_example():
     assert terms.loc["cc", "G"] == pytest.approx(0.2)
     assert terms.loc["cc", "O"] == pytest.approx(0.05)
     assert (terms["from"] == 0).all() and (terms["to"] == 4).all()
-    assert (terms.guard == "").all()
+    assert blending.undefined(terms) == "" and blending.at_noise(terms) == ""
 
 
 def test_only_the_windows_end_checkpoints_matter():
@@ -491,26 +489,72 @@ def test_the_late_window_starts_at_the_checkpoint_of_its_first_epoch():
         blending.window_ends(10, (0.5, 0.5))
 
 
-def test_a_model_that_did_not_generalise_gets_no_weight():
+def test_a_model_that_did_not_generalise_leaves_the_estimate_undefined():
+    # Wang et al.'s G / O^2 would give it a weight <= 0: no guard stands in, no weights.
     for v_end in (1.2, 1.3):  # G = 0, then G < 0
         ends = {**ENDS, "mlo": ((1.2, v_end), (1.2, 0.9))}
         terms = blending.window_terms(two_ends(ends), "loss", (0, 1))
-        assert terms.loc["mlo", "guard"] == "G <= 0: weight 0"
-        assert_weights(terms.weight.to_dict(),
-                       {"joint": 30 / 110, "cc": 80 / 110, "mlo": 0.0})
+        assert terms.weight.isna().all()
+        assert terms.loc["cc", "G/O^2"] == pytest.approx(80)  # the raw values stay shown
+        assert "mlo has G" in blending.undefined(terms)
+        assert "joint" not in blending.undefined(terms)
+        with pytest.raises(ValueError, match="mlo has G"):
+            blending.estimate(two_ends(ends), "loss", (0, 1))
 
 
-def test_a_model_that_generalised_without_overfitting_takes_the_weight():
-    # CC's gap shrinks (O < 0): G / O^2 has no finite value; CC takes all the weight.
-    ends = {**ENDS, "cc": ((1.2, 1.0), (1.1, 0.95))}  # G 0.2, O 0.05 - 0.1 < 0
+def test_a_shrinking_gap_keeps_the_formula_and_no_change_leaves_it_undefined():
+    # CC's gap shrinks (O = 0.05 - 0.1 = -0.05): G / O^2 = 0.2 / 0.0025 = 80, as for O = +0.05.
+    ends = {**ENDS, "cc": ((1.2, 1.0), (1.1, 0.95))}
     terms = blending.window_terms(two_ends(ends), "loss", (0, 1))
-    assert terms.loc["cc", "guard"] == "O <= 0: takes the weight"
-    assert (terms.loc[["joint", "mlo"], "guard"] == "weight 0: another model has O <= 0").all()
-    assert_weights(terms.weight.to_dict(), {"joint": 0.0, "cc": 1.0, "mlo": 0.0})
-    # Two such models share it in proportion to G; O = 0 counts as O <= 0.
-    ends["joint"] = ((1.2, 0.9), (1.2, 0.9))  # G 0.3, O 0
-    assert_weights(blending.estimate(two_ends(ends), "loss", (0, 1)),
-                   {"joint": 0.6, "cc": 0.4, "mlo": 0.0})
+    assert terms.loc["cc", "O"] == pytest.approx(-0.05)
+    assert_weights(terms.weight.to_dict(), BY_HAND)
+    ends["joint"] = ((1.2, 0.9), (1.2, 0.9))  # G 0.3, O 0: G / O^2 is infinite
+    terms = blending.window_terms(two_ends(ends), "loss", (0, 1))
+    assert terms.weight.isna().all() and "joint has O = 0" in blending.undefined(terms)
+
+
+def constant_predictions(n=80, malignant=20, checkpoints=(-1, 0, 1, 2, 3), shift=None, seed=0):
+    """Validation predictions per checkpoint: the same breasts, each checkpoint's p_malignant
+    the first's plus `shift[epoch]` times per-breast noise."""
+    rng = np.random.default_rng(seed)
+    y = np.r_[np.ones(malignant, int), np.zeros(n - malignant, int)]
+    base = rng.uniform(0.2, 0.8, n)
+    noise = rng.normal(0, 1, n)
+    shift = shift or {}
+    return pd.concat([pd.DataFrame({
+        "breast_id": np.arange(n), "malignant": y, "benign": 1 - y,
+        "p_malignant": np.clip(base + shift.get(e, 0.0) * noise, 0.01, 0.99),
+        "p_benign": 0.5, "epoch": e}) for e in checkpoints], ignore_index=True)
+
+
+def test_g_carries_an_interval_and_an_estimate_on_noise_says_so():
+    curves = two_ends()
+    steady = {k: constant_predictions() for k in curves}
+    terms = blending.window_terms(curves, "loss", (0, 1), steady)
+    assert (terms["G lo"] == terms.G).all() and (terms["G hi"] == terms.G).all()  # no spread
+    assert blending.at_noise(terms) == ""
+    # MLO's last checkpoint moves each breast's prediction: a spread around its G of 0.1.
+    preds = {**steady, "mlo": constant_predictions(shift={3: 0.3})}
+    terms = blending.window_terms(curves, "loss", (0, 1), preds)
+    p = preds["mlo"]
+    a, b = (p[p.epoch == e].sort_values("breast_id") for e in (-1, 3))
+
+    def loss(q):
+        y, m = q.malignant.to_numpy(), q.p_malignant.to_numpy()
+        return -(y * np.log(m) + (1 - y) * np.log(1 - m)) + np.log(2)  # p_benign 0.5
+
+    d = loss(a) - loss(b)
+    half = 1.959963984540054 * d.std(ddof=1) / np.sqrt(len(d))
+    assert terms.loc["mlo", "G hi"] - terms.loc["mlo", "G"] == pytest.approx(half, rel=1e-9)
+    assert terms.loc["mlo", "G lo"] < 0 < terms.loc["mlo", "G hi"]
+    assert blending.at_noise(terms).startswith("mlo's G +0.1")
+    assert_weights(terms.weight.to_dict(), BY_HAND)  # defined, but resting on noise
+    # By AUC, DeLong's paired interval of the two checkpoints' AUCs.
+    auc_terms = blending.window_terms(two_ends(measure="auc", ends={
+        k: ((0.5, 0.8), (0.5, 0.9)) for k in ENDS}), "auc", (0, 1), preds)
+    r = delong_test(b.malignant.to_numpy(), b.p_malignant.to_numpy(), a.p_malignant.to_numpy())
+    assert auc_terms.loc["mlo", "G hi"] - auc_terms.loc["mlo", "G"] == pytest.approx(
+        (r["hi"] - r["lo"]) / 2, rel=1e-9)
 
 
 def test_estimate_is_undefined_when_no_model_generalised():
@@ -603,114 +647,63 @@ def weights_table(auc_weights):
     nan = {"w_joint": np.nan, "w_cc": np.nan, "w_mlo": np.nan}
     rows = [
         {"validation": "whole", "measure": "loss", "window": "[0, 100]",
-         "w_joint": 0.9, "w_cc": 0.05, "w_mlo": 0.05},
-        {"validation": "whole", "measure": "auc", "window": "[90, 100]", **nan},
+         "w_joint": 0.9, "w_cc": 0.05, "w_mlo": 0.05, "note": ""},
+        {"validation": "whole", "measure": "auc", "window": "[90, 100]", **nan,
+         "note": "undefined: mlo has G = -0.1 <= 0"},
         {"validation": "10%", "measure": "loss", "window": "[0, 100]",
-         "w_joint": 0.5, "w_cc": 0.2, "w_mlo": 0.3},
+         "w_joint": 0.5, "w_cc": 0.2, "w_mlo": 0.3, "note": ""},
         {"validation": "10%", "measure": "auc", "window": "[0, 100]",
-         **(auc_weights or nan)},
+         **(auc_weights or nan), "note": "" if auc_weights else "undefined: cc has G = 0 <= 0"},
     ]
     return pd.DataFrame(rows)
 
 
-def test_ablation_settings_are_equal_weights_and_each_estimate_swapped():
+PAPER_SETS = {"equal weights": {"joint": 1 / 3, "cc": 1 / 3, "mlo": 1 / 3},
+              "loss": {"joint": 0.340, "cc": 0.325, "mlo": 0.335},
+              "loss, swapped": {"joint": 0.340, "cc": 0.335, "mlo": 0.325},
+              "AUC": {"joint": 0.246, "cc": 0.122, "mlo": 0.632},
+              "AUC, swapped": {"joint": 0.246, "cc": 0.632, "mlo": 0.122}}
+
+
+def test_ablation_settings_are_the_papers_sets_then_each_usable_estimate_swapped():
     sets = ablation_settings(weights_table({"w_joint": 0.6, "w_cc": 0.1, "w_mlo": 0.3}))
-    assert sets == {
-        "equal weights": {"joint": 1 / 3, "cc": 1 / 3, "mlo": 1 / 3},
-        "loss": {"joint": 0.5, "cc": 0.2, "mlo": 0.3},
-        "loss, swapped": {"joint": 0.5, "cc": 0.3, "mlo": 0.2},
-        "AUC": {"joint": 0.6, "cc": 0.1, "mlo": 0.3},
-        "AUC, swapped": {"joint": 0.6, "cc": 0.3, "mlo": 0.1},
-    }
+    assert sets == {**PAPER_SETS,
+                    "loss (ours)": {"joint": 0.5, "cc": 0.2, "mlo": 0.3},
+                    "loss (ours), swapped": {"joint": 0.5, "cc": 0.3, "mlo": 0.2},
+                    "AUC (ours)": {"joint": 0.6, "cc": 0.1, "mlo": 0.3},
+                    "AUC (ours), swapped": {"joint": 0.6, "cc": 0.3, "mlo": 0.1}}
+    # an estimate that is undefined or at noise level adds no set
+    table = weights_table({"w_joint": 0.6, "w_cc": 0.1, "w_mlo": 0.3})
+    table.loc[3, "note"] = "at noise level: mlo's G +0.4 [-0.04, +0.87] reaches 0"
+    assert sorted(ablation_settings(table)) == sorted(
+        [*PAPER_SETS, "loss (ours)", "loss (ours), swapped"])
 
 
-def test_a_tiny_joint_weight_trains_a_blended_model(tmp_path):
-    # Notebook 05's loss estimate had w_joint = 3e-4: rounded to 3 decimals it became 0 and
-    # no blended model was trained. Full precision keeps it, and its joint head learns.
+def test_only_usable_table4_estimates_train_and_otherwise_table2_says_why(tmp_path):
     table = weights_table(None)
-    table.loc[0, ["w_joint", "w_cc", "w_mlo"]] = [3e-4, 0.9, 0.0997]
-    settings = blend_settings(table)
-    assert [s["blend_weights"] for s in settings] == [{"joint": 3e-4, "cc": 0.9,
-                                                       "mlo": 0.0997}]
-    assert untrainable({"joint": np.nan, "cc": np.nan, "mlo": np.nan})
-    cfg = smoke(**settings[0])
+    table.loc[0, ["w_joint", "w_cc", "w_mlo"]] = [3e-4, 0.9, 0.0997]  # full precision
+    assert [s["blend_weights"] for s in blend_settings(table)] == [
+        {"joint": 3e-4, "cc": 0.9, "mlo": 0.0997}]
+    assert untestable(table) == ""
+    table.loc[0, "note"] = "at noise level: joint's G +0.01 [-0.2, +0.2] reaches 0"
+    assert blend_settings(table) == []
+    why = untestable(table)
+    assert "by loss over [0, 100], at noise level" in why
+    assert "by auc over [90, 100], undefined: mlo has G" in why
+    cfg = smoke(**blend_setting({"joint": 3e-4, "cc": 0.9, "mlo": 0.0997}))
     torch.manual_seed(cfg.seed)  # as train() does before it builds the model
     start = make_model(cfg, tmp_path).output.state_dict()
     run = train(cfg, tmp_path)
     trained = {k.removeprefix("output."): v for k, v in run.load("last.pt")["model"].items()
                if k.startswith("output.")}
     assert run.status()["state"] == "done"
-    assert states_differ(trained, start)
+    assert states_differ(trained, start)  # a tiny w_joint still trains the joint head
 
 
-def test_a_zero_joint_weight_trains_at_its_limit_from_above():
-    # w_joint = 0 (a guard's weight): the joint head and FC layers get L_joint's gradient as
-    # with any positive weight (Adam's steps do not depend on its size), the columns none.
-    torch.manual_seed(0)
-    model = BlendedJointResNet().eval()  # no input noise: every pass sees the same input
-    x, y = views(4), labels(4)
-    w = {"joint": 0.0, "cc": 1.0, "mlo": 0.0}
-    assert not untrainable(w)
-
-    def grads(loss):
-        model.zero_grad()
-        loss.backward(retain_graph=True)
-        return {n: torch.zeros_like(p) if p.grad is None else p.grad.clone()
-                for n, p in model.named_parameters()}
-
-    limit = grads(blended_loss(model.heads(x, w), y, w))
-    heads = model.heads(x)
-    joint, cc = grads(loss_fn(heads["joint"], y)), grads(loss_fn(heads["cc"], y))
-    on_top = ("output.", "cc.fc.", "mlo.fc.")
-    for n, g in limit.items():
-        assert torch.allclose(g, joint[n] if n.startswith(on_top) else cc[n], atol=1e-7), n
-    assert any(torch.count_nonzero(g) for n, g in limit.items() if n.startswith("output."))
-    column = [n for n in limit if n.startswith("cc.column.")]
-    assert any(torch.count_nonzero(joint[n]) for n in column)  # L_joint would reach it
-    assert any(torch.count_nonzero(limit[n]) for n in column)  # L_cc does
-    assert not any(torch.count_nonzero(g) for n, g in limit.items()
-                   if n.startswith(("mlo.column.", "extra.mlo.")))
-
-
-def test_a_zero_joint_weight_is_a_setting_of_both_tables(tmp_path):
-    table = weights_table({"w_joint": 0.0, "w_cc": 1.0, "w_mlo": 0.0})
-    table.loc[[0, 1], ["w_joint", "w_cc", "w_mlo"]] = [0.0, 1.0, 0.0]
-    assert (table.validation[[0, 1]] == "whole").all()
-    # two Table 4 estimates with the same weights: one setting
-    assert [s["blend_weights"] for s in blend_settings(table)] == [
-        {"joint": 0.0, "cc": 1.0, "mlo": 0.0}]
-    assert ablation_settings(table)["AUC, swapped"] == {"joint": 0.0, "cc": 0.0, "mlo": 1.0}
-    with pytest.raises(ValueError, match="Adam only"):
-        RunConfig(model="joint_blend", lr=1e-4, epochs=1, optimizer="sgd",
+def test_a_zero_joint_weight_is_rejected_by_name():
+    with pytest.raises(ValueError, match="w_joint > 0"):
+        RunConfig(model="joint_blend", lr=1e-4, epochs=1,
                   blend_weights={"joint": 0.0, "cc": 1.0, "mlo": 0.0})
-    cfg = smoke("joint_blend", blend_weights={"joint": 0.0, "cc": 1.0, "mlo": 0.0})
-    torch.manual_seed(cfg.seed)
-    start = make_model(cfg, tmp_path).state_dict()
-    run = train(cfg, tmp_path)
-    assert run.status()["state"] == "done"
-    end = run.load("last.pt")["model"]
-    part = lambda state, prefix: {k: v for k, v in state.items()  # noqa: E731
-                                  if k.startswith(prefix) and "running_" not in k
-                                  and "num_batches" not in k}
-    assert states_differ(part(end, "output."), part(start, "output."))  # the joint head learns
-    assert states_differ(part(end, "cc.column."), part(start, "cc.column."))
-    assert_states_equal(part(end, "mlo.column."), part(start, "mlo.column."))
-
-
-def test_the_notebook_says_what_a_zero_joint_weight_left_untrained():
-    search = pd.DataFrame({"w_joint": [0.0, 0.0, 0.2], "w_cc": [1.0, 1.0, 0.3],
-                           "w_mlo": [0.0, 0.0, 0.5], "seed": [0, 1, 0]})
-    text = limit_markdown(search)
-    assert len(text) == 1  # one line per weight set with w_joint = 0
-    assert "limit w_joint -> 0+" in text[0] and "the MLO column's weights stayed" in text[0]
-    assert "CC column" not in text[0]
-    assert limit_markdown(search.iloc[[2]]) == []
-
-
-def test_ablation_settings_skip_undefined_estimates():
-    sets = ablation_settings(weights_table(None))
-    assert sorted(sets) == ["equal weights", "loss", "loss, swapped"]
-    assert sets["loss, swapped"] == {"joint": 0.5, "cc": 0.3, "mlo": 0.2}
 
 
 def test_checkpoint_curves_record_the_training_split_and_validation_predictions(tmp_path):
@@ -761,8 +754,7 @@ def test_blending_weights_and_terms_from_the_runs_checkpoints():
     for k, c in curves.items():  # AUC columns that generalise and overfit a little
         c["val_auc_malignant"] = np.linspace(0.5, 0.8, 5)
         c["train_eval_auc_malignant"] = np.linspace(0.5, 0.9, 5) + (k == "cc") * 0.01
-    preds = val_predictions(n=60, malignant=20, epochs=5).assign(
-        epoch=lambda p: p.epoch - 1)  # checkpoints -1 (untrained) .. 3
+    preds = constant_predictions(n=60, malignant=20)  # checkpoints -1 (untrained) .. 3
     runs = {k: _CurveRun(c, preds) for k, c in curves.items()}
     w = blending_weights(runs)
     assert list(zip(w.validation, w.measure, w.window, strict=True)) == [
@@ -778,7 +770,7 @@ def test_blending_weights_and_terms_from_the_runs_checkpoints():
         assert (w[w.validation == validation][["breasts", "malignant"]].to_numpy() == size).all()
     terms = terms_table(runs)
     assert terms.index.names == ["validation", "measure", "window", "model"]
-    assert len(terms) == 3 * len(w.dropna(subset=["w_joint"]))
+    assert len(terms) == 3 * len(w)  # every estimate, defined or not
     late_loss = terms.sort_index().loc[("whole", "loss", "[90, 100]")]
     assert (late_loss["from"] == 3).all() and (late_loss["to"] == 4).all()
 
@@ -789,3 +781,12 @@ def test_checkpoint_curves_keep_predictions_of_validated_epochs_only(tmp_path):
     assert m.val_loss.notna().tolist() == [False, True, True]  # every 2nd and the last
     assert sorted(run.dynamics("val_predictions").epoch.unique()) == [1, 2]
     assert list(run.checkpoints().epoch) == [-1, 0, 1, 2]
+
+
+def test_an_auc_gain_on_fewer_than_two_malignant_breasts_has_no_interval():
+    curves = two_ends(ends={k: ((0.5, 0.8), (0.5, 0.9)) for k in ENDS}, measure="auc")
+    preds = {k: constant_predictions(n=20, malignant=1) for k in curves}
+    terms = blending.window_terms(curves, "auc", (0, 1), preds)
+    assert np.isinf(terms["G hi"]).all()
+    assert "cc's G +0.3 has no interval (fewer than 2 validation breasts of a class)" in \
+        blending.at_noise(terms)

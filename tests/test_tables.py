@@ -97,10 +97,71 @@ def test_weight_volatility_compares_the_windows_of_each_measure():
     short = t4.assign(**{"from": [0, 4, 0, 4], "to": [5] * 4})
     v = tables.weight_volatility(short)
     assert v["verdict"] == "not testable at this budget" and "spans 1 epoch" in v["why"]
-    guarded = t4.copy()
-    guarded.loc[("auc", "[90, 100]"), "note"] = "cc: O <= 0: takes the weight"
-    v = tables.weight_volatility(guarded)
+    noisy = t4.copy()
+    noisy.loc[("auc", "[90, 100]"), "note"] = "at noise level: cc's G +0.03 [-0.01, +0.07]"
+    v = tables.weight_volatility(noisy)
     assert v["verdict"] == "not testable at this budget" and "auc over [90, 100]" in v["why"]
+    undefined = t4.copy()
+    undefined.loc[("loss", "[0, 100]"), ["w_joint", "w_cc", "w_mlo"]] = np.nan
+    v = tables.weight_volatility(undefined)
+    assert v["verdict"] == "not testable at this budget" and "loss over [0, 100]" in v["why"]
+
+
+GB = Claim("Gradient Blending does not improve Joint ResNet",
+           ("Table 2", "+ Gradient Blending"), ("Table 2", "Joint ResNet"), beats=False)
+
+
+def test_gradient_blending_without_usable_weights_is_not_testable(tmp_path):
+    rng = np.random.default_rng(3)
+    t = store_with(tmp_path, {"Joint ResNet": seeds(rng, Y, 1.5, n=3)}, Y)
+    t4 = pd.DataFrame({"measure": ["loss", "auc"], "window": ["[0, 100]"] * 2,
+                       "w_joint": [np.nan, 0.2], "w_cc": [np.nan, 0.3], "w_mlo": [np.nan, 0.5],
+                       "note": ["undefined: joint has G = -0.1 <= 0",
+                                "at noise level: mlo's G +0.2 [-0.1, +0.5] reaches 0"]}
+                      ).set_index(["measure", "window"])
+    v = verdict(GB, {**t, "Table 4": t4}, tmp_path)
+    assert v["verdict"] == "not testable at this budget"
+    assert "joint has G = -0.1" in v["why"] and "mlo's G +0.2" in v["why"]
+    judged = tables.claim_verdicts({"Table 2": t["Table 2"], "Table 4": t4}, "Table 2", tmp_path)
+    assert judged.loc[GB.text, "verdict"] == "not testable at this budget"
+    # with a usable estimate but no runs yet, the claim is simply not tested
+    t4.loc[("auc", "[0, 100]"), "note"] = ""
+    assert verdict(GB, {**t, "Table 4": t4}, tmp_path)["verdict"] == "not tested"
+
+
+def table5_store(tmp_path, separations, n=3, seed=4):
+    rng = np.random.default_rng(seed)
+    t = store_with(tmp_path, {k: seeds(rng, Y, s, n=n) for k, s in separations.items()}, Y)
+    t5 = t["Table 1"].assign(note="")
+    return {"Table 5": t5}
+
+
+SETS = ("equal weights", "loss", "loss, swapped", "AUC", "AUC, swapped")
+
+
+@pytest.mark.parametrize("seps, same, best", [
+    ((1.5, 1.5, 1.5, 1.5, 1.5), "inconclusive at this budget", "inconclusive at this budget"),
+    ((3.0, 1.0, 1.0, 1.0, 1.0), "contradicted", "holds"),
+    ((1.0, 1.0, 1.0, 3.0, 1.0), "contradicted", "contradicted"),
+])
+def test_table5_statements_are_judged_against_equal_weights(tmp_path, seps, same, best):
+    t = table5_store(tmp_path, dict(zip(SETS, seps, strict=True)))
+    first, second = tables.table5_claims(t, tmp_path)
+    assert first["claim"] == "Table 5: the weightings do not differ significantly"
+    assert (first["verdict"], second["verdict"]) == (same, best), (first["why"], second["why"])
+    assert "Bonferroni over 4 sets" in first["why"] and "98.8% interval" in first["why"]
+    assert first["paper (A vs B)"] == "0.870 vs 0.853/0.858/0.868/0.868"
+    if best == "contradicted":
+        assert "(AUC)" in second["ours (A vs B)"]  # the set that beat equal weights
+
+
+def test_table5_statements_need_models_above_chance_and_several_seeds(tmp_path):
+    t = table5_store(tmp_path, dict(zip(SETS, (1.5, 1.5, 0.0, 1.5, 1.5), strict=True)))
+    assert {r["verdict"] for r in tables.table5_claims(t, tmp_path)} == {
+        "not testable at this budget"}
+    one = table5_store(tmp_path / "one", dict(zip(SETS, (1.5,) * 5, strict=True)), n=1)
+    assert {r["verdict"] for r in tables.table5_claims(one, tmp_path / "one")} == {"not tested"}
+    assert {r["verdict"] for r in tables.table5_claims({}, tmp_path)} == {"not tested"}
 
 
 def test_an_empty_table_renders_as_a_note():
@@ -279,3 +340,28 @@ def test_a_notebook_judges_the_claims_of_its_own_table_with_both_groups_present(
                                   "Joint ResNet beats uni-view CC"]
     assert judged.loc["uni-view CC beats uni-view MLO", "verdict"] == "holds"
     assert tables.claim_verdicts({"Table 1": t["Table 1"]}, "Table 3", tmp_path).empty
+
+
+def test_on_synthetic_data_a_paper_claim_gets_a_direction_not_a_verdict(tmp_path):
+    """The planted cue decides which recipe wins on the synthetic data: a comparison there says
+    which way A - B went, never holds or contradicted against the paper's NYU number."""
+    rng = np.random.default_rng(0)
+    t = store_with(tmp_path, {"Shared ResNet": seeds(rng, Y, 3.0),
+                              "Joint ResNet": seeds(rng, Y, 1.5),
+                              "+ Split Learning Rates": seeds(rng, Y, 0.5)}, Y)
+    for cfg in tmp_path.glob("t/*/config.json"):
+        cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "dataset": "synthetic"}))
+    assert verdict(BEATS, t, tmp_path)["verdict"] == \
+        "Shared ResNet > Joint ResNet on synthetic data"
+    assert verdict(NO_GAIN, t, tmp_path)["verdict"] == \
+        "+ Split Learning Rates no better than Joint ResNet on synthetic data"
+    assert tables.synthetic_outcome("contradicted", "A", "B") == "A < B on synthetic data"
+    assert tables.synthetic_outcome("contradicted", "A", "B", beats=False) == \
+        "A > B on synthetic data"
+    assert tables.synthetic_outcome("inconclusive at this budget", "A", "B") == \
+        "inconclusive at this budget"
+    first = pd.DataFrame({"verdict": ["A > B on synthetic data", "A no better than B on "
+                                      "synthetic data"]}, index=["x", "y"])
+    second = pd.DataFrame({"verdict": ["A < B on synthetic data", "A > B on synthetic data"]},
+                          index=["x", "y"])
+    assert tables.stability(first, second).change.tolist() == ["reversed", "reversed"]

@@ -244,3 +244,23 @@ def test_the_cc_claim_is_judged_only_on_a_reading_the_testbed_validated(monkeypa
     ok = tb.reliance_claims({}, ("s_mlo (train)", "found"),
                             cc_validated=tb.instrument_found(prof, tb.CC_INSTRUMENT))
     assert ok.loc[text, "verdict"] == "holds"
+
+
+CUE = "counterfactual cue test: mean logit change, marker on - off"
+
+
+def test_effect_difference_sets_one_recipes_cue_effect_against_anothers(tmp_path):
+    """A recipe that lets the cue in (planted STRONG, control WEAK) against one that does
+    not (WEAK on both): the cue's logit effect is 4 x (1.0 - 0.1) larger under the first."""
+    leaky = _testbed(tmp_path / "a", STRONG, WEAK)
+    tight = _testbed(tmp_path / "b", WEAK, WEAK)
+    r = testbed.effect_difference(leaky, tight, CUE)
+    assert r["effect_a"] == pytest.approx(4 * 0.9) and r["effect_b"] == pytest.approx(0.0)
+    assert r["diff"] == pytest.approx(3.6) and r["lo"] > 0 and r["p"] < 0.05
+    back = testbed.effect_difference(tight, leaky, CUE)
+    assert back["diff"] == pytest.approx(-3.6) and back["hi"] < 0
+    same = testbed.effect_difference(leaky, _testbed(tmp_path / "c", STRONG, WEAK), CUE)
+    assert same["lo"] < 0 < same["hi"]
+    share = testbed.effect_difference(
+        leaky, tight, "dependence: MLO's share of the logit's variation, training split")
+    assert share["diff"] > 0 and share["lo"] > 0

@@ -226,16 +226,12 @@ class BlendedJointResNet(JointResNet):
             v: nn.Sequential(nn.Linear(FEATURES, HIDDEN), nn.ReLU(), OutputLayer(HIDDEN, TASKS))
             for v in ("cc", "mlo")})
 
-    def heads(self, x: dict[str, torch.Tensor],
-              weights: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
-        """The three logits. With blending `weights` whose w_joint is 0, the joint path reads
-        the columns' features detached (`blended_loss`: the limit w_joint -> 0+)."""
+    def heads(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The three logits: the joint head's and each view's extra head's."""
         feats = {"cc": self.cc.features(self.noise(x["cc"])),
                  "mlo": self.mlo.features(self.noise(x["mlo"]))}
-        joint_in = ({v: f.detach() for v, f in feats.items()}
-                    if joint_at_limit(weights) else feats)
-        h = {"cc": torch.relu(self.cc.fc(joint_in["cc"])),
-             "mlo": torch.relu(self.mlo.fc(joint_in["mlo"]))}
+        h = {"cc": torch.relu(self.cc.fc(feats["cc"])),
+             "mlo": torch.relu(self.mlo.fc(feats["mlo"]))}
         return {"joint": self.output(self.fuse(h)),
                 **{v: self.extra[v](feats[v]) for v in ("cc", "mlo")}}
 
@@ -299,27 +295,11 @@ def build_model(name: str, channels: int = 3,
     return MODELS[name](channels)
 
 
-def joint_at_limit(weights: dict[str, float] | None) -> bool:
-    """Whether blending `weights` take w_joint at its limit 0+ (`blended_loss`): the one test
-    that both `BlendedJointResNet.heads` (detached features) and the loss (weight 1) use."""
-    return weights is not None and weights["joint"] == 0
-
-
 def blended_loss(heads: dict[str, torch.Tensor], labels: torch.Tensor,
                  weights: dict[str, float]) -> torch.Tensor:
-    """Gradient Blending's loss w_joint L_joint + w_cc L_cc + w_mlo L_mlo, on the logits of
-    `BlendedJointResNet.heads(x, weights)`.
-
-    A w_joint of 0 (the estimate's guard when the joint model did not generalise: Wang et
-    al. have no rule for it) is taken at its limit w_joint -> 0+, our choice: the joint head
-    makes every prediction, so a weight of exactly 0 would leave the model untrained where
-    any positive weight trains it. Under Adam (no weight decay) a constant factor on a
-    parameter's gradient does not change its step, so in that limit the FC layers and the
-    joint output layer, whose gradient comes from L_joint alone, step as for any w_joint > 0,
-    and the columns get no gradient from L_joint: L_joint enters with weight 1 on features
-    `heads` detached from the columns."""
-    w = {**weights, "joint": 1.0 if joint_at_limit(weights) else weights["joint"]}
-    return sum(w[k] * loss_fn(heads[k].float(), labels) for k in ("joint", "cc", "mlo"))
+    """Gradient Blending's loss w_joint L_joint + w_cc L_cc + w_mlo L_mlo (Wang et al., CVPR
+    2020, eq. 4), on the logits of `BlendedJointResNet.heads`."""
+    return sum(weights[k] * loss_fn(heads[k].float(), labels) for k in ("joint", "cc", "mlo"))
 
 
 def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -40,6 +40,7 @@ from mvlib.rebalance import EPSILON, STEPS, rebalancing_share
 from mvlib.runs import RunConfig, RunDir
 from mvlib.search import BASE_LRS
 from mvlib.study import (
+    mechanism,
     model_variants,
     regularizers,
     tables,
@@ -52,6 +53,7 @@ from mvlib.sweep import Executor, default_executor, sweep
 
 EXPERIMENT = "balancing"
 OGM, REBALANCE = "+ OGM-GE", "+ Re-balancing (adapted)"
+SGD_JOINT = "Joint ResNet (SGD)"  # OGM-GE's own baseline: its optimiser, modulation off
 METHODS = (OGM, REBALANCE)
 BASELINES = ("Joint ResNet", "+ Modality Dropout", "Shared ResNet")
 JOINT = BASELINES[0]  # its winning setting (Table 1): the testbed's comparison
@@ -87,18 +89,38 @@ def method_groups(prof: Profile, joint_lr: float) -> dict[str, list[dict]]:
     }
 
 
+def sgd_baseline_group(prof: Profile) -> dict[str, list[dict]]:
+    """OGM-GE's own baseline: Joint ResNet under OGM-GE's optimiser (SGD, the reference's
+    momentum, weight decay and step) at the rates OGM-GE's search samples, modulation off,
+    as the reference compares OGM-GE with a plain model trained alike."""
+    n = len(BASE_LRS) * prof.hp_samples
+    return {SGD_JOINT: [dict(model="joint", lr=lr, optimizer=OGM_OPTIMIZER,
+                             experiment=EXPERIMENT) for lr, _ in ogm_settings(n, 32)]}
+
+
 def methods(prof: Profile, executor: Executor | None = None, store: Path | None = None
             ) -> tuple[pd.DataFrame, dict[str, list[RunDir]]]:
-    """Both methods' searches and repetitions: (search table, final runs). On the synthetic
-    data Joint ResNet's testbed controls (`testbed_runs`) train beside the search runs, whose
-    sweep would otherwise leave a worker idle (they need only notebook 03's winner)."""
+    """Both methods' searches and repetitions: (search table, final runs). The search runs
+    of OGM-GE's SGD baseline (`sgd_baseline`) and, on the synthetic data, Joint ResNet's
+    testbed controls (`testbed_runs`) train beside them, whose sweep would otherwise leave a
+    worker idle."""
     joint = model_variants.table1_final(prof, executor, store, (JOINT,))[JOINT]
     groups = method_groups(prof, joint[0].cfg.lr)
-    if prof.dataset == "synthetic":
-        search = [config(prof, seed=s, **setting) for settings in groups.values()
-                  for setting in settings for s in range(prof.search_seeds)]
-        sweep(search + control_configs(prof, joint), executor or default_executor(prof), store)
+    search = [config(prof, seed=s, **setting)
+              for settings in {**groups, **sgd_baseline_group(prof)}.values()
+              for setting in settings for s in range(prof.search_seeds)]
+    seeds = set(prof.seed_list(prof.testbed_seeds))
+    extra = ([mechanism.control_config(r.cfg) for r in joint if r.cfg.seed in seeds]
+             if prof.dataset == "synthetic" else [])
+    sweep(search + extra, executor or default_executor(prof), store)
     return search_then_repeat(method_profile(prof), groups, executor, store)
+
+
+def sgd_baseline(prof: Profile, executor: Executor | None = None, store: Path | None = None
+                 ) -> tuple[pd.DataFrame, dict[str, list[RunDir]]]:
+    """OGM-GE's baseline (`sgd_baseline_group`) searched and repeated like OGM-GE:
+    (search table, final runs)."""
+    return search_then_repeat(method_profile(prof), sgd_baseline_group(prof), executor, store)
 
 
 def method_profile(prof: Profile) -> Profile:
@@ -202,12 +224,13 @@ def write_table7(t: pd.DataFrame, prof: Profile) -> list[Path]:
     return [csv, csv.with_suffix(".png")]
 
 
-def claims(t: pd.DataFrame, with_maps: dict[str, list[RunDir]],
-           validated: tuple[str | None, str], store: Path | None = None) -> pd.DataFrame:
+def claims(t: pd.DataFrame, compared: pd.DataFrame | None,
+           store: Path | None = None) -> pd.DataFrame:
     """Table 7's computed verdicts: for each method, "improves Joint ResNet" with and without
-    heatmaps (`tables.verdict`: the interval of A - B over seeds and test cases) and "reduces Joint
-    ResNet's reliance on MLO" (a lower MLO dependence by the testbed's validated reading,
-    `validated` of `testbed.validated_reading`; `testbed.reliance_claims`)."""
+    heatmaps (`tables.verdict`: the interval of A - B over seeds and test cases; OGM-GE against
+    Joint ResNet under its own SGD set-up where Table 7 has that row) and "reduces Joint
+    ResNet's reliance on the planted MLO cue" (`reliance_claims`, from the testbed comparison
+    `compared`; None on real data, where no testbed exists)."""
     runs = {"Table 7": t[["runs"]]}
     if t["image only runs"].notna().any():
         runs["Table 7, image only"] = t[["image only runs"]].rename(
@@ -217,21 +240,25 @@ def claims(t: pd.DataFrame, with_maps: dict[str, list[RunDir]],
         name = m.removeprefix("+ ")
         for table, prefix in (("Table 7", ""), ("Table 7, image only", "without heatmaps, ")):
             if table in runs and pd.notna(runs[table].loc[m, "runs"]):
-                note = ("OGM-GE trains with its reference's SGD, Joint ResNet with Adam: the "
+                base = (SGD_JOINT if m == OGM and SGD_JOINT in runs[table].index
+                        and pd.notna(runs[table].loc[SGD_JOINT, "runs"]) else "Joint ResNet")
+                note = ("both under OGM-GE's SGD set-up, rates searched alike: the difference "
+                        "is the modulation's" if base == SGD_JOINT else
+                        "OGM-GE trains with its reference's SGD, Joint ResNet with Adam: the "
                         "difference is the method's and the optimizer's together"
                         if m == OGM else "")
-                claim = tables.Claim(f"{prefix}{name} improves Joint ResNet", (table, m),
-                                     (table, "Joint ResNet"), note=note)
+                text = (f"{prefix}{name} improves Joint ResNet"
+                        + (" under the same SGD set-up" if base == SGD_JOINT else ""))
+                claim = tables.Claim(text, (table, m), (table, base), note=note)
                 rows.append(tables.verdict(claim, runs, store))
     auc = pd.DataFrame(rows).set_index("claim")
-    rel = testbed.reliance_claims({g: with_maps[g] for g in ("Joint ResNet", *METHODS)
-                                   if g in with_maps}, validated, reducers=METHODS)
-    rel["ours (A vs B)"] = "-"
-    rel["why"] = ["" if r["diff"] != r["diff"] else
-                  f"{r.reading} A - B {r['diff']:+.3f}, 95% interval [{r.lo:+.3f}, "
-                  f"{r.hi:+.3f}], {stats.p_text(r.p)}"
-                  + (f"; the reading: {r.validation}" if r.validation else "")
-                  for _, r in rel.iterrows()]
+    if compared is None:
+        rel = pd.DataFrame({"verdict": "not tested", "why": "no testbed on real data",
+                            "ours (A vs B)": "-"}, index=pd.Index(
+            [f"{m.removeprefix('+ ')} reduces Joint ResNet's reliance on the planted MLO cue"
+             for m in METHODS], name="claim"))
+    else:
+        rel = reliance_claims(compared, t)
     return pd.concat([auc, rel])[["ours (A vs B)", "diff", "lo", "hi", "p", "verdict", "why"]]
 
 
@@ -258,16 +285,17 @@ def testbed_runs(prof: Profile, final: dict[str, list[RunDir]],
     joint = model_variants.table1_final(prof, executor, store, (JOINT,))[JOINT]
     groups = {JOINT: joint, **final}
     seeds = prof.seed_list(prof.testbed_seeds)
-    control = {name: control_configs(prof, runs) for name, runs in groups.items()}
+    control = {name: control_configs(prof, runs) for name, runs in final.items()}
     done = sweep([c for cs in control.values() for c in cs], executor or default_executor(prof),
                  store)
     by_cfg = {r.cfg.digest(): r for r in done}
+    controls = {name: [by_cfg[c.digest()] for c in cs] for name, cs in control.items()}
+    controls[JOINT] = mechanism.control_runs(prof, (JOINT,), executor, store)[JOINT]
     out = {}
     for name, runs in groups.items():
         planted = {r.cfg.seed: r for r in runs if r.cfg.seed in seeds}
         out[name] = {"norms": {**{(testbed.PLANTED, s): planted[s] for s in seeds},
-                               **{(testbed.CONTROL, c.seed): by_cfg[c.digest()]
-                                  for c in control[name]}},
+                               **{(testbed.CONTROL, r.cfg.seed): r for r in controls[name]}},
                      "lca": {}}
     return out
 
@@ -284,13 +312,27 @@ def testbed_verdicts(runs: dict[str, dict[str, dict]], prof: Profile,
     return pd.concat(parts, names=["group", "instrument"])
 
 
-def testbed_comparison(runs: dict[str, dict[str, dict]]) -> pd.DataFrame:
-    """Per method and view-reliance reading: does the method let the planted cue in less
-    than Joint ResNet's winning setting (`runs[JOINT]`, the same seeds)? The cue's effect
-    (planted - control) under the method minus under Joint ResNet (`stats.compare_effects`);
-    the method keeps the cue out **better** when that interval lies on the side of a smaller
-    effect (MLO-only training AUC: below 0; CC-only test AUC, which the cue lowers: above 0),
-    **worse** on the other, else inconclusive. Each side's rate and optimiser are listed."""
+CUE_TEST = "counterfactual cue test: mean logit change, marker on - off"
+
+
+def compared_instruments(found: pd.DataFrame) -> tuple[str, ...]:
+    """The instruments each method is compared with Joint ResNet on: the counterfactual cue
+    test (the known answer) and the dependence reading notebook 02's testbed validated (the
+    first of `reliance.READINGS` it found), each only where that testbed (`found`, rows of
+    TESTBED_JOINT in `testbed_verdicts`) found the planted cue with it."""
+    ok = found[found.verdict == "found"]
+    readings = [n for n, r in ok.iterrows() if r.reading in reliance.READINGS]
+    return tuple(n for n in (CUE_TEST, *readings[:1]) if n in ok.index)
+
+
+def testbed_comparison(runs: dict[str, dict[str, dict]], instruments: tuple[str, ...]
+                       ) -> pd.DataFrame:
+    """Per method and validated instrument (`compared_instruments`): does the method let the
+    planted cue in less than Joint ResNet's winning setting (`runs[JOINT]`, the same seeds)?
+    The cue's effect (planted - control) under the method minus under Joint ResNet
+    (`testbed.effect_difference`); the method keeps the cue out **better** when that interval
+    lies below 0, **worse** when above, else inconclusive. Each side's rate and optimiser
+    are listed."""
     joint = runs[JOINT]
 
     def setting(tb: dict) -> str:
@@ -301,26 +343,17 @@ def testbed_comparison(runs: dict[str, dict[str, dict]]) -> pd.DataFrame:
     for name, tb in runs.items():
         if name == JOINT:
             continue
-        for instrument in ("view reliance: MLO-only AUC, training split",
-                           "view reliance: CC-only AUC, test split"):
-            col, sign = testbed.INSTRUMENTS[instrument]
+        for instrument in instruments:
             row = {"group": name, "instrument": instrument, "rate (method)": setting(tb),
                    "rate (Joint ResNet)": setting(joint)}
             try:
-                y, m = testbed.reliance_scores(tb, col)
-                y_j, j = testbed.reliance_scores(joint, col)
-                if not np.array_equal(y, y_j):
-                    raise ValueError("the method's and Joint ResNet's runs were scored on "
-                                     "different breasts")
-                r = stats.compare_effects(y, (m[testbed.PLANTED], m[testbed.CONTROL]),
-                                          (j[testbed.PLANTED], j[testbed.CONTROL]))
+                r = testbed.effect_difference(tb, joint, instrument)
             except ValueError as e:
                 rows.append({**row, "verdict": f"not tested: {e}"})
                 continue
-            lo, hi = sign * r["lo"], sign * r["hi"]
-            verdict = ("not tested: a group has one run" if lo != lo else
-                       "better than Joint ResNet" if max(lo, hi) < 0 else
-                       "worse than Joint ResNet" if min(lo, hi) > 0
+            verdict = ("not tested: a group has one run" if r["lo"] != r["lo"] else
+                       "better than Joint ResNet" if r["hi"] < 0 else
+                       "worse than Joint ResNet" if r["lo"] > 0
                        else "inconclusive at this budget")
             rows.append({**row, "effect (method)": r["effect_a"],
                          "effect (Joint ResNet)": r["effect_b"], "diff": r["diff"],
@@ -328,6 +361,46 @@ def testbed_comparison(runs: dict[str, dict[str, dict]]) -> pd.DataFrame:
     cols = ["group", "instrument", "rate (method)", "rate (Joint ResNet)", "effect (method)",
             "effect (Joint ResNet)", "diff", "lo", "hi", "p", "verdict"]
     return pd.DataFrame(rows, columns=cols).set_index(["group", "instrument"])
+
+
+def reliance_claims(compared: pd.DataFrame, t7: pd.DataFrame) -> pd.DataFrame:
+    """"<method> reduces Joint ResNet's reliance on the planted MLO cue", per method, from
+    `testbed_comparison` on the cue test (the known answer): **holds** when the cue's effect
+    under the method is smaller than under Joint ResNet (interval below 0), **contradicted**
+    when larger, else inconclusive; not testable for a method at chance (`stats.at_chance` on
+    Table 7's interval). The validated dependence reading's comparison is quoted beside."""
+    rows = []
+    for m in METHODS:
+        claim = (f"{m.removeprefix('+ ')} reduces Joint ResNet's reliance on the planted MLO "
+                 "cue (counterfactual cue test, planted - control)")
+        row = {"claim": claim, "ours (A vs B)": "-", "diff": np.nan, "lo": np.nan,
+               "hi": np.nan, "p": np.nan}
+        if m in t7.index and t7.loc[m, "auc_lo"] <= 0.5:
+            auc = stats.interval_cell(*t7.loc[m, ["auc_mean", "auc_lo", "auc_hi"]])
+            rows.append({**row, "verdict": tables.NOT_TESTABLE,
+                         "why": f"{m}: test AUC {auc} includes 0.5: a model at chance tests "
+                                "nothing"})
+            continue
+        if (m, CUE_TEST) not in compared.index or "diff" not in compared:
+            rows.append({**row, "verdict": "not tested",
+                         "why": "no cue-test comparison (the testbed did not validate it, or "
+                                "no control runs)"})
+            continue
+        r = compared.loc[(m, CUE_TEST)]
+        if r["diff"] != r["diff"]:
+            rows.append({**row, "verdict": "not tested", "why": r.verdict})
+            continue
+        verdict = ("holds" if r.hi < 0 else "contradicted" if r.lo > 0
+                   else "inconclusive at this budget")
+        why = (f"the marker's logit effect, planted - control: {r['effect (method)']:+.3f} under "
+               f"the method, {r['effect (Joint ResNet)']:+.3f} under Joint ResNet; difference "
+               f"{r['diff']:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}], {stats.p_text(r.p)}")
+        for (g, inst), o in compared.iterrows():
+            if g == m and inst != CUE_TEST and o["diff"] == o["diff"]:
+                why += (f"; {inst}: {o['diff']:+.3f} [{o.lo:+.3f}, {o.hi:+.3f}], {o.verdict}")
+        rows.append({**row, "diff": r["diff"], "lo": r.lo, "hi": r.hi, "p": r.p,
+                     "verdict": verdict, "why": why})
+    return pd.DataFrame(rows).set_index("claim")
 
 
 # --- the notebook's computed prose ---------------------------------------------------------

@@ -23,9 +23,9 @@ NOTEBOOKS = {"01": "01_uniview_curves", "02": "02_training_dynamics",
 NOTES = {
     "04": ("every Pretraining seed fine-tunes the same best uni-view columns, as the paper's "
            "Appendix B does (the sensitivity row varies them)",),
-    "05": ("a weight set with w_joint = 0 trains at its limit w_joint -> 0+, our choice (Wang "
-           "et al. have no rule for it): the joint head learns on the columns' features, the "
-           "columns from the extra heads only",),
+    "05": ("the weights are G / O^2's (Wang et al.) or none: an estimate with a model that did "
+           "not generalise, or whose G is at noise level, trains no model, and Table 5's weight "
+           "sets are the paper's own",),
     "06": ("the synthetic heatmaps are drawn by the generator from its ground truth, not "
            "produced by a patch classifier",),
     "07": ("the reliance readings are ours (the paper does not measure them) and rest on the "
@@ -60,7 +60,8 @@ def notebook_of(claim: str, source: str) -> str:
         return "01"
     if "(Fig. 4" in claim:
         return "02"
-    if "Gradient Blending" in claim or "blending weights" in claim:
+    if "Gradient Blending" in claim or "blending weights" in claim or claim.startswith(
+            "Table 5"):
         return "05"
     if claim.startswith("without heatmaps") or claim.startswith("heatmaps help"):
         return "06"
@@ -256,3 +257,96 @@ def changes_markdown(changes: pd.DataFrame) -> str:
             lines.append(f"* {before} -> {after} ({len(group)}): "
                          + "; ".join(f"{r.row} ({r.file})" for r in group.itertuples()))
     return "\n".join(lines)
+
+
+# The results page's first part: what the synthetic testbed decides (the mechanism), each
+# file with the column that names a row.
+MECHANISM_FILES = {"interaction": "recipe", "testbed": "instrument"}
+PAPER_TABLES = ("Table 1", "Table 2", "Table 3", "Table 5", "Table 7")
+
+
+def _read(path: Path) -> pd.DataFrame | None:
+    if not path.exists():
+        return None
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a verdict table ({e})") from e
+
+
+def is_mechanism(claim: str) -> bool:
+    """Whether a claim of the claim files is about the mechanism (reliance on the planted
+    cue, judged planted against control or on a validated reading), not a paper's table."""
+    return "reliance" in claim or "under-uses CC" in claim
+
+
+def mechanism_markdown(figures: Path, claims: pd.DataFrame) -> str:
+    """The results page's first part, generated from the figures folder: each recipe's
+    interaction with the planted cue (interaction.csv), which instruments detect the cue
+    (testbed.csv), and the reliance claims of `claims` (`is_mechanism`)."""
+    lines = []
+    inter = _read(figures / "interaction.csv")
+    if inter is not None and len(inter):
+        counts = inter.verdict.value_counts()
+        lines += [f"**Each recipe on the planted and the control data** "
+                  f"([07]({NOTEBOOKS['07']}.ipynb)): "
+                  + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".", "",
+                  "| recipe | test AUC, planted | test AUC, control | interaction [95% interval] "
+                  "| verdict |", "|---|---|---|---|---|"]
+        for _, r in inter.iterrows():
+            auc = [f"{r[f'AUC {k}']:.3f}" if r[f"AUC {k}"] == r[f"AUC {k}"] else "-"
+                   for k in ("planted", "control")]
+            cell = _interval(pd.Series({"diff": r.get("interaction", math.nan),
+                                        "lo": r.get("interaction lo", math.nan),
+                                        "hi": r.get("interaction hi", math.nan)}))
+            lines.append(f"| {_cell(r.recipe)} | {auc[0]} | {auc[1]} | {cell} | "
+                         f"**{r.verdict}** |")
+    else:
+        lines.append("No interaction table (real data, or notebook 07 not run): the mechanism "
+                     "is judged on the synthetic testbed only.")
+    tb = _read(figures / "testbed.csv")
+    if tb is not None and len(tb):
+        found = tb[tb.verdict == "found"].instrument.tolist()
+        lines += ["", f"**Which instruments see the planted cue** ([02]({NOTEBOOKS['02']}"
+                  f".ipynb)): {len(found)} of {len(tb)} find it"
+                  + (": " + "; ".join(found) if found else "") + "."]
+    mech = claims[claims.claim.map(is_mechanism)] if len(claims) else claims
+    if len(mech):
+        lines += ["", "**Reliance, on validated readings:**", "",
+                  "| notebook | claim | difference [95% interval] | verdict |",
+                  "|---|---|---|---|"]
+        lines += [f"| [{r.notebook}]({NOTEBOOKS[r.notebook]}.ipynb#{anchor(CLOSING)}) | "
+                  f"{_cell(r.claim)} | {r['difference [95% interval]']} | **{r.verdict}** |"
+                  for _, r in mech.iterrows()]
+    return "\n".join(lines)
+
+
+def real_data_sentence(claims: pd.DataFrame) -> str:
+    """One generated sentence per paper table on what a real data set would decide."""
+    lines = []
+    for table in PAPER_TABLES:
+        mine = claims[claims.claim.map(lambda c, t=table: _table_of(c) == t)]
+        if len(mine):
+            lines.append(f"* **{table}** ({len(mine)} comparison(s)): on a real data set "
+                         "(`make reproduce DATASET=rsna DATA_ROOT=...`, or VinDr-Mammo, "
+                         "CBIS-DDSM, NYU exam lists) the same intervals give each a verdict, "
+                         "holds or contradicted, because there no cue was planted to decide "
+                         "it.")
+    return "\n".join(lines)
+
+
+def _table_of(claim: str) -> str:
+    if claim.startswith("Table 5"):
+        return "Table 5"
+    if "OGM-GE" in claim or "Re-balancing" in claim:
+        return "Table 7"
+    if claim.startswith("without heatmaps") or claim.startswith("heatmaps help"):
+        return "Table 3"
+    if any(m in claim for m in ("Pretraining", "Split Learning Rates", "Modality Dropout",
+                                "Gradient Blending")):
+        return "Table 2"
+    if "blending weights" in claim:
+        return "Table 4"
+    if "(Fig." in claim or "(Section 5)" in claim:
+        return "Section 5"
+    return "Table 1"

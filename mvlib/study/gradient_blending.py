@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from mvlib import blending, paper
@@ -42,22 +41,23 @@ def blending_curves(prof: Profile, executor: Executor | None = None,
 def blending_weights(runs: dict[str, RunDir]) -> pd.DataFrame:
     """Table 4 (whole validation set; both measures, both windows) and the 10%-subset
     estimates Table 5 uses. One row per estimate: the validation breasts it uses (and how many
-    are malignant), the window's checkpoints, w_joint, w_cc, w_mlo at full precision (round
-    only for display: a weight of 3e-4 is not 0), or NaN with the reason when the estimate is
-    undefined (no model generalised over the window)."""
+    are malignant), the window's checkpoints, G / O^2's weights w_joint, w_cc, w_mlo at full
+    precision (round only for display), NaN where the formula gives none, and `note`: why
+    the estimate trains no model ('' when it trains one): undefined (a model with G <= 0 or
+    O = 0) or at noise level (a G whose interval reaches 0; `blending.at_noise`)."""
     sizes = validation_sizes(next(iter(runs.values())))
     rows = []
     for validation, measure, label, terms in blending_terms(runs):
         row = {"validation": validation, "measure": measure, "window": label,
-               **sizes[validation]}
-        if isinstance(terms, str):
-            row.update({f"w_{k}": np.nan for k in ("joint", "cc", "mlo")}, note=terms)
+               **sizes[validation], "from": int(terms["from"].iloc[0]),
+               "to": int(terms["to"].iloc[0]),
+               **{f"w_{k}": float(terms.weight[k]) for k in ("joint", "cc", "mlo")}}
+        if why := blending.undefined(terms):
+            row["note"] = f"undefined: {why}"
+        elif why := blending.at_noise(terms):
+            row["note"] = f"at noise level: {why}"
         else:
-            w = terms["weight"]
-            guards = "; ".join(f"{k}: {g}" for k, g in terms.guard.items() if g)
-            row.update({"from": int(terms["from"].iloc[0]), "to": int(terms["to"].iloc[0]),
-                        **{f"w_{k}": float(w[k]) for k in ("joint", "cc", "mlo")}},
-                       note=guards)
+            row["note"] = ""
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -72,31 +72,28 @@ def validation_sizes(run: RunDir) -> dict[str, dict[str, int]]:
             for name, t in (("whole", whole), ("10%", part))}
 
 
-def blending_terms(runs: dict[str, RunDir]) -> list[tuple[str, str, str, pd.DataFrame | str]]:
-    """For every estimate (validation set, measure, window): the per-model G, O, unguarded
-    G / O^2, guard and weight of `blending.window_terms`, or the reason it is undefined."""
+def blending_terms(runs: dict[str, RunDir]) -> list[tuple[str, str, str, pd.DataFrame]]:
+    """For every estimate (validation set, measure, window): the per-model G with its
+    interval, O, G / O^2 and weight of `blending.window_terms`."""
     curves = {k: r.checkpoints() for k, r in runs.items()}
-    subset = {k: blending.subset_curve(curves[k], r.val_predictions(), SUBSET)
-              for k, r in runs.items()}
+    preds = {k: r.val_predictions() for k, r in runs.items()}
+    subset = {k: blending.subset_curve(curves[k], preds[k], SUBSET) for k in runs}
+    subset_preds = {k: blending.subset_predictions(preds[k], SUBSET) for k in runs}
     out = []
-    for validation, source, windows in (("whole", curves, blending.WINDOWS),
-                                        ("10%", subset, {"[0, 100]": (0.0, 1.0)})):
+    for validation, source, pr, windows in (
+            ("whole", curves, preds, blending.WINDOWS),
+            ("10%", subset, subset_preds, {"[0, 100]": (0.0, 1.0)})):
         for measure in blending.MEASURES:
             for label, window in windows.items():
-                try:
-                    terms = blending.window_terms(source, measure, window)
-                except ValueError as e:
-                    terms = str(e)
-                out.append((validation, measure, label, terms))
+                out.append((validation, measure, label,
+                            blending.window_terms(source, measure, window, pr)))
     return out
 
 
 def terms_table(runs: dict[str, RunDir]) -> pd.DataFrame:
     """`blending_terms` as one table (rows: estimate and model), for notebook 05."""
-    parts = {(v, m, w): t for v, m, w, t in blending_terms(runs) if not isinstance(t, str)}
-    if not parts:
-        return pd.DataFrame()
-    return pd.concat(parts, names=["validation", "measure", "window", "model"])
+    return pd.concat({(v, m, w): t for v, m, w, t in blending_terms(runs)},
+                     names=["validation", "measure", "window", "model"])
 
 
 def _weights(row) -> dict[str, float]:
@@ -107,30 +104,34 @@ def blend_setting(weights: dict[str, float]) -> dict:
     return dict(model="joint_blend", lr=BLEND_LR, blend_weights=weights, experiment="blending")
 
 
-def untrainable(weights: dict[str, float]) -> str:
-    """Why a weight set trains no blended model ('' when it does): one rule for Tables 2 and
-    5. Only an undefined estimate (no model generalised over the window) trains none; a
-    w_joint of 0 trains at its limit w_joint -> 0+ (`heads.blended_loss`), so the joint head,
-    which makes every prediction, learns in every blended model."""
-    return "" if all(np.isfinite(v) for v in weights.values()) else "undefined estimate"
-
-
 def blend_settings(weights: pd.DataFrame) -> list[dict]:
-    """Table 2's Gradient Blending settings: one per defined Table 4 estimate, each distinct
-    weight set once (estimates that agree train one model)."""
-    table4 = weights[weights.validation == "whole"]
+    """Table 2's Gradient Blending settings: one per Table 4 estimate that trains a model
+    (empty `note`), each distinct weight set once (estimates that agree train one model)."""
+    table4 = weights[(weights.validation == "whole") & (weights.note == "")]
     settings: list[dict] = []
     for w in (_weights(r) for _, r in table4.iterrows()):
-        if not untrainable(w) and blend_setting(w) not in settings:
+        if blend_setting(w) not in settings:
             settings.append(blend_setting(w))
     return settings
 
 
+def untestable(weights: pd.DataFrame) -> str:
+    """Why Table 2 has no Gradient Blending model ('' when it has one): every Table 4
+    estimate undefined or at noise level, each with its reason. `weights`: the estimates of
+    `blending_weights`, or `table4`'s."""
+    table4 = (weights[weights.validation == "whole"] if "validation" in weights
+              else weights.reset_index())
+    if (table4.note == "").any():
+        return ""
+    return ("no Table 4 estimate gives G / O^2 weights to train on: " + "; ".join(
+        f"by {r.measure} over {r.window}, {r.note}" for r in table4.itertuples()))
+
+
 def blended_models(prof: Profile, weights: pd.DataFrame, executor: Executor | None = None,
                    store: Path | None = None) -> tuple[pd.DataFrame, dict[str, list[RunDir]]]:
-    """The '+ Gradient Blending' group of Table 2: one setting per defined Table 4 estimate
+    """The '+ Gradient Blending' group of Table 2: one setting per usable Table 4 estimate
     (`blend_settings`), the winner by mean validation AUC repeated. Returns
-    (search table, final runs); both empty when no estimate qualifies."""
+    (search table, final runs); both empty when no estimate is usable (`untestable`)."""
     settings = blend_settings(weights)
     if not settings:
         return pd.DataFrame(), {}
@@ -138,54 +139,56 @@ def blended_models(prof: Profile, weights: pd.DataFrame, executor: Executor | No
 
 
 def ablation_settings(weights: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """Table 5's weight sets: equal, and each 10%-subset estimate with CC and MLO swapped
-    (whether each trains is `untrainable`'s rule, as for Table 2)."""
-    sets = {"equal weights": {"joint": 1 / 3, "cc": 1 / 3, "mlo": 1 / 3}}
-    for _, r in weights[(weights.validation == "10%") & weights.w_joint.notna()].iterrows():
-        name = "loss" if r.measure == "loss" else "AUC"
+    """Table 5's weight sets: the paper's five (equal weights, its loss and AUC estimates and
+    both swapped: they need no estimate of ours), then each of our 10%-subset estimates that
+    trains a model (empty `note`) and its swap."""
+    sets = {name: dict(zip(("joint", "cc", "mlo"), w, strict=True))
+            for name, (w, _) in paper.TABLE5.items()}
+    sets["equal weights"] = {"joint": 1 / 3, "cc": 1 / 3, "mlo": 1 / 3}
+    for _, r in weights[(weights.validation == "10%") & (weights.note == "")].iterrows():
+        name = "loss (ours)" if r.measure == "loss" else "AUC (ours)"
         w = _weights(r)
         sets[name] = w
         sets[f"{name}, swapped"] = {**w, "cc": w["mlo"], "mlo": w["cc"]}
     return sets
 
 
+def ablation_seeds(prof: Profile) -> int:
+    """Seeds per Table 5 weight set: the profile's `method_seeds`, else `seeds` (a single
+    seed leaves Table 5's statements untested)."""
+    return prof.method_seeds or prof.seeds
+
+
 def blending_ablation(prof: Profile, weights: pd.DataFrame, executor: Executor | None = None,
                       store: Path | None = None) -> pd.DataFrame:
-    """Table 5: each weight set that trains a model (`untrainable`: the rule of Table 2)
-    trained with `search_seeds` seeds; mean test AUC with its interval over seeds and
-    test cases (with one seed, DeLong's of the test cases alone) beside the paper's. `note`
-    says why a set was not trained, or that it repeats an earlier set's weights (then its
-    runs are that set's: one config)."""
+    """Table 5: each weight set of `ablation_settings` trained with `ablation_seeds` seeds;
+    mean test AUC with its interval over seeds and test cases beside the paper's. `note` says
+    when a set repeats an earlier set's weights (then its runs are that set's: one config)."""
     sets = ablation_settings(weights)
     first: dict[tuple, str] = {}
     notes = {}
     for name, w in sets.items():
         key = tuple(w[k] for k in ("joint", "cc", "mlo"))
-        why = untrainable(w)
-        notes[name] = (f"not trained: {why}" if why else
-                       f"the same weights as '{first[key]}': the same runs" if key in first
+        notes[name] = (f"the same weights as '{first[key]}': the same runs" if key in first
                        else "")
         first.setdefault(key, name)
-    trained = {n: w for n, w in sets.items() if not untrainable(w)}
-    cfgs = {name: [config(prof, seed=s, **blend_setting(w)) for s in range(prof.search_seeds)]
-            for name, w in trained.items()}
+    cfgs = {name: [config(prof, seed=s, **blend_setting(w))
+                   for s in prof.seed_list(ablation_seeds(prof))]
+            for name, w in sets.items()}
     runs = sweep([c for cs in cfgs.values() for c in cs],
                  executor or default_executor(prof), store)
     by_cfg = {r.cfg.digest(): r for r in runs}
     rows = []
     for name, w in sets.items():
         ref = paper.TABLE5.get(name)
-        row = {"weights": name, **{f"w_{k}": v for k, v in w.items()},
-               "test AUC (ours)": "-", "runs done": "0/0", "note": notes[name],
-               "weights (paper)": ", ".join(f"{v:.3f}" for v in ref[0]) if ref else "",
-               "test AUC (paper)": ref[1] if ref else None,
-               "auc_mean": np.nan, "auc_lo": np.nan, "auc_hi": np.nan, "runs": ""}
-        if name in cfgs:
-            s = summary({name: [by_cfg[c.digest()] for c in cfgs[name]]}, {}).iloc[0]
-            row.update({"test AUC (ours)": s["AUC (ours)"], "runs done": s["runs done"],
-                        "auc_mean": s.auc_mean, "auc_lo": s.auc_lo, "auc_hi": s.auc_hi,
-                        "runs": s.runs})
-        rows.append(row)
+        s = summary({name: [by_cfg[c.digest()] for c in cfgs[name]]}, {}).iloc[0]
+        rows.append({"weights": name, **{f"w_{k}": v for k, v in w.items()},
+                     "test AUC (ours)": s["AUC (ours)"], "runs done": s["runs done"],
+                     "note": notes[name],
+                     "weights (paper)": ", ".join(f"{v:.3f}" for v in ref[0]) if ref else "",
+                     "test AUC (paper)": ref[1] if ref else None,
+                     "auc_mean": s.auc_mean, "auc_lo": s.auc_lo, "auc_hi": s.auc_hi,
+                     "runs": s.runs})
     return pd.DataFrame(rows).set_index("weights")
 
 
@@ -209,22 +212,24 @@ def gradient_blending(prof: Profile, executor: Executor | None = None,
 
 def blending_markdown(gb: dict, joint_final: dict[str, list[RunDir]]) -> str:
     """Notebook 05's closing text from `gradient_blending`'s result and Joint ResNet's final
-    runs (`table1_final`): the estimates and the guards that fired, the blended model beside
-    Joint ResNet, and Table 5 best first with what was not trained."""
+    runs (`table1_final`): each estimate's G / O^2 weights and why it trains no model where it
+    does not, the blended model beside Joint ResNet (or why there is none), and Table 5 best
+    first."""
     w = gb["weights"]
-    lines = ["**Table 4, our estimates:** " + "; ".join(
-        f"by {r.measure} over {r.window}: "
-        + (f"w_joint {r.w_joint:.4g}, w_CC {r.w_cc:.4g}, w_MLO {r.w_mlo:.4g}"
-           if r.w_joint == r.w_joint else "undefined")
-        + (f" (guard: {r.note})" if r.note else "")
-        for r in w[w.validation == "whole"].itertuples()) + "."]
+    lines = ["**Table 4, our estimates** (w_joint, w_CC, w_MLO from G / O², normalised): "
+             + "; ".join(
+                 f"by {r.measure} over {r.window}: "
+                 + (f"{r.w_joint:.3g}, {r.w_cc:.3g}, {r.w_mlo:.3g}"
+                    if r.w_joint == r.w_joint else "no weights")
+                 + (f" ({r.note})" if r.note else " (trains a model)")
+                 for r in w[w.validation == "whole"].itertuples()) + "."]
     part = w[w.validation == "10%"].iloc[0]
     lines.append(f"**The 10% subset** holds {part.breasts} validation breasts, {part.malignant} "
-                 "of them malignant: its estimates rest on that many cases.")
-    fired = [f"{m} by {meas} over {win} ({val} validation set): {g}"
-             for (val, meas, win, m), g in terms_table(gb["curves"]).guard.items() if g]
-    lines.append("**Guards:** " + ("; ".join(fired) if fired else
-                                    "none fired: every weight is G / O² normalised") + ".")
+                 "of them malignant: " + "; ".join(
+                     f"by {r.measure}: " + (f"{r.w_joint:.3g}, {r.w_cc:.3g}, {r.w_mlo:.3g}"
+                                            if r.w_joint == r.w_joint else "no weights")
+                     + (f" ({r.note})" if r.note else "")
+                     for r in w[w.validation == "10%"].itertuples()) + ".")
     joint = summary(joint_final, paper.TABLE1).iloc[0]
     if gb["final"]:
         blend = summary(gb["final"], paper.TABLE2).iloc[0]
@@ -233,36 +238,17 @@ def blending_markdown(gb: dict, joint_final: dict[str, list[RunDir]]) -> str:
             f"interval; 3x ensemble): {blend['AUC (ours)']} ({blend['3x ensemble (ours)']}) "
             f"against {joint['AUC (ours)']} ({joint['3x ensemble (ours)']}); the paper: 0.870 "
             "against 0.872. Notebook 07 judges the difference.")
-        lines.extend(limit_markdown(gb["search"]))
     else:
-        lines.append("**No blended model:** no Table 4 estimate is defined.")
+        lines.append("**No blended model for Table 2:** " + untestable(w)
+                     + ". Gradient Blending's Table 2 claim is not testable at this budget.")
     t5 = gb["ablation"]
     trained = t5.dropna(subset=["auc_mean"]).sort_values("auc_mean", ascending=False)
     if len(trained):
-        lines.append("**Table 5, best first:** " + "; ".join(
-            f"{k} {v}" for k, v in trained["test AUC (ours)"].items())
-            + " (the paper: equal weights best, 0.870)." + (
-                " One seed per weight set: its differences are single runs, not evidence."
-                if trained["runs done"].str.endswith("/1").all() else ""))
-    if skipped := [f"{k} ({n})" for k, n in t5.note.items() if n]:
-        lines.append("**Table 5, noted:** " + "; ".join(skipped) + ".")
+        lines.append("**Table 5, best first** (mean test AUC over "
+                     f"{trained['runs done'].iloc[0].split('/')[1]} seeds, 95% interval): "
+                     + "; ".join(f"{k} {v}" for k, v in trained["test AUC (ours)"].items())
+                     + " (the paper: equal weights best, 0.870). Notebook 07 judges Table 5's "
+                     "two statements.")
+    if noted := [f"{k} ({n})" for k, n in t5.note.items() if n]:
+        lines.append("**Table 5, noted:** " + "; ".join(noted) + ".")
     return "\n\n".join(lines)
-
-
-def limit_markdown(search: pd.DataFrame) -> list[str]:
-    """What the limit w_joint -> 0+ leaves to train, for each searched weight set with
-    w_joint = 0: the columns learn from their extra heads only, so a view whose weight is
-    0 too keeps its column's initial weights."""
-    lines = []
-    for r in search.drop_duplicates(["w_joint", "w_cc", "w_mlo"]).itertuples():
-        if r.w_joint != 0:
-            continue
-        still = [v.upper() for v in ("cc", "mlo") if getattr(r, f"w_{v}") == 0]
-        lines.append(
-            f"**w_joint = 0** (w_CC {r.w_cc:.4g}, w_MLO {r.w_mlo:.4g}) trained at its limit "
-            "w_joint -> 0+: the joint head and FC layers learned from L_joint on the columns' "
-            "features, the columns from their extra heads only"
-            + (f"; the {' and '.join(still)} column's weights stayed at their initial values "
-               "(its weight is 0 as well), so the joint head read it as a random feature map"
-               if still else "") + ".")
-    return lines

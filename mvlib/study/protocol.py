@@ -23,6 +23,10 @@ from mvlib.runs import RunConfig, RunDir
 from mvlib.search import LR_RANGES, log_uniform, results, winner
 from mvlib.sweep import Executor, default_executor, sweep
 
+# The words a comparison on synthetic data ends with: a direction there, not a verdict on a
+# claim the planted cue decides by construction (tables.synthetic_outcome).
+SYNTHETIC = "on synthetic data"
+
 
 def config(prof: Profile, model: str, lr: float, seed: int, experiment: str,
            epochs_override: int | None = None, paper_epochs: int = 100, **kw) -> RunConfig:

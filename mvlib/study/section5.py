@@ -28,6 +28,7 @@ from mvlib import stats
 from mvlib.dynamics import mlo_share
 from mvlib.profiles import Profile
 from mvlib.study import protocol, testbed, training_dynamics
+from mvlib.study.protocol import SYNTHETIC
 from mvlib.sweep import Executor, default_executor, sweep
 
 VERDICT_COLUMNS = ["claim", "paper (A vs B)", "ours (A vs B)", "diff", "lo", "hi", "p",
@@ -183,4 +184,14 @@ def section5(prof: Profile, table6: pd.DataFrame, validated: tuple[str | None, s
     pairs = uniview_pairs(prof, executor, store)
     readings = joint_readings(prof, executor, store)
     verdicts = pd.concat([claims(pairs, readings), dependence_claim(table6, validated)])
+    if prof.dataset == "synthetic":
+        verdicts["verdict"] = verdicts.verdict.map(on_synthetic)
     return {"pairs": pairs, "readings": readings, "verdicts": verdicts}
+
+
+def on_synthetic(verdict: str) -> str:
+    """A Section 5 verdict as what the synthetic data can say: the generator makes MLO's cue
+    fast to learn, so the reading's side of its threshold there is by construction, not a
+    verdict on the paper's NYU runs (the testbed's planted - control judges the instruments)."""
+    return {"holds": f"above the threshold {SYNTHETIC}",
+            "contradicted": f"below the threshold {SYNTHETIC}"}.get(verdict, verdict)

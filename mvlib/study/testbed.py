@@ -240,6 +240,23 @@ def _verdict(lo: float, hi: float) -> str:
             else "not found at this budget")
 
 
+def effect_difference(tb_a: dict, tb_b: dict, instrument: str, level: float = 0.95
+                      ) -> dict[str, float]:
+    """The planted cue's effect (planted - control) on a breast-level `instrument` under
+    testbed A minus under testbed B (two recipes, each trained on both conditions, all runs
+    scored on the same planted-data breasts): `effect_a`, `effect_b`, `diff` with its
+    interval over seeds and breasts (`dependence.contrast`, weights +1 -1 -1 +1) and `p`.
+    In the instrument's expected direction, a negative diff means A lets the cue in less."""
+    col, _ = INSTRUMENTS[instrument]
+    key, split = BREAST_READINGS[col]
+    cue = key.startswith("cue")
+    a, b = (_scored_groups(tb, split, cue, {}) for tb in (tb_a, tb_b))
+    parts = [(a[PLANTED], key), (a[CONTROL], key), (b[PLANTED], key), (b[CONTROL], key)]
+    r = dependence.contrast(parts, [1.0, -1.0, -1.0, 1.0], level)
+    m = r["means"]
+    return {**r, "effect_a": m[0] - m[1], "effect_b": m[2] - m[3]}
+
+
 def _scored_groups(testbed, split: str, cue: bool, cache: dict) -> dict[str, list]:
     """Per condition, each finished seed's `scored` frame on `split` of the planted data set
     (seed order), cached in `cache` per (split, cue)."""

@@ -1,0 +1,118 @@
+"""mvlib.study.mechanism: every recipe on the planted and the control data, and the
+interaction that decides whether a recipe counteracts the planted cue (a known answer:
+scores drawn with set separations; the training is notebook 07's, under nbval)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mvlib.profiles import PROFILES
+from mvlib.runs import RunConfig
+from mvlib.study import mechanism, training_dynamics
+
+Y = np.r_[np.ones(41, int), np.zeros(279, int)]  # the laptop test split's size and prevalence
+
+
+class FakeRun:
+    """What interaction_table reads of a run: its state and test predictions."""
+
+    def __init__(self, scores: np.ndarray, state: str = "done"):
+        self.scores, self.state = scores, state
+
+    def status(self):
+        return {"state": self.state}
+
+    def predictions(self):
+        return pd.DataFrame({"breast_id": np.arange(len(Y))[::-1], "malignant": Y[::-1],
+                             "p_malignant": self.scores[::-1]})
+
+
+def runs(rng, separation: float, n: int = 3) -> list[FakeRun]:
+    u = rng.normal(0, 1, len(Y))
+    return [FakeRun(separation * Y + u + rng.normal(0, 0.1) * Y + rng.normal(0, 1, len(Y)))
+            for _ in range(n)]
+
+
+# (planted, control) separations: Joint ResNet loses to the cue; Shared ResNet keeps its AUC
+# (it counteracts the cue), Split ResNet loses more than Joint (it makes it worse), Modality
+# Dropout loses as much (no interaction), uni-view MLO is at chance on the planted data.
+SEPARATIONS = {"Joint ResNet": (1.6, 3.2), "Shared ResNet": (3.2, 3.2),
+               "Split ResNet": (0.9, 3.2), "+ Modality Dropout": (1.6, 3.2),
+               "uni-view MLO": (0.0, 1.0)}
+
+
+@pytest.fixture(scope="module")
+def table():
+    rng = np.random.default_rng(0)
+    planted, control = {}, {}
+    for name, (p, c) in SEPARATIONS.items():
+        planted[name], control[name] = runs(rng, p), runs(rng, c)
+    return mechanism.interaction_table(planted, control)
+
+
+def test_the_interaction_finds_which_recipe_counteracts_the_cue(table):
+    assert table.loc["Shared ResNet", "verdict"] == "counteracts the planted cue"
+    assert table.loc["Split ResNet", "verdict"] == "makes it worse"
+    assert table.loc["+ Modality Dropout", "verdict"] == "no interaction detected at this budget"
+    assert table.loc["uni-view MLO", "verdict"] == "not testable at this budget"
+    assert "uni-view MLO on the planted data" in table.loc["uni-view MLO", "why"]
+    shared = table.loc["Shared ResNet"]
+    assert shared["interaction"] == pytest.approx(shared["effect planted"]
+                                                  - shared["effect control"], abs=1e-12)
+    assert shared["interaction lo"] > 0 and shared["effect control lo"] < 0 < shared[
+        "effect control hi"]  # with no cue it is Joint ResNet's equal
+    assert table.loc["Shared ResNet", "seeds (planted, control)"] == "3, 3"
+
+
+def test_joint_resnets_row_is_the_cues_cost_to_it(table):
+    j = table.loc["Joint ResNet"]
+    assert j.verdict == "the cue's cost to Joint ResNet (planted - control)"
+    assert j["interaction"] == pytest.approx(j["AUC planted"] - j["AUC control"], abs=1e-12)
+    assert j["interaction hi"] < 0
+
+
+def test_the_text_reads_the_table(table):
+    text = mechanism.interaction_markdown(table)
+    assert "the planted cue lowers Joint ResNet's test AUC" in text
+    assert "* **Shared ResNet**: counteracts the planted cue (interaction +" in text
+    assert "with no cue it neither gains nor costs detectably" in text
+    assert "* **uni-view MLO**: not testable at this budget (" in text
+
+
+def test_two_views_against_one_with_no_cue_is_read_off_uni_view_cc():
+    rng = np.random.default_rng(1)
+    seps = {"Joint ResNet": (1.2, 2.4), "uni-view CC": (2.4, 1.6)}
+    planted = {k: runs(rng, p) for k, (p, _) in seps.items()}
+    control = {k: runs(rng, c) for k, (_, c) in seps.items()}
+    text = mechanism.interaction_markdown(mechanism.interaction_table(planted, control))
+    assert "On the control, Joint ResNet - uni-view CC = +" in text
+    assert ": two views beat one." in text
+
+
+def test_a_recipe_without_finished_control_runs_is_not_tested():
+    rng = np.random.default_rng(2)
+    planted = {"Joint ResNet": runs(rng, 1.0), "Shared ResNet": runs(rng, 1.0)}
+    control = {"Joint ResNet": runs(rng, 1.0),
+               "Shared ResNet": [FakeRun(np.zeros(len(Y)), "diverged")]}
+    t = mechanism.interaction_table(planted, control)
+    assert t.loc["Shared ResNet", "verdict"] == "not tested"
+
+
+def test_a_control_config_switches_the_cue_off_and_keeps_the_setting():
+    cfg = RunConfig(model="joint", lr=3e-4, seed=2, epochs=7, profile="smoke",
+                    group_lr={"cc": 1e-4, "mlo": 1e-5, "shared": 1e-4},
+                    knobs={"patients": {"train": 12, "val": 10, "test": 6}})
+    c = mechanism.control_config(cfg)
+    assert c.knobs == {"patients": {"train": 12, "val": 10, "test": 6},
+                       **training_dynamics.CONDITIONS[mechanism.CONTROL]}
+    assert (c.lr, c.seed, c.epochs, c.group_lr) == (cfg.lr, cfg.seed, cfg.epochs, cfg.group_lr)
+    assert c.experiment == "control" and c.digest() != cfg.digest()
+    pre = RunConfig(model="joint", lr=1e-4, epochs=1, init_from={"cc": "a", "mlo": "b"},
+                    finetune="output")
+    assert mechanism.control_config(pre, {"cc": "a", "mlo": "c"}).init_from == {
+        "cc": "a", "mlo": "c"}
+
+
+def test_the_control_leaves_the_cc_images_as_they_are(tmp_path, monkeypatch):
+    monkeypatch.setenv("MVLIB_STORE", str(tmp_path))
+    assert mechanism.cc_unchanged(PROFILES["smoke"])
