@@ -15,7 +15,7 @@ from mvlib.models.heads import build_model, loss_fn
 from mvlib.profiles import PROFILES
 from mvlib.rebalance import Rebalancer, rebalancing_share
 from mvlib.runs import RunConfig, RunDir
-from mvlib.study import balancing_methods
+from mvlib.study import balancing_methods, testbed
 from mvlib.train import decay_epoch, make_optimizer, make_scheduler, train
 
 KNOBS = {"patients": {"train": 24, "val": 16, "test": 16}}
@@ -487,15 +487,16 @@ def test_a_method_reduces_reliance_when_the_cue_test_says_it_lets_the_cue_in_les
         return (claims[claims.index.str.startswith("Re-balancing")].iloc[0],
                 claims[claims.index.str.startswith("OGM-GE")].iloc[0])
 
-    rb, ogm_row = rows(balancing_methods.reliance_claims(compared, t7))
-    assert rb.verdict == "holds" and "+0.500 under the method" in rb.why and share in rb.why
+    rb, ogm_row = rows(testbed.reduces_reliance(compared, t7, balancing_methods.METHODS))
+    assert rb.verdict == "holds" and "+0.500 under + Re-balancing" in rb.why and share in rb.why
     assert ogm_row.verdict == "not testable at this budget" and "0.5" in ogm_row.why
     t7.loc[balancing_methods.OGM, "auc_lo"] = 0.52
-    assert rows(balancing_methods.reliance_claims(compared, t7))[1].verdict == "contradicted"
+    methods = balancing_methods.METHODS
+    assert rows(testbed.reduces_reliance(compared, t7, methods))[1].verdict == "contradicted"
     compared.loc[(balancing_methods.REBALANCE, cue), ["lo", "hi"]] = [-2.5, 0.5]
-    assert rows(balancing_methods.reliance_claims(compared, t7))[0].verdict == \
+    assert rows(testbed.reduces_reliance(compared, t7, methods))[0].verdict == \
         "inconclusive at this budget"
-    none = balancing_methods.reliance_claims(compared.drop(index=cue, level=1), t7)
+    none = testbed.reduces_reliance(compared.drop(index=cue, level=1), t7, methods)
     assert (none.verdict == "not tested").all()
 
 
@@ -504,7 +505,7 @@ def test_compared_instruments_are_the_cue_test_and_the_first_validated_dependenc
                                       "MLO-only train AUC"],
                           "verdict": ["found", "found", "found", "not found at this budget"]},
                          index=[balancing_methods.CUE_TEST, "share train", "share test", "mlo"])
-    assert balancing_methods.compared_instruments(found) == (balancing_methods.CUE_TEST,
+    assert testbed.compared_instruments(found) == (balancing_methods.CUE_TEST,
                                                               "share train")
     found.loc[balancing_methods.CUE_TEST, "verdict"] = "not found at this budget"
-    assert balancing_methods.compared_instruments(found) == ("share train",)
+    assert testbed.compared_instruments(found) == ("share train",)

@@ -38,7 +38,8 @@ def test_every_claim_of_tables_1_to_5_goes_to_the_notebook_of_its_table():
 def test_the_closing_box_shows_each_claim_with_its_interval_and_why_it_may_differ():
     prof = profiles.get("laptop")
     text = closing.closing_markdown(verdict_rows().set_index("claim"), prof, ("a note",))
-    assert "**2 claim(s) judged here:** 1 holds, 1 contradicted." in text
+    assert "**The paper's tables, on these data** (2 claim(s): 1 holds, 1 contradicted)." \
+        in text and "not a verdict on the paper's NYU number" in text
     assert "| uni-view CC beats uni-view MLO | 0.864 vs 0.789 | 0.940 vs 0.620 | " \
            "+0.320 [+0.200, +0.400] | **holds** |" in text
     assert f"{prof.epochs} epochs per run (the paper's: 100)" in text
@@ -46,7 +47,7 @@ def test_the_closing_box_shows_each_claim_with_its_interval_and_why_it_may_diffe
     paper = profiles.get("paper")
     assert "epochs per run" not in closing.closing_markdown(verdict_rows(), paper)
     empty = closing.closing_markdown(pd.DataFrame(columns=["claim", "verdict"]), prof)
-    assert "No claim of the paper is judged" in empty
+    assert "No claim of the paper's tables is judged" in empty
 
 
 def test_a_claim_without_the_papers_value_says_so_and_pipes_are_escaped():
@@ -162,3 +163,27 @@ def test_the_results_page_puts_the_mechanism_first_and_the_tables_apart(tmp_path
 
 def test_table5_claims_go_to_notebook_05():
     assert closing.notebook_of("Table 5: equal weights give the best AUC", "verdicts") == "05"
+
+
+def test_a_closing_box_puts_the_mechanism_apart_from_the_papers_tables():
+    prof = profiles.get("laptop")
+    mech = pd.DataFrame({"effect planted": [0.1, -0.2], "effect planted lo": [0.05, -0.3],
+                         "effect planted hi": [0.15, -0.1], "effect control": [0.0, -0.1],
+                         "effect control lo": [-0.05, -0.2], "effect control hi": [0.05, 0.0],
+                         "interaction": [0.1, -0.1], "interaction lo": [0.02, -0.3],
+                         "interaction hi": [0.18, 0.1],
+                         "verdict": ["counteracts the planted cue",
+                                     "the cue's cost to Joint ResNet (planted - control)"]},
+                        index=["Shared ResNet", "Joint ResNet"])
+    rows = verdict_rows(claim=["uni-view CC beats uni-view MLO",
+                               "Shared ResNet reduces Joint ResNet's reliance on MLO"])
+    text = closing.closing_markdown(rows, prof, mechanism=mech)
+    first, second = text.index("**The mechanism, on the testbed**"), text.index(
+        "**The paper's tables, on these data** (1 claim(s): 1 holds).")
+    assert first < second
+    assert "| Shared ResNet | +0.100 [+0.050, +0.150] | +0.000 [-0.050, +0.050] | " \
+           "+0.100 [+0.020, +0.180] | **counteracts the planted cue** |" in text
+    assert "| Joint ResNet |" not in text  # its row is the cue's cost, not an effect
+    assert text.index("reduces Joint ResNet's reliance") < second
+    real = closing.closing_markdown(rows, profiles.get("paper", "rsna", "/data"))
+    assert "not a verdict" not in real and "The mechanism" in real  # the reliance claim

@@ -116,3 +116,35 @@ def test_a_control_config_switches_the_cue_off_and_keeps_the_setting():
 def test_the_control_leaves_the_cc_images_as_they_are(tmp_path, monkeypatch):
     monkeypatch.setenv("MVLIB_STORE", str(tmp_path))
     assert mechanism.cc_unchanged(PROFILES["smoke"])
+
+
+def test_table1s_recipes_need_no_table2_search_and_real_data_has_no_control(monkeypatch):
+    calls = []
+    monkeypatch.setattr(mechanism.model_variants, "table1_final",
+                        lambda prof, ex, st, names: calls.append(("t1", names)) or {
+                            n: [] for n in names})
+    monkeypatch.setattr(mechanism.regularizers, "regularizers",
+                        lambda *a: calls.append(("t2",)) or (None, {}))
+    mechanism.planted_runs(PROFILES["smoke"], mechanism.TABLE1_RECIPES)
+    assert calls == [("t1", mechanism.TABLE1_RECIPES)]  # notebook 03 trains no Table 2 run
+    calls.clear()
+    mechanism.planted_runs(PROFILES["smoke"], ("Joint ResNet", "+ Modality Dropout"))
+    assert calls == [("t1", ("Joint ResNet",)), ("t2",)]
+    real = PROFILES["smoke"].__class__(**{**PROFILES["smoke"].__dict__, "dataset": "rsna"})
+    assert mechanism.interaction(real) is None
+    with pytest.raises(ValueError, match="synthetic only"):
+        mechanism.control_runs(real)
+
+
+def test_one_run_on_a_condition_decides_nothing_and_shared_runs_count_once():
+    rng = np.random.default_rng(3)
+    planted = {"Joint ResNet": runs(rng, 1.2), "Shared ResNet": runs(rng, 2.4, n=1),
+               "uni-view CC": runs(rng, 2.0)}
+    control = {"Joint ResNet": runs(rng, 2.4), "Shared ResNet": runs(rng, 2.4, n=1),
+               "uni-view CC": planted["uni-view CC"]}  # the same runs serve both conditions
+    t = mechanism.interaction_table(planted, control)
+    assert t.loc["Shared ResNet", "verdict"].startswith("not tested: a condition has one run")
+    cc, j = t.loc["uni-view CC"], t.loc["Joint ResNet"]
+    assert cc["interaction"] == pytest.approx(-j["interaction"], abs=1e-12)
+    assert cc["interaction lo"] == pytest.approx(-j["interaction hi"], abs=1e-12)
+    assert "* **Shared ResNet**: not tested" in mechanism.interaction_markdown(t)

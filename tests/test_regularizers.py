@@ -454,7 +454,7 @@ def test_estimate_on_a_hand_computed_two_checkpoint_example():
     assert terms.loc["cc", "G"] == pytest.approx(0.2)
     assert terms.loc["cc", "O"] == pytest.approx(0.05)
     assert (terms["from"] == 0).all() and (terms["to"] == 4).all()
-    assert blending.undefined(terms) == "" and blending.at_noise(terms) == ""
+    assert blending.undefined(terms) == "" and "G lo" not in terms  # no predictions given
 
 
 def test_only_the_windows_end_checkpoints_matter():
@@ -790,3 +790,20 @@ def test_an_auc_gain_on_fewer_than_two_malignant_breasts_has_no_interval():
     assert np.isinf(terms["G hi"]).all()
     assert "cc's G +0.3 has no interval (fewer than 2 validation breasts of a class)" in \
         blending.at_noise(terms)
+
+
+def test_an_estimate_that_cannot_be_computed_is_an_undefined_row_not_a_crash():
+    from mvlib.study.gradient_blending import blending_weights, terms_table
+
+    curves = two_ends()
+    for c in curves.values():
+        c["val_auc_malignant"] = np.nan  # a validation split without a malignant breast
+        c["train_eval_auc_malignant"] = np.nan
+    runs = {k: _CurveRun(c, constant_predictions(n=60, malignant=20))
+            for k, c in curves.items()}
+    w = blending_weights(runs)
+    auc = w[w.measure == "auc"]
+    assert auc.w_joint.isna().all() and auc.note.str.startswith("undefined: ").all()
+    assert "not finite" in auc.note.iloc[0]
+    assert (w[w.measure == "loss"].note.str.startswith(("", "undefined", "at noise"))).all()
+    assert set(terms_table(runs).index.get_level_values("measure")) == {"loss"}

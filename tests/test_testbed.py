@@ -264,3 +264,17 @@ def test_effect_difference_sets_one_recipes_cue_effect_against_anothers(tmp_path
     share = testbed.effect_difference(
         leaky, tight, "dependence: MLO's share of the logit's variation, training split")
     assert share["diff"] > 0 and share["lo"] > 0
+
+
+def test_compare_with_joint_reads_each_instrument_in_the_direction_the_cue_moves_it(tmp_path):
+    leaky = _testbed(tmp_path / "a", STRONG, WEAK)
+    tight = _testbed(tmp_path / "b", WEAK, WEAK)
+    cc = "view reliance: CC-only AUC, test split"  # the cue lowers it (sign -1)
+    t = testbed.compare_with_joint({"leaky": leaky}, tight, (CUE, cc))
+    assert t.loc[("leaky", CUE), "verdict"] == "worse than Joint ResNet"
+    raw = testbed.effect_difference(leaky, tight, cc)
+    assert raw["diff"] < 0  # the CC-only AUC falls more under the leaky recipe
+    assert t.loc[("leaky", cc), "diff"] == pytest.approx(-raw["diff"])
+    assert t.loc[("leaky", cc), "verdict"] == "worse than Joint ResNet"
+    back = testbed.compare_with_joint({"tight": tight}, leaky, (cc,))
+    assert back.loc[("tight", cc), "verdict"] == "better than Joint ResNet"

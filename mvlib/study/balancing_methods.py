@@ -48,7 +48,7 @@ from mvlib.study import (
     training_dynamics,
     without_heatmaps,
 )
-from mvlib.study.protocol import config, search_then_repeat, summary
+from mvlib.study.protocol import SYNTHETIC, config, search_then_repeat, summary
 from mvlib.sweep import Executor, default_executor, sweep
 
 EXPERIMENT = "balancing"
@@ -258,7 +258,12 @@ def claims(t: pd.DataFrame, compared: pd.DataFrame | None,
             [f"{m.removeprefix('+ ')} reduces Joint ResNet's reliance on the planted MLO cue"
              for m in METHODS], name="claim"))
     else:
-        rel = reliance_claims(compared, t)
+        rel = testbed.reduces_reliance(compared, t, METHODS)
+        rel["ours (A vs B)"] = "-"
+        ogm = rel.index.str.startswith("OGM-GE") & ~rel.verdict.str.startswith("not ")
+        rel.loc[ogm, "why"] = rel.loc[ogm, "why"] + (
+            "; against Joint ResNet under Adam: OGM-GE's SGD baseline has no control runs, so "
+            "the difference is the modulation's and the optimiser's together")
     return pd.concat([auc, rel])[["ours (A vs B)", "diff", "lo", "hi", "p", "verdict", "why"]]
 
 
@@ -312,95 +317,19 @@ def testbed_verdicts(runs: dict[str, dict[str, dict]], prof: Profile,
     return pd.concat(parts, names=["group", "instrument"])
 
 
-CUE_TEST = "counterfactual cue test: mean logit change, marker on - off"
-
-
-def compared_instruments(found: pd.DataFrame) -> tuple[str, ...]:
-    """The instruments each method is compared with Joint ResNet on: the counterfactual cue
-    test (the known answer) and the dependence reading notebook 02's testbed validated (the
-    first of `reliance.READINGS` it found), each only where that testbed (`found`, rows of
-    TESTBED_JOINT in `testbed_verdicts`) found the planted cue with it."""
-    ok = found[found.verdict == "found"]
-    readings = [n for n, r in ok.iterrows() if r.reading in reliance.READINGS]
-    return tuple(n for n in (CUE_TEST, *readings[:1]) if n in ok.index)
+CUE_TEST = testbed.CUE_TEST
 
 
 def testbed_comparison(runs: dict[str, dict[str, dict]], instruments: tuple[str, ...]
                        ) -> pd.DataFrame:
-    """Per method and validated instrument (`compared_instruments`): does the method let the
-    planted cue in less than Joint ResNet's winning setting (`runs[JOINT]`, the same seeds)?
-    The cue's effect (planted - control) under the method minus under Joint ResNet
-    (`testbed.effect_difference`); the method keeps the cue out **better** when that interval
-    lies below 0, **worse** when above, else inconclusive. Each side's rate and optimiser
-    are listed."""
-    joint = runs[JOINT]
-
-    def setting(tb: dict) -> str:
-        cfg = next(iter(tb["norms"].values())).cfg
-        return f"{cfg.optimizer} {cfg.lr:.3g}"
-
-    rows = []
-    for name, tb in runs.items():
-        if name == JOINT:
-            continue
-        for instrument in instruments:
-            row = {"group": name, "instrument": instrument, "rate (method)": setting(tb),
-                   "rate (Joint ResNet)": setting(joint)}
-            try:
-                r = testbed.effect_difference(tb, joint, instrument)
-            except ValueError as e:
-                rows.append({**row, "verdict": f"not tested: {e}"})
-                continue
-            verdict = ("not tested: a group has one run" if r["lo"] != r["lo"] else
-                       "better than Joint ResNet" if r["hi"] < 0 else
-                       "worse than Joint ResNet" if r["lo"] > 0
-                       else "inconclusive at this budget")
-            rows.append({**row, "effect (method)": r["effect_a"],
-                         "effect (Joint ResNet)": r["effect_b"], "diff": r["diff"],
-                         "lo": r["lo"], "hi": r["hi"], "p": r["p"], "verdict": verdict})
-    cols = ["group", "instrument", "rate (method)", "rate (Joint ResNet)", "effect (method)",
-            "effect (Joint ResNet)", "diff", "lo", "hi", "p", "verdict"]
-    return pd.DataFrame(rows, columns=cols).set_index(["group", "instrument"])
+    """`testbed.compare_with_joint` of each method's testbed against Joint ResNet's winning
+    setting (`runs[JOINT]`, the same seeds)."""
+    return testbed.compare_with_joint({n: tb for n, tb in runs.items() if n != JOINT},
+                                      runs[JOINT], instruments)
 
 
-def reliance_claims(compared: pd.DataFrame, t7: pd.DataFrame) -> pd.DataFrame:
-    """"<method> reduces Joint ResNet's reliance on the planted MLO cue", per method, from
-    `testbed_comparison` on the cue test (the known answer): **holds** when the cue's effect
-    under the method is smaller than under Joint ResNet (interval below 0), **contradicted**
-    when larger, else inconclusive; not testable for a method at chance (`stats.at_chance` on
-    Table 7's interval). The validated dependence reading's comparison is quoted beside."""
-    rows = []
-    for m in METHODS:
-        claim = (f"{m.removeprefix('+ ')} reduces Joint ResNet's reliance on the planted MLO "
-                 "cue (counterfactual cue test, planted - control)")
-        row = {"claim": claim, "ours (A vs B)": "-", "diff": np.nan, "lo": np.nan,
-               "hi": np.nan, "p": np.nan}
-        if m in t7.index and t7.loc[m, "auc_lo"] <= 0.5:
-            auc = stats.interval_cell(*t7.loc[m, ["auc_mean", "auc_lo", "auc_hi"]])
-            rows.append({**row, "verdict": tables.NOT_TESTABLE,
-                         "why": f"{m}: test AUC {auc} includes 0.5: a model at chance tests "
-                                "nothing"})
-            continue
-        if (m, CUE_TEST) not in compared.index or "diff" not in compared:
-            rows.append({**row, "verdict": "not tested",
-                         "why": "no cue-test comparison (the testbed did not validate it, or "
-                                "no control runs)"})
-            continue
-        r = compared.loc[(m, CUE_TEST)]
-        if r["diff"] != r["diff"]:
-            rows.append({**row, "verdict": "not tested", "why": r.verdict})
-            continue
-        verdict = ("holds" if r.hi < 0 else "contradicted" if r.lo > 0
-                   else "inconclusive at this budget")
-        why = (f"the marker's logit effect, planted - control: {r['effect (method)']:+.3f} under "
-               f"the method, {r['effect (Joint ResNet)']:+.3f} under Joint ResNet; difference "
-               f"{r['diff']:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}], {stats.p_text(r.p)}")
-        for (g, inst), o in compared.iterrows():
-            if g == m and inst != CUE_TEST and o["diff"] == o["diff"]:
-                why += (f"; {inst}: {o['diff']:+.3f} [{o.lo:+.3f}, {o.hi:+.3f}], {o.verdict}")
-        rows.append({**row, "diff": r["diff"], "lo": r.lo, "hi": r.hi, "p": r.p,
-                     "verdict": verdict, "why": why})
-    return pd.DataFrame(rows).set_index("claim")
+def compared_instruments(found: pd.DataFrame) -> tuple[str, ...]:
+    return testbed.compared_instruments(found)
 
 
 # --- the notebook's computed prose ---------------------------------------------------------
@@ -519,7 +448,8 @@ def synthesis_markdown(claims: pd.DataFrame, compared: pd.DataFrame | None = Non
                  + ("" if r["diff"] != r["diff"] else
                     f" ({r['diff']:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}])")
                  for c, r in mine.iterrows()]
-        held += [c for c, r in mine.iterrows() if r.verdict in ("holds", "consistent")]
+        held += [c for c, r in mine.iterrows() if r.verdict in ("holds", "consistent")
+                 or (r.verdict.endswith(SYNTHETIC) and " > " in r.verdict)]
         if compared is not None and len(compared):
             rows = compared[compared.index.get_level_values(0) == m]
             parts += [f"on the testbed, the cue's effect against Joint ResNet's ({inst}): "

@@ -4,6 +4,7 @@ models they train, and the ablation of the estimate's choices."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -48,6 +49,12 @@ def blending_weights(runs: dict[str, RunDir]) -> pd.DataFrame:
     sizes = validation_sizes(next(iter(runs.values())))
     rows = []
     for validation, measure, label, terms in blending_terms(runs):
+        if isinstance(terms, str):
+            rows.append({"validation": validation, "measure": measure, "window": label,
+                         **sizes[validation], "from": math.nan, "to": math.nan,
+                         **{f"w_{k}": math.nan for k in ("joint", "cc", "mlo")},
+                         "note": f"undefined: {terms}"})
+            continue
         row = {"validation": validation, "measure": measure, "window": label,
                **sizes[validation], "from": int(terms["from"].iloc[0]),
                "to": int(terms["to"].iloc[0]),
@@ -72,9 +79,10 @@ def validation_sizes(run: RunDir) -> dict[str, dict[str, int]]:
             for name, t in (("whole", whole), ("10%", part))}
 
 
-def blending_terms(runs: dict[str, RunDir]) -> list[tuple[str, str, str, pd.DataFrame]]:
+def blending_terms(runs: dict[str, RunDir]) -> list[tuple[str, str, str, pd.DataFrame | str]]:
     """For every estimate (validation set, measure, window): the per-model G with its
-    interval, O, G / O^2 and weight of `blending.window_terms`."""
+    interval, O, G / O^2 and weight of `blending.window_terms`, or why it cannot be
+    computed."""
     curves = {k: r.checkpoints() for k, r in runs.items()}
     preds = {k: r.val_predictions() for k, r in runs.items()}
     subset = {k: blending.subset_curve(curves[k], preds[k], SUBSET) for k in runs}
@@ -85,15 +93,20 @@ def blending_terms(runs: dict[str, RunDir]) -> list[tuple[str, str, str, pd.Data
             ("10%", subset, subset_preds, {"[0, 100]": (0.0, 1.0)})):
         for measure in blending.MEASURES:
             for label, window in windows.items():
-                out.append((validation, measure, label,
-                            blending.window_terms(source, measure, window, pr)))
+                try:
+                    terms = blending.window_terms(source, measure, window, pr)
+                except ValueError as e:  # e.g. no malignant validation breast: no AUC
+                    terms = str(e)
+                out.append((validation, measure, label, terms))
     return out
 
 
 def terms_table(runs: dict[str, RunDir]) -> pd.DataFrame:
     """`blending_terms` as one table (rows: estimate and model), for notebook 05."""
-    return pd.concat({(v, m, w): t for v, m, w, t in blending_terms(runs)},
-                     names=["validation", "measure", "window", "model"])
+    parts = {(v, m, w): t for v, m, w, t in blending_terms(runs) if not isinstance(t, str)}
+    if not parts:
+        return pd.DataFrame()
+    return pd.concat(parts, names=["validation", "measure", "window", "model"])
 
 
 def _weights(row) -> dict[str, float]:

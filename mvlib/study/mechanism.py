@@ -17,7 +17,9 @@ costs or gains with no cue. Joint ResNet's own planted - control is what the cue
 
 Settings are the planted searches' (no search on the control: it would double the budget).
 Uni-view CC reads only CC images, which the control leaves unchanged (checked: the two data
-sets' CC arrays are compared), so its planted runs are its control runs. Pretraining on the
+sets' CC arrays are compared), so its planted runs are its control runs, and its interaction
+is exactly Joint ResNet's control - planted (`stats.compare_recipes`: the same runs are not
+counted twice). Pretraining on the
 control starts from the control's best uni-view columns, as Appendix B on the planted data.
 Gradient Blending has no control runs: with no usable weight estimate it trains no model.
 """
@@ -35,24 +37,30 @@ from mvlib import stats
 from mvlib.data.prepare import prepare
 from mvlib.profiles import Profile
 from mvlib.runs import RunConfig, RunDir
-from mvlib.study import model_variants, regularizers, training_dynamics
+from mvlib.study import model_variants, regularizers, testbed, training_dynamics
 from mvlib.sweep import Executor, default_executor, sweep
 from mvlib.train import selection_score
 
 PLANTED, CONTROL = training_dynamics.CONDITIONS
 EXPERIMENT = "control"
 JOINT, UNI_CC = "Joint ResNet", "uni-view CC"
-RECIPES = (UNI_CC, "uni-view MLO", "Split ResNet", JOINT, "Shared ResNet", "+ Pretraining",
-           "+ Split Learning Rates", "+ Modality Dropout")
+TABLE1_RECIPES = (UNI_CC, "uni-view MLO", "Split ResNet", JOINT, "Shared ResNet")
+TABLE2_RECIPES = (JOINT, "+ Pretraining", "+ Split Learning Rates", "+ Modality Dropout")
+RECIPES = (*TABLE1_RECIPES, *TABLE2_RECIPES[1:])
 
 
-def planted_runs(prof: Profile, executor: Executor | None = None, store: Path | None = None
+def planted_runs(prof: Profile, names: tuple[str, ...] = RECIPES,
+                 executor: Executor | None = None, store: Path | None = None
                  ) -> dict[str, list[RunDir]]:
-    """Each recipe's final runs of Tables 1 and 2 with the first `testbed_seeds` seeds."""
-    final = {**model_variants.table1_final(prof, executor, store),
-             **regularizers.regularizers(prof, executor, store)[1]}
+    """The final runs of Tables 1 and 2 of the recipes `names`, the first `testbed_seeds`
+    seeds (Table 2's searches are read only when a name needs them)."""
+    t1 = tuple(n for n in names if n in TABLE1_RECIPES)
+    final = dict(model_variants.table1_final(prof, executor, store, t1)) if t1 else {}
+    if any(n not in TABLE1_RECIPES for n in names):
+        final.update(regularizers.regularizers(prof, executor, store)[1])
     seeds = set(prof.seed_list(prof.testbed_seeds))
-    return {n: [r for r in final[n] if r.cfg.seed in seeds] for n in RECIPES if n in final}
+    return {n: [r for r in final[n] if r.cfg.seed in seeds] for n in RECIPES
+            if n in names and n in final}
 
 
 def control_config(cfg: RunConfig, init_from: dict[str, str] | None = None) -> RunConfig:
@@ -68,8 +76,9 @@ def cc_unchanged(prof: Profile) -> bool:
     a CC-only model trains alike on both."""
     planted = prepare(prof.dataset, prof.name, prof.data_root, progress=False,
                       **prof.data_knobs)
-    control = prepare(prof.dataset, prof.name, prof.data_root, progress=False,
-                      **{**prof.data_knobs, **training_dynamics.CONDITIONS[CONTROL]})
+    off = training_dynamics.CONDITIONS[CONTROL]["mlo"]
+    knobs = {**prof.data_knobs, "mlo": {**prof.data_knobs.get("mlo", {}), **off}}
+    control = prepare(prof.dataset, prof.name, prof.data_root, progress=False, **knobs)
     return np.array_equal(np.asarray(planted.cc[:]), np.asarray(control.cc[:]))
 
 
@@ -90,7 +99,8 @@ def control_runs(prof: Profile, names: tuple[str, ...] = RECIPES,
     columns, so the uni-view models train first."""
     if prof.dataset != "synthetic":
         raise ValueError("the control data switch off the synthetic MLO cue: synthetic only")
-    planted = planted_runs(prof, executor, store)
+    views = (UNI_CC, "uni-view MLO") if "+ Pretraining" in names else ()
+    planted = planted_runs(prof, tuple(dict.fromkeys((*names, *views))), executor, store)
     executor = executor or default_executor(prof)
     same_cc = UNI_CC in planted and cc_unchanged(prof)
     first = [n for n in names if n != "+ Pretraining" and not (n == UNI_CC and same_cc)]
@@ -109,6 +119,22 @@ def control_runs(prof: Profile, names: tuple[str, ...] = RECIPES,
         pre = [control_config(r.cfg, views) for r in planted["+ Pretraining"]]
         out["+ Pretraining"] = sweep(pre, executor, store)
     return {n: out[n] for n in names if n in out}
+
+
+def interaction(prof: Profile, names: tuple[str, ...] = RECIPES,
+                executor: Executor | None = None, store: Path | None = None
+                ) -> pd.DataFrame | None:
+    """`interaction_table` of the recipes `names` (Joint ResNet added: every effect is against
+    it), training the control runs the store lacks; None on real data (no control there)."""
+    if prof.dataset != "synthetic":
+        return None
+    names = tuple(dict.fromkeys((JOINT, *names)))
+    return interaction_table(planted_runs(prof, names, executor, store),
+                             control_runs(prof, names, executor, store))
+
+
+def _ref(run: RunDir) -> str:
+    return getattr(run, "ref", str(id(run)))
 
 
 def _scores(runs: list[RunDir]) -> tuple[np.ndarray, list[np.ndarray]] | None:
@@ -157,7 +183,8 @@ def interaction_table(planted: dict[str, list[RunDir]], control: dict[str, list[
             r = stats.compare_recipes(y, p[1], c[1], level)
             rows.append({**row, "interaction": r["diff"], "interaction lo": r["lo"],
                          "interaction hi": r["hi"], "p": r["p"],
-                         "verdict": "the cue's cost to Joint ResNet (planted - control)",
+                         "verdict": ("not tested: a condition has one run" if r["lo"] != r["lo"]
+                                     else "the cue's cost to Joint ResNet (planted - control)"),
                          "why": "; ".join(chance)})
             continue
         if jp is None or jc is None:
@@ -167,7 +194,12 @@ def interaction_table(planted: dict[str, list[RunDir]], control: dict[str, list[
                                                                   ("control", jc))
                    if (why := stats.at_chance(y, s[1], level))]
         ep, ec = (stats.compare_recipes(y, a[1], b[1], level) for a, b in ((p, jp), (c, jc)))
-        r = stats.compare_effects(y, (p[1], jp[1]), (c[1], jc[1]), level)
+        if [_ref(r) for r in planted[name]] == [_ref(r) for r in control[name]]:
+            # the same runs on both conditions (uni-view CC): the interaction is exactly
+            # Joint ResNet's control - planted, and must not count the runs' spread twice
+            r = stats.compare_recipes(y, jc[1], jp[1], level)
+        else:
+            r = stats.compare_effects(y, (p[1], jp[1]), (c[1], jc[1]), level)
         row.update({"effect planted": ep["diff"], "effect planted lo": ep["lo"],
                     "effect planted hi": ep["hi"], "effect control": ec["diff"],
                     "effect control lo": ec["lo"], "effect control hi": ec["hi"],
@@ -176,6 +208,10 @@ def interaction_table(planted: dict[str, list[RunDir]], control: dict[str, list[
         if chance:
             rows.append({**row, "verdict": "not testable at this budget",
                          "why": "; ".join(chance)})
+            continue
+        if r["lo"] != r["lo"]:
+            rows.append({**row, "verdict": "not tested: a condition has one run (no seed "
+                         "spread to estimate)", "why": ""})
             continue
         verdict = ("counteracts the planted cue" if r["lo"] > 0 else
                    "makes it worse" if r["hi"] < 0 else
@@ -198,7 +234,7 @@ def interaction_markdown(table: pd.DataFrame) -> str:
 
     head, lines = [], []
     j = table.loc[JOINT] if JOINT in table.index else None
-    if j is not None and j["interaction"] == j["interaction"]:
+    if j is not None and j.get("interaction lo", np.nan) == j.get("interaction lo", np.nan):
         side = ("lowers" if j["interaction hi"] < 0 else "raises" if j["interaction lo"] > 0
                 else "does not detectably move")
         head.append(f"**The cue's cost to Joint ResNet:** test AUC {cell(j, 'AUC planted')} "
@@ -206,7 +242,8 @@ def interaction_markdown(table: pd.DataFrame) -> str:
                     f"a difference of {cell(j, 'interaction')}: at this budget the planted "
                     f"cue {side} Joint ResNet's test AUC.")
     u = table.loc[UNI_CC] if UNI_CC in table.index else None
-    if u is not None and u.get("effect control", np.nan) == u.get("effect control", np.nan):
+    if u is not None and u.get("effect control lo", np.nan) == u.get("effect control lo",
+                                                                       np.nan):
         lo, hi = -u["effect control hi"], -u["effect control lo"]
         side = ("two views beat one" if lo > 0 else "uni-view CC beats Joint ResNet"
                 if hi < 0 else "no difference is detected at this budget")
@@ -217,7 +254,7 @@ def interaction_markdown(table: pd.DataFrame) -> str:
         if name == JOINT:
             continue
         text = f"* **{name}**: {r.verdict}"
-        if r.get("interaction", np.nan) == r.get("interaction", np.nan):
+        if r.get("interaction lo", np.nan) == r.get("interaction lo", np.nan):
             gain = ("gains" if r["effect control lo"] > 0 else "costs" if
                     r["effect control hi"] < 0 else "neither gains nor costs detectably")
             text += (f" (interaction {cell(r, 'interaction')}); with no cue it {gain} against "
@@ -257,3 +294,18 @@ def interaction_figure(table: pd.DataFrame):
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def reliance_comparison(prof: Profile, names: tuple[str, ...], found: pd.DataFrame,
+                        executor: Executor | None = None, store: Path | None = None
+                        ) -> pd.DataFrame:
+    """Each recipe of `names` against Joint ResNet on the instruments the testbed validated
+    (`found`: `testbed.verdicts` of notebook 02's testbed; `testbed.compared_instruments`):
+    the planted cue's effect under the recipe minus under Joint ResNet, from their planted
+    and control runs (`testbed.compare_with_joint`)."""
+    both = tuple(dict.fromkeys((JOINT, *names)))
+    planted = planted_runs(prof, both, executor, store)
+    control = control_runs(prof, both, executor, store)
+    tbs = {n: testbed.pair(planted[n], control[n]) for n in both}
+    return testbed.compare_with_joint({n: tbs[n] for n in names}, tbs[JOINT],
+                                      testbed.compared_instruments(found))

@@ -190,7 +190,9 @@ def verdict(claim: Claim, tables: dict[str, pd.DataFrame], store: Path | None = 
         v = ("consistent" if r["hi"] < MARGIN else "contradicted" if r["lo"] > 0
              else "inconclusive at this budget")
     if _synthetic(runs_a, store):
-        v = synthetic_outcome(v, claim.a[1], claim.b[1], claim.beats)
+        a, b = ((f"{claim.a[1]} ({claim.a[0]})", f"{claim.b[1]} ({claim.b[0]})")
+                if claim.a[1] == claim.b[1] else (claim.a[1], claim.b[1]))
+        v = synthetic_outcome(v, a, b, claim.beats)
     why = (f"A - B {r['diff']:+.3f}, 95% interval [{r['lo']:+.3f}, {r['hi']:+.3f}], "
            f"{stats.p_text(r['p'])}; detectable with 80% power: {r['mdd']:.3f}; "
            f"{len(a)} vs {len(b)} seeds, {r['seed_share']:.0%} of the variance from seed to "

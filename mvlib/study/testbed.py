@@ -257,6 +257,105 @@ def effect_difference(tb_a: dict, tb_b: dict, instrument: str, level: float = 0.
     return {**r, "effect_a": m[0] - m[1], "effect_b": m[2] - m[3]}
 
 
+CUE_TEST = "counterfactual cue test: mean logit change, marker on - off"
+
+
+def pair(planted: list[RunDir], control: list[RunDir]) -> dict[str, dict]:
+    """A recipe's planted and control runs in the layout of `runs` (regular runs only)."""
+    return {"norms": {**{(PLANTED, r.cfg.seed): r for r in planted},
+                      **{(CONTROL, r.cfg.seed): r for r in control}}, "lca": {}}
+
+
+def compared_instruments(found: pd.DataFrame) -> tuple[str, ...]:
+    """The instruments a recipe is compared with Joint ResNet on: the counterfactual cue test
+    (the known answer) and the first dependence reading of `reliance.READINGS` that the
+    testbed (`found`: `verdicts` of Joint ResNet's testbed) found the planted cue with, each
+    only where it found it."""
+    ok = found[found.verdict == "found"]
+    readings = [n for n, r in ok.iterrows() if r.reading in READINGS]
+    return tuple(n for n in (CUE_TEST, *readings[:1]) if n in ok.index)
+
+
+def compare_with_joint(testbeds: dict[str, dict], joint: dict,
+                       instruments: tuple[str, ...]) -> pd.DataFrame:
+    """Per recipe and instrument: does the recipe let the planted cue in less than Joint
+    ResNet (`joint`, the same seeds)? The cue's effect (planted - control, in the direction
+    the cue moves the instrument) under the recipe minus under Joint ResNet
+    (`effect_difference`): **better than Joint ResNet** when that interval lies below 0,
+    **worse** above, else inconclusive. Each side's optimiser and
+    rate are listed."""
+    def setting(tb: dict) -> str:
+        cfg = next(iter(tb["norms"].values())).cfg
+        return f"{cfg.optimizer} {cfg.lr:.3g}"
+
+    rows = []
+    for name, tb in testbeds.items():
+        for instrument in instruments:
+            row = {"group": name, "instrument": instrument, "rate (method)": setting(tb),
+                   "rate (Joint ResNet)": setting(joint)}
+            try:
+                r = effect_difference(tb, joint, instrument)
+            except ValueError as e:
+                rows.append({**row, "verdict": f"not tested: {e}"})
+                continue
+            if INSTRUMENTS[instrument][1] < 0:  # read in the direction the cue moves it
+                r = {**r, "diff": -r["diff"], "lo": -r["hi"], "hi": -r["lo"],
+                     "effect_a": -r["effect_a"], "effect_b": -r["effect_b"]}
+            verdict = ("not tested: a group has one run" if r["lo"] != r["lo"] else
+                       "better than Joint ResNet" if r["hi"] < 0 else
+                       "worse than Joint ResNet" if r["lo"] > 0
+                       else "inconclusive at this budget")
+            rows.append({**row, "effect (method)": r["effect_a"],
+                         "effect (Joint ResNet)": r["effect_b"], "diff": r["diff"],
+                         "lo": r["lo"], "hi": r["hi"], "p": r["p"], "verdict": verdict})
+    cols = ["group", "instrument", "rate (method)", "rate (Joint ResNet)", "effect (method)",
+            "effect (Joint ResNet)", "diff", "lo", "hi", "p", "verdict"]
+    return pd.DataFrame(rows, columns=cols).set_index(["group", "instrument"])
+
+
+def reduces_reliance(compared: pd.DataFrame, aucs: pd.DataFrame, names: tuple[str, ...]
+                     ) -> pd.DataFrame:
+    """"<name> reduces Joint ResNet's reliance on the planted MLO cue", per recipe, from
+    `compare_with_joint` on the cue test (the known answer): **holds** when the cue's effect
+    under the recipe is smaller than under Joint ResNet (interval below 0), **contradicted**
+    when larger, else inconclusive; not testable for a recipe at chance (its test AUC
+    interval in `aucs`, columns auc_mean, auc_lo, auc_hi, reaches 0.5). The validated
+    dependence reading's comparison is quoted beside it."""
+    rows = []
+    for m in names:
+        claim = (f"{m.removeprefix('+ ')} reduces Joint ResNet's reliance on the planted MLO "
+                 "cue (counterfactual cue test, planted - control)")
+        row = {"claim": claim, "reading": "cue test: the marker's logit effect, planted - "
+               "control", "diff": np.nan, "lo": np.nan, "hi": np.nan, "p": np.nan,
+               "validation": "the known answer: the marker's causal effect on the decision"}
+        if m in aucs.index and aucs.loc[m, "auc_lo"] <= 0.5:
+            auc = stats.interval_cell(*aucs.loc[m, ["auc_mean", "auc_lo", "auc_hi"]])
+            rows.append({**row, "verdict": "not testable at this budget",
+                         "why": f"{m}: test AUC {auc} includes 0.5: a model at chance tests "
+                                "nothing"})
+            continue
+        if (m, CUE_TEST) not in compared.index or "diff" not in compared:
+            rows.append({**row, "verdict": "not tested",
+                         "why": "no cue-test comparison (the testbed did not validate it, or "
+                                "no control runs)"})
+            continue
+        r = compared.loc[(m, CUE_TEST)]
+        if r["diff"] != r["diff"]:
+            rows.append({**row, "verdict": "not tested", "why": r.verdict})
+            continue
+        verdict = ("holds" if r.hi < 0 else "contradicted" if r.lo > 0
+                   else "inconclusive at this budget")
+        why = (f"the marker's logit effect, planted - control: {r['effect (method)']:+.3f} "
+               f"under {m}, {r['effect (Joint ResNet)']:+.3f} under Joint ResNet; difference "
+               f"{r['diff']:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}], {stats.p_text(r.p)}")
+        for (g, inst), o in compared.iterrows():
+            if g == m and inst != CUE_TEST and o["diff"] == o["diff"]:
+                why += f"; {inst}: {o['diff']:+.3f} [{o.lo:+.3f}, {o.hi:+.3f}], {o.verdict}"
+        rows.append({**row, "diff": r["diff"], "lo": r.lo, "hi": r.hi, "p": r.p,
+                     "verdict": verdict, "why": why})
+    return pd.DataFrame(rows).set_index("claim")
+
+
 def _scored_groups(testbed, split: str, cue: bool, cache: dict) -> dict[str, list]:
     """Per condition, each finished seed's `scored` frame on `split` of the planted data set
     (seed order), cached in `cache` per (split, cue)."""
@@ -323,16 +422,18 @@ def instrument_found(prof: Profile, instrument: str, executor: Executor | None =
 
 def reliance_claims(groups: dict[str, list[RunDir]], validated: tuple[str | None, str],
                     reducers: tuple[str, ...] = ("+ Modality Dropout", "Shared ResNet"),
-                    cc_validated: tuple[bool, str] = (False, "not checked on the testbed")
-                    ) -> pd.DataFrame:
+                    cc_validated: tuple[bool, str] = (False, "not checked on the testbed"),
+                    reduced: pd.DataFrame | None = None) -> pd.DataFrame:
     """`reliance.reliance_claims`, each judged only on a reading the testbed validated: the
     claims about reliance on MLO by `validated_reading` (`validated`: its result), the claim
     that Joint ResNet under-uses CC by the CC-only test AUC when `cc_validated`
     (`instrument_found(prof, CC_INSTRUMENT)`) says the testbed found the cue with it.
     Otherwise a claim is not judged (its difference is still shown). Column `validation`
-    says which."""
+    says which. With `reduced` (`reduces_reliance` on the planted and control runs), the
+    reducers' claims are those, judged by the cue test planted against control, instead of
+    a planted-only difference."""
     reading, why = validated
-    claims = reliance.reliance_claims(groups, reducers=reducers,
+    claims = reliance.reliance_claims(groups, reducers=() if reduced is not None else reducers,
                                       reading=reading or next(iter(READINGS)))
     about_mlo = claims.reading.isin(list(READINGS))
     judged = ~claims.verdict.str.startswith(("not tested", "not testable"))
@@ -342,7 +443,7 @@ def reliance_claims(groups: dict[str, list[RunDir]], validated: tuple[str | None
     if not cc_validated[0]:
         claims.loc[about_cc & judged, "verdict"] = "not judged: the reading is not validated"
     claims["validation"] = np.where(about_mlo, why, np.where(about_cc, cc_validated[1], ""))
-    return claims
+    return claims if reduced is None else pd.concat([claims, reduced])
 
 
 def strength_knobs(strength: float) -> dict:
