@@ -31,4 +31,5 @@ def figures(tag: str) -> Path:
 
 # The verdict files in a figures folder (one claim or instrument per row) that a re-run's
 # summary counts and `python -m mvlib stability` compares between re-runs.
-VERDICT_FILES = ("verdicts", "reliance_claims", "testbed", "table7_claims")
+VERDICT_FILES = ("verdicts", "reliance_claims", "testbed", "table7_claims", "interaction",
+                 "interaction_table7")

@@ -320,6 +320,18 @@ def testbed_verdicts(runs: dict[str, dict[str, dict]], prof: Profile,
 CUE_TEST = testbed.CUE_TEST
 
 
+def interaction(runs: dict[str, dict[str, dict]]) -> pd.DataFrame:
+    """Table 7's rows of the mechanism (`mechanism.interaction_table`) from `testbed_runs`:
+    each method's test AUC effect against Joint ResNet on the planted and the control data,
+    and the interaction (each method at the setting Table 7 reports it at; OGM-GE under SGD
+    against Joint ResNet under Adam, whose control runs these are)."""
+    def runs_of(tb: dict, cond: str) -> list[RunDir]:
+        return [r for (c, _), r in sorted(tb["norms"].items()) if c == cond]
+
+    return mechanism.interaction_table({n: runs_of(tb, testbed.PLANTED) for n, tb in runs.items()},
+                                       {n: runs_of(tb, testbed.CONTROL) for n, tb in runs.items()})
+
+
 def testbed_comparison(runs: dict[str, dict[str, dict]], instruments: tuple[str, ...]
                        ) -> pd.DataFrame:
     """`testbed.compare_with_joint` of each method's testbed against Joint ResNet's winning

@@ -293,7 +293,9 @@ def changes_markdown(changes: pd.DataFrame) -> str:
 
 # The results page's first part: what the synthetic testbed decides (the mechanism), each
 # file with the column that names a row.
-MECHANISM_FILES = {"interaction": "recipe", "testbed": "instrument"}
+MECHANISM_FILES = {"interaction": "recipe", "interaction_table7": "recipe",
+                   "testbed": "instrument"}
+INTERACTION_FILES = ("interaction", "interaction_table7")  # notebooks 07 and 08
 PAPER_TABLES = ("Table 1", "Table 2", "Table 3", "Table 5", "Table 7")
 
 
@@ -317,11 +319,13 @@ def mechanism_markdown(figures: Path, claims: pd.DataFrame) -> str:
     interaction with the planted cue (interaction.csv), which instruments detect the cue
     (testbed.csv), and the reliance claims of `claims` (`is_mechanism`)."""
     lines = []
-    inter = _read(figures / "interaction.csv")
+    parts = [t for t in (_read(figures / f"{n}.csv") for n in INTERACTION_FILES)
+             if t is not None and len(t)]
+    inter = pd.concat(parts, ignore_index=True).drop_duplicates("recipe") if parts else None
     if inter is not None and len(inter):
         counts = inter[inter.recipe != "Joint ResNet"].verdict.value_counts()
         lines += [f"**Each recipe on the planted and the control data** "
-                  f"([07]({NOTEBOOKS['07']}.ipynb)): "
+                  f"([07]({NOTEBOOKS['07']}.ipynb), [08]({NOTEBOOKS['08']}.ipynb)): "
                   + ", ".join(f"{n} {v}" for v, n in counts.items()) + ".", "",
                   "| recipe | test AUC, planted | test AUC, control | interaction [95% interval] "
                   "| verdict |", "|---|---|---|---|---|"]

@@ -161,7 +161,8 @@ def interaction_table(planted: dict[str, list[RunDir]], control: dict[str, list[
     if any(s is not None and not np.array_equal(s[0], y) for s in scored.values()):
         raise ValueError("the planted and control runs were scored on different test breasts")
     rows = []
-    for name in [n for n in RECIPES if n in planted]:
+    for name in [*[n for n in RECIPES if n in planted], *[n for n in planted
+                                                          if n not in RECIPES]]:
         row: dict = {"recipe": name, "seeds (planted, control)": "-"}
         p, c = scored.get((name, PLANTED)), scored.get((name, CONTROL))
         for cond, s in ((PLANTED, p), (CONTROL, c)):

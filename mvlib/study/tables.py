@@ -565,8 +565,8 @@ def write_verdicts(verdicts: pd.DataFrame, name: str, prof: Profile) -> Path:
 
 
 # Verdicts that decide for the claim (or find the planted cause), and against it.
-DECIDED_FOR = ("holds", "consistent", "found")
-DECIDED_AGAINST = ("contradicted", "opposite")
+DECIDED_FOR = ("holds", "consistent", "found", "counteracts the planted cue")
+DECIDED_AGAINST = ("contradicted", "opposite", "makes it worse")
 
 
 def stability(first: pd.DataFrame, second: pd.DataFrame) -> pd.DataFrame:
