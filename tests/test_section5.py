@@ -7,11 +7,12 @@ import pytest
 from mvlib.study import section5
 
 
-def pairs(diffs):
+def pairs(diffs, cc_last=False, mlo_last=False):
     cc = np.array(diffs) + 2
     return pd.DataFrame({"lr": 1e-4, "seed": range(len(diffs)), "best epoch CC": cc,
                          "best epoch MLO": 2, "CC - MLO": diffs,
-                         "at the last epoch": 0})
+                         "at the last epoch": np.asarray(cc_last, int) + np.asarray(mlo_last, int),
+                         "CC at the last epoch": cc_last, "MLO at the last epoch": mlo_last})
 
 
 def readings(shares, lca):
@@ -21,10 +22,11 @@ def readings(shares, lca):
 
 
 def test_each_claim_holds_is_contradicted_or_undecided_by_its_interval():
-    t = section5.claims(pairs([1, 2, 1, 2]), readings([0.9, 0.8, 0.85], [0.3, 0.2, 0.25]))
+    t = section5.claims(pairs([1, 2] * 4), readings([0.9, 0.8, 0.85], [0.3, 0.2, 0.25]))
     assert list(t.verdict) == ["holds", "holds", "contradicted"]
     fig3, fig4a, fig4b = t.index
-    assert t.loc[fig3, "diff"] == pytest.approx(1.5)
+    assert t.loc[fig3, "diff"] == pytest.approx(0.5)  # CC later in 8 of 8 pairs
+    assert "exact sign test over 8 pairs" in t.loc[fig3, "why"]
     assert t.loc[fig4a, "diff"] == pytest.approx(0.35)
     assert t.loc[fig4b, "hi"] < 0 and "t over 3 seeds" in t.loc[fig4b, "why"]
     mixed = section5.claims(pairs([1, -1, 2, -2]), readings([0.4, 0.7, 0.5], [0.5, 0.6, 0.4]))
@@ -33,8 +35,24 @@ def test_each_claim_holds_is_contradicted_or_undecided_by_its_interval():
 
 def test_a_claim_with_fewer_than_two_seeds_is_not_tested():
     t = section5.claims(pairs([1]), readings([0.9, np.nan], [0.6, np.nan]))
-    assert list(t.verdict) == ["not tested"] * 3
-    assert "at least 2" in t.verdict.index.map(t.why.get)[0]
+    assert list(t.verdict) == ["not testable at this budget", "not tested", "not tested"]
+    assert "at least 2" in t.why.iloc[1]
+
+
+def test_figure3_reads_the_sign_a_censored_peak_still_gives():
+    """A run that peaks at its last epoch may peak later: its epoch is not a reading, but
+    against an uncensored partner the sign of CC - MLO is known."""
+    diffs = [0, 0, 1, 1, 1, 1, 1, 1, -1]
+    cc_last = np.array([True, True, False, False, False, False, False, False, False])
+    mlo_last = np.array([False, True, False, False, False, False, False, False, False])
+    signs = section5.censored_signs(pairs(diffs, cc_last, mlo_last))
+    assert signs.iloc[0] == 1 and np.isnan(signs.iloc[1]) and signs.iloc[-1] == -1
+    row = section5.fig3_claim(pairs(diffs, cc_last, mlo_last)).iloc[0]
+    assert row["ours (A vs B)"] == "CC later in 7 of 8 pairs"
+    assert "the sign is unknown in 1 pair(s)" in row.why and "3 of 18 runs" in row.why
+    everything_censored = pairs([0, 0, 0], True, True)
+    assert section5.fig3_claim(everything_censored).iloc[0].verdict == \
+        "not testable at this budget"
 
 
 def table6(s, lo, hi, runs=5):
