@@ -55,20 +55,25 @@ def test_figure3_reads_the_sign_a_censored_peak_still_gives():
         "not testable at this budget"
 
 
-def table6(s, lo, hi, runs=5):
-    return pd.DataFrame({"s_mlo (train)": [s], "s_mlo (train) lo": [lo],
-                         "s_mlo (train) hi": [hi], "runs": [runs]},
-                        index=pd.Index(["Joint ResNet"], name="group"))
+CUE = "counterfactual cue test: mean logit change, marker on - off"
 
 
-def test_the_dependence_claim_rests_on_the_validated_reading_against_one_half():
-    found = ("s_mlo (train)", "the testbed found it")
-    holds = section5.dependence_claim(table6(0.8, 0.7, 0.9), found).iloc[0]
-    assert holds.verdict == "holds" and holds["lo"] == pytest.approx(0.2)
-    assert "the testbed found it" in holds.why
-    assert section5.dependence_claim(table6(0.3, 0.2, 0.4), found).iloc[0].verdict == (
+def found(diff, lo, hi, share=(0.2, 0.1, 0.3, "found")):
+    return pd.DataFrame({"reading": ["cue logit change", "s_mlo (train)"],
+                         "planted": [3.0, 0.6], "control": [3.0 - diff, 0.6 - share[0]],
+                         "diff": [diff, share[0]], "lo": [lo, share[1]], "hi": [hi, share[2]],
+                         "p": [0.01, 0.02], "verdict": ["found", share[3]]},
+                        index=[CUE, "dependence: MLO's share, training split"])
+
+
+def test_the_dependence_claim_is_judged_by_the_cue_test_planted_against_control():
+    validated = ("s_mlo (train)", "the testbed found it")
+    holds = section5.dependence_claim(validated, found(2.0, 1.0, 3.0)).iloc[0]
+    assert holds.verdict == "holds" and holds["lo"] == pytest.approx(1.0)
+    assert "s_mlo (train), planted - control: +0.200 [+0.100, +0.300] (found)" in holds.why
+    assert section5.dependence_claim(validated, found(-2.0, -3.0, -1.0)).iloc[0].verdict == (
         "contradicted")
-    assert section5.dependence_claim(table6(0.5, 0.3, 0.7), found).iloc[0].verdict == (
+    assert section5.dependence_claim(validated, found(0.5, -1.0, 2.0)).iloc[0].verdict == (
         "inconclusive at this budget")
-    none = section5.dependence_claim(table6(0.8, 0.7, 0.9), (None, "nothing found it"))
-    assert none.iloc[0].verdict == "not judged" and none.iloc[0].why == "nothing found it"
+    real = section5.dependence_claim((None, "no testbed on real data"), None).iloc[0]
+    assert real.verdict == "not judged" and real.why == "no testbed on real data"

@@ -311,7 +311,8 @@ def _read(path: Path) -> pd.DataFrame | None:
 def is_mechanism(claim: str) -> bool:
     """Whether a claim of the claim files is about the mechanism (reliance on the planted
     cue, judged planted against control or on a validated reading), not a paper's table."""
-    return "reliance" in claim or "under-uses CC" in claim
+    return ("reliance" in claim or "under-uses CC" in claim
+            or claim.startswith("The model's output depends too strongly on the MLO view"))
 
 
 def mechanism_markdown(figures: Path, claims: pd.DataFrame) -> str:
