@@ -121,14 +121,17 @@ def test_verdict_changes_count_what_moved_between_two_folders(tmp_path):
     changes = closing.verdict_changes(after, before)
     assert len(changes) == 3 and changes.moved.sum() == 2
     text = closing.changes_markdown(changes)
-    assert "Of 3 verdicts" in text and "**2 moved with the intervals**" in text
-    assert "**0 with the rules**" in text
+    assert "Of 3 verdicts" in text and "**0 moved with the rules**" in text
+    assert "**2 otherwise**" in text and "not the intervals' alone" in text
     assert "holds -> inconclusive at this budget (1): A beats B (verdicts)" in text
     assert "opposite -> not found at this budget (1): norms (testbed)" in text
     ruled = changes.assign(after=["not testable at this budget", "found", "opposite"],
                            moved=[True, False, False])
-    assert "**0 moved with the intervals** (" in closing.changes_markdown(ruled)
-    assert "**1 with the rules**" in closing.changes_markdown(ruled)
+    assert "**1 moved with the rules** (" in closing.changes_markdown(ruled)
+    assert "**0 otherwise**" in closing.changes_markdown(ruled)
+    direction = changes.assign(after=["A > B on synthetic data", "found", "opposite"],
+                               moved=[True, False, False])
+    assert "**1 moved with the rules** (" in closing.changes_markdown(direction)
     assert closing.changes_markdown(closing.verdict_changes(after, tmp_path / "none")
                                     ).startswith("No record")
 
