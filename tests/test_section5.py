@@ -37,6 +37,43 @@ def test_a_claim_with_fewer_than_two_seeds_is_not_tested():
     t = section5.claims(pairs([1]), readings([0.9, np.nan], [0.6, np.nan]))
     assert list(t.verdict) == ["not testable at this budget", "not tested", "not tested"]
     assert "at least 2" in t.why.iloc[1]
+    assert t.index[1].endswith("(Fig. 4a, lr 1e-4)")
+
+
+def test_figure4_is_judged_at_the_papers_rate_beside_1e4_and_appendix_a_across_three():
+    by_lr = {1e-5: readings([0.9], [0.7]), 1e-4: readings([0.9, 0.8, 0.85], [0.7, 0.8, 0.75]),
+             1e-3: readings([0.9], [0.6])}
+    t = section5.dynamics_claims(by_lr)
+    assert list(t.index) == [
+        "|dL/d theta_MLO| > |dL/d theta_CC| for most iterations (Fig. 4a, lr 1e-5, the "
+        "paper's)",
+        "MLO contributes over 50% of the loss reduction early in training (Fig. 4b, lr 1e-5, "
+        "the paper's)",
+        "|dL/d theta_MLO| > |dL/d theta_CC| for most iterations (Fig. 4a, lr 1e-4)",
+        "MLO contributes over 50% of the loss reduction early in training (Fig. 4b, lr 1e-4)",
+        "MLO's columns dominate the loss reduction at all three learning rates (Appendix A)"]
+    assert list(t.verdict) == ["not tested", "not tested", "holds", "holds",
+                               "not testable at this budget"]  # one seed at 1e-5 and 1e-3
+    assert "fewer than two seeds at lr 1e-5, 1e-3" in t.verdict.index.map(t.why.get)[-1]
+    three = {lr: readings([0.9, 0.8, 0.85], lca) for lr, lca in
+             ((1e-5, [0.7, 0.8, 0.75]), (1e-4, [0.7, 0.8, 0.75]), (1e-3, [0.7, 0.8, 0.75]))}
+    assert section5.appendix_a_claim(three).iloc[0].verdict == "holds"
+    three[1e-3] = readings([0.9, 0.8, 0.85], [0.3, 0.2, 0.25])
+    a = section5.appendix_a_claim(three).iloc[0]
+    assert a.verdict == "contradicted" and "(the row's interval: lr 1e-3)" in a.why
+    three[1e-3] = readings([0.9, 0.8, 0.85], [0.3, 0.8, 0.5])
+    assert section5.appendix_a_claim(three).iloc[0].verdict == "inconclusive at this budget"
+
+
+def test_figure_claims_on_synthetic_data_are_directions():
+    from mvlib import profiles
+
+    t = section5.dynamics_claims({1e-4: readings([0.9, 0.8, 0.85], [0.3, 0.2, 0.25])})
+    synthetic = section5.as_data(t, profiles.get("laptop"))
+    assert list(synthetic.verdict) == ["above the threshold on synthetic data",
+                                       "below the threshold on synthetic data"]
+    assert list(section5.as_data(t, profiles.get("paper", "rsna", "/data")).verdict) == [
+        "holds", "contradicted"]
 
 
 def test_figure3_reads_the_sign_a_censored_peak_still_gives():

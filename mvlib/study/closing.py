@@ -59,7 +59,7 @@ def notebook_of(claim: str, source: str) -> str:
         return "07"
     if "(Fig. 3)" in claim:
         return "01"
-    if "(Fig. 4" in claim:
+    if "(Fig. 4" in claim or "(Appendix A)" in claim:
         return "02"
     if "Gradient Blending" in claim or "blending weights" in claim or claim.startswith(
             "Table 5"):
@@ -394,6 +394,6 @@ def _table_of(claim: str) -> str:
         return "Table 2"
     if "blending weights" in claim:
         return "Table 4"
-    if "(Fig." in claim or "(Section 5)" in claim:
+    if "(Fig." in claim or "(Section 5)" in claim or "(Appendix A)" in claim:
         return "Section 5"
     return "Table 1"
