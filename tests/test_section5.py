@@ -35,9 +35,11 @@ def test_each_claim_holds_is_contradicted_or_undecided_by_its_interval():
 
 def test_a_claim_with_fewer_than_two_seeds_is_not_tested():
     t = section5.claims(pairs([1]), readings([0.9, np.nan], [0.6, np.nan]))
-    assert list(t.verdict) == ["not testable at this budget", "not tested", "not tested"]
-    assert "at least 2" in t.why.iloc[1]
+    assert list(t.verdict) == ["not testable at this budget"] * 3
+    assert "+0.400 from one seed, no spread across seeds" in t.why.iloc[1]
     assert t.index[1].endswith("(Fig. 4a, lr 1e-4)")
+    none = section5.claims(pairs([1]), readings([np.nan, np.nan], [np.nan, np.nan]))
+    assert list(none.verdict)[1:] == ["not tested", "not tested"]
 
 
 def test_figure4_is_judged_at_the_papers_rate_beside_1e4_and_appendix_a_across_three():
@@ -52,8 +54,9 @@ def test_figure4_is_judged_at_the_papers_rate_beside_1e4_and_appendix_a_across_t
         "|dL/d theta_MLO| > |dL/d theta_CC| for most iterations (Fig. 4a, lr 1e-4)",
         "MLO contributes over 50% of the loss reduction early in training (Fig. 4b, lr 1e-4)",
         "MLO's columns dominate the loss reduction at all three learning rates (Appendix A)"]
-    assert list(t.verdict) == ["not tested", "not tested", "holds", "holds",
+    assert list(t.verdict) == ["not testable at this budget"] * 2 + ["holds", "holds",
                                "not testable at this budget"]  # one seed at 1e-5 and 1e-3
+    assert t.iloc[1]["ours (A vs B)"] == "MLO share 0.700"
     assert "fewer than two seeds at lr 1e-5, 1e-3" in t.verdict.index.map(t.why.get)[-1]
     three = {lr: readings([0.9, 0.8, 0.85], lca) for lr, lca in
              ((1e-5, [0.7, 0.8, 0.75]), (1e-4, [0.7, 0.8, 0.75]), (1e-3, [0.7, 0.8, 0.75]))}

@@ -134,11 +134,18 @@ def joint_readings(prof: Profile, executor: Executor | None = None, store: Path 
 def judge(claim: str, paper_says: str, ours: str, values: pd.Series, null: float,
           what: str, level: float = 0.95, unit: str = "seeds") -> dict:
     """A claim that per-seed `values` lie above `null`: **holds** when the interval of
-    mean - null lies above 0, **contradicted** below, else inconclusive at this budget."""
+    mean - null lies above 0, **contradicted** below, else inconclusive at this budget; not
+    testable with one reading (no seed spread), not tested with none."""
     row = dict.fromkeys(VERDICT_COLUMNS, math.nan) | {"claim": claim,
                                                       "paper (A vs B)": paper_says}
+    finite = values.dropna().to_numpy()
+    if len(finite) == 1:  # a reading, but no spread across seeds to judge it by
+        return row | {"ours (A vs B)": ours.format(mean=finite[0]),
+                      "verdict": "not testable at this budget",
+                      "why": f"{what}: {finite[0] - null:+.3f} from one {unit[:-1]}, no "
+                             f"spread across {unit} to judge it by"}
     try:
-        r = stats.one_sample(values.dropna().to_numpy(), null, level)
+        r = stats.one_sample(finite, null, level)
     except ValueError as e:
         return row | {"ours (A vs B)": "-", "verdict": "not tested", "why": str(e)}
     v = ("holds" if r["lo"] > 0 else "contradicted" if r["hi"] < 0
