@@ -148,3 +148,25 @@ def test_one_run_on_a_condition_decides_nothing_and_shared_runs_count_once():
     assert cc["interaction"] == pytest.approx(-j["interaction"], abs=1e-12)
     assert cc["interaction lo"] == pytest.approx(-j["interaction hi"], abs=1e-12)
     assert "* **Shared ResNet**: not tested" in mechanism.interaction_markdown(t)
+
+
+def test_the_correlation_is_read_on_each_condition_with_words_from_the_numbers(monkeypatch):
+    planted_ids, control_ids = ["p"] * 12, ["c"] * 12
+    monkeypatch.setattr(mechanism, "planted_runs", lambda *a, **k: {"Joint ResNet": planted_ids})
+    monkeypatch.setattr(mechanism, "control_runs", lambda *a, **k: {"Joint ResNet": control_ids})
+    x = np.arange(12.0)
+
+    def per_run(groups):  # planted: AUC falls as s_mlo rises; control: no relation
+        runs = groups["Joint ResNet"]
+        auc = 0.9 - 0.01 * x if runs[0] == "p" else 0.8 + 0.01 * np.array(
+            [3, 9, 1, 7, 5, 11, 0, 8, 2, 10, 4, 6]) * (-1) ** x
+        return pd.DataFrame({"s_mlo (train)": x, "test AUC": auc})
+
+    monkeypatch.setattr(mechanism.reliance, "dependence_generalisation", per_run)
+    t = mechanism.correlation_by_condition(PROFILES["smoke"])
+    assert list(t.index) == ["planted", "control"]
+    assert t.loc["planted", "rho"] == pytest.approx(-1.0) and t.loc["planted", "n"] == 12
+    assert abs(t.loc["control", "rho"]) < 0.5
+    text = mechanism.correlation_markdown(t)
+    assert "on the planted data rho = -1.00 over 12 runs" in text and ": negative" in text
+    assert "not distinguishable from 0 at this budget" in text
