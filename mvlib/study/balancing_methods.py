@@ -340,10 +340,6 @@ def testbed_comparison(runs: dict[str, dict[str, dict]], instruments: tuple[str,
                                       runs[JOINT], instruments)
 
 
-def compared_instruments(found: pd.DataFrame) -> tuple[str, ...]:
-    return testbed.compared_instruments(found)
-
-
 # --- the notebook's computed prose ---------------------------------------------------------
 
 def claims_markdown(claims: pd.DataFrame) -> str:

@@ -134,8 +134,8 @@ def closing_markdown(verdicts: pd.DataFrame | list[pd.DataFrame], prof: Profile,
     mech = table[table.claim.map(is_mechanism)]
     papers = table[~table.claim.map(is_mechanism)]
     lines = []
-    rows = mechanism.drop(index=[r for r in mechanism.index if r == "Joint ResNet"]) \
-        if mechanism is not None else None
+    rows = (mechanism.drop(index="Joint ResNet", errors="ignore")  # its row: the cue's cost
+            if mechanism is not None else None)
     if (rows is not None and len(rows)) or len(mech):
         lines.append("**The mechanism, on the testbed** (planted against control: what the "
                      "synthetic data can decide):")

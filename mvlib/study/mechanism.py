@@ -26,7 +26,6 @@ Gradient Blending has no control runs: with no usable weight estimate it trains 
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -39,7 +38,6 @@ from mvlib.profiles import Profile
 from mvlib.runs import RunConfig, RunDir
 from mvlib.study import model_variants, regularizers, testbed, training_dynamics
 from mvlib.sweep import Executor, default_executor, sweep
-from mvlib.train import selection_score
 
 PLANTED, CONTROL = training_dynamics.CONDITIONS
 EXPERIMENT = "control"
@@ -82,15 +80,6 @@ def cc_unchanged(prof: Profile) -> bool:
     return np.array_equal(np.asarray(planted.cc[:]), np.asarray(control.cc[:]))
 
 
-def _best(runs: list[RunDir]) -> str:
-    done = [r for r in runs if r.status()["state"] == "done"]
-    if not done:
-        raise RuntimeError(f"every run of {runs[0].cfg.model} on the control diverged")
-    return max(done, key=lambda r: selection_score(
-        {"val_auc_malignant": r.status()["best_val_auc"],
-         "val_loss": r.status().get("best_val_loss", math.inf)})).ref
-
-
 def control_runs(prof: Profile, names: tuple[str, ...] = RECIPES,
                  executor: Executor | None = None, store: Path | None = None
                  ) -> dict[str, list[RunDir]]:
@@ -115,7 +104,8 @@ def control_runs(prof: Profile, names: tuple[str, ...] = RECIPES,
     if same_cc:
         out[UNI_CC] = planted[UNI_CC]
     if "+ Pretraining" in names and "+ Pretraining" in planted:
-        views = {"cc": _best(out[UNI_CC]), "mlo": _best(out["uni-view MLO"])}
+        views = {v: regularizers.best_run(out[n], f"{n} (control)").ref
+                 for v, n in (("cc", UNI_CC), ("mlo", "uni-view MLO"))}
         pre = [control_config(r.cfg, views) for r in planted["+ Pretraining"]]
         out["+ Pretraining"] = sweep(pre, executor, store)
     return {n: out[n] for n in names if n in out}

@@ -34,15 +34,19 @@ def pretrained_views(prof: Profile, executor: Executor | None = None,
     """The best uni-view run of each view (highest validation AUC among Table 1's final
     runs): the store references that Pretraining initialises Joint ResNet from."""
     final = table1_final(prof, executor, store, ("uni-view CC", "uni-view MLO"))
-    best = {}
-    for view, name in (("cc", "uni-view CC"), ("mlo", "uni-view MLO")):
-        done = [r for r in final[name] if r.status()["state"] == "done"]
-        if not done:
-            raise RuntimeError(f"every {name} run diverged: nothing to pretrain from")
-        best[view] = max(done, key=lambda r: selection_score(
-            {"val_auc_malignant": r.status()["best_val_auc"],
-             "val_loss": r.status().get("best_val_loss", math.inf)})).ref
-    return best
+    return {view: best_run(final[name], name).ref
+            for view, name in (("cc", "uni-view CC"), ("mlo", "uni-view MLO"))}
+
+
+def best_run(runs: list[RunDir], name: str) -> RunDir:
+    """The finished run with the best validation AUC (ties: the lower loss), as the search
+    picks its winner; RuntimeError naming the group when every run diverged."""
+    done = [r for r in runs if r.status()["state"] == "done"]
+    if not done:
+        raise RuntimeError(f"every {name} run diverged: nothing to pretrain from")
+    return max(done, key=lambda r: selection_score(
+        {"val_auc_malignant": r.status()["best_val_auc"],
+         "val_loss": r.status().get("best_val_loss", math.inf)}))
 
 
 def regularizer_groups(prof: Profile, init_from: dict[str, str]) -> dict[str, list[dict]]:
