@@ -61,11 +61,15 @@ def planted_runs(prof: Profile, names: tuple[str, ...] = RECIPES,
             if n in names and n in final}
 
 
+def control_knobs(knobs: dict) -> dict:
+    """Data knobs with the MLO cue switched off, the other knobs kept."""
+    return {**knobs, "mlo": {**knobs.get("mlo", {}),
+                             **training_dynamics.CONDITIONS[CONTROL]["mlo"]}}
+
+
 def control_config(cfg: RunConfig, init_from: dict[str, str] | None = None) -> RunConfig:
     """`cfg` on the control data: its knobs with the MLO cue off, in the control folder."""
-    knobs = {**cfg.knobs, "mlo": {**cfg.knobs.get("mlo", {}),
-                                  **training_dynamics.CONDITIONS[CONTROL]["mlo"]}}
-    return replace(cfg, knobs=knobs, experiment=EXPERIMENT,
+    return replace(cfg, knobs=control_knobs(cfg.knobs), experiment=EXPERIMENT,
                    init_from=init_from if init_from is not None else cfg.init_from)
 
 
@@ -74,9 +78,8 @@ def cc_unchanged(prof: Profile) -> bool:
     a CC-only model trains alike on both."""
     planted = prepare(prof.dataset, prof.name, prof.data_root, progress=False,
                       **prof.data_knobs)
-    off = training_dynamics.CONDITIONS[CONTROL]["mlo"]
-    knobs = {**prof.data_knobs, "mlo": {**prof.data_knobs.get("mlo", {}), **off}}
-    control = prepare(prof.dataset, prof.name, prof.data_root, progress=False, **knobs)
+    control = prepare(prof.dataset, prof.name, prof.data_root, progress=False,
+                      **control_knobs(prof.data_knobs))
     return np.array_equal(np.asarray(planted.cc[:]), np.asarray(control.cc[:]))
 
 
