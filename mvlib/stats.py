@@ -250,8 +250,9 @@ def compare_recipes(y: np.ndarray, runs_a: list[np.ndarray], runs_b: list[np.nda
     A seed integer shared by two different models pairs nothing, so by default the recipes'
     seeds are independent. Where both recipes ran the same seed values, `seed_corr` is the
     correlation of their per-seed AUCs matched by seed (NaN otherwise): what pairing would
-    have used. Also returned: `mean_a`, `mean_b`, `paired` and `p_a_better`, the
-    probability that a seed of A beats a seed of B on this test set (ties 1/2)."""
+    have used. Also returned: `mean_a`, `mean_b`, the run counts `n_a` and `n_b`, `paired`
+    and `p_a_better`, the probability that a seed of A beats a seed of B on this test set
+    (ties 1/2)."""
     if not runs_a or not runs_b:
         raise ValueError("each recipe needs at least one run")
     for name, seeds, runs in (("seeds_a", seeds_a, runs_a), ("seeds_b", seeds_b, runs_b)):
@@ -279,7 +280,7 @@ def compare_recipes(y: np.ndarray, runs_a: list[np.ndarray], runs_b: list[np.nda
     wins = (a[:, None] > b[None, :]) + 0.5 * (a[:, None] == b[None, :])
     return {**r, "paired": bool(paired_seeds), "seed_corr": corr,
             "p_a_better": float(wins.mean()), "mean_a": float(a.mean()),
-            "mean_b": float(b.mean())}
+            "mean_b": float(b.mean()), "n_a": ka, "n_b": len(runs_b)}
 
 
 def p_text(p: float, n_boot: int | None = None) -> str:

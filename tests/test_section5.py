@@ -15,10 +15,12 @@ def pairs(diffs, cc_last=False, mlo_last=False):
                          "CC at the last epoch": cc_last, "MLO at the last epoch": mlo_last})
 
 
-def readings(shares, lca):
+def readings(shares, lca, train_auc=(0.9, 0.85, 0.95)):
+    """Per-seed readings; by default LCA runs that learned their training data."""
+    auc = [train_auc[i % len(train_auc)] for i in range(len(lca))]
     return pd.DataFrame({"share |g_MLO| > |g_CC|": shares, "LCA MLO share": lca,
-                         "val AUC (best, LCA run)": 0.6}, index=pd.Index(range(len(lca)),
-                                                                           name="seed"))
+                         "val AUC (best, LCA run)": 0.6, section5.TRAIN_AUC: auc},
+                        index=pd.Index(range(len(lca)), name="seed"))
 
 
 def test_each_claim_holds_is_contradicted_or_undecided_by_its_interval():
@@ -108,12 +110,34 @@ def found(diff, lo, hi, share=(0.2, 0.1, 0.3, "found")):
 
 def test_the_dependence_claim_is_judged_by_the_cue_test_planted_against_control():
     validated = ("s_mlo (train)", "the testbed found it")
-    holds = section5.dependence_claim(validated, found(2.0, 1.0, 3.0)).iloc[0]
-    assert holds.verdict == "holds" and holds["lo"] == pytest.approx(1.0)
+    t = section5.dependence_claim(validated, found(2.0, 1.0, 3.0))
+    assert t.index[0] == section5.TESTBED_DEPENDENCE_CLAIM  # the testbed's, not NYU's
+    holds = t.iloc[0]
+    assert holds.verdict == "found" and holds["lo"] == pytest.approx(1.0)
     assert "s_mlo (train), planted - control: +0.200 [+0.100, +0.300] (found)" in holds.why
-    assert section5.dependence_claim(validated, found(-2.0, -3.0, -1.0)).iloc[0].verdict == (
-        "contradicted")
-    assert section5.dependence_claim(validated, found(0.5, -1.0, 2.0)).iloc[0].verdict == (
-        "inconclusive at this budget")
-    real = section5.dependence_claim((None, "no testbed on real data"), None).iloc[0]
-    assert real.verdict == "not judged" and real.why == "no testbed on real data"
+    opposite = found(-2.0, -3.0, -1.0)
+    opposite.loc[CUE, "verdict"] = "opposite"
+    assert section5.dependence_claim(validated, opposite).iloc[0].verdict == "opposite"
+    real = section5.dependence_claim((None, "no testbed on real data"), None)
+    assert real.index[0] == section5.DEPENDENCE_CLAIM
+    assert real.iloc[0].verdict == "not judged" and real.iloc[0].why == "no testbed on real data"
+
+
+def test_lca_runs_that_had_not_learned_their_training_data_test_nothing():
+    """A share of the loss reduction of a model at chance allocates noise: the LCA claim and
+    Appendix A's say so instead of judging the share; the gradient-norm claim is unaffected."""
+    chance = readings([0.9, 0.8, 0.85], [0.7, 0.8, 0.75], train_auc=(0.45, 0.6, 0.5))
+    t = section5.fig4_claims(chance, lr=1e-5)
+    assert list(t.verdict) == ["holds", "not testable at this budget"]
+    assert "had not learned their training data" in t.why.iloc[1]
+    assert "last training AUC 0.45-0.60 (minus one half +0.017 [" in t.why.iloc[1]
+    assert "best validation AUC 0.60-0.60" in t.why.iloc[1]
+    assert np.isnan(t.iloc[1]["lo"])
+    learned = section5.fig4_claims(readings([0.9, 0.8, 0.85], [0.7, 0.8, 0.75]), lr=1e-5)
+    assert list(learned.verdict) == ["holds", "holds"]
+    three = {lr: readings([0.9, 0.8, 0.85], [0.7, 0.8, 0.75]) for lr in (1e-5, 1e-4, 1e-3)}
+    three[1e-5] = chance
+    a = section5.appendix_a_claim(three).iloc[0]
+    assert a.verdict == "not testable at this budget"
+    assert "at lr 1e-5 the LCA runs had not learned" in a.why and "1e-4" not in a.why.split(
+        "(MLO's")[0]

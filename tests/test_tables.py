@@ -351,8 +351,9 @@ def test_on_synthetic_data_a_paper_claim_gets_a_direction_not_a_verdict(tmp_path
                               "+ Split Learning Rates": seeds(rng, Y, 0.5)}, Y)
     for cfg in tmp_path.glob("t/*/config.json"):
         cfg.write_text(json.dumps({**json.loads(cfg.read_text()), "dataset": "synthetic"}))
-    assert verdict(BEATS, t, tmp_path)["verdict"] == \
-        "Shared ResNet > Joint ResNet on synthetic data"
+    shared = verdict(BEATS, t, tmp_path)
+    assert shared["verdict"] == "Shared ResNet > Joint ResNet on synthetic data"
+    assert "5 vs 5 seeds" in shared["why"]  # the runs counted, not the names' letters
     assert verdict(NO_GAIN, t, tmp_path)["verdict"] == \
         "+ Split Learning Rates no better than Joint ResNet on synthetic data"
     assert tables.synthetic_outcome("contradicted", "A", "B") == "A < B on synthetic data"

@@ -14,6 +14,7 @@ import pandas as pd
 from mvlib import paper, paths
 from mvlib.profiles import PROFILES, Profile
 from mvlib.study.protocol import SYNTHETIC
+from mvlib.study.section5 import DEPENDENCE_CLAIM, TESTBED_DEPENDENCE_CLAIM
 from mvlib.study.tables import stability
 
 CLOSING = "In closing"  # the heading above every notebook's closing box: the results page's link
@@ -319,7 +320,7 @@ def is_mechanism(claim: str) -> bool:
     """Whether a claim of the claim files is about the mechanism (reliance on the planted
     cue, judged planted against control or on a validated reading), not a paper's table."""
     return ("reliance" in claim or "under-uses CC" in claim
-            or claim.startswith("The model's output depends too strongly on the MLO view"))
+            or claim in (DEPENDENCE_CLAIM, TESTBED_DEPENDENCE_CLAIM))
 
 
 def mechanism_markdown(figures: Path, claims: pd.DataFrame) -> str:

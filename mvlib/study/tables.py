@@ -162,26 +162,15 @@ def verdict(claim: Claim, tables: dict[str, pd.DataFrame], store: Path | None = 
         return {**row, "verdict": "not tested",
                 "why": f"no runs in this reproduction: {', '.join(missing)} (the notebook "
                        "that trains them says why)"}
-    if not runs_a or not runs_b:
-        return {**row, "verdict": "not tested", "why": "a group has no finished run"}
-    (y, a, seeds_a), (y_b, b, seeds_b) = _scores(runs_a, store), _scores(runs_b, store)
-    if not all(s.index.equals(y.index) for s in (*a, y_b, *b)):
-        raise ValueError(f"{claim.text}: the two groups were not scored on the same breasts")
-    for name, runs in ((claim.a[1], a), (claim.b[1], b)):
-        if why := stats.at_chance(y.to_numpy(), [s.to_numpy() for s in runs]):
-            return {**row, "verdict": NOT_TESTABLE, "why": f"{name}: {why}"}
-    try:
-        r = stats.compare_recipes(y.to_numpy(), [s.to_numpy() for s in a],
-                                  [s.to_numpy() for s in b], seeds_a=seeds_a,
-                                  seeds_b=seeds_b)
-    except ValueError as e:
-        return {**row, "verdict": "not tested", "why": str(e)}
+    r = _compare(tables, claim.a, claim.b, store)
+    if isinstance(r, tuple):
+        return {**row, "verdict": r[0], "why": r[1]}
     row.update({"ours (A vs B)": f"{r['mean_a']:.3f} vs {r['mean_b']:.3f}", "diff": r["diff"],
                 "lo": r["lo"], "hi": r["hi"], "p": r["p"], "mdd": r["mdd"],
                 "seed_share": r["seed_share"], "seed_corr": r["seed_corr"]})
     if r["lo"] != r["lo"]:
         return {**row, "verdict": "not tested",
-                "why": f"{len(a)} vs {len(b)} seeds: a group of one run has no seed spread to "
+                "why": f"{r['n_a']} vs {r['n_b']} seeds: a group of one run has no seed spread to "
                        "estimate"}
     if claim.beats:
         v = ("holds" if r["lo"] > 0 else "contradicted" if r["hi"] < 0
@@ -195,7 +184,7 @@ def verdict(claim: Claim, tables: dict[str, pd.DataFrame], store: Path | None = 
         v = synthetic_outcome(v, a, b, claim.beats)
     why = (f"A - B {r['diff']:+.3f}, 95% interval [{r['lo']:+.3f}, {r['hi']:+.3f}], "
            f"{stats.p_text(r['p'])}; detectable with 80% power: {r['mdd']:.3f}; "
-           f"{len(a)} vs {len(b)} seeds, {r['seed_share']:.0%} of the variance from seed to "
+           f"{r['n_a']} vs {r['n_b']} seeds, {r['seed_share']:.0%} of the variance from seed to "
            "seed")
     if claim.note:
         why += f"; {claim.note}"
@@ -218,18 +207,24 @@ def _untestable(claim: Claim, tables: dict[str, pd.DataFrame]) -> str:
 
 
 def _compare(tables: dict[str, pd.DataFrame], a: tuple[str, str], b: tuple[str, str],
-             store: Path, level: float) -> dict | str:
-    """`stats.compare_recipes` of two table rows' runs at `level`, or why not (a row without
-    finished runs, a recipe at chance)."""
+             store: Path, level: float = 0.95) -> dict | tuple[str, str]:
+    """`stats.compare_recipes` of two table rows' runs at `level` (seeds unpaired), or why
+    not as (verdict, why): "not tested" for a row without finished runs or seed spread,
+    NOT_TESTABLE for a recipe at chance (`stats.at_chance`)."""
     runs_a, runs_b = _runs(tables, a), _runs(tables, b)
     if not runs_a or not runs_b:
-        return f"{a[1] if not runs_a else b[1]}: no finished runs"
-    (y, sa, seeds_a), (_, sb, seeds_b) = _scores(runs_a, store), _scores(runs_b, store)
+        return "not tested", f"{a[1] if not runs_a else b[1]}: no finished runs"
+    (y, sa, seeds_a), (y_b, sb, seeds_b) = _scores(runs_a, store), _scores(runs_b, store)
+    if not all(s.index.equals(y.index) for s in (*sa, y_b, *sb)):
+        raise ValueError(f"{a[1]} vs {b[1]}: the two groups were not scored on the same breasts")
     for name, runs in ((a[1], sa), (b[1], sb)):
         if why := stats.at_chance(y.to_numpy(), [s.to_numpy() for s in runs]):
-            return f"{name}: {why}"
-    return stats.compare_recipes(y.to_numpy(), [s.to_numpy() for s in sa],
-                                 [s.to_numpy() for s in sb], level, seeds_a, seeds_b)
+            return NOT_TESTABLE, f"{name}: {why}"
+    try:
+        return stats.compare_recipes(y.to_numpy(), [s.to_numpy() for s in sa],
+                                     [s.to_numpy() for s in sb], level, seeds_a, seeds_b)
+    except ValueError as e:
+        return "not tested", str(e)
 
 
 TABLE5_BASE = "equal weights"
@@ -258,8 +253,9 @@ def table5_claims(tables: dict[str, pd.DataFrame], store: Path | None = None) ->
     level = 1 - 0.05 / max(1, len(others))
     results = {k: _compare(tables, ("Table 5", TABLE5_BASE), ("Table 5", k), store, level)
                for k in others}
-    if why := "; ".join(r for r in results.values() if isinstance(r, str)):
-        verdict = NOT_TESTABLE if "chance" in why else "not tested"
+    if why := "; ".join(r[1] for r in results.values() if isinstance(r, tuple)):
+        verdict = (NOT_TESTABLE if any(r[0] == NOT_TESTABLE for r in results.values()
+                                       if isinstance(r, tuple)) else "not tested")
         return [{"claim": c, "paper (A vs B)": paper_best, **empty, "verdict": verdict,
                  "why": why} for c in claims]
     if any(r["lo"] != r["lo"] for r in results.values()):
