@@ -56,7 +56,7 @@ def notebook_of(claim: str, source: str) -> str:
     """The notebook (key of NOTEBOOKS) whose closing box judges a claim of a verdict file."""
     if source == "table7_claims":
         return "08"
-    if source == "reliance_claims" or "(Section 5)" in claim:
+    if source == "reliance_claims" or "Section 5" in claim:
         return "07"
     if "(Fig. 3)" in claim:
         return "01"
