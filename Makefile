@@ -19,18 +19,11 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 # Unit tests three at a time on the two cores (a test file stays on one worker: its fixtures
-# are shared), the longest files first (tests/conftest.py): the SLURM tests mostly wait on
-# the cluster, and a third worker fills those waits. Workers and SLURM jobs ask for more
-# threads than there are cores: idle OpenMP threads sleep instead of spinning
-# (OMP_WAIT_POLICY; it changes no result): the two longest files side by side took 7.1
-# instead of 9.5 CPU minutes (2026-12-01). Then every notebook at the smoke profile under
-# nbval, one after another (they share the smoke run store), alone on the cores: beside other
-# tests their kernels' spinning threads lose most of their time (2026-12-04: notebook 01 took
-# 115 s beside the site and a SLURM job, under 25 s alone); with sleeping threads they use
-# one core where they use 1.6.
-# Every notebook on an example RSNA download (tests/test_real_data_notebooks.py, about 4
-# minutes of both cores) is `make test-real`: inside `make test` it took the run over its
-# 15 minutes (2026-12-04).
+# are shared; the longest files first, tests/conftest.py): the SLURM tests mostly wait on the
+# cluster, and a third worker fills those waits. Idle OpenMP threads sleep instead of
+# spinning (OMP_WAIT_POLICY; it changes no result). Then every notebook at the smoke profile
+# under nbval, one after another (they share the smoke run store) and alone on the cores.
+# Every notebook on an example RSNA download is `make test-real` (too long for `make test`).
 REAL := tests/test_real_data_notebooks.py
 test: $(STAMP)
 	$(PY) -m ruff check mvlib tests notebooks
@@ -42,7 +35,8 @@ test-real: $(STAMP)
 	MVLIB_PROFILE=smoke $(PY) -m pytest $(REAL) -p no:cacheprovider \
 		--durations=5
 
-# The static site: the README and the committed, executed notebooks (never re-run) as HTML
+# The static site: a landing page, the committed, executed notebooks (never re-run), the
+# README and the guide as HTML
 # in runs/book/html (open runs/book/html/index.html, or serve it: python -m http.server -d
 # runs/book/html). A fresh build; any Sphinx warning fails it. tests/test_site.py builds the
 # same site and reads it in Chromium (`make test` runs it with the unit tests).
@@ -64,8 +58,11 @@ reproduce: $(STAMP)
 		$(if $(EXECUTOR),--executor $(EXECUTOR)) \
 		$(if $(PATCH_WEIGHTS),--option patch_weights=$(abspath $(PATCH_WEIGHTS)))
 
+# Throughput benchmarks, each beside its baseline; their lines go to figures/bench.json, which
+# the README renders (python -m mvlib readme).
 bench: $(STAMP)
 	$(PY) -m mvlib.bench
+	$(PY) -m mvlib readme
 
 # The CUDA path measured (bf16 vs CPU fp32, throughput at the paper's size): see README.
 gpu-check: $(STAMP)

@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
                                          "re-runs' figures (e.g. laptop laptop-reseed100)")
     s.add_argument("first")
     s.add_argument("second")
+    sub.add_parser("readme", help="rewrite the README's generated blocks from figures/")
     args = parser.parse_args(argv)
     try:
         _run(args)
@@ -95,6 +96,14 @@ def _run(args: argparse.Namespace) -> None:
 
         notebooks.reproduce(args.profile, args.dataset, args.data_root, args.reseed,
                             args.executor, dict(_option(o) for o in args.option))
+        if args.profile == "laptop" and args.dataset == "synthetic" and not args.reseed:
+            from mvlib import readme
+
+            readme.update()  # the committed figures changed: so do the README's numbers
+    elif args.command == "readme":
+        from mvlib import readme
+
+        print("README.md updated" if readme.update() else "README.md is current")
 
 
 if __name__ == "__main__":

@@ -58,3 +58,21 @@ def to_device(x: dict[str, torch.Tensor], device: torch.device) -> dict[str, tor
     """Views in channels_last: faster convolutions on CPU and on CUDA tensor cores."""
     return {k: v.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             for k, v in x.items()}
+
+
+def machine() -> dict[str, str | int]:
+    """This machine as a measurement record names it: CPU model, cores, torch, and the GPU
+    when one is present."""
+    model = "unknown CPU"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    out: dict[str, str | int] = {"cpu": model, "cores": os.cpu_count() or 0,
+                                 "torch": torch.__version__}
+    if torch.cuda.is_available():
+        out["gpu"] = torch.cuda.get_device_name(0)
+    return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import sys
@@ -17,8 +18,10 @@ from tqdm import tqdm
 
 from mvlib import paths, profiles
 from mvlib.atomic import write_atomic
+from mvlib.device import machine
 
 NOTEBOOKS = paths.REPO / "notebooks"
+REPRODUCE_RECORD = "reproduce.json"  # minutes per notebook of the last `reproduce`
 
 
 def numbered() -> list[Path]:
@@ -135,7 +138,9 @@ def reproduce(profile: str, dataset: str = "synthetic", data_root: str | None = 
     `executor`). In a terminal: a bar of
     notebooks (i of n, elapsed, estimate), papermill's bar of cells and one of the current
     sweep's runs. Then a summary: minutes per notebook, where the notebooks, figures and
-    tables went, and the verdict counts. Returns the minutes per notebook."""
+    tables went, and the verdict counts, also written to the figures folder's
+    reproduce.json (the README's timing is rendered from it). Returns the minutes per
+    notebook."""
     with _environment(MVLIB_RESEED=str(reseed) if reseed else None):
         tag = profiles.get(profile, dataset, data_root, **(data_knobs or {})).tag
     todo, minutes = numbered(), {}
@@ -153,6 +158,12 @@ def reproduce(profile: str, dataset: str = "synthetic", data_root: str | None = 
         minutes[path.name] = (time.perf_counter() - start) / 60
     bar.close()
     table = pd.Series(minutes, name="minutes").to_frame()
+    record = {"date": datetime.date.today().isoformat(), "machine": machine(),
+              "profile": profile, "dataset": dataset, "reseed": reseed,
+              "executor": executor or os.environ.get("MVLIB_EXECUTOR", "local"),
+              "minutes": minutes, "total_minutes": sum(minutes.values())}
+    write_atomic(paths.figures(tag) / REPRODUCE_RECORD,
+                 lambda p: p.write_text(json.dumps(record, indent=1) + "\n"))
     print(summary(table, tag, out.parent), flush=True)
     return table
 

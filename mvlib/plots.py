@@ -26,6 +26,36 @@ CHANCE_LOSS = 2 * np.log(2)
 BELOW = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.2), "fontsize": 8, "frameon": False}
 
 
+def table_number(x: float) -> str:
+    """A number as the notebooks' tables show it: three decimals (three significant digits
+    below 0.001, where p-values live), whole numbers as such, missing values as a dash."""
+    if x != x:
+        return "–"
+    if float(x).is_integer() and abs(x) < 1e6:
+        return str(int(x))
+    return f"{x:.3g}" if abs(x) < 1e-3 else f"{x:.3f}"
+
+
+def _table_html(df: pd.DataFrame) -> str:
+    return df.to_html(na_rep="–", float_format=table_number, classes="dataframe")
+
+
+def notebook_display() -> None:
+    """How the notebooks show tables: every cell whole (no "..."), every column, numbers by
+    `table_number`; values are kept exact, only their display is rounded."""
+    pd.set_option("display.max_colwidth", None)
+    pd.set_option("display.max_columns", None)
+    pd.set_option("display.width", 200)
+    pd.set_option("display.float_format", table_number)
+    try:
+        from IPython import get_ipython
+    except ImportError:  # plain Python: the options above are all there is
+        return
+    shell = get_ipython()
+    if shell is not None:
+        shell.display_formatter.formatters["text/html"].for_type(pd.DataFrame, _table_html)
+
+
 def savefig(fig: plt.Figure, name: str, prof: Profile, close: bool = False) -> None:
     """Write `name`.png into the profile's figures folder (figures/ for `laptop` on the
     synthetic data; elsewhere in the store for other profiles and data sets), atomically.

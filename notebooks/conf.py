@@ -1,27 +1,31 @@
-"""Sphinx configuration of the static site (`make book`): the README and the committed, already
-executed notebooks 00-09, rendered by MyST-NB with the Sphinx Book Theme; nothing is re-run.
+"""Sphinx configuration of the static site (`make book`): a landing page, the committed, already
+executed notebooks 00-09 (rendered by MyST-NB with the Sphinx Book Theme; nothing is re-run),
+the README, the guide and the references.
 
 The site must load nothing from outside the machine that serves it (tests/test_site.py checks
 every request in Chromium): no CDN (widget JavaScript, MathJax), no fonts or analytics from
-elsewhere, no launch buttons. The pages have no math (MyST's dollar math is off, and no output is
-LaTeX); a page that would need MathJax fails the build (`_no_cdn_mathjax`).
+elsewhere, no launch buttons. Math (MyST's dollar math) is rendered in the browser by the KaTeX
+in _static/katex (Debian's libjs-katex, served with the site); a page that would load MathJax
+from a CDN fails the build (`_no_cdn_mathjax`). Every notebook's code cells are collapsed
+(`_hide_code`): a page opens on its prose, figures and tables, and a toggle shows the code.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import date
 
 project = "Using both views: an executable companion to Wu et al., MIDL 2020"
-author = "mvlib"
+author = "the mvlib contributors"
 copyright = f"{date.today().year}, {author}"
 
 extensions = ["myst_nb", "sphinxcontrib.bibtex", "sphinx_book_theme"]
 
-# Pages: this page (the README), the numbered notebooks and the references; nothing else that
-# lies in the folder (a copy papermill is writing, checkpoints, scratch notebooks).
+# Pages: the landing page, the numbered notebooks, the README, the guide and the references;
+# nothing else that lies in the folder (a copy papermill is writing, checkpoints, scratch).
 root_doc = "index"
-include_patterns = ["index.md", "references.md", "[0-9][0-9]_*.ipynb"]
+include_patterns = ["index.md", "readme.md", "guide.md", "references.md", "[0-9][0-9]_*.ipynb"]
 exclude_patterns = ["_build", "**/.ipynb_checkpoints", "**.running.ipynb", "*.running.ipynb",
                     "**/_static"]
 
@@ -33,7 +37,10 @@ nb_merge_streams = True
 # tables render, and the results page's `NN_name.ipynb#in-closing` links become page links
 nb_render_markdown_format = "myst"
 myst_heading_anchors = 3  # `NN_name.ipynb#in-closing` (the results page's links) resolve
-myst_enable_extensions: list[str] = []  # no dollar math: no page needs MathJax
+myst_enable_extensions = ["dollarmath"]  # $...$ and $$...$$, rendered by the local KaTeX
+mathjax_path = "katex/render.js"  # Sphinx's math script on pages with math: KaTeX, not MathJax
+nb_code_prompt_show = "Show the code"
+nb_code_prompt_hide = "Hide the code"
 
 # Figures that nbsite gives a caption are numbered "Fig. NN.k": notebook NN, its k-th figure.
 numfig = True
@@ -49,7 +56,8 @@ nitpicky = True
 html_theme = "sphinx_book_theme"
 html_title = "Using both views (Wu et al., MIDL 2020)"
 html_static_path = ["_static"]
-html_css_files = ["site.css"]  # room for the wide tables
+html_css_files = ["site.css", "katex/katex.min.css"]  # room for the wide tables; math
+html_js_files = ["katex/katex.min.js", "katex/contrib/auto-render.js"]
 html_favicon = "_static/favicon.svg"  # else the browser asks for /favicon.ico, which 404s
 html_last_updated_fmt = None
 html_copy_source = True
@@ -96,7 +104,22 @@ def _no_cdn_mathjax(app, pagename, templatename, context, doctree):
             pagename, app.config.mathjax_path, location=pagename)
 
 
+def _hide_code(app, docname, source):
+    """Collapse every code cell of a notebook (MyST-NB's hide-input tag), without editing the
+    committed notebooks: the page opens on its results and a toggle shows the code."""
+    if not str(app.env.doc2path(docname)).endswith(".ipynb"):
+        return
+    nb = json.loads(source[0])
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            tags = cell.setdefault("metadata", {}).setdefault("tags", [])
+            if "hide-input" not in tags:
+                tags.append("hide-input")
+    source[0] = json.dumps(nb)
+
+
 def setup(app):
+    app.connect("source-read", _hide_code)
     app.connect("env-get-updated", _renumber_figures, priority=900)  # after Sphinx's numbering
     app.connect("html-page-context", _no_cdn_mathjax)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

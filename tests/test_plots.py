@@ -212,3 +212,13 @@ def test_reliance_figure_marks_the_papers_full_model_auc():
     marks = [c for c in fig.axes[0].collections if c.get_label().startswith("paper:")]
     assert len(marks) == 1
     assert np.allclose(marks[0].get_offsets()[:, 0], [paper.TABLE1["Joint ResNet"][0]])
+
+
+def test_the_notebooks_tables_show_whole_cells_rounded_numbers_and_no_nan():
+    assert plots.table_number(0.1234567) == "0.123"
+    assert plots.table_number(2.5e-5) == "2.5e-05"  # a p-value keeps its digits
+    assert plots.table_number(3.0) == "3" and plots.table_number(float("nan")) == "\u2013"
+    html = plots._table_html(pd.DataFrame({"why": ["because " * 40], "AUC": [float("nan")],
+                                           "p": [0.7654321]}))
+    assert ("because " * 40).strip() in html  # no "..." where pandas would cut at 50
+    assert "NaN" not in html and "..." not in html and "0.765" in html

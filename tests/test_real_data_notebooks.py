@@ -2,6 +2,8 @@
 RSNA-layout example download goes through every numbered notebook at the smoke profile, with the
 outputs kept apart from the committed ones."""
 
+import json
+
 import nbformat
 
 from mvlib import notebooks, paths, profiles
@@ -23,6 +25,9 @@ def test_every_notebook_runs_on_an_example_rsna_download(tmp_path, monkeypatch, 
         assert f"[reproduce] {i}/{len(names)} {name} (smoke, rsna)" in printed
     assert f"figures and tables: {paths.store() / tag / 'figures'}" in printed
     assert "verdicts: " in printed  # the closing summary counts them
+    record = json.loads((paths.store() / tag / "figures" / notebooks.REPRODUCE_RECORD).read_text())
+    assert list(record["minutes"]) == names and record["dataset"] == "rsna"
+    assert record["total_minutes"] == sum(record["minutes"].values()) > 0
     for path in notebooks.numbered():
         out = paths.store() / tag / "notebooks" / path.name
         nb = nbformat.read(out, as_version=4)

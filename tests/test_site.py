@@ -38,7 +38,7 @@ HOST = "127.0.0.1"
 
 NOTEBOOKS = sorted(p.stem for p in SOURCE.glob("[0-9][0-9]_*.ipynb")
                    if not p.name.endswith(".running.ipynb"))
-PAGES = ["index", *NOTEBOOKS, "references"]  # the order of the sidebar and of "next"
+PAGES = ["index", *NOTEBOOKS, "readme", "guide", "references"]  # the sidebar's order, "next"'s
 RESULTS = "09_results"
 
 # pytest-playwright 0.10's own base_url fixture, under pytest 9 (not ours to fix)
@@ -219,9 +219,48 @@ def test_the_papers_tables_are_html_tables(site):
         if name not in NOTEBOOKS:
             continue
         html = (site / f"{name}.html").read_text(encoding="utf-8")
-        outputs = [chunk.split('<div class="cell ')[0]
-                   for chunk in html.split('<div class="cell_output')[1:]]
-        assert any("<table" in o for o in outputs), f"{name} ({tables}): no HTML table"
+        assert any("<table" in o for o in _outputs(html)), f"{name} ({tables}): no HTML table"
+
+
+def _outputs(html: str) -> list[str]:
+    """The HTML of each code cell's output area of a notebook page."""
+    return [chunk.split('<div class="cell ')[0]
+            for chunk in html.split('<div class="cell_output')[1:]]
+
+
+def test_every_figure_of_a_notebook_has_a_number_and_a_caption(site):
+    """A figure a notebook draws is a numbered, captioned figure ("Fig. 02.3: ...")."""
+    bare = []
+    for name in NOTEBOOKS:
+        for k, out in enumerate(_outputs((site / f"{name}.html").read_text(encoding="utf-8"))):
+            images, figures = out.count("<img"), out.count("<figure")
+            numbers = re.findall(r'<span class="caption-number">Fig\. (\d\d)\.\d+ </span>', out)
+            if images and (figures < images or len(numbers) < images
+                           or any(n != name[:2] for n in numbers)):
+                bare.append(f"{name}: output {k}: {images} image(s), {len(numbers)} numbered")
+    assert not bare, "\n".join(bare)
+
+
+def test_no_table_cell_is_cut_short_or_shows_nan(site):
+    """Displayed tables show every cell whole, rounded, with a dash for a missing value."""
+    bad = []
+    for name in NOTEBOOKS:
+        html = (site / f"{name}.html").read_text(encoding="utf-8")
+        for cell in re.findall(r"<td[^>]*>(.*?)</td>", html, re.S):
+            text = re.sub(r"<[^>]+>", "", cell).strip()
+            if text in ("NaN", "nan", "None") or text.endswith(("...", "\u2026")) or \
+                    re.fullmatch(r"-?\d+\.\d{5,}", text):
+                bad.append(f"{name}: {text[-60:]!r}")
+    assert not bad, f"{len(bad)} cells:\n" + "\n".join(bad[:40])
+
+
+def test_the_landing_page_says_what_the_paper_claims_and_what_we_find(site):
+    html = (site / "index.html").read_text(encoding="utf-8")
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    findings = re.search(r"<!-- mvlib:findings -->\n- \*\*(.*?)\*\*", readme).group(1)
+    for text in ("What the paper claims", "What this companion finds", findings,
+                 "Where to start", "07_interaction.png"):
+        assert text in html, text
 
 
 def _results_links_in_source() -> int:
@@ -306,3 +345,45 @@ def test_the_results_page_links_land_on_their_headings(server, page):
                 missing.append(f"{url}#{anchor}")
     assert not missing, f"links that land on no element: {missing}"
     assert not rec.outside and not rec.errors, rec.outside + rec.errors
+
+
+@needs_chromium
+def test_math_is_rendered_by_the_served_katex(server, page):
+    """The paper's formulas (notebook 05's weights, the dependence share) render as math."""
+    rec = Recorder(page)
+    page.goto(urljoin(server, "05_gradient_blending.html"), wait_until="load")
+    page.wait_for_function("document.querySelectorAll('.katex').length > 0", timeout=10_000)
+    assert page.evaluate("document.querySelectorAll('.katex-error').length") == 0
+    assert page.evaluate("[...document.querySelectorAll('.math')].every("
+                         "m => m.querySelector('.katex'))")
+    assert not rec.outside and not rec.errors, rec.outside + rec.errors
+
+
+@needs_chromium
+def test_pages_open_on_results_with_the_code_collapsed(server, page):
+    """No code shows until its toggle is opened, and the results page's first screen holds
+    its first verdict table."""
+    for name in NOTEBOOKS:
+        page.goto(urljoin(server, f"{name}.html"), wait_until="load")
+        shown = page.evaluate("[...document.querySelectorAll('div.cell_input')]"
+                              ".filter(e => e.offsetParent !== null).length")
+        assert shown == 0, f"{name}: {shown} code cells shown"
+        assert page.evaluate("document.querySelectorAll('details.above-input').length") > 0
+    page.goto(urljoin(server, f"{RESULTS}.html"), wait_until="load")
+    top = page.evaluate("document.querySelector('article table').getBoundingClientRect().top")
+    assert top < page.viewport_size["height"], f"the first table starts at {top} px"
+
+
+@needs_chromium
+@pytest.mark.parametrize("name", ["index", RESULTS, "07_tables"])
+def test_a_phone_reads_the_page_without_sideways_scrolling(name, server, browser):
+    """At 390 px the page itself does not scroll sideways; a wide table scrolls in its box."""
+    context = browser.new_context(viewport={"width": 390, "height": 844},
+                                  service_workers="block")
+    try:
+        page = context.new_page()
+        page.goto(urljoin(server, f"{name}.html"), wait_until="load")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"{name}: {width} px wide at 390"
+    finally:
+        context.close()

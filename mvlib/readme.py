@@ -1,0 +1,160 @@
+"""The README's generated blocks: what the study finds and what was measured, rendered from the
+files in figures/ that the notebooks (`make reproduce`) and the benchmarks (`make bench`,
+`make gpu-check`) write, so that no number in the README is typed in.
+
+A block sits between `<!-- mvlib:NAME -->` and `<!-- /mvlib:NAME -->`; `update` rewrites every
+block from the files, and tests/test_readme.py fails when the committed README lags them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from mvlib import paths
+from mvlib.study.closing import INTERACTION_FILES
+from mvlib.study.section5 import TESTBED_DEPENDENCE_CLAIM
+
+README = paths.REPO / "README.md"
+JOINT = "Joint ResNet"
+
+
+def _csv(path: Path) -> pd.DataFrame | None:
+    return pd.read_csv(path) if path.exists() else None
+
+
+def _names(rows: pd.DataFrame) -> str:
+    names = list(rows.recipe)
+    return ", ".join(names[:-1]) + (" and " if len(names) > 1 else "") + names[-1]
+
+
+def findings(figures: Path) -> str:
+    """What the synthetic testbed decides (the planted cue's cost, which recipes counteract
+    it, which instruments see it, Section 5's hypothesis) and what it leaves to real data."""
+    parts = [t for t in (_csv(figures / f"{n}.csv") for n in INTERACTION_FILES) if t is not None]
+    if not parts:
+        return "_No results in figures/ yet: run `make reproduce`._"
+    inter = pd.concat(parts, ignore_index=True).drop_duplicates("recipe")
+    lines = []
+    joint = inter[inter.recipe == JOINT]
+    if len(joint):
+        j = joint.iloc[0]
+        lines.append(
+            f"- **The planted cue costs Joint ResNet {j.interaction:+.3f} test AUC** (95% "
+            f"interval [{j['interaction lo']:+.3f}, {j['interaction hi']:+.3f}]: "
+            f"{j['AUC planted']:.3f} with the cue, {j['AUC control']:.3f} without; seeds "
+            f"{j['seeds (planted, control)']}).")
+    others = inter[inter.recipe != JOINT]
+    for verdict, text in (("counteracts the planted cue", "Counteract the cue (their gain "
+                           "over Joint ResNet is larger where it is planted)"),
+                          ("makes it worse", "Make it worse"),
+                          ("no interaction detected at this budget",
+                           "No interaction detected at this budget"),
+                          ("not testable at this budget", "Not testable at this budget (a "
+                           "model at chance on one condition)")):
+        rows = others[others.verdict == verdict]
+        if len(rows):
+            lines.append(f"- {text}: {_names(rows)}.")
+    testbed = _csv(figures / "testbed.csv")
+    if testbed is not None and len(testbed):
+        found = testbed[testbed.verdict == "found"]
+        kinds = list(dict.fromkeys(i.split(":")[0] for i in found.instrument))
+        missed = list(dict.fromkeys(i.split(":")[0] for i in testbed.instrument
+                                    if i.split(":")[0] not in kinds))
+        lines.append(f"- **Instruments**: {len(found)} of {len(testbed)} readings find the "
+                     f"planted cause ({', '.join(kinds) or 'none'}); not at this budget: "
+                     f"{', '.join(missed) or 'none'}.")
+    verdicts = _csv(figures / "verdicts.csv")
+    if verdicts is not None:
+        row = verdicts[verdicts.claim == TESTBED_DEPENDENCE_CLAIM]
+        if len(row):
+            r = row.iloc[0]
+            lines.append(f"- **Section 5's hypothesis on the testbed** (Joint ResNet's output "
+                         f"follows the planted MLO cue): {r.verdict}, planted - control "
+                         f"{r['diff']:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}] in the cue test's logit.")
+        kinds = verdicts.verdict.map(lambda v: "a direction" if v.endswith("on synthetic data")
+                                     else v.split(":")[0])
+        counts = ", ".join(f"{n} {k}" for k, n in kinds.value_counts().items())
+        lines.append(f"- **The paper's claims** ({len(verdicts)}): on synthetic data a comparison "
+                     f"of the paper's tables is the direction it took, not a verdict on the "
+                     f"paper's NYU numbers ({counts}). Real mammograms decide them: see *Your "
+                     "own data*.")
+    return "\n".join(lines)
+
+
+def reproduce(figures: Path) -> str:
+    """How long the last `make reproduce` took, from its record (figures/reproduce.json)."""
+    path = figures / "reproduce.json"
+    if not path.exists():
+        return "_Not yet timed on this machine: `make reproduce` writes figures/reproduce.json._"
+    r = json.loads(path.read_text())
+    m = r["machine"]
+    each = ", ".join(f"{name[:2]} {minutes:.1f}" for name, minutes in r["minutes"].items())
+    return (f"The last `make reproduce` ({r['profile']} profile, {r['dataset']} data, "
+            f"{r['date']}) ran its notebooks in **{r['total_minutes']:.1f} min** on "
+            f"{m['cores']} cores ({m['cpu']}, torch {m['torch']}); the first run adds the "
+            f"install. Minutes per notebook: {each}.")
+
+
+def bench(figures: Path) -> str:
+    """The last `make bench`'s lines (figures/bench.json)."""
+    path = figures / "bench.json"
+    if not path.exists():
+        return "_`make bench` has not written figures/bench.json yet._"
+    r = json.loads(path.read_text())
+    m = r["machine"]
+    return "\n".join([f"`make bench` on {r['date']}, {m['cores']} cores ({m['cpu']}, torch "
+                      f"{m['torch']}):", ""] + [f"- {line.strip()}" for line in r["lines"]])
+
+
+def gpu(figures: Path) -> str:
+    """The recorded `make gpu-check` runs (figures/gpu_check_*.json), the first run of each."""
+    lines = []
+    for path in sorted(figures.glob("gpu_check_*.json")):
+        r = json.loads(path.read_text())
+        run = r.get("run1", r)
+        t, tta, dp = run["training"], run["tta"], run["data_path"]
+        loader = ", ".join(f"{w}: {v:.1f}" for w, v in dp["loader_breasts_s"].items())
+        agree = run["agreement"]
+        lines += [
+            f"`make gpu-check` on {r['machine']}, {r['date']} (`{path.name}`):", "",
+            f"- Joint ResNet training at the paper's size, batch {t['batch']}: "
+            f"{t['bf16']['steps_s']:.1f} steps/s in bf16 autocast "
+            f"({t['bf16']['share_of_bf16_peak']:.1%} of the bf16 dense peak), "
+            f"{t['fp32']['steps_s']:.1f} in fp32.",
+            f"- Fed from the zarr store by {dp['loader_workers']} loader workers: "
+            f"{dp['train_from_loader_steps_s']:.1f} steps/s against "
+            f"{dp['train_on_device_steps_s']:.1f} on batches already on the GPU; loader alone, "
+            f"breasts/s by workers: {loader}.",
+            f"- Test-time augmentation ({tta['windows']} windows): {tta['breasts_s']:.0f} "
+            f"breasts/s, the NYU test set ({tta['test_breasts']:,} breasts) in "
+            f"{tta['test_set_minutes']:.1f} min; the `paper` profile's sweep about "
+            f"{run['paper_sweep_gpu_hours']:,.0f} GPU-hours at the bf16 step rate.",
+            f"- Agreement with the CPU on a smoke sweep: largest validation and test AUC gaps "
+            f"{agree['max_val_auc_gap']:.3f} and {agree['max_test_auc_gap']:.3f} (tolerance "
+            f"{agree['tolerance']}): {'within' if agree['within'] else 'not within'}.", ""]
+    return "\n".join(lines).strip() or "_No `make gpu-check` record in figures/ yet._"
+
+
+BLOCKS = {"findings": findings, "reproduce": reproduce, "bench": bench, "gpu": gpu}
+
+
+def render(text: str, figures: Path) -> str:
+    """`text` with every generated block rewritten from `figures`."""
+    for name, make in BLOCKS.items():
+        pattern = re.compile(rf"(<!-- mvlib:{name} -->\n)(?:.*?\n)?(<!-- /mvlib:{name} -->)", re.S)
+        text = pattern.sub(lambda m, make=make: f"{m.group(1)}{make(figures)}\n{m.group(2)}",
+                           text)
+    return text
+
+
+def update(readme: Path = README, figures: Path | None = None) -> bool:
+    """Rewrite the README's blocks from the figures folder; True when anything changed."""
+    old = readme.read_text()
+    new = render(old, figures or paths.figures("laptop"))
+    if new != old:
+        readme.write_text(new)
+    return new != old

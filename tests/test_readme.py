@@ -1,0 +1,77 @@
+"""The README is a front door whose numbers come from files (mvlib.readme), and the repository
+says how to cite it and under which license."""
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from mvlib import readme
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def blocks(text: str) -> dict[str, str]:
+    return dict(re.findall(r"<!-- mvlib:(\w+) -->\n(.*?)<!-- /mvlib:\1 -->", text, re.S))
+
+
+def test_the_committed_readme_shows_what_the_committed_files_say():
+    text = (REPO / "README.md").read_text()
+    assert set(blocks(text)) == set(readme.BLOCKS)
+    assert readme.render(text, REPO / "figures") == text, (
+        "README.md lags figures/: run `python -m mvlib readme`")
+
+
+def test_the_readme_is_a_front_door_without_dated_notes():
+    """Short, and every date or measured figure inside a generated block."""
+    text = (REPO / "README.md").read_text()
+    assert len(text.splitlines()) < 160
+    typed = re.sub(r"<!-- mvlib:(\w+) -->\n.*?<!-- /mvlib:\1 -->", "", text, flags=re.S)
+    assert not re.search(r"20\d\d-\d\d-\d\d", typed)
+    assert not re.search(r"#\d\d\b", typed)  # no issue numbers
+    for needed in ("not the paper's\nauthors' code", "CITATION.cff", "LICENSE", "make test",
+                   "make reproduce", "EXECUTOR=slurm"):
+        assert needed in text
+
+
+def test_findings_and_timing_are_rendered_from_the_files(tmp_path):
+    row = {"seeds (planted, control)": "3, 3", "AUC planted": 0.8, "AUC control": 0.9,
+           "interaction lo": -0.2, "interaction hi": -0.05, "why": ""}
+    pd.DataFrame([{**row, "recipe": "Joint ResNet", "interaction": -0.1, "verdict": "cost"},
+                  {**row, "recipe": "A", "interaction": 0.1,
+                   "verdict": "counteracts the planted cue"},
+                  {**row, "recipe": "B", "interaction": 0.0,
+                   "verdict": "no interaction detected at this budget"}]).to_csv(
+        tmp_path / "interaction.csv", index=False)
+    pd.DataFrame({"instrument": ["LCA: share", "dependence: s", "dependence: t"],
+                  "verdict": ["not found at this budget", "found", "found"]}).to_csv(
+        tmp_path / "testbed.csv", index=False)
+    text = readme.findings(tmp_path)
+    assert "costs Joint ResNet -0.100 test AUC** (95% interval [-0.200, -0.050]" in text
+    assert "Counteract the cue" in text and ": A." in text
+    assert "No interaction detected at this budget: B." in text
+    assert "2 of 3 readings find the planted cause (dependence); not at this budget: LCA" in text
+    assert "Not yet timed" in readme.reproduce(tmp_path)
+    (tmp_path / "reproduce.json").write_text(json.dumps({
+        "date": "2030-01-02", "machine": {"cpu": "X", "cores": 2, "torch": "9"},
+        "profile": "laptop", "dataset": "synthetic", "minutes": {"00_a.ipynb": 1.0,
+                                                                 "01_b.ipynb": 2.5},
+        "total_minutes": 3.5}))
+    timing = readme.reproduce(tmp_path)
+    assert "**3.5 min** on 2 cores (X, torch 9)" in timing and "00 1.0, 01 2.5" in timing
+    page = "a\n<!-- mvlib:reproduce -->\nold\n<!-- /mvlib:reproduce -->\nb\n"
+    assert readme.render(page, tmp_path) == (
+        f"a\n<!-- mvlib:reproduce -->\n{timing}\n<!-- /mvlib:reproduce -->\nb\n")
+
+
+def test_citation_and_license():
+    cff = yaml.safe_load((REPO / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0" and cff["license"] == "MIT"
+    paper = cff["preferred-citation"]
+    bib = (REPO / "notebooks" / "references.bib").read_text()
+    title = re.search(r"@inproceedings\{wu2020,.*?title\s*=\s*\{(.*?)\},", bib, re.S).group(1)
+    assert " ".join(paper["title"].split()) == " ".join(title.split())
+    assert [a["family-names"] for a in paper["authors"]][:2] == ["Wu", "Jastrzębski"]
+    assert "MIT License" in (REPO / "LICENSE").read_text()
