@@ -79,8 +79,8 @@ def run(path: Path, profile: str, dataset: str = "synthetic", data_root: str | N
     `executor`: where its runs train (None: $MVLIB_EXECUTOR, else "local"); `data_knobs`:
     the data set's knobs (mvlib.data.prepare's, e.g. patch_weights)."""
     data_knobs = dict(data_knobs or {})
-    with _environment(MVLIB_PROFILE=profile, MVLIB_RESEED=str(reseed) if reseed else None):
-        tag = profiles.get(profile, dataset, data_root, **data_knobs).tag
+    with _environment(MVLIB_PROFILE=profile):
+        tag = profiles.get(profile, dataset, data_root, reseed=reseed, **data_knobs).tag
         out = output_path(path, tag)
         tmp = paths.store() / "tmp" / f"{path.stem}.{tag}.running.ipynb"
         tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -88,7 +88,7 @@ def run(path: Path, profile: str, dataset: str = "synthetic", data_root: str | N
             papermill.execute_notebook(
                 str(path), str(tmp), kernel_name="python3", cwd=str(path.parent),
                 parameters={"profile": profile, "dataset": dataset, "data_root": data_root,
-                            "executor": executor, "data_knobs": data_knobs},
+                            "executor": executor, "reseed": reseed, "data_knobs": data_knobs},
                 progress_bar=sys.stderr.isatty(),  # cells, in a terminal only
                 # the kernel's notice that it talks to papermill over local TCP, unencrypted
                 extra_arguments=["--IPKernelApp.log_level=ERROR"])
@@ -141,8 +141,7 @@ def reproduce(profile: str, dataset: str = "synthetic", data_root: str | None = 
     tables went, and the verdict counts, also written to the figures folder's
     reproduce.json (the README's timing is rendered from it). Returns the minutes per
     notebook."""
-    with _environment(MVLIB_RESEED=str(reseed) if reseed else None):
-        tag = profiles.get(profile, dataset, data_root, **(data_knobs or {})).tag
+    tag = profiles.get(profile, dataset, data_root, reseed=reseed, **(data_knobs or {})).tag
     todo, minutes = numbered(), {}
     bar = tqdm(todo, desc="notebooks", unit="notebook", disable=None)
     for i, path in enumerate(bar, 1):

@@ -121,19 +121,23 @@ PROFILES = {
 
 
 def get(name: str | None = None, dataset: str = "synthetic", data_root: str | None = None,
-        executor: str | None = None, **data_knobs) -> Profile:
+        executor: str | None = None, reseed: int | None = None, **data_knobs) -> Profile:
     """The named profile (None means $MVLIB_PROFILE, else `laptop`), training on `dataset`
     (prepared from `data_root` with `data_knobs`; see mvlib.data.prepare), with the seed
-    list of $MVLIB_RESEED when it is set (`Profile.seed_list`), its runs trained by
-    `executor` (None means $MVLIB_EXECUTOR, else "local")."""
+    list of `reseed` (`Profile.seed_list`; None means $MVLIB_RESEED, else 0: the committed
+    seeds), its runs trained by `executor` (None means $MVLIB_EXECUTOR, else "local")."""
     name = name or os.environ.get("MVLIB_PROFILE") or "laptop"
     if name not in PROFILES:
         raise ValueError(f"unknown profile {name!r}; choose one of {sorted(PROFILES)}")
     prof = PROFILES[name]
-    if reseed := os.environ.get("MVLIB_RESEED"):
-        if not reseed.isdigit():
-            raise ValueError(f"MVLIB_RESEED={reseed!r}: expected a non-negative integer")
-        prof = dataclasses.replace(prof, reseed=int(reseed))
+    if reseed is None and (env := os.environ.get("MVLIB_RESEED")):
+        if not env.isdigit():
+            raise ValueError(f"MVLIB_RESEED={env!r}: expected a non-negative integer")
+        reseed = int(env)
+    if reseed:
+        if not isinstance(reseed, int) or reseed < 0:
+            raise ValueError(f"reseed={reseed!r}: expected a non-negative integer")
+        prof = dataclasses.replace(prof, reseed=reseed)
     executor = executor or os.environ.get("MVLIB_EXECUTOR") or "local"
     if executor not in ("local", "slurm"):
         raise ValueError(f"unknown executor {executor!r}; choose 'local' or 'slurm'")

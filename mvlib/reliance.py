@@ -230,7 +230,7 @@ def table6(final: dict[str, list[RunDir]], level: float = 0.95) -> pd.DataFrame:
         probability| when MLO's (CC's) part is replaced by its training mean."""
     rows = []
     for group, runs in final.items():
-        done = [r for r in runs if r.status()["state"] == "done"]
+        done = [r for r in runs if r.done]
         if not done:
             continue
         preds = [run_reliance(r) for r in done]
@@ -303,7 +303,7 @@ def reliance_claims(table6_runs: dict[str, list[RunDir]], level: float = 0.95,
     if reading not in READINGS:
         raise ValueError(f"unknown reading {reading!r}; choose one of {list(READINGS)}")
     key, split, words = READINGS[reading]
-    done = {g: [r for r in rs if r.status()["state"] == "done"] for g, rs in table6_runs.items()}
+    done = {g: [r for r in rs if r.done] for g, rs in table6_runs.items()}
     preds = {g: [run_reliance(r) for r in rs] for g, rs in done.items()}
     seeds = {g: [r.cfg.seed for r in rs] for g, rs in done.items()}
     by_split = {sp: {g: [p[p.split == sp].reset_index(drop=True) for p in ps]
@@ -371,9 +371,9 @@ def dependence_generalisation(final: dict[str, list[RunDir]]) -> pd.DataFrame:
     rows = []
     for group, runs in final.items():
         for r in runs:
-            st = r.status()
-            if st["state"] != "done":
+            if not r.done:
                 continue
+            st = r.status()
             pred = run_reliance(r)
             row = {"group": group, "seed": r.cfg.seed, "test AUC": st.get("test_auc", np.nan)}
             for split in ("train", "test"):

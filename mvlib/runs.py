@@ -267,8 +267,18 @@ class RunDir:
         write_json(self.path / "status.json", {**self.status(), **fields})
 
     @property
+    def state(self) -> str:
+        """new, running, done, diverged or failed: the one way to read where a run stands."""
+        return self.state
+
+    @property
+    def done(self) -> bool:
+        """Trained to the end (a diverged run is finished but not done)."""
+        return self.state == "done"
+
+    @property
     def finished(self) -> bool:
-        return self.status()["state"] in ("done", "diverged")
+        return self.state in ("done", "diverged")
 
     def metrics(self) -> pd.DataFrame:
         p = self.path / "metrics.csv"

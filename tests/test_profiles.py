@@ -88,6 +88,18 @@ def test_a_reseeded_rerun_keeps_the_search_seeds_and_names_its_outputs(monkeypat
         profiles.get("laptop")
 
 
+def test_the_reseed_is_a_parameter_like_the_profile(monkeypatch):
+    """A notebook's `reseed` parameter picks the seed list; None falls back to $MVLIB_RESEED
+    and an explicit 0 (what `make reproduce` passes without RESEED) to the committed seeds."""
+    monkeypatch.delenv("MVLIB_RESEED", raising=False)
+    assert profiles.get("laptop", reseed=100).tag == "laptop-reseed100"
+    monkeypatch.setenv("MVLIB_RESEED", "100")
+    assert profiles.get("laptop", reseed=None).tag == "laptop-reseed100"
+    assert profiles.get("laptop", reseed=0).tag == "laptop"
+    with pytest.raises(ValueError, match="reseed=-1"):
+        profiles.get("laptop", reseed=-1)
+
+
 def test_the_laptop_budget_cuts_leave_the_other_profiles_whole():
     # README, "What was cut": the laptop profile's cuts, and nothing cut elsewhere
     from mvlib.study import balancing_methods

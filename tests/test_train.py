@@ -49,7 +49,7 @@ def _comparable(metrics: pd.DataFrame) -> pd.DataFrame:
 
 def test_a_run_records_every_epoch_and_its_test_predictions(done_run):
     status = done_run.status()
-    assert status["state"] == "done"
+    assert status["state"] == done_run.state == "done" and done_run.done and done_run.finished
     m = done_run.metrics()
     assert list(m.epoch) == [0, 1, 2]
     for col in ("train_loss", "train_auc_malignant", "val_loss", "val_auc_malignant",

@@ -359,7 +359,7 @@ def dynamics_markdown(final: dict[str, list[RunDir]]) -> str:
     lines = []
     for name, runs in final.items():
         run = runs[0]
-        if run.status()["state"] != "done":
+        if not run.done:
             lines.append(f"* **{name}**: the seed-0 run {run.status()['state']}.")
             continue
         g, b = run.dynamics("grad_norms"), run.dynamics("balance")
@@ -396,7 +396,7 @@ def rebalancing_shares(runs: dict[str, list[RunDir]]) -> pd.DataFrame:
     '<group>, seed <s>'), from its dynamics/balance_e*.csv (`rebalance.rebalancing_share`);
     runs that did not finish are left out."""
     cols = {f"{name}, seed {r.cfg.seed}": rebalancing_share(r.dynamics("balance")).share
-            for name, rs in runs.items() for r in rs if r.status()["state"] == "done"}
+            for name, rs in runs.items() for r in rs if r.done}
     return pd.DataFrame(cols).rename_axis("epoch")
 
 
@@ -407,7 +407,7 @@ def rebalancing_markdown(runs: dict[str, list[RunDir]]) -> str:
     lines = []
     for name, rs in runs.items():
         for r in rs:
-            if r.status()["state"] != "done":
+            if not r.done:
                 lines.append(f"* **{name}**, seed {r.cfg.seed}: {r.status()['state']}.")
                 continue
             share = rebalancing_share(r.dynamics("balance"))

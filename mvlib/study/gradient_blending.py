@@ -33,7 +33,7 @@ def blending_curves(prof: Profile, executor: Executor | None = None,
             for k, m in models.items()}
     runs = sweep(list(cfgs.values()), executor or default_executor(prof), store)
     for run in runs:
-        if run.status()["state"] != "done":
+        if not run.done:
             raise RuntimeError(f"{run.path}: the {run.cfg.model} curve run "
                                f"{run.status()['state']}; Gradient Blending has no weights")
     return dict(zip(cfgs, runs, strict=True))

@@ -133,7 +133,7 @@ def _ref(run: RunDir) -> str:
 def _scores(runs: list[RunDir]) -> tuple[np.ndarray, list[np.ndarray]] | None:
     """Labels and each finished run's test scores (breast order), or None without one."""
     preds = [r.predictions().sort_values("breast_id") for r in runs
-             if r.status()["state"] == "done"]
+             if r.done]
     if not preds:
         return None
     ids = preds[0].breast_id.to_numpy()

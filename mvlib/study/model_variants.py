@@ -28,9 +28,9 @@ def val_test_gap(runs: list[RunDir]) -> pd.DataFrame:
     splits themselves."""
     rows = []
     for run in runs:
-        status = run.status()
-        if status["state"] != "done":
+        if not run.done:
             continue
+        status = run.status()
         rel = run_reliance(run)
         test = rel[rel.split == "test"]
         rows.append({"seed": run.cfg.seed, "val AUC": status["best_val_auc"],

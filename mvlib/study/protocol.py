@@ -118,7 +118,7 @@ def summary(final: dict[str, list[RunDir]], reference: dict[str, tuple]) -> pd.D
                "AUC (paper)", "3x ensemble (paper)", *NUMERIC]
     rows = []
     for name, runs in final.items():
-        done = [r for r in runs if r.status()["state"] == "done"]
+        done = [r for r in runs if r.done]
         ref = reference.get(name)
         row = {"group": name, "lr": runs[0].cfg.lr, "AUC (ours)": "-", "std (ours)": "-",
                "3x ensemble (ours)": "-", "runs done": f"{len(done)}/{len(runs)}",

@@ -41,7 +41,7 @@ def pretrained_views(prof: Profile, executor: Executor | None = None,
 def best_run(runs: list[RunDir], name: str) -> RunDir:
     """The finished run with the best validation AUC (ties: the lower loss), as the search
     picks its winner; RuntimeError naming the group when every run diverged."""
-    done = [r for r in runs if r.status()["state"] == "done"]
+    done = [r for r in runs if r.done]
     if not done:
         raise RuntimeError(f"every {name} run diverged: nothing to pretrain from")
     return max(done, key=lambda r: selection_score(
@@ -85,7 +85,7 @@ def pretraining_per_seed(prof: Profile, executor: Executor | None = None,
     seed fine-tunes the columns of Table 1's uni-view runs of its own seed, at the winning
     Pretraining setting, so the choice of columns varies too."""
     uni = table1_final(prof, executor, store, ("uni-view CC", "uni-view MLO"))
-    own = {v: {r.cfg.seed: r for r in uni[name] if r.status()["state"] == "done"}
+    own = {v: {r.cfg.seed: r for r in uni[name] if r.done}
            for v, name in (("cc", "uni-view CC"), ("mlo", "uni-view MLO"))}
     pre = regularizers(prof, executor, store)[1]["+ Pretraining"]
     cfgs = [replace(r.cfg, init_from={v: own[v][r.cfg.seed].ref for v in own})

@@ -60,8 +60,9 @@ def uniview_pairs(prof: Profile, executor: Executor | None = None, store: Path |
     rows = []
     for lr in lrs:
         for s in seeds:
-            st = {v: by_cfg[cfgs[(v, lr, s)].digest()].status() for v in ("cc", "mlo")}
-            if any(x["state"] != "done" or x.get("best_epoch") is None for x in st.values()):
+            pair = {v: by_cfg[cfgs[(v, lr, s)].digest()] for v in ("cc", "mlo")}
+            st = {v: r.status() for v, r in pair.items()}
+            if any(not r.done or st[v].get("best_epoch") is None for v, r in pair.items()):
                 continue  # a diverged run has no best epoch: the pair is left out
             best = {v: int(x["best_epoch"]) + 1 for v, x in st.items()}
             last = {v: b == cfgs[(v, lr, s)].epochs for v, b in best.items()}
@@ -125,11 +126,11 @@ def joint_readings(prof: Profile, executor: Executor | None = None, store: Path 
         row = {"seed": seed, "share |g_MLO| > |g_CC|": math.nan, "LCA MLO share": math.nan,
                "val AUC (best, LCA run)": lca.status().get("best_val_auc"),
                TRAIN_AUC: math.nan}
-        if run.status()["state"] == "done":
+        if run.done:
             g = run.dynamics("grad_norms")
             both = g[(g.cc > 0) & (g.mlo > 0)]
             row["share |g_MLO| > |g_CC|"] = float((both.mlo > both.cc).mean())
-        if lca.status()["state"] == "done":
+        if lca.done:
             row["LCA MLO share"] = mlo_share(lca.dynamics("lca"))
             row[TRAIN_AUC] = float(lca.metrics()["train_auc_malignant"].iloc[-1])
         rows.append(row)

@@ -98,13 +98,13 @@ def readings(norm_run: RunDir, lca_run: RunDir | None = None, knobs: dict | None
     data set of `knobs` (default: the run's own; the testbed passes the planted data's);
     the cue test only when `cue`. NaN where a run did not finish."""
     out = dict.fromkeys([*RUN_READINGS, *BREAST_READINGS], np.nan)
-    if norm_run.status()["state"] == "done":
+    if norm_run.done:
         out["grad ratio"] = grad_ratio(norm_run.dynamics("grad_norms"))
         for split in ("test", "train"):
             q = dependence.point(scored(norm_run, split, knobs, cue))
             out.update({col: q[key] for col, (key, sp) in BREAST_READINGS.items()
                         if sp == split and key in q})
-    if lca_run is not None and lca_run.status()["state"] == "done":
+    if lca_run is not None and lca_run.done:
         out["LCA MLO share"] = mlo_share(lca_run.dynamics("lca"))
     return out
 
@@ -219,11 +219,11 @@ def verdicts_markdown(found: pd.DataFrame, testbed: dict[str, dict[tuple[str, in
                      "model that relies on it gets a *lower* u(mlo|cc) and d_util than the "
                      "control, so they come out opposite to reliance there.")
     lca = [r.status().get("best_val_auc") for r in testbed["lca"].values()
-           if r.status()["state"] == "done"]
+           if r.done]
     lca_rows = found[found.reading == "LCA MLO share"]
     if lca and len(lca_rows) and lca_rows.verdict.iloc[0] != "found":
         regular = [r.status().get("best_val_auc") for r in testbed["norms"].values()
-                   if r.status()["state"] == "done"]
+                   if r.done]
         lines.append(f"\nLCA's MLO share is not detected at this budget. Its runs record only "
                      "the start of training, the paper's share of it (best validation AUC "
                      f"{min(lca):.2f}-{max(lca):.2f}, against {min(regular):.2f}-"
@@ -364,7 +364,7 @@ def _scored_groups(testbed, split: str, cue: bool, cache: dict) -> dict[str, lis
         out = {}
         for cond in (PLANTED, CONTROL):
             done = [r for (c, _), r in sorted(testbed["norms"].items()) if c == cond
-                    and r.status()["state"] == "done"]
+                    and r.done]
             if not done:
                 raise ValueError(f"no finished {cond} run")
             out[cond] = [scored(r, split, knobs, cue) for r in done]
