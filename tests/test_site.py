@@ -366,9 +366,13 @@ def test_pages_open_on_results_with_the_code_collapsed(server, page):
     for name in NOTEBOOKS:
         page.goto(urljoin(server, f"{name}.html"), wait_until="load")
         shown = page.evaluate("[...document.querySelectorAll('div.cell_input')]"
-                              ".filter(e => e.offsetParent !== null).length")
+                              ".filter(e => e.checkVisibility()).length")
         assert shown == 0, f"{name}: {shown} code cells shown"
-        assert page.evaluate("document.querySelectorAll('details.above-input').length") > 0
+        toggles = page.locator("details.above-input")
+        assert toggles.count() > 0
+        toggles.first.locator("summary").click()  # a toggle opens its code
+        assert page.evaluate("document.querySelector('details.above-input div.cell_input')"
+                             ".checkVisibility()")
     page.goto(urljoin(server, f"{RESULTS}.html"), wait_until="load")
     top = page.evaluate("document.querySelector('article table').getBoundingClientRect().top")
     assert top < page.viewport_size["height"], f"the first table starts at {top} px"
