@@ -269,7 +269,7 @@ class RunDir:
     @property
     def state(self) -> str:
         """new, running, done, diverged or failed: the one way to read where a run stands."""
-        return self.state
+        return self.status()["state"]
 
     @property
     def done(self) -> bool:

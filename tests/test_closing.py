@@ -15,7 +15,7 @@ def verdict_rows(**over):
             "paper (A vs B)": ["0.864 vs 0.789", "0.872 vs 0.830"],
             "ours (A vs B)": ["0.940 vs 0.620", "0.800 vs 0.900"],
             "diff": [0.32, -0.1], "lo": [0.2, -0.2], "hi": [0.4, -0.01], "p": [0.0, 0.02],
-            "verdict": ["holds", "contradicted"], "why": ["x", "y"]}
+            "verdict": ["holds", "contradicted"], "why": ["x", "y"], "notebook": ["03", "04"]}
     return pd.DataFrame({**base, **over})
 
 
@@ -24,15 +24,16 @@ def test_the_anchor_is_mysts_heading_slug():
     assert closing.anchor("Figure 3's claim across seeds") == "figure-3s-claim-across-seeds"
 
 
-def test_every_claim_of_tables_1_to_5_goes_to_the_notebook_of_its_table():
+def test_every_claim_carries_the_notebook_whose_closing_box_judges_it():
     home = {"Table 1": "03", "Table 2": "04", "Table 3": "06"}
     for c in tables.CLAIMS:
         table = c.b[0] if c.a[0] == "Table 1" and c.b[0] == "Table 3" else c.a[0]
         want = "05" if "Gradient Blending" in c.text else home[table]
-        assert closing.notebook_of(c.text, "verdicts") == want, c.text
-    assert closing.notebook_of("anything", "table7_claims") == "08"
-    assert closing.notebook_of("x (Fig. 4a)", "verdicts") == "02"
-    assert closing.notebook_of("The model's output ... (Section 5)", "verdicts") == "07"
+        assert c.notebook == want, c.text
+    undefined = pd.DataFrame({"w_joint": [float("nan")], "w_cc": [1.0], "w_mlo": [0.0]},
+                             index=pd.MultiIndex.from_tuples([("loss", "[0, 100]")]))
+    assert tables.weight_volatility(undefined)["notebook"] == "05"
+    assert {r["notebook"] for r in tables.table5_claims({})} == {"05"}
 
 
 def test_the_closing_box_shows_each_claim_with_its_interval_and_why_it_may_differ():
@@ -62,7 +63,7 @@ def test_a_claim_without_the_papers_value_says_so_and_pipes_are_escaped():
 def test_the_results_page_reads_every_verdict_file_and_links_each_closing_box(tmp_path):
     verdict_rows().to_csv(tmp_path / "verdicts.csv", index=False)
     pd.DataFrame({"claim": ["OGM-GE improves Joint ResNet"], "ours (A vs B)": ["0.7 vs 0.8"],
-                  "diff": [-0.1], "lo": [-0.2], "hi": [0.0], "p": [0.1],
+                  "diff": [-0.1], "lo": [-0.2], "hi": [0.0], "p": [0.1], "notebook": [8],
                   "verdict": ["inconclusive at this budget"], "why": ["z"]}).to_csv(
         tmp_path / "table7_claims.csv", index=False)
     claims = closing.all_claims(tmp_path)
@@ -72,8 +73,8 @@ def test_the_results_page_reads_every_verdict_file_and_links_each_closing_box(tm
     assert "**3 claims judged:**" in text
     again = tmp_path / "again"
     again.mkdir()
-    verdict_rows(verdict=["holds", "inconclusive at this budget"]).to_csv(
-        again / "verdicts.csv", index=False)
+    verdict_rows(verdict=["holds", "inconclusive at this budget"]).drop(
+        columns="notebook").to_csv(again / "verdicts.csv", index=False)  # an older re-run
     seen = closing.with_reseed(claims, again).set_index("claim")["reseeded re-run"]
     assert seen["uni-view CC beats uni-view MLO"] == "kept (holds)"
     assert seen["Pretraining hurts Joint ResNet"] == "to undecided (inconclusive at this budget)"
@@ -84,6 +85,9 @@ def test_the_results_page_reads_every_verdict_file_and_links_each_closing_box(tm
 def test_a_broken_verdict_file_is_named(tmp_path):
     (tmp_path / "verdicts.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ValueError, match=r"verdicts\.csv: a verdict table needs"):
+        closing.all_claims(tmp_path)
+    verdict_rows().drop(columns="notebook").to_csv(tmp_path / "verdicts.csv", index=False)
+    with pytest.raises(ValueError, match=r"verdicts\.csv: no column notebook"):
         closing.all_claims(tmp_path)
 
 
@@ -146,7 +150,8 @@ def test_the_results_page_puts_the_mechanism_first_and_the_tables_apart(tmp_path
     pd.DataFrame({"instrument": ["cue test", "LCA"], "verdict": ["found", "not found"]}).to_csv(
         tmp_path / "testbed.csv", index=False)
     verdict_rows(claim=["uni-view CC beats uni-view MLO",
-                        "Shared ResNet reduces Joint ResNet's reliance on MLO"]).to_csv(
+                        "Shared ResNet reduces Joint ResNet's reliance on MLO"],
+                 notebook=["03", "07"]).to_csv(
         tmp_path / "verdicts.csv", index=False)
     claims = closing.all_claims(tmp_path)
     text = closing.mechanism_markdown(tmp_path, claims)
@@ -162,10 +167,6 @@ def test_the_results_page_puts_the_mechanism_first_and_the_tables_apart(tmp_path
                                                        "real data set")
     assert "No interaction table" in closing.mechanism_markdown(tmp_path / "absent",
                                                                claims.iloc[:0])
-
-
-def test_table5_claims_go_to_notebook_05():
-    assert closing.notebook_of("Table 5: equal weights give the best AUC", "verdicts") == "05"
 
 
 def test_a_closing_box_puts_the_mechanism_apart_from_the_papers_tables():

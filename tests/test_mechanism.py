@@ -22,6 +22,10 @@ class FakeRun:
     def status(self):
         return {"state": self.state}
 
+    @property
+    def done(self):
+        return self.state == "done"
+
     def predictions(self):
         return pd.DataFrame({"breast_id": np.arange(len(Y))[::-1], "malignant": Y[::-1],
                              "p_malignant": self.scores[::-1]})

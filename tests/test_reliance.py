@@ -94,6 +94,8 @@ def fake_predictions(rng, y, cc, mlo):
 
 
 class _Done:
+    done = True
+
     def __init__(self, pred, seed=0):
         self.pred = pred
         self.cfg = type("Cfg", (), {"seed": seed})()

@@ -33,9 +33,10 @@ def seeds(rng, y, separation, n=5, noise=1.0):
 
 
 BEATS = Claim("Shared ResNet beats Joint ResNet", ("Table 1", "Shared ResNet"),
-              ("Table 1", "Joint ResNet"))
+              ("Table 1", "Joint ResNet"), "03")
 NO_GAIN = Claim("Split Learning Rates do not improve Joint ResNet",
-                ("Table 2", "+ Split Learning Rates"), ("Table 2", "Joint ResNet"), beats=False)
+                ("Table 2", "+ Split Learning Rates"), ("Table 2", "Joint ResNet"), "04",
+                beats=False)
 Y = np.r_[np.ones(60, int), np.zeros(140, int)]
 
 
@@ -108,7 +109,7 @@ def test_weight_volatility_compares_the_windows_of_each_measure():
 
 
 GB = Claim("Gradient Blending does not improve Joint ResNet",
-           ("Table 2", "+ Gradient Blending"), ("Table 2", "Joint ResNet"), beats=False)
+           ("Table 2", "+ Gradient Blending"), ("Table 2", "Joint ResNet"), "05", beats=False)
 
 
 def test_gradient_blending_without_usable_weights_is_not_testable(tmp_path):
@@ -210,6 +211,10 @@ class _Run:
 
     def status(self):
         return {"state": self.state}
+
+    @property
+    def done(self):
+        return self.state == "done"
 
     def predictions(self):
         return self.pred

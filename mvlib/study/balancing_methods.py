@@ -249,7 +249,7 @@ def claims(t: pd.DataFrame, compared: pd.DataFrame | None,
                         if m == OGM else "")
                 text = (f"{prefix}{name} improves Joint ResNet"
                         + (" under the same SGD set-up" if base == SGD_JOINT else ""))
-                claim = tables.Claim(text, (table, m), (table, base), note=note)
+                claim = tables.Claim(text, (table, m), (table, base), "08", note=note)
                 rows.append(tables.verdict(claim, runs, store))
     auc = pd.DataFrame(rows).set_index("claim")
     if compared is None:
@@ -264,7 +264,8 @@ def claims(t: pd.DataFrame, compared: pd.DataFrame | None,
         rel.loc[ogm, "why"] = rel.loc[ogm, "why"] + (
             "; against Joint ResNet under Adam: OGM-GE's SGD baseline has no control runs, so "
             "the difference is the modulation's and the optimiser's together")
-    return pd.concat([auc, rel])[["ours (A vs B)", "diff", "lo", "hi", "p", "verdict", "why"]]
+    return pd.concat([auc, rel]).assign(notebook="08")[
+        ["notebook", "ours (A vs B)", "diff", "lo", "hi", "p", "verdict", "why"]]
 
 
 TESTBED_JOINT = "Joint ResNet (notebook 02)"

@@ -52,26 +52,6 @@ def anchor(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
-def notebook_of(claim: str, source: str) -> str:
-    """The notebook (key of NOTEBOOKS) whose closing box judges a claim of a verdict file."""
-    if source == "table7_claims":
-        return "08"
-    if source == "reliance_claims" or "Section 5" in claim:
-        return "07"
-    if "(Fig. 3)" in claim:
-        return "01"
-    if "(Fig. 4" in claim or "(Appendix A)" in claim:
-        return "02"
-    if "Gradient Blending" in claim or "blending weights" in claim or claim.startswith(
-            "Table 5"):
-        return "05"
-    if claim.startswith("without heatmaps") or claim.startswith("heatmaps help"):
-        return "06"
-    if any(m in claim for m in ("Pretraining", "Split Learning Rates", "Modality Dropout")):
-        return "04"
-    return "03"
-
-
 def _interval(r: pd.Series) -> str:
     diff, lo, hi = (float(r.get(k, math.nan)) for k in ("diff", "lo", "hi"))
     if math.isnan(diff):
@@ -184,10 +164,10 @@ def _cell(text: object) -> str:
     return str(text).replace("|", "\\|")
 
 
-def all_claims(figures: Path) -> pd.DataFrame:
-    """Every claim the companion judges, from the verdict files of a figures folder, with
-    the notebook whose closing box shows it."""
-    frames = []
+def _verdict_files(figures: Path) -> dict[str, pd.DataFrame]:
+    """The claim files (CLAIM_FILES) a figures folder holds, each checked to be a verdict
+    table (columns claim and verdict)."""
+    found = {}
     for name in CLAIM_FILES:
         path = figures / f"{name}.csv"
         if not path.exists():
@@ -198,8 +178,21 @@ def all_claims(figures: Path) -> pd.DataFrame:
             raise ValueError(f"{path}: not a verdict table ({e})") from e
         if not {"claim", "verdict"} <= set(v.columns):
             raise ValueError(f"{path}: a verdict table needs the columns claim and verdict")
+        found[name] = v
+    return found
+
+
+def all_claims(figures: Path) -> pd.DataFrame:
+    """Every claim the companion judges, from the verdict files of a figures folder, with
+    the notebook whose closing box shows it (each row's `notebook`, set where it is judged)."""
+    frames = []
+    for name, v in _verdict_files(figures).items():
+        if "notebook" not in v.columns:
+            raise ValueError(f"{figures / name}.csv: no column notebook (the notebook whose "
+                             "closing box judges each claim): written before it was recorded, "
+                             "re-run notebooks 01-08")
         t = claims_table(v)
-        t.insert(0, "notebook", [notebook_of(c, name) for c in t.claim])
+        t.insert(0, "notebook", v["notebook"].map(lambda n: f"{int(n):02d}").to_numpy())
         t["source"] = name
         frames.append(t)
     if not frames:
@@ -216,7 +209,9 @@ def with_reseed(claims: pd.DataFrame, reseeded: Path | None) -> pd.DataFrame:
     if reseeded is None or not reseeded.exists():
         out["reseeded re-run"] = "not re-run"
         return out
-    other = all_claims(reseeded).set_index("claim")
+    files = _verdict_files(reseeded)
+    other = (pd.concat([claims_table(v) for v in files.values()]).set_index("claim") if files
+             else pd.DataFrame(columns=["verdict"]))
     both = stability(out.set_index("claim"), other)
     out["reseeded re-run"] = [
         f"{both.loc[c, 'change']} ({both.loc[c, 'verdict (second)']})" if c in both.index

@@ -42,8 +42,8 @@ from mvlib.study import protocol, testbed, training_dynamics
 from mvlib.study.protocol import SYNTHETIC
 from mvlib.sweep import Executor, default_executor, sweep
 
-VERDICT_COLUMNS = ["claim", "paper (A vs B)", "ours (A vs B)", "diff", "lo", "hi", "p",
-                   "verdict", "why"]
+VERDICT_COLUMNS = ["claim", "notebook", "paper (A vs B)", "ours (A vs B)", "diff", "lo", "hi",
+                   "p", "verdict", "why"]
 
 
 def uniview_pairs(prof: Profile, executor: Executor | None = None, store: Path | None = None
@@ -170,7 +170,7 @@ def fig3_claim(pairs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     which CC peaks later, against one half, with its Clopper-Pearson interval. Holds when
     that interval lies above one half."""
     claim = "MLO models reach their best validation AUC earlier than CC models (Fig. 3)"
-    row = dict.fromkeys(VERDICT_COLUMNS, math.nan) | {"claim": claim,
+    row = dict.fromkeys(VERDICT_COLUMNS, math.nan) | {"claim": claim, "notebook": "01",
                                                       "paper (A vs B)": "earlier (single runs)"}
     sign = censored_signs(pairs) if len(pairs) else pd.Series(dtype=float)
     known = sign.dropna()
@@ -239,7 +239,7 @@ def fig4_claims(readings: pd.DataFrame, level: float = 0.95, lr: float = testbed
               f"share of iterations minus one half, Joint ResNet at lr {rate(lr)}", level),
         lca,
     ]
-    return pd.DataFrame(rows, columns=VERDICT_COLUMNS).set_index("claim")
+    return pd.DataFrame(rows, columns=VERDICT_COLUMNS).assign(notebook="02").set_index("claim")
 
 
 def appendix_a_claim(by_lr: dict[float, pd.DataFrame], level: float = 0.95) -> pd.DataFrame:
@@ -249,7 +249,7 @@ def appendix_a_claim(by_lr: dict[float, pd.DataFrame], level: float = 0.95) -> p
     has fewer than two seeds or LCA runs that had not learned (`learned`), else inconclusive."""
     claim = "MLO's columns dominate the loss reduction at all three learning rates (Appendix A)"
     row = dict.fromkeys(VERDICT_COLUMNS, math.nan) | {
-        "claim": claim, "paper (A vs B)": "at 1e-5, 1e-4 and 1e-3 (one run each)"}
+        "claim": claim, "notebook": "02", "paper (A vs B)": "at 1e-5, 1e-4 and 1e-3 (one run each)"}
     parts = {lr: judge("", "", "{mean:.3f}", r["LCA MLO share"], 0.5, "", level)
              for lr, r in sorted(by_lr.items())}
     ours = ", ".join(f"{rate(lr)}: {p['ours (A vs B)']}" for lr, p in parts.items())
@@ -296,7 +296,7 @@ def dependence_claim(validated: tuple[str | None, str], found: pd.DataFrame | No
     test). Without a testbed (real data) it is not judged: no reading is validated there."""
     reading, why = validated
     row = dict.fromkeys(VERDICT_COLUMNS, math.nan) | {
-        "claim": DEPENDENCE_CLAIM, "paper (A vs B)": "hypothesis (not measured)",
+        "claim": DEPENDENCE_CLAIM, "notebook": "07", "paper (A vs B)": "hypothesis (not measured)",
         "ours (A vs B)": "-"}
     cue = testbed.CUE_TEST
     if found is None or cue not in found.index or found.loc[cue, "diff"] != found.loc[

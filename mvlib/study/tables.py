@@ -53,6 +53,7 @@ class Claim:
     text: str
     a: tuple[str, str]  # (table, row)
     b: tuple[str, str]
+    notebook: str  # the notebook whose closing box judges it (a key of closing.NOTEBOOKS)
     beats: bool = True  # "A beats B" (True) or "A does not beat B" (False)
     note: str = ""  # what the interval covers, where that is not obvious
     sampled: bool = False  # A is the winner of sampled hyperparameter settings (Appendix B)
@@ -60,33 +61,34 @@ class Claim:
 
 CLAIMS = (
     Claim("uni-view CC beats uni-view MLO", ("Table 1", "uni-view CC"),
-          ("Table 1", "uni-view MLO")),
+          ("Table 1", "uni-view MLO"), "03"),
     Claim("Split ResNet is worse than uni-view CC", ("Table 1", "uni-view CC"),
-          ("Table 1", "Split ResNet")),
+          ("Table 1", "Split ResNet"), "03"),
     Claim("Joint ResNet beats uni-view CC", ("Table 1", "Joint ResNet"),
-          ("Table 1", "uni-view CC")),
+          ("Table 1", "uni-view CC"), "03"),
     Claim("Shared ResNet beats Joint ResNet", ("Table 1", "Shared ResNet"),
-          ("Table 1", "Joint ResNet")),
+          ("Table 1", "Joint ResNet"), "03"),
     Claim("Pretraining hurts Joint ResNet", ("Table 2", "Joint ResNet"),
-          ("Table 2", "+ Pretraining"),
+          ("Table 2", "+ Pretraining"), "04",
           note="every seed fine-tunes the same best uni-view columns (the paper's Appendix "
                "B), so the interval covers the fine-tuning seeds, not the choice of columns: "
                "see the sensitivity row"),
     Claim("Pretraining hurts Joint ResNet, each seed from columns of its own seed "
           "(sensitivity)", ("Table 2", "Joint ResNet"),
-          ("Table 2", regularizers.PER_SEED_COLUMNS)),
+          ("Table 2", regularizers.PER_SEED_COLUMNS), "04"),
     Claim("Split Learning Rates do not improve Joint ResNet",
-          ("Table 2", "+ Split Learning Rates"), ("Table 2", "Joint ResNet"), beats=False,
+          ("Table 2", "+ Split Learning Rates"), ("Table 2", "Joint ResNet"), "04", beats=False,
           sampled=True),
     Claim("Gradient Blending does not improve Joint ResNet", ("Table 2", "+ Gradient Blending"),
-          ("Table 2", "Joint ResNet"), beats=False),
+          ("Table 2", "Joint ResNet"), "05", beats=False),
     Claim("Modality Dropout improves Joint ResNet", ("Table 2", "+ Modality Dropout"),
-          ("Table 2", "Joint ResNet"), sampled=True),
+          ("Table 2", "Joint ResNet"), "04", sampled=True),
     Claim("without heatmaps, Modality Dropout improves Joint ResNet",
-          ("Table 3", "+ Modality Dropout"), ("Table 3", "Joint ResNet")),
+          ("Table 3", "+ Modality Dropout"), ("Table 3", "Joint ResNet"), "06"),
     Claim("without heatmaps, Shared ResNet beats Joint ResNet", ("Table 3", "Shared ResNet"),
-          ("Table 3", "Joint ResNet")),
-    Claim("heatmaps help Joint ResNet", ("Table 1", "Joint ResNet"), ("Table 3", "Joint ResNet")),
+          ("Table 3", "Joint ResNet"), "06"),
+    Claim("heatmaps help Joint ResNet", ("Table 1", "Joint ResNet"), ("Table 3", "Joint ResNet"),
+          "06"),
 )
 
 
@@ -151,7 +153,7 @@ def verdict(claim: Claim, tables: dict[str, pd.DataFrame], store: Path | None = 
     `why`: the verdict is about the best of those settings only."""
     store = Path(store or paths.store())
     runs_a, runs_b = _runs(tables, claim.a), _runs(tables, claim.b)
-    row = {"claim": claim.text,
+    row = {"claim": claim.text, "notebook": claim.notebook,
            "paper (A vs B)": f"{_paper_mean(*claim.a)} vs {_paper_mean(*claim.b)}",
            "ours (A vs B)": "-", "diff": math.nan, "lo": math.nan, "hi": math.nan,
            "p": math.nan, "mdd": math.nan, "seed_share": math.nan, "seed_corr": math.nan}
@@ -246,6 +248,7 @@ def table5_claims(tables: dict[str, pd.DataFrame], store: Path | None = None) ->
              "p": math.nan, "mdd": math.nan, "seed_share": math.nan, "seed_corr": math.nan}
     paper_best = f"{paper.TABLE5[TABLE5_BASE][1]:.3f} vs " + "/".join(
         f"{v[1]:.3f}" for k, v in paper.TABLE5.items() if k != TABLE5_BASE)
+    empty |= {"notebook": "05"}
     if t5 is None or TABLE5_BASE not in t5.index:
         return [{"claim": c, "paper (A vs B)": paper_best, **empty, "verdict": "not tested",
                  "why": "no Table 5 runs"} for c in claims]
@@ -265,7 +268,7 @@ def table5_claims(tables: dict[str, pd.DataFrame], store: Path | None = None) ->
 
     def row(claim: str, k: str, verdict: str, rule: str) -> dict:
         r = results[k]
-        return {"claim": claim, "paper (A vs B)": paper_best,
+        return {"claim": claim, "notebook": "05", "paper (A vs B)": paper_best,
                 "ours (A vs B)": f"{r['mean_a']:.3f} vs {r['mean_b']:.3f} ({k})",
                 "diff": r["diff"], "lo": r["lo"], "hi": r["hi"],
                 "p": min(1.0, r["p"] * len(results)), "mdd": r["mdd"],
@@ -338,7 +341,8 @@ def weight_volatility(table4: pd.DataFrame) -> dict:
     ref = {m: spread({w: paper.TABLE4[(m, w)] for w in ("[0, 100]", "[90, 100]")})
            for m in ("loss", "auc")}
     row = {"claim": "AUC-based blending weights are more volatile than loss-based ones",
-           "paper (A vs B)": f"{ref['auc']:.3f} vs {ref['loss']:.3f}", "ours (A vs B)": "-"}
+           "notebook": "05", "paper (A vs B)": f"{ref['auc']:.3f} vs {ref['loss']:.3f}",
+           "ours (A vs B)": "-"}
     weights = table4[["w_joint", "w_cc", "w_mlo"]]
     if weights.isna().any().any():
         return {**row, "verdict": NOT_TESTABLE, "why": "G / O^2 gives no weights for " + ", ".join(

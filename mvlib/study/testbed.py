@@ -443,7 +443,8 @@ def reliance_claims(groups: dict[str, list[RunDir]], validated: tuple[str | None
     if not cc_validated[0]:
         claims.loc[about_cc & judged, "verdict"] = "not judged: the reading is not validated"
     claims["validation"] = np.where(about_mlo, why, np.where(about_cc, cc_validated[1], ""))
-    return claims if reduced is None else pd.concat([claims, reduced])
+    out = claims if reduced is None else pd.concat([claims, reduced])
+    return out.assign(notebook="07")  # notebook 07's closing box judges them
 
 
 def strength_knobs(strength: float) -> dict:
