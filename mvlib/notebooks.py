@@ -142,7 +142,7 @@ def reproduce(profile: str, dataset: str = "synthetic", data_root: str | None = 
     reproduce.json (the README's timing is rendered from it). Returns the minutes per
     notebook."""
     tag = profiles.get(profile, dataset, data_root, reseed=reseed, **(data_knobs or {})).tag
-    todo, minutes = numbered(), {}
+    todo, minutes, runs_before = numbered(), {}, runs_in_store()
     bar = tqdm(todo, desc="notebooks", unit="notebook", disable=None)
     for i, path in enumerate(bar, 1):
         line = f"[reproduce] {i}/{len(todo)} {path.name} ({profile}, {dataset}" + \
@@ -160,11 +160,18 @@ def reproduce(profile: str, dataset: str = "synthetic", data_root: str | None = 
     record = {"date": datetime.date.today().isoformat(), "machine": machine(),
               "profile": profile, "dataset": dataset, "reseed": reseed,
               "executor": executor or os.environ.get("MVLIB_EXECUTOR", "local"),
-              "minutes": minutes, "total_minutes": sum(minutes.values())}
+              "minutes": minutes, "total_minutes": sum(minutes.values()),
+              "runs_in_store": (after := runs_in_store()), "runs_trained": after - runs_before}
     write_atomic(paths.figures(tag) / REPRODUCE_RECORD,
                  lambda p: p.write_text(json.dumps(record, indent=1) + "\n"))
     print(summary(table, tag, out.parent), flush=True)
     return table
+
+
+def runs_in_store() -> int:
+    """How many run folders the run store holds (a reproduce that trained nothing reused
+    them all)."""
+    return sum(1 for _ in paths.store().glob("*/*/config.json"))
 
 
 def summary(minutes: pd.DataFrame, tag: str, notebooks: Path) -> str:

@@ -93,8 +93,12 @@ def reproduce(figures: Path) -> str:
     r = json.loads(path.read_text())
     m = r["machine"]
     each = ", ".join(f"{name[:2]} {minutes:.1f}" for name, minutes in r["minutes"].items())
+    trained = r.get("runs_trained")
+    runs = ("" if trained is None else " with every run reused from the run store (a fresh "
+            "clone trains them all)" if trained == 0 else
+            f", training {trained} of the {r['runs_in_store']} runs in the store")
     return (f"The last `make reproduce` ({r['profile']} profile, {r['dataset']} data, "
-            f"{r['date']}) ran its notebooks in **{r['total_minutes']:.1f} min** on "
+            f"{r['date']}) ran its notebooks in **{r['total_minutes']:.1f} min**{runs} on "
             f"{m['cores']} cores ({m['cpu']}, torch {m['torch']}); the first run adds the "
             f"install. Minutes per notebook: {each}.")
 

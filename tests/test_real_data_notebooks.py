@@ -28,6 +28,7 @@ def test_every_notebook_runs_on_an_example_rsna_download(tmp_path, monkeypatch, 
     record = json.loads((paths.store() / tag / "figures" / notebooks.REPRODUCE_RECORD).read_text())
     assert list(record["minutes"]) == names and record["dataset"] == "rsna"
     assert record["total_minutes"] == sum(record["minutes"].values()) > 0
+    assert record["runs_trained"] == record["runs_in_store"] > 0  # a fresh store: all trained
     for path in notebooks.numbered():
         out = paths.store() / tag / "notebooks" / path.name
         nb = nbformat.read(out, as_version=4)
