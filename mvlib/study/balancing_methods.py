@@ -45,7 +45,6 @@ from mvlib.study import (
     regularizers,
     tables,
     testbed,
-    training_dynamics,
     without_heatmaps,
 )
 from mvlib.study.protocol import SYNTHETIC, config, search_then_repeat, summary
@@ -273,11 +272,10 @@ TESTBED_JOINT = "Joint ResNet (notebook 02)"
 
 def control_configs(prof: Profile, runs: list[RunDir]) -> list[RunConfig]:
     """The control-data runs of a group's winning setting (its first run's config), the
-    first `testbed_seeds` seeds."""
+    first `testbed_seeds` seeds: `mechanism.control_config`, kept in this notebook's folder."""
     cfg = runs[0].cfg
-    return [config(prof, "joint", cfg.lr, s, EXPERIMENT,
-                   knobs=training_dynamics.CONDITIONS[testbed.CONTROL], epochs_override=cfg.epochs,
-                   **_method_fields(cfg)) for s in prof.seed_list(prof.testbed_seeds)]
+    return [mechanism.control_config(replace(cfg, seed=s), experiment=EXPERIMENT)
+            for s in prof.seed_list(prof.testbed_seeds)]
 
 
 def testbed_runs(prof: Profile, final: dict[str, list[RunDir]],

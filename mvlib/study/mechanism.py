@@ -67,9 +67,10 @@ def control_knobs(knobs: dict) -> dict:
                              **training_dynamics.CONDITIONS[CONTROL]["mlo"]}}
 
 
-def control_config(cfg: RunConfig, init_from: dict[str, str] | None = None) -> RunConfig:
+def control_config(cfg: RunConfig, init_from: dict[str, str] | None = None,
+                   experiment: str = EXPERIMENT) -> RunConfig:
     """`cfg` on the control data: its knobs with the MLO cue off, in the control folder."""
-    return replace(cfg, knobs=control_knobs(cfg.knobs), experiment=EXPERIMENT,
+    return replace(cfg, knobs=control_knobs(cfg.knobs), experiment=experiment,
                    init_from=init_from if init_from is not None else cfg.init_from)
 
 
