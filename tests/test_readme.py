@@ -58,13 +58,19 @@ def test_findings_and_timing_are_rendered_from_the_files(tmp_path):
         "date": "2030-01-02", "machine": {"cpu": "X", "cores": 2, "torch": "9"},
         "profile": "laptop", "dataset": "synthetic", "minutes": {"00_a.ipynb": 1.0,
                                                                  "01_b.ipynb": 2.5},
-        "total_minutes": 3.5, "runs_in_store": 40, "runs_trained": 40}))
+        "total_minutes": 3.5, "runs_in_store": 40, "runs_trained": 0}))
     timing = readme.reproduce(tmp_path)
-    assert "**3.5 min**, training 40 of the 40 runs in the store on 2 cores (X, torch 9)" \
-        in timing and "00 1.0, 01 2.5" in timing
+    assert timing.startswith("The last `make reproduce`: **3.5 min**, every run reused")
+    assert "2 cores: X, torch 9" in timing and "00 1.0, 01 2.5" in timing
+    fresh = {**json.loads((tmp_path / "reproduce.json").read_text()), "runs_trained": 40,
+             "total_minutes": 50.0}
+    (tmp_path / "reproduce_fresh.json").write_text(json.dumps(fresh))
+    both = readme.reproduce(tmp_path)
+    assert both.startswith("`make reproduce` with every run trained (a fresh clone")
+    assert "**50.0 min**, training 40 of the 40 runs" in both and "The last" in both
     page = "a\n<!-- mvlib:reproduce -->\nold\n<!-- /mvlib:reproduce -->\nb\n"
     assert readme.render(page, tmp_path) == (
-        f"a\n<!-- mvlib:reproduce -->\n{timing}\n<!-- /mvlib:reproduce -->\nb\n")
+        f"a\n<!-- mvlib:reproduce -->\n{both}\n<!-- /mvlib:reproduce -->\nb\n")
 
 
 def test_citation_and_license():
