@@ -68,6 +68,9 @@ html_theme_options = {
     "home_page_in_toc": True,
     "show_navbar_depth": 1,
     "show_toc_level": 2,
+    # no right-hand "on this page" column: its width goes to the figures and tables (the
+    # sidebar on the left lists the pages, each page's headings are in its text)
+    "secondary_sidebar_items": [],
     "use_download_button": True,  # the page's .ipynb / .md, from this site
     "use_fullscreen_button": False,
     "use_repository_button": False,

@@ -391,3 +391,20 @@ def test_a_phone_reads_the_page_without_sideways_scrolling(name, server, browser
         assert width <= 390, f"{name}: {width} px wide at 390"
     finally:
         context.close()
+
+
+@needs_chromium
+def test_figures_are_drawn_near_their_own_size(server, page):
+    """At a laptop's 1280 px a notebook figure keeps at least two thirds of its size (its
+    text stays legible; the page gives the figures the width of the right-hand column)."""
+    small = []
+    for name in NOTEBOOKS:
+        page.goto(urljoin(server, f"{name}.html"), wait_until="load")
+        page.evaluate("document.querySelectorAll('img').forEach(i => { i.loading = 'eager'; })")
+        page.wait_for_function("[...document.images].every(i => i.complete)", timeout=30_000)
+        for natural, shown in page.evaluate(
+                "[...document.querySelectorAll('article img')]"
+                ".map(i => [i.naturalWidth, i.getBoundingClientRect().width])"):
+            if natural and shown / natural < 2 / 3:
+                small.append(f"{name}: {natural} px drawn at {shown:.0f}")
+    assert not small, "\n".join(small)
