@@ -46,10 +46,10 @@ book: $(STAMP)
 	@echo "site: $(BOOK)/html/index.html"
 
 # Re-run every numbered notebook in order (papermill, laptop profile by default).
-# Real data: make reproduce DATASET=rsna DATA_ROOT=/data/rsna (see README, "Your own data").
-# Another seed list (README, "Do the verdicts survive a re-run?"): make reproduce RESEED=100.
-# On SLURM (README, "On a cluster"): make reproduce EXECUTOR=slurm MVLIB_SLURM_PARTITION=gpu ...
-# Heatmaps for a source without them (README, "Heatmaps for any source"):
+# Real data: make reproduce DATASET=rsna DATA_ROOT=/data/rsna (notebooks/guide.md, "Your own data").
+# Another seed list (notebooks/guide.md, "Do the verdicts survive a re-run?"): make reproduce RESEED=100.
+# On SLURM (notebooks/guide.md, "On a cluster"): make reproduce EXECUTOR=slurm MVLIB_SLURM_PARTITION=gpu ...
+# Heatmaps for a source without them (notebooks/guide.md, "Heatmaps for any source"):
 #   make reproduce DATASET=rsna DATA_ROOT=/data/rsna PATCH_WEIGHTS=/data/sample_patch_model.p
 PROFILE ?= laptop
 DATASET ?= synthetic
@@ -64,7 +64,7 @@ bench: $(STAMP)
 	$(PY) -m mvlib.bench
 	$(PY) -m mvlib readme
 
-# The CUDA path measured (bf16 vs CPU fp32, throughput at the paper's size): see README.
+# The CUDA path measured (bf16 vs CPU fp32, throughput at the paper's size): notebooks/guide.md, "Benchmarks".
 gpu-check: $(STAMP)
 	$(PY) -m mvlib.gpu_check --out gpu_check.json
 

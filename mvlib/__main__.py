@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--data-root", default=None)
     r.add_argument("--executor", default=None, choices=("local", "slurm"),
                    help="where runs train (default: $MVLIB_EXECUTOR, else local); slurm "
-                        "options: MVLIB_SLURM_* variables (README)")
+                        "options: MVLIB_SLURM_* variables (notebooks/guide.md)")
     r.add_argument("--reseed", type=int, default=0,
                    help="re-run with another seed list: repetitions from this seed on")
     r.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",

@@ -421,31 +421,31 @@ def main(out: Path | None = None) -> list[str]:
     g = bench_generator()
     verdict = "met" if g["build"] >= GENERATOR_TARGET else "NOT met"
     say(f"generator @256x192: {g['one_thread']:.0f} breasts/s in memory on one thread; "
-          f"building a data set on disk (2 worker processes, writes included): "
-          f"{g['build']:.0f} breasts/s "
-          f"= {g['build'] / GENERATOR_TARGET:.2f}x the {GENERATOR_TARGET:.0f}/s target ({verdict})")
+        f"building a data set on disk (2 worker processes, writes included): "
+        f"{g['build']:.0f} breasts/s "
+        f"= {g['build'] / GENERATOR_TARGET:.2f}x the {GENERATOR_TARGET:.0f}/s target ({verdict})")
     r = bench_loader_vs_training()
     verdict = "met" if r["ratio"] >= LOADER_TARGET else "NOT met"
     say(f"loader @laptop size, batch 4: {r['loader']:.1f} batches/s; Joint ResNet "
-          f"training: {r['train']:.1f} batches/s; loader/training = {r['ratio']:.1f}x "
-          f"(target >= {LOADER_TARGET:.0f}x: {verdict})")
+        f"training: {r['train']:.1f} batches/s; loader/training = {r['ratio']:.1f}x "
+        f"(target >= {LOADER_TARGET:.0f}x: {verdict})")
     st = bench_store()
     lap = st["laptop"]
     say(f"store @laptop size: {lap['stored_per_breast'] / 1e3:.0f} kB a breast stored against "
-          f"{lap['raw_per_breast'] / 1e3:.0f} kB raw float16 ({lap['ratio']:.2f}x smaller); "
-          f"one thread reads {lap['zarr_breasts_s']:.0f} breasts/s one by one from it, "
-          f"{lap['npy_breasts_s']:.0f}/s from raw .npy memory maps "
-          f"({lap['zarr_breasts_s'] / lap['npy_breasts_s']:.2f}x); data sets this small are "
-          "decoded into memory when opened")
+        f"{lap['raw_per_breast'] / 1e3:.0f} kB raw float16 ({lap['ratio']:.2f}x smaller); "
+        f"one thread reads {lap['zarr_breasts_s']:.0f} breasts/s one by one from it, "
+        f"{lap['npy_breasts_s']:.0f}/s from raw .npy memory maps "
+        f"({lap['zarr_breasts_s'] / lap['npy_breasts_s']:.2f}x); data sets this small are "
+        "decoded into memory when opened")
     full = st["paper_synthetic"]
     say(f"store @paper's size, four full-size synthetic breasts (3 channels, float16): "
-          f"{full['stored_per_breast'] / 1e6:.1f} MB a breast stored against "
-          f"{full['raw_per_breast'] / 1e6:.1f} MB raw ({full['ratio']:.2f}x smaller); one "
-          f"thread decodes {full['zarr_breasts_s']:.1f} breasts/s ({full['zarr_mb_s']:.0f} "
-          f"MB/s; raw .npy {full['npy_breasts_s']:.1f}); DataLoader with 1 and 2 workers: "
-          f"{full['loader_breasts_s'][1]:.1f} and {full['loader_breasts_s'][2]:.1f} breasts/s; "
-          f"a GPU training at {st['gpu_rate']:.0f} breasts/s ({st['gpu_rate_source']}) needs "
-          f"{full['workers']} workers at the one-worker rate")
+        f"{full['stored_per_breast'] / 1e6:.1f} MB a breast stored against "
+        f"{full['raw_per_breast'] / 1e6:.1f} MB raw ({full['ratio']:.2f}x smaller); one "
+        f"thread decodes {full['zarr_breasts_s']:.1f} breasts/s ({full['zarr_mb_s']:.0f} "
+        f"MB/s; raw .npy {full['npy_breasts_s']:.1f}); DataLoader with 1 and 2 workers: "
+        f"{full['loader_breasts_s'][1]:.1f} and {full['loader_breasts_s'][2]:.1f} breasts/s; "
+        f"a GPU training at {st['gpu_rate']:.0f} breasts/s ({st['gpu_rate_source']}) needs "
+        f"{full['workers']} workers at the one-worker rate")
     if "paper" in st:
         pp = st["paper"]
         say(f"store @paper's CC size, {pp['views']} real sample mammograms (image channel): "
@@ -463,36 +463,36 @@ def main(out: Path | None = None) -> list[str]:
               f"{paths.realdata() / 'nyu_sample'})")
     h = heatmap_rate()
     say(f"heatmap producer @paper's CC crop ({h['shape'][0]}x{h['shape'][1]}, "
-          f"{h['patches_per_image']} patches of 256 px), DenseNet-121 with random weights, "
-          f"{torch.get_num_threads()} threads: {h['patches_s']:.1f} patches/s, averaging "
-          f"{h['average_s']:.2f} s an image: {h['images_s'] * 3600:.0f} images an hour; "
-          f"RSNA's {h['rsna_images']:,} training images: {h['rsna_hours']:,.0f} hours of "
-          "this CPU (a GPU: `make gpu-check`)")
+        f"{h['patches_per_image']} patches of 256 px), DenseNet-121 with random weights, "
+        f"{torch.get_num_threads()} threads: {h['patches_s']:.1f} patches/s, averaging "
+        f"{h['average_s']:.2f} s an image: {h['images_s'] * 3600:.0f} images an hour; "
+        f"RSNA's {h['rsna_images']:,} training images: {h['rsna_hours']:,.0f} hours of "
+        "this CPU (a GPU: `make gpu-check`)")
     peak = matmul_gflops()
     t = bench_training()
     ours, base = t["channels_last"], t["nchw"]
     say(f"training ResNet-22 @256x192, batch 8, {torch.get_num_threads()} threads: "
-          f"{ours['images_s']:.1f} img/s channels_last ({ours['gflops']:.0f} GFLOP/s = "
-          f"{ours['gflops'] / peak:.0%} of a {peak:.0f} GFLOP/s fp32 matmul), "
-          f"{base['images_s']:.1f} img/s NCHW baseline -> "
-          f"{ours['images_s'] / base['images_s']:.2f}x")
+        f"{ours['images_s']:.1f} img/s channels_last ({ours['gflops']:.0f} GFLOP/s = "
+        f"{ours['gflops'] / peak:.0%} of a {peak:.0f} GFLOP/s fp32 matmul), "
+        f"{base['images_s']:.1f} img/s NCHW baseline -> "
+        f"{ours['images_s'] / base['images_s']:.2f}x")
     c = bench_conv_bound()
     cl, nchw = c["channels_last"], c["nchw"]
     say(f"  bound: its convolutions alone (oneDNN, each in isolation) run at "
-          f"{cl['gflops']:.0f} GFLOP/s = {cl['gflops'] / peak:.0%} of the matmul in "
-          f"channels_last, {nchw['seconds'] / cl['seconds']:.2f}x their NCHW time; the "
-          f"convolutions are {cl['seconds'] / (8 / ours['images_s']):.0%} of the step")
+        f"{cl['gflops']:.0f} GFLOP/s = {cl['gflops'] / peak:.0%} of the matmul in "
+        f"channels_last, {nchw['seconds'] / cl['seconds']:.2f}x their NCHW time; the "
+        f"convolutions are {cl['seconds'] / (8 / ours['images_s']):.0%} of the step")
     d = bench_dynamics()
     say(f"gradient norms every iteration: {d['norm_slowdown']:+.1%} step time (target < 5%)")
     say(f"LCA runs (Appendix A) at the laptop size: shrunken epochs of {d['iterations']} "
-          f"iterations, windows of k = {d['k']}: at RK4 each shrunken epoch evaluates the loss "
-          f"and its gradient on its whole sample {d['evaluations']} times")
-    for lr, r in d["lca"].items():
-        counts = dict(sorted(Counter(r["splits"]).items()))
-        say(f"shrunken epochs at lr {lr:g} with online LCA: {r['ratio']:.2f}x the time "
-              f"without; Simpson sub-intervals per window {counts}; max |error| "
-              f"{r['max_error']:.4f} (RK4 alone {r['rk4_max_error']:.4f}); MLO share of the "
-              f"reduction {r['mlo_share']:.1%} (RK4 alone {r['rk4_mlo_share']:.1%})")
+        f"iterations, windows of k = {d['k']}: at RK4 each shrunken epoch evaluates the loss "
+        f"and its gradient on its whole sample {d['evaluations']} times")
+    for lr, run in d["lca"].items():
+        counts = dict(sorted(Counter(run["splits"]).items()))
+        say(f"shrunken epochs at lr {lr:g} with online LCA: {run['ratio']:.2f}x the time "
+            f"without; Simpson sub-intervals per window {counts}; max |error| "
+            f"{run['max_error']:.4f} (RK4 alone {run['rk4_max_error']:.4f}); MLO share of the "
+            f"reduction {run['mlo_share']:.1%} (RK4 alone {run['rk4_mlo_share']:.1%})")
     say(f"  lr 1e-4 with refinement off (RK4 only, lca_max_splits=2): {d['rk4_ratio']:.2f}x")
     record = {"date": datetime.date.today().isoformat(), "machine": machine(), "lines": lines,
               "results": {"generator": g, "loader": r, "store": st, "heatmaps": h,
@@ -504,7 +504,8 @@ def main(out: Path | None = None) -> list[str]:
 
 
 def _plain(x):
-    """JSON for the numbers and keys the benchmarks return (numpy scalars, tuples as keys)."""
+    """JSON for what the benchmarks return beside plain numbers (numpy scalars; anything
+    else as its text)."""
     return x.item() if hasattr(x, "item") else str(x)
 
 if __name__ == "__main__":

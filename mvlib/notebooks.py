@@ -140,8 +140,9 @@ def reproduce(profile: str, dataset: str = "synthetic", data_root: str | None = 
     notebooks (i of n, elapsed, estimate), papermill's bar of cells and one of the current
     sweep's runs. Then a summary: minutes per notebook, where the notebooks, figures and
     tables went, and the verdict counts, also written to the figures folder's
-    reproduce.json, and to reproduce_fresh.json when every run was trained here (the README's
-    timings are rendered from them). Returns the minutes per notebook."""
+    reproduce.json, and to reproduce_fresh.json when the run store held no run before (a
+    fresh clone: every run trained here; the README's timings are rendered from them).
+    Returns the minutes per notebook."""
     tag = profiles.get(profile, dataset, data_root, reseed=reseed, **(data_knobs or {})).tag
     todo, minutes, runs_before = numbered(), {}, runs_in_store()
     bar = tqdm(todo, desc="notebooks", unit="notebook", disable=None)
@@ -164,7 +165,7 @@ def reproduce(profile: str, dataset: str = "synthetic", data_root: str | None = 
               "minutes": minutes, "total_minutes": sum(minutes.values()),
               "runs_in_store": (after := runs_in_store()), "runs_trained": after - runs_before}
     for name in (REPRODUCE_RECORD, FRESH_RECORD):
-        if name == REPRODUCE_RECORD or record["runs_trained"] == record["runs_in_store"]:
+        if name == REPRODUCE_RECORD or runs_before == 0:  # an empty store: every run trained
             write_atomic(paths.figures(tag) / name,
                          lambda p: p.write_text(json.dumps(record, indent=1) + "\n"))
     print(summary(table, tag, out.parent), flush=True)
@@ -172,8 +173,8 @@ def reproduce(profile: str, dataset: str = "synthetic", data_root: str | None = 
 
 
 def runs_in_store() -> int:
-    """How many run folders the run store holds (a reproduce that trained nothing reused
-    them all)."""
+    """How many run folders the run store holds, of every profile and data set that writes
+    there (the smoke profile's live in their own folder)."""
     return sum(1 for _ in paths.store().glob("*/*/config.json"))
 
 

@@ -44,8 +44,8 @@ class Profile:
     hp_samples: int = 10
     # Seeds per condition of the known-answer testbed (notebook 02, mvlib.study.testbed).
     testbed_seeds: int = 3
-    # What the laptop profile leaves out to fit `make reproduce` in its 60 minutes (README,
-    # "What was cut"): notebook 02's sensitivity study runs only the testbed's own cue
+    # What the laptop profile leaves out to fit `make reproduce` in its 60 minutes (the
+    # guide's "What was cut"): notebook 02's sensitivity study runs only the testbed's own cue
     # strengths (0 and 1), notebook 08 repeats its methods with `method_seeds` (None: `seeds`)
     # and trains them with heatmaps only (`method_image_only`).
     cue_strengths: tuple[float, ...] = (0.0, 0.5, 1.0)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from mvlib import paths
-from mvlib.study.closing import INTERACTION_FILES
+from mvlib.study.closing import INTERACTION_FILES, is_mechanism
 from mvlib.study.section5 import TESTBED_DEPENDENCE_CLAIM
 
 README = paths.REPO / "README.md"
@@ -75,10 +75,12 @@ def findings(figures: Path) -> str:
             lines.append(f"- **Section 5's hypothesis on the testbed** (Joint ResNet's output "
                          f"follows the planted MLO cue): {r.verdict}, planted - control "
                          f"{r['diff']:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}] in the cue test's logit.")
-        kinds = verdicts.verdict.map(lambda v: "a direction" if v.endswith("on synthetic data")
-                                     else v.split(":")[0])
+        paper_claims = verdicts[~verdicts.claim.map(is_mechanism)]
+        kinds = paper_claims.verdict.map(lambda v: "a direction" if v.endswith(
+            "on synthetic data") else v.split(":")[0])
         counts = ", ".join(f"{n} {k}" for k, n in kinds.value_counts().items())
-        lines.append(f"- **The paper's claims** ({len(verdicts)}): on synthetic data a comparison "
+        lines.append(f"- **The paper's claims** ({len(paper_claims)} in notebook 07's "
+                     "verdicts): on synthetic data a comparison "
                      f"of the paper's tables is the direction it took, not a verdict on the "
                      f"paper's NYU numbers ({counts}). Real mammograms decide them: see *Your "
                      "own data*.")
@@ -90,7 +92,8 @@ def _timing(r: dict) -> str:
     each = ", ".join(f"{name[:2]} {minutes:.1f}" for name, minutes in r["minutes"].items())
     trained, total = r.get("runs_trained"), r.get("runs_in_store")
     runs = ("" if trained is None else ", every run reused from the run store" if trained == 0
-            else f", training {trained} of the {total} runs")
+            else f", training {trained} runs" + (f" ({total - trained} were in the store)"
+                                                 if total > trained else ""))
     note = f" ({r['note']})" if r.get("note") else ""
     return (f"**{r['total_minutes']:.1f} min**{runs} ({r['profile']} profile, {r['dataset']} "
             f"data, {r['date']}, {m['cores']} cores: {m['cpu']}, torch {m['torch']}){note}; "

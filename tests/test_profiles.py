@@ -101,7 +101,7 @@ def test_the_reseed_is_a_parameter_like_the_profile(monkeypatch):
 
 
 def test_the_laptop_budget_cuts_leave_the_other_profiles_whole():
-    # README, "What was cut": the laptop profile's cuts, and nothing cut elsewhere
+    # notebooks/guide.md, "What was cut": the laptop profile's cuts, and nothing cut elsewhere
     from mvlib.study import balancing_methods
 
     laptop, paper = profiles.get("laptop"), profiles.get("paper")

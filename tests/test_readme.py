@@ -53,6 +53,15 @@ def test_findings_and_timing_are_rendered_from_the_files(tmp_path):
     assert "Counteract the cue" in text and ": A." in text
     assert "No interaction detected at this budget: B." in text
     assert "2 of 3 readings find the planted cause (dependence); not at this budget: LCA" in text
+    pd.DataFrame({"claim": ["A beats B", readme.TESTBED_DEPENDENCE_CLAIM, "C beats D"],
+                  "verdict": ["A > B on synthetic data", "found", "not testable at this budget"],
+                  "diff": [0.1, 4.0, 0.0], "lo": [0.05, 3.0, -1.0], "hi": [0.2, 5.0, 1.0]}
+                 ).to_csv(tmp_path / "verdicts.csv", index=False)
+    text = readme.findings(tmp_path)
+    assert "on the testbed** (Joint ResNet's output follows the planted MLO cue): found, " \
+           "planted - control +4.000 [+3.000, +5.000]" in text
+    assert "**The paper's claims** (2 in notebook 07's verdicts)" in text  # not the testbed's
+    assert "(1 a direction, 1 not testable at this budget)" in text
     assert "Not yet timed" in readme.reproduce(tmp_path)
     (tmp_path / "reproduce.json").write_text(json.dumps({
         "date": "2030-01-02", "machine": {"cpu": "X", "cores": 2, "torch": "9"},
@@ -67,7 +76,7 @@ def test_findings_and_timing_are_rendered_from_the_files(tmp_path):
     (tmp_path / "reproduce_fresh.json").write_text(json.dumps(fresh))
     both = readme.reproduce(tmp_path)
     assert both.startswith("`make reproduce` with every run trained (a fresh clone")
-    assert "**50.0 min**, training 40 of the 40 runs" in both and "The last" in both
+    assert "**50.0 min**, training 40 runs (" in both and "The last" in both
     page = "a\n<!-- mvlib:reproduce -->\nold\n<!-- /mvlib:reproduce -->\nb\n"
     assert readme.render(page, tmp_path) == (
         f"a\n<!-- mvlib:reproduce -->\n{both}\n<!-- /mvlib:reproduce -->\nb\n")

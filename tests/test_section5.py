@@ -141,3 +141,12 @@ def test_lca_runs_that_had_not_learned_their_training_data_test_nothing():
     assert a.verdict == "not testable at this budget"
     assert "at lr 1e-5 the LCA runs had not learned" in a.why and "1e-4" not in a.why.split(
         "(MLO's")[0]
+
+
+def test_one_lca_run_is_not_testable_for_want_of_seeds_not_of_learning():
+    """With one seed the reason is the missing spread, even when that run learned."""
+    one = readings([0.9, np.nan], [0.7, np.nan], train_auc=(0.95,))
+    t = section5.fig4_claims(one, lr=1e-5)
+    assert t.iloc[1].verdict == "not testable at this budget"
+    assert "from one seed, no spread across seeds" in t.iloc[1].why
+    assert "had not learned" not in t.iloc[1].why

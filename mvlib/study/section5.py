@@ -227,7 +227,7 @@ def fig4_claims(readings: pd.DataFrame, level: float = 0.95, lr: float = testbed
                 "MLO share {mean:.3f}", readings["LCA MLO share"], 0.5,
                 f"LCA share minus one half, Joint ResNet at lr {rate(lr)} (its LCA runs' "
                 f"{how_far})", level)
-    if not ok and lca["verdict"] != "not tested":
+    if not ok and lca["verdict"] not in ("not tested", "not testable at this budget"):
         lca |= {"diff": math.nan, "lo": math.nan, "hi": math.nan, "p": math.nan,
                 "verdict": "not testable at this budget",
                 "why": f"the LCA runs had not learned their training data: {how_far}; "

@@ -211,8 +211,9 @@ def _untestable(claim: Claim, tables: dict[str, pd.DataFrame]) -> str:
 def _compare(tables: dict[str, pd.DataFrame], a: tuple[str, str], b: tuple[str, str],
              store: Path, level: float = 0.95) -> dict | tuple[str, str]:
     """`stats.compare_recipes` of two table rows' runs at `level` (seeds unpaired), or why
-    not as (verdict, why): "not tested" for a row without finished runs or seed spread,
-    NOT_TESTABLE for a recipe at chance (`stats.at_chance`)."""
+    not as (verdict, why): "not tested" for a row without finished runs or where the
+    comparison cannot be made, NOT_TESTABLE for a recipe at chance (`stats.at_chance`). A
+    one-run group comes back as a result whose interval is NaN: the callers say so."""
     runs_a, runs_b = _runs(tables, a), _runs(tables, b)
     if not runs_a or not runs_b:
         return "not tested", f"{a[1] if not runs_a else b[1]}: no finished runs"
