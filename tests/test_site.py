@@ -248,8 +248,10 @@ def test_no_table_cell_is_cut_short_or_shows_nan(site):
         html = (site / f"{name}.html").read_text(encoding="utf-8")
         for cell in re.findall(r"<td[^>]*>(.*?)</td>", html, re.S):
             text = re.sub(r"<[^>]+>", "", cell).strip()
-            if text in ("NaN", "nan", "None") or text.endswith(("...", "\u2026")) or \
-                    re.fullmatch(r"-?\d+\.\d{5,}", text):
+            decimals = re.fullmatch(r"-?\d+\.(\d+)", text)
+            unrounded = decimals and len(decimals.group(1)) > 3 and \
+                len(decimals.group(1).lstrip("0")) > 3  # 0.000378 keeps 3 significant digits
+            if text in ("NaN", "nan", "None") or text.endswith(("...", "\u2026")) or unrounded:
                 bad.append(f"{name}: {text[-60:]!r}")
     assert not bad, f"{len(bad)} cells:\n" + "\n".join(bad[:40])
 
