@@ -61,12 +61,12 @@ reproduce: $(STAMP)
 # Throughput benchmarks, each beside its baseline; their lines go to figures/bench.json, which
 # the README renders (python -m mvlib readme).
 bench: $(STAMP)
-	$(PY) -m mvlib.bench
+	$(PY) -m mvlib.tools.bench
 	$(PY) -m mvlib readme
 
 # The CUDA path measured (bf16 vs CPU fp32, throughput at the paper's size): notebooks/guide.md, "Benchmarks".
 gpu-check: $(STAMP)
-	$(PY) -m mvlib.gpu_check --out gpu_check.json
+	$(PY) -m mvlib.tools.gpu_check --out gpu_check.json
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A single-node SLURM cluster on this machine, for the tests of mvlib.slurm (Debian's
+# A single-node SLURM cluster on this machine, for the tests of mvlib.executors.slurm (Debian's
 # slurm-wlm and munge; run as root, as on CI machines).
 #   .ci/slurm.sh start   install the packages if needed, write the config, start munged,
 #                        slurmctld and slurmd, wait until the node takes jobs

@@ -9,9 +9,9 @@ import os
 import sys
 from pathlib import Path
 
-from mvlib import profiles
-from mvlib.data.prepare import SOURCES, prepare
-from mvlib.train import train_file
+from mvlib.engine.train import train_file
+from mvlib.experiment import profiles
+from mvlib.experiment.prepare import SOURCES, prepare
 
 
 def _option(text: str) -> tuple[str, object]:
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
 def _run(args: argparse.Namespace) -> None:
     """The subcommand's work."""
     if args.command == "prepare":
-        from mvlib.sweep import preparation_jobs
+        from mvlib.executors.sweep import preparation_jobs
 
         prof = profiles.get(args.profile, executor=args.executor)
         data = prepare(args.dataset, prof.name, args.data_root,
@@ -92,17 +92,16 @@ def _run(args: argparse.Namespace) -> None:
 
         print(stability_report(args.first, args.second))
     elif args.command == "reproduce":
-        from mvlib import notebooks  # papermill and nbformat: not for the train jobs (seconds)
+        # papermill and nbformat: not for the train jobs (seconds)
+        from mvlib.tools import notebooks
 
         notebooks.reproduce(args.profile, args.dataset, args.data_root, args.reseed,
                             args.executor, dict(_option(o) for o in args.option))
         if args.profile == "laptop" and args.dataset == "synthetic" and not args.reseed:
-            from mvlib import readme
-
+            from mvlib.tools import readme
             readme.update()  # the committed figures changed: so do the README's numbers
     elif args.command == "readme":
-        from mvlib import readme
-
+        from mvlib.tools import readme
         print("README.md updated" if readme.update() else "README.md is current")
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from mvlib.paths import realdata
+from mvlib.core.paths import realdata
 
 REAL = realdata() / "nyu_sample"
 REAL_STEMS = ("1_L_CC", "1_R_CC", "2_L_CC", "2_R_CC")

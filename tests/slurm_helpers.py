@@ -6,9 +6,9 @@ import time
 import pandas as pd
 import pytest
 
-from mvlib import slurm
-from mvlib.runs import RunConfig, RunDir
-from mvlib.sweep import InProcess, sweep
+from mvlib.executors import slurm
+from mvlib.executors.sweep import InProcess, sweep
+from mvlib.experiment.runs import RunConfig, RunDir
 
 needs_slurm = pytest.mark.skipif(
     not slurm.available(),

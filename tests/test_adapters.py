@@ -25,12 +25,12 @@ from mvlib.data.adapters import examples
 from mvlib.data.adapters.common import normalise_splits, select_breasts, split_patients
 from mvlib.data.loader import BreastArrays, to_model_input, train_loader
 from mvlib.data.orientation import faces_right
-from mvlib.data.prepare import prepare
 from mvlib.data.real import load_report, prepare_real
 from mvlib.data.store import DatasetError
+from mvlib.engine.train import train
+from mvlib.experiment.prepare import prepare
+from mvlib.experiment.runs import RunConfig
 from mvlib.models.heads import build_model, loss_fn
-from mvlib.runs import RunConfig
-from mvlib.train import train
 
 SMOKE = {"cc": (64, 48), "mlo": (72, 42)}
 # What each example download holds (see examples.py), as the report must count it.

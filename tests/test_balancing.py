@@ -1,5 +1,5 @@
-"""The later balancing methods of notebook 08: OGM-GE (mvlib.ogm) and the greedy-learning
-re-balancing adapted to sum fusion (mvlib.rebalance), unit by unit and inside training
+"""The later balancing methods of notebook 08: OGM-GE (mvlib.methods.ogm) and the greedy-learning
+re-balancing adapted to sum fusion (mvlib.methods.rebalance), unit by unit and inside training
 (determinism, resume)."""
 
 import math
@@ -9,14 +9,14 @@ import pandas as pd
 import pytest
 import torch
 
-import mvlib.train as train_mod
-from mvlib import ogm
+import mvlib.engine.train as train_mod
+from mvlib.engine.train import decay_epoch, make_optimizer, make_scheduler, train
+from mvlib.experiment.profiles import PROFILES
+from mvlib.experiment.runs import RunConfig, RunDir
+from mvlib.methods import ogm
+from mvlib.methods.rebalance import Rebalancer, rebalancing_share
 from mvlib.models.heads import build_model, loss_fn
-from mvlib.profiles import PROFILES
-from mvlib.rebalance import Rebalancer, rebalancing_share
-from mvlib.runs import RunConfig, RunDir
 from mvlib.study import balancing_methods, testbed
-from mvlib.train import decay_epoch, make_optimizer, make_scheduler, train
 
 KNOBS = {"patients": {"train": 24, "val": 16, "test": 16}}
 OGM = {"ogm_alpha": 0.5}

@@ -2,7 +2,7 @@
 
 import json
 
-from mvlib import bench
+from mvlib.tools import bench
 
 
 def test_conv_bound_times_every_convolution_in_both_layouts(monkeypatch):

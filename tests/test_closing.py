@@ -5,8 +5,8 @@ import json
 import pandas as pd
 import pytest
 
-from mvlib import profiles
-from mvlib.paths import REPO
+from mvlib.core.paths import REPO
+from mvlib.experiment import profiles
 from mvlib.study import closing, tables
 
 

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from mvlib import cuetest, reliance
-from mvlib.data.prepare import prepare
+from mvlib.engine import view_parts
+from mvlib.experiment.prepare import prepare
+from mvlib.experiment.runs import RunConfig, RunDir
+from mvlib.instruments import cuetest
 from mvlib.models.heads import build_model
-from mvlib.runs import RunConfig, RunDir
 from mvlib.synth.config import SynthConfig
 from mvlib.synth.counterfactual import marker_counterfactual
 
@@ -53,7 +54,7 @@ def test_cue_test_of_a_run(tmp_path, data):
     assert list(test.columns) == list(cuetest.COLUMNS)
     assert len(list(run.path.glob("cue_test-test-synthetic-*.csv"))) == 1
     # the version matching the stored image gives the model's own logit on it
-    z, rows = reliance.malignant_logits(model, data, "test", 3, CPU)
+    z, rows = view_parts.malignant_logits(model, data, "test", 3, CPU)
     cue = test.mlo_cue.to_numpy().astype(bool)
     np.testing.assert_allclose(test.z_on[cue], z[cue], atol=1e-5)
     np.testing.assert_allclose(test.z_off[~cue], z[~cue], atol=1e-5)

@@ -1,11 +1,11 @@
-"""mvlib.dependence: label-free readings, their intervals over seeds and breasts (coverage in
-simulation), rank correlation with exact p-values."""
+"""mvlib.instruments.dependence: label-free readings, their intervals over seeds and breasts
+(coverage in simulation), rank correlation with exact p-values."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from mvlib import dependence
+from mvlib.instruments import dependence
 
 Y = np.r_[np.ones(40, int), np.zeros(120, int)]
 

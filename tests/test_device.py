@@ -6,7 +6,7 @@ import warnings
 
 import torch
 
-from mvlib import device
+from mvlib.core import device
 
 
 def test_the_cpu_runs_fp32_without_autocast(monkeypatch):

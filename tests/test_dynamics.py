@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from mvlib.dynamics import RK4, group_grad_norms, lca, mlo_share, simpson_weights
+from mvlib.engine.dynamics import RK4, group_grad_norms, lca, mlo_share, simpson_weights
 from mvlib.models.heads import JointResNet, UniView, loss_fn
 
 

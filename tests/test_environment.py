@@ -3,7 +3,7 @@
 import re
 import tomllib
 
-from mvlib.paths import REPO
+from mvlib.core.paths import REPO
 
 
 def _pins_from_pyproject():

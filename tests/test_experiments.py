@@ -4,9 +4,9 @@ import dataclasses
 
 import pytest
 
-from mvlib import profiles
 from mvlib.data.loader import train_loader
-from mvlib.data.prepare import prepare
+from mvlib.experiment import profiles
+from mvlib.experiment.prepare import prepare
 from mvlib.study import protocol, training_dynamics
 
 

@@ -2,7 +2,7 @@
 
 import torch
 
-from mvlib import gpu_check
+from mvlib.tools import gpu_check
 
 
 def test_the_gpu_check_measures_on_the_cpu_at_a_reduced_size(tmp_path):

@@ -89,19 +89,38 @@ def test_the_detector_finds_a_planted_circle(tmp_path: Path) -> None:
 
 def test_mvlib_has_no_import_circle() -> None:
     graph = import_graph()
-    assert len(graph) > 40 and graph["mvlib.sweep"]  # it read the package
+    assert len(graph) > 40 and graph["mvlib.executors.sweep"]  # it read the package
     assert circles(graph) == []
 
 
-TOOLS = {"mvlib.__main__", "mvlib.bench", "mvlib.notebooks", "mvlib.readme"}  # above the study
+# The layers, bottom first: a module imports from its own layer and those below, never above.
+LAYERS = ("core", "models", "data", "synth", "experiment", "methods", "engine", "instruments",
+          "executors", "study", "tools")
 
 
-def test_nothing_below_the_study_imports_it() -> None:
+def layer(module: str) -> int:
+    """The rank of a module's layer; the command line (mvlib.__main__) sits on top."""
+    parts = module.split(".")
+    if parts[1:] == ["__main__"]:
+        return len(LAYERS)
+    return LAYERS.index(parts[1])
+
+
+def test_every_module_sits_in_a_layer_folder() -> None:
+    flat = sorted(p.name for p in ROOT.glob("*.py") if p.name not in ("__init__.py", "__main__.py"))
+    assert flat == []
+    folders = sorted(p.name for p in ROOT.iterdir() if (p / "__init__.py").exists())
+    assert folders == sorted(LAYERS)
+
+
+def test_imports_go_downward_only() -> None:
     graph = import_graph()
-    below = {m: sorted(t for t in targets if t.startswith("mvlib.study"))
-             for m, targets in graph.items()
-             if not m.startswith("mvlib.study") and m not in TOOLS}
-    assert {m: t for m, t in below.items() if t} == {}
-    assert all(not t.startswith("mvlib.notebooks") and t != "mvlib.__main__"
-               for m, targets in graph.items() if m.startswith("mvlib.study")
-               for t in targets)
+    upward = {m: sorted(t for t in targets if layer(t) > layer(m))
+              for m, targets in graph.items() if m != "mvlib"}
+    assert {m: t for m, t in upward.items() if t} == {}
+
+
+def test_the_layer_check_finds_an_upward_import() -> None:
+    graph = {"mvlib.data.store": {"mvlib.engine.train"}, "mvlib.engine.train": set()}
+    assert [m for m, ts in graph.items() if any(layer(t) > layer(m) for t in ts)] == \
+        ["mvlib.data.store"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-import mvlib.profiles
+import mvlib.experiment.profiles
 from mvlib.data.loader import BreastArrays, eval_loader, to_model_input, train_loader
 from mvlib.data.windows import standardise
 from mvlib.synth.generate import generate_dataset
@@ -18,7 +18,7 @@ CPU = torch.device("cpu")
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    cfg = dataclasses.replace(mvlib.profiles.get("smoke").synthetic_config(),
+    cfg = dataclasses.replace(mvlib.experiment.profiles.get("smoke").synthetic_config(),
                               patients={"train": 16, "val": 8, "test": 8})
     return generate_dataset(cfg, tmp_path_factory.mktemp("store"), progress=False)
 

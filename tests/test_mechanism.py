@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mvlib.profiles import PROFILES
-from mvlib.runs import RunConfig
+from mvlib.experiment.profiles import PROFILES
+from mvlib.experiment.runs import RunConfig
 from mvlib.study import mechanism, training_dynamics
 
 Y = np.r_[np.ones(41, int), np.zeros(279, int)]  # the laptop test split's size and prevalence

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-import mvlib.profiles
+import mvlib.experiment.profiles
 from mvlib.data.orientation import face_right, faces_right, needs_flip
 from mvlib.synth.generate import generate_chunk
 
@@ -55,7 +55,7 @@ def test_faces_right_on_a_simple_shape():
 
 @pytest.fixture(scope="module")
 def synthetic_views() -> dict[str, np.ndarray]:
-    cfg = dataclasses.replace(mvlib.profiles.get("smoke").synthetic_config(),
+    cfg = dataclasses.replace(mvlib.experiment.profiles.get("smoke").synthetic_config(),
                               patients={"train": 4, "val": 2, "test": 2})
     batch = generate_chunk(cfg, 0)
     return {view: batch.views[view][:, 0] for view in ("cc", "mlo")}

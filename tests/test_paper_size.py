@@ -14,7 +14,7 @@ import torch
 import zarr
 from train_step import one_joint_step
 
-from mvlib import paper
+from mvlib.core import paper
 from mvlib.data.adapters.examples import write_heatmap, write_png
 from mvlib.data.real import prepare_real
 from mvlib.synth.config import SynthConfig

@@ -1,4 +1,4 @@
-"""mvlib.plots: the figures' readability fixes and the paper's reference lines, on small
+"""mvlib.study.plots: the figures' readability fixes and the paper's reference lines, on small
 synthetic curves and run folders written in tmp_path (no training)."""
 
 import itertools
@@ -14,8 +14,9 @@ import pytest
 from matplotlib.lines import Line2D
 from matplotlib.text import Text
 
-from mvlib import paper, plots
-from mvlib.runs import RunConfig, RunDir
+from mvlib.core import paper
+from mvlib.experiment.runs import RunConfig, RunDir
+from mvlib.study import plots
 
 
 @pytest.fixture(autouse=True)

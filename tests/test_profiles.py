@@ -1,6 +1,7 @@
 import pytest
 
-from mvlib import paths, profiles
+from mvlib.core import paths
+from mvlib.experiment import profiles
 from mvlib.study import protocol, without_heatmaps
 
 
@@ -36,9 +37,9 @@ def test_paths_resolve_from_the_repo_root(monkeypatch, tmp_path):
 
 
 def test_a_real_data_set_rides_on_the_profile_into_every_run(monkeypatch, tmp_path):
-    from mvlib import notebooks
     from mvlib.data.adapters import examples
     from mvlib.study import protocol
+    from mvlib.tools import notebooks
 
     monkeypatch.setenv("MVLIB_STORE", str(tmp_path / "store"))
     root = examples.write_rsna(tmp_path / "rsna")

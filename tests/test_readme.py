@@ -1,4 +1,4 @@
-"""The README is a front door whose numbers come from files (mvlib.readme), and the repository
+"""The README is a front door whose numbers come from files (mvlib.tools.readme), and the repository
 says how to cite it and under which license."""
 
 import json
@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from mvlib import readme
+from mvlib.tools import readme
 
 REPO = Path(__file__).resolve().parents[1]
 

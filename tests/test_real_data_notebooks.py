@@ -6,8 +6,10 @@ import json
 
 import nbformat
 
-from mvlib import notebooks, paths, profiles
+from mvlib.core import paths
 from mvlib.data.adapters import examples
+from mvlib.experiment import profiles
+from mvlib.tools import notebooks
 
 PATIENTS = 16
 

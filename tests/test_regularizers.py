@@ -8,9 +8,13 @@ import pandas as pd
 import pytest
 import torch
 
-import mvlib.blending as blending
-import mvlib.train as train_mod
-from mvlib.evaluate import auc
+import mvlib.engine.train as train_mod
+import mvlib.instruments.blending as blending
+from mvlib.engine.evaluate import auc
+from mvlib.engine.search import BASE_LRS, dropout_rates, split_learning_rates
+from mvlib.engine.train import make_model, make_optimizer, train
+from mvlib.experiment.runs import RunConfig
+from mvlib.instruments.stats import delong_test
 from mvlib.models.heads import (
     BlendedJointResNet,
     JointResNet,
@@ -20,16 +24,12 @@ from mvlib.models.heads import (
     build_model,
     loss_fn,
 )
-from mvlib.runs import RunConfig
-from mvlib.search import BASE_LRS, dropout_rates, split_learning_rates
-from mvlib.stats import delong_test
 from mvlib.study.gradient_blending import (
     ablation_settings,
     blend_setting,
     blend_settings,
     untestable,
 )
-from mvlib.train import make_model, make_optimizer, train
 
 VIEWS = ("cc", "mlo")
 KNOBS = {"patients": {"train": 12, "val": 10, "test": 6}}  # a small smoke set: ~2 s a run

@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from mvlib import reliance
 from mvlib.data.loader import eval_loader
-from mvlib.data.prepare import prepare
-from mvlib.evaluate import predict
+from mvlib.engine import view_parts
+from mvlib.engine.evaluate import predict
+from mvlib.experiment.prepare import prepare
+from mvlib.instruments import reliance
 from mvlib.models.heads import build_model
 
 CPU = torch.device("cpu")
@@ -22,7 +23,7 @@ def data():
 def test_the_full_prediction_is_the_models_own(data, name):
     torch.manual_seed(0)
     model = build_model(name)
-    pred = reliance.reliance_predictions(model, data, "test", 3, CPU)
+    pred = view_parts.reliance_predictions(model, data, "test", 3, CPU)
     ref = predict(model, eval_loader(data, "test"), CPU)
     assert list(pred.breast_id) == list(ref.breast_id)
     np.testing.assert_allclose(pred.p_full, ref.p_malignant, rtol=0, atol=1e-6)
@@ -33,9 +34,9 @@ def test_the_full_prediction_is_the_models_own(data, name):
 def test_the_replaced_view_is_its_training_mean_and_any_constant_ranks_alike(data):
     torch.manual_seed(1)
     model = build_model("joint").eval()
-    pred = reliance.reliance_predictions(model, data, "test", 3, CPU)
-    parts, _ = reliance.view_parts(model, data, "test", 3, CPU)
-    train_parts, _ = reliance.view_parts(model, data, "train", 3, CPU)
+    pred = view_parts.reliance_predictions(model, data, "test", 3, CPU)
+    parts, _ = view_parts.view_parts(model, data, "test", 3, CPU)
+    train_parts, _ = view_parts.view_parts(model, data, "train", 3, CPU)
     with torch.no_grad():
         mean = model.fuse_parts({"cc": parts["cc"],
                                  "mlo": train_parts["mlo"].mean(0).expand_as(parts["mlo"])})
@@ -52,7 +53,7 @@ def test_a_model_that_ignores_mlo_loses_nothing_without_it(data):
     with torch.no_grad():  # h_mlo = relu(0) = 0 for every breast: MLO carries nothing
         model.mlo.fc.weight.zero_()
         model.mlo.fc.bias.zero_()
-    pred = reliance.reliance_predictions(model, data, "test", 3, CPU)
+    pred = view_parts.reliance_predictions(model, data, "test", 3, CPU)
     np.testing.assert_allclose(pred.p_cc_only, pred.p_full, atol=1e-7)
     s = reliance.reliance_summary(pred)
     assert s["u(mlo|cc)"] == pytest.approx(0, abs=1e-12)
@@ -174,7 +175,7 @@ def test_reliance_during_training_ranks_as_the_training_mean_does(data, name):
     during = predict(model, eval_loader(data, "test"), CPU, reliance=True)
     plain = predict(model, eval_loader(data, "test"), CPU)
     np.testing.assert_allclose(during.p_malignant, plain.p_malignant, rtol=0, atol=1e-6)
-    after = reliance.reliance_predictions(model, data, "test", 3, CPU)
+    after = view_parts.reliance_predictions(model, data, "test", 3, CPU)
     for view in ("cc_only", "mlo_only"):
         assert not np.allclose(during[f"p_{view}"], during.p_malignant)
         assert reliance.auc_ci(during.malignant, during[f"p_{view}"])[0] == pytest.approx(
@@ -187,7 +188,7 @@ def test_uni_view_models_record_no_reliance(data):
 
 
 def test_training_curve_from_a_runs_metrics(tmp_path):
-    from mvlib.runs import RunConfig, RunDir
+    from mvlib.experiment.runs import RunConfig, RunDir
     run = RunDir(RunConfig(model="joint", lr=1e-4, seed=0, epochs=2, profile="smoke"), tmp_path)
     run.create()
     run.write_metrics([{"epoch": 0, "val_auc_malignant": 0.8, "val_auc_cc_only": 0.6,
@@ -208,8 +209,8 @@ def test_logit_parts_are_each_views_share_of_the_malignant_logit(data, name):
     ResNet: its uni-view models' logits, which it fuses by averaging probabilities."""
     torch.manual_seed(4)
     model = build_model(name).eval()
-    pred = reliance.reliance_predictions(model, data, "test", 3, CPU)
-    parts, _ = reliance.view_parts(model, data, "test", 3, CPU)
+    pred = view_parts.reliance_predictions(model, data, "test", 3, CPU)
+    parts, _ = view_parts.view_parts(model, data, "test", 3, CPU)
     logit = model.fuse_parts(parts)[:, 0].detach().numpy()
     if name == "split":
         np.testing.assert_allclose(pred.z_cc, parts["cc"][:, 0].numpy(), atol=1e-6)
@@ -227,7 +228,7 @@ def test_a_model_blind_to_mlo_has_no_mlo_share(data):
     with torch.no_grad():
         model.mlo.fc.weight.zero_()
         model.mlo.fc.bias.zero_()
-    pred = reliance.reliance_predictions(model, data, "test", 3, CPU)
+    pred = view_parts.reliance_predictions(model, data, "test", 3, CPU)
     q = reliance.dependence.point(pred)
     assert q["s_mlo"] == 0.0 and q["dp_mlo"] == pytest.approx(0, abs=1e-7) and q["dp_cc"] > 0
 
@@ -237,7 +238,7 @@ def test_run_reliance_recomputes_a_cached_file_without_the_logit_parts(tmp_path,
     best checkpoint, the same predictions plus the parts; uni-view models get a constant."""
     import pandas as pd
 
-    from mvlib.runs import RunConfig, RunDir
+    from mvlib.experiment.runs import RunConfig, RunDir
     for name in ("joint", "uni_cc"):
         torch.manual_seed(5)
         model = build_model(name)
@@ -245,18 +246,18 @@ def test_run_reliance_recomputes_a_cached_file_without_the_logit_parts(tmp_path,
                                threads=1), tmp_path)
         run.create()
         run.save("best.pt", model.state_dict())
-        old = reliance._predictions(model.eval(), data, "test", 3, CPU, (
-            reliance.view_parts(model, data, "train", 3, CPU) if name == "joint" else
-            reliance.malignant_logits(model, data, "train", 3, CPU)))
+        old = view_parts._predictions(model.eval(), data, "test", 3, CPU, (
+            view_parts.view_parts(model, data, "train", 3, CPU) if name == "joint" else
+            view_parts.malignant_logits(model, data, "train", 3, CPU)))
         old.drop(columns=["z_cc", "z_mlo"]).assign(split="test").to_csv(
             run.path / "reliance.csv", index=False)
-        rel = reliance.run_reliance(run)
-        assert set(reliance.COLUMNS) <= set(rel) and set(rel.split) == {"test", "train"}
+        rel = view_parts.run_reliance(run)
+        assert set(view_parts.COLUMNS) <= set(rel) and set(rel.split) == {"test", "train"}
         test = rel[rel.split == "test"].reset_index(drop=True)
         np.testing.assert_allclose(test.p_full, old.p_full, atol=1e-6)
         np.testing.assert_allclose(test.z_cc, old.z_cc, atol=1e-5)
         if name == "uni_cc":
             assert (test.z_mlo == 0).all() and test.p_mlo_only.nunique() == 1
             assert reliance.dependence.point(test)["s_mlo"] == 0.0
-        again = reliance.run_reliance(run)  # now read from the cache
+        again = view_parts.run_reliance(run)  # now read from the cache
         pd.testing.assert_frame_equal(again, rel, check_dtype=False, rtol=1e-6)

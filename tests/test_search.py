@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mvlib import profiles
-from mvlib.runs import RunDir
-from mvlib.search import log_uniform, results, winner
+from mvlib.engine.search import log_uniform, results, winner
+from mvlib.experiment import profiles
+from mvlib.experiment.runs import RunDir
 from mvlib.study import protocol, uniview_curves
 
 

@@ -71,8 +71,7 @@ def test_figure4_is_judged_at_the_papers_rate_beside_1e4_and_appendix_a_across_t
 
 
 def test_figure_claims_on_synthetic_data_are_directions():
-    from mvlib import profiles
-
+    from mvlib.experiment import profiles
     t = section5.dynamics_claims({1e-4: readings([0.9, 0.8, 0.85], [0.3, 0.2, 0.25])})
     synthetic = section5.as_data(t, profiles.get("laptop"))
     assert list(synthetic.verdict) == ["above the threshold on synthetic data",

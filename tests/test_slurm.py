@@ -1,5 +1,5 @@
-"""mvlib.slurm against a real SLURM cluster: the single-node one `.ci/slurm.sh start` brings up
-(CI runs it before `make test`). No mocks: sbatch, squeue, scancel and the time limit are
+"""mvlib.executors.slurm against a real SLURM cluster: the single-node one `.ci/slurm.sh start`
+brings up (CI runs it before `make test`). No mocks: sbatch, squeue, scancel and the time limit are
 SLURM's own."""
 
 import json
@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from slurm_helpers import cfg, needs_slurm, same_as_in_process, wait_for
 
-from mvlib import slurm
-from mvlib.paths import REPO
-from mvlib.runs import RunDir
-from mvlib.sweep import sweep
+from mvlib.core.paths import REPO
+from mvlib.executors import slurm
+from mvlib.executors.sweep import sweep
+from mvlib.experiment.runs import RunDir
 
 pytestmark = needs_slurm
 
@@ -64,8 +64,9 @@ def test_scancel_mid_run_then_the_sweep_again_finishes_as_if_uninterrupted(tmp_p
 
 def test_a_new_driver_waits_on_the_recorded_job_and_submits_nothing_twice(tmp_path):
     c, store = cfg(epochs=6), tmp_path / "store"
-    code = ("import sys; from pathlib import Path; from mvlib import slurm; "
-            "from mvlib.runs import RunConfig; from mvlib.sweep import sweep; import json; "
+    code = ("import sys; from pathlib import Path; from mvlib.executors import slurm; "
+            "from mvlib.experiment.runs import RunConfig; "
+            "from mvlib.executors.sweep import sweep; import json; "
             f"sweep([RunConfig.from_dict(json.loads({json.dumps(json.dumps(c.to_dict()))}))], "
             f"slurm.Slurm(poll_s=0.5), Path({str(store)!r}))")
     driver = subprocess.Popen([sys.executable, "-c", code], cwd=REPO)

@@ -1,4 +1,4 @@
-"""A real source's preparation as a SLURM job array (mvlib.slurm.Slurm.prepare) on the
+"""A real source's preparation as a SLURM job array (mvlib.executors.slurm.Slurm.prepare) on the
 single-node cluster `.ci/slurm.sh start` brings up; a file of its own so that pytest-xdist
 runs it beside tests/test_slurm.py."""
 
@@ -13,10 +13,10 @@ import pytest
 import zarr
 from slurm_helpers import needs_slurm, wait_for
 
-from mvlib import slurm
 from mvlib.data import build
 from mvlib.data.adapters import examples
 from mvlib.data.real import prepare_real
+from mvlib.executors import slurm
 
 pytestmark = needs_slurm
 

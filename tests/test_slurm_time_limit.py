@@ -1,4 +1,4 @@
-"""A SLURM job stopped by its time limit is requeued and resumes (mvlib.slurm, on the
+"""A SLURM job stopped by its time limit is requeued and resumes (mvlib.executors.slurm, on the
 single-node cluster `.ci/slurm.sh start` brings up): a file of its own, started first on a
 test worker of its own (tests/conftest.py), since it mostly waits on the cluster's clock."""
 
@@ -9,9 +9,9 @@ import time
 
 from slurm_helpers import cfg, needs_slurm, wait_for
 
-from mvlib import slurm
-from mvlib.runs import RunDir
-from mvlib.sweep import sweep
+from mvlib.executors import slurm
+from mvlib.executors.sweep import sweep
+from mvlib.experiment.runs import RunDir
 
 pytestmark = needs_slurm
 

@@ -1,4 +1,4 @@
-"""mvlib.stats: DeLong against a brute-force placement computation, symmetry, and the
+"""mvlib.instruments.stats: DeLong against a brute-force placement computation, symmetry, and the
 coverage of every interval in simulation with a known truth: recipes of 3, 4, 5 and 10 seeds
 on the laptop profile's test split (and the old seed x case bootstrap failing that check)."""
 
@@ -7,7 +7,7 @@ import pytest
 from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
 
-from mvlib import stats
+from mvlib.instruments import stats
 
 
 def brute_force(y, *scores):

@@ -12,13 +12,13 @@ import pandas as pd
 import pytest
 
 import mvlib.data.store as store
-import mvlib.profiles
+import mvlib.experiment.profiles
 import mvlib.synth.generate as gen
 from mvlib.data.store import REQUIRED_COLUMNS, BreastDataset, DatasetError, ViewArray
 
 
 def _smoke_cfg(train: int, val: int, test: int):
-    return dataclasses.replace(mvlib.profiles.get("smoke").synthetic_config(),
+    return dataclasses.replace(mvlib.experiment.profiles.get("smoke").synthetic_config(),
                                patients={"train": train, "val": val, "test": test})
 
 

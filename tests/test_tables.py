@@ -166,8 +166,7 @@ def test_table5_statements_need_models_above_chance_and_several_seeds(tmp_path):
 
 
 def test_an_empty_table_renders_as_a_note():
-    from mvlib import plots
-
+    from mvlib.study import plots
     fig = plots.render_table(pd.DataFrame(columns=["AUC (ours)"]), "Table 3")
     assert "no rows" in fig.axes[0].texts[0].get_text()
 
@@ -221,8 +220,7 @@ class _Run:
 
 
 def test_summary_cells_carry_seed_by_case_and_delong_intervals():
-    from mvlib import stats
-
+    from mvlib.instruments import stats
     rng = np.random.default_rng(3)
     scores = seeds(rng, Y, 1.5, n=3)
     runs = [_Run(f"t/r{i}", pd.DataFrame({"breast_id": np.arange(len(Y)), "malignant": Y,
@@ -287,8 +285,7 @@ def test_stability_names_what_happened_to_each_verdict_between_two_runs():
 
 
 def test_stability_report_reads_both_runs_figures(tmp_path, monkeypatch):
-    from mvlib import paths
-
+    from mvlib.core import paths
     monkeypatch.setenv("MVLIB_STORE", str(tmp_path))
     for tag, status in (("laptop-a", "holds"), ("laptop-b", "inconclusive at this budget")):
         folder = paths.figures(tag)

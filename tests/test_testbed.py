@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mvlib.runs import RunConfig, RunDir
+from mvlib.experiment.runs import RunConfig, RunDir
 from mvlib.study import testbed, training_dynamics
 
 N = 200  # breasts per split
@@ -158,8 +158,7 @@ def test_sensitivity_and_dependence_figures(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from mvlib import plots
-
+    from mvlib.study import plots
     tbs = {1.0: _testbed(tmp_path, STRONG, WEAK, seeds=2)}
     fig = plots.testbed_sensitivity_figure(testbed.sensitivity(tbs))
     assert len([a for a in fig.axes if a.has_data()]) == len(testbed.REGULAR_RUN_INSTRUMENTS)
@@ -168,7 +167,7 @@ def test_sensitivity_and_dependence_figures(tmp_path):
     per_run = pd.DataFrame({"group": ["a"] * 4 + ["b"] * 4, "seed": list(range(4)) * 2,
                             "test AUC": np.linspace(0.6, 0.8, 8),
                             "s_mlo (train)": np.linspace(0.7, 0.3, 8)})
-    from mvlib.reliance import generalisation_correlation
+    from mvlib.instruments.reliance import generalisation_correlation
 
     corr = generalisation_correlation(per_run, n_boot=200)
     assert corr.loc["two-view runs (pooled)", "rho"] == pytest.approx(-1)
@@ -204,8 +203,7 @@ def test_sensitivity_markdown_names_the_weakest_strength_that_finds_the_cause():
 
 
 def test_validated_reading_is_the_first_dependence_reading_the_testbed_found(monkeypatch):
-    from mvlib import profiles
-
+    from mvlib.experiment import profiles
     tb = testbed
     found = pd.DataFrame({"reading": ["grad ratio", "s_mlo (train)", "s_mlo (test)"],
                           "verdict": ["found", "not found at this budget", "found"],
@@ -222,8 +220,8 @@ def test_validated_reading_is_the_first_dependence_reading_the_testbed_found(mon
 
 
 def test_the_cc_claim_is_judged_only_on_a_reading_the_testbed_validated(monkeypatch):
-    from mvlib import profiles, reliance
-
+    from mvlib.experiment import profiles
+    from mvlib.instruments import reliance
     tb = testbed
     cc = pd.DataFrame({"reading": ["CC-only test AUC"], "verdict": ["not found at this budget"],
                        "diff": [-0.03], "lo": [-0.1], "hi": [0.05]}, index=[tb.CC_INSTRUMENT])

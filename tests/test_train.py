@@ -13,16 +13,16 @@ import pandas as pd
 import pytest
 import torch
 
-import mvlib.train as train_mod
+import mvlib.engine.train as train_mod
+from mvlib.core.paths import REPO
 from mvlib.data.loader import eval_loader
-from mvlib.data.prepare import prepare
-from mvlib.evaluate import ensemble, predict, scores, summarise
+from mvlib.engine.evaluate import ensemble, predict, scores, summarise
+from mvlib.engine.train import train
+from mvlib.executors.sweep import InProcess, Subprocesses, sweep
+from mvlib.experiment.prepare import prepare
+from mvlib.experiment.runs import RunConfig, RunDir
+from mvlib.instruments.reliance import training_curve
 from mvlib.models.heads import build_model
-from mvlib.paths import REPO
-from mvlib.reliance import training_curve
-from mvlib.runs import RunConfig, RunDir
-from mvlib.sweep import InProcess, Subprocesses, sweep
-from mvlib.train import train
 
 KNOBS = {"patients": {"train": 24, "val": 16, "test": 16}}
 
@@ -178,8 +178,9 @@ def test_subprocess_executor_runs_the_cli_and_reports_crashes(done_run, tmp_path
 
 
 def test_the_default_executor_follows_the_profile_and_the_gpus(monkeypatch):
-    from mvlib import profiles, slurm
-    from mvlib.sweep import default_executor
+    from mvlib.executors import slurm
+    from mvlib.executors.sweep import default_executor
+    from mvlib.experiment import profiles
 
     laptop, smoke = profiles.get("laptop"), profiles.get("smoke")
     assert isinstance(default_executor(smoke), InProcess)  # one worker
@@ -317,7 +318,7 @@ def test_an_lca_window_measures_the_loss_on_its_shrunken_epochs_own_sample(tmp_p
     # Validation every second epoch and after the last; the others leave it empty.
     m = run.metrics()
     assert m.val_auc_malignant.notna().tolist() == [False, True, False, True]
-    # View reliance is recorded with each validation (mvlib.reliance.training_curve).
+    # View reliance is recorded with each validation (mvlib.instruments.reliance.training_curve).
     assert m.val_auc_cc_only.notna().tolist() == [False, True, False, True]
     assert training_curve(run).epoch.tolist() == [1, 3]
     assert run.status()["best_epoch"] in (1, 3)
@@ -391,7 +392,7 @@ def test_a_tied_validation_auc_keeps_the_earlier_epoch(monkeypatch, tmp_path):
 
 
 def test_checkpoint_selection_falls_back_to_validation_loss_without_two_classes():
-    from mvlib.train import selection_score
+    from mvlib.engine.train import selection_score
 
     nan = float("nan")
     a = {"val_auc_malignant": 0.8, "val_loss": 1.0}

@@ -16,7 +16,7 @@ from mvlib.data.windows import (
     train_windows,
 )
 from mvlib.data.windows import tta_windows as make_test_windows
-from mvlib.profiles import PAPER_CC_SIZE, PAPER_MLO_SIZE
+from mvlib.experiment.profiles import PAPER_CC_SIZE, PAPER_MLO_SIZE
 
 NOISE = WindowNoise(shift=(0.05, 0.08), border=(0.03, 0.04))
 ZERO = WindowNoise(shift=(0.0, 0.0), border=(0.0, 0.0))

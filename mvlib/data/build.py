@@ -6,7 +6,7 @@ prepare), `breasts.pkl` (the selected breasts) and the arrays. The work is cut i
 CHUNK breasts, one shard each; a job (`prepare_slice`) prepares a slice of chunks, writing
 each chunk's shard and then its `rows_<k>.csv` (atomically), so a killed job leaves whole
 chunks and a re-run redoes only the chunks without rows. Jobs run in local processes, or
-wherever a caller's `run_slices` sends them (a SLURM array: mvlib.slurm). The last step
+wherever a caller's `run_slices` sends them (a SLURM array: mvlib.executors.slurm). The last step
 checks that every chunk is there and writes the data set. A breast with an unreadable file
 is recorded with the file and the error; the final data set leaves it out and
 `report.json` lists it.
@@ -29,7 +29,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from mvlib.atomic import write_atomic, write_json
+from mvlib.core.atomic import write_atomic, write_json
+from mvlib.core.device import one_thread_worker
 from mvlib.data.adapters.common import Report
 from mvlib.data.crop import DEFAULT_RULE, CropRule, prepare_view
 from mvlib.data.dicom import ImageError, read_heatmap, read_image
@@ -46,7 +47,6 @@ from mvlib.data.store import (
     drop_stale,
     write_arrays,
 )
-from mvlib.device import one_thread_worker
 
 # Bump when a change to the preparation changes its output: it is part of the name.
 BUILD_VERSION = 2  # 2: the image channel stored as uint16
@@ -160,7 +160,7 @@ def build_dataset(source: str, breasts: pd.DataFrame, report: Report, data_root:
     """Build (or reopen) the data set of `breasts` (select_breasts' table, paths relative to
     `data_root`) at `sizes` under `store/data/`: in `workers` local processes, or by
     `run_slices(staging, slices)`, which must run `prepare_slice(staging, s)` for each slice
-    (as jobs anywhere that sees the store: mvlib.slurm.Slurm.prepare). `heatmaps`: make
+    (as jobs anywhere that sees the store: mvlib.executors.slurm.Slurm.prepare). `heatmaps`: make
     the heatmaps with the patch classifier ({"weights": file, "cache": folder}; what
     identifies them belongs in `config`), whatever the source ships."""
     root_dir = Path(data_root).resolve()

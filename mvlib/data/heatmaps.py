@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mvlib.atomic import write_atomic
-from mvlib.device import pick_device
+from mvlib.core.atomic import write_atomic
+from mvlib.core.device import pick_device
 from mvlib.models.patch_densenet import BENIGN, CLASSES, MALIGNANT, file_digest, load_weights
 
 PATCH = 256

@@ -37,7 +37,7 @@ import pandas as pd
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
-from mvlib.atomic import write_json
+from mvlib.core.atomic import write_json
 
 FORMAT_VERSION = 2  # 1: float16 .npy arrays; 2: zarr v3, sharded and compressed
 DTYPE = np.float16

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from mvlib.profiles import PAPER_CC_SIZE, PAPER_MLO_SIZE
+from mvlib.core.paper import CC_SIZE as PAPER_CC_SIZE
+from mvlib.core.paper import MLO_SIZE as PAPER_MLO_SIZE
 
 PAPER_NOISE_PX = 100  # position and border noise at full resolution
 

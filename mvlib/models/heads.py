@@ -175,7 +175,7 @@ class JointResNet(MultiViewModel):
 
     def view_parts(self, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """What each view contributes before fusion: its representation h (view reliance
-        replaces one view's by a constant; mvlib.reliance)."""
+        replaces one view's by a constant; mvlib.instruments.reliance)."""
         return self.representations(x)
 
     def fuse_parts(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -14,7 +14,7 @@ calls (the runs it sweeps, its tables, and the prose generated from them).
   tables              07  Tables 1-6 beside the paper's, one verdict per claim
   balancing_methods   08  beyond the paper, Table 7: OGM-GE and greedy re-balancing
 
-Below the study: the models, data, training loop, instruments (mvlib.dynamics,
-mvlib.reliance, mvlib.dependence, mvlib.cuetest), statistics and executors; nothing there
-imports the study.
+Below the study: the models, data, training loop, instruments (mvlib.engine.dynamics,
+mvlib.instruments.reliance, mvlib.instruments.dependence, mvlib.instruments.cuetest), statistics
+and executors; nothing there imports the study.
 """

@@ -2,7 +2,7 @@
 imbalance, on Joint ResNet with the paper's protocol, beside Joint ResNet, Modality Dropout
 and Shared ResNet.
 
-  * OGM-GE (Peng et al., CVPR 2022; mvlib.ogm), trained as its reference trains it: SGD with
+  * OGM-GE (Peng et al., CVPR 2022; mvlib.methods.ogm), trained as its reference trains it: SGD with
     momentum 0.9, weight decay 1e-4 and a x0.1 step at 70% of the epochs (RunConfig.optimizer
     'sgd'; GeWu-Lab/OGM-GE_CVPR2022 main.py 246-247), its own learning rate searched
     log-uniformly in [1e-4, 1e-2] around the reference's 1e-3 (main.py 37) jointly with alpha
@@ -11,8 +11,8 @@ and Shared ResNet.
     per-parameter scaling a slowly varying k is largely normalised away, and a second row
     would cost as much as the first;
   * the greedy-learning re-balancing of Wu et al. (ICML 2022), our adaptation to sum fusion
-    (mvlib.rebalance, hold 'input': re-balancing steps train every parameter, only the caring
-    view's cross-view input held, as the reference's): the reference's epsilon 0.01 and
+    (mvlib.methods.rebalance, hold 'input': re-balancing steps train every parameter, only the
+    caring view's cross-view input held, as the reference's): the reference's epsilon 0.01 and
     Q = 5, at Joint ResNet's winning learning rate (like Gradient Blending's fixed rate,
     nothing of its own is searched).
 Each group's winner is repeated with the profile's `method_seeds` (else `seeds`). Without
@@ -33,22 +33,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mvlib import ogm, paper, paths, plots, reliance, stats
-from mvlib.atomic import write_atomic
-from mvlib.profiles import Profile
-from mvlib.rebalance import EPSILON, STEPS, rebalancing_share
-from mvlib.runs import RunConfig, RunDir
-from mvlib.search import BASE_LRS
+from mvlib.core import paper, paths
+from mvlib.core.atomic import write_atomic
+from mvlib.engine.search import BASE_LRS
+from mvlib.executors.sweep import Executor, default_executor, sweep
+from mvlib.experiment.profiles import Profile
+from mvlib.experiment.runs import RunConfig, RunDir
+from mvlib.instruments import reliance, stats
+from mvlib.methods import ogm
+from mvlib.methods.rebalance import EPSILON, STEPS, rebalancing_share
 from mvlib.study import (
     mechanism,
     model_variants,
+    plots,
     regularizers,
     tables,
     testbed,
     without_heatmaps,
 )
 from mvlib.study.protocol import SYNTHETIC, config, search_then_repeat, summary
-from mvlib.sweep import Executor, default_executor, sweep
 
 EXPERIMENT = "balancing"
 OGM, REBALANCE = "+ OGM-GE", "+ Re-balancing (adapted)"
@@ -176,8 +179,8 @@ def table7(with_maps: dict[str, list[RunDir]], without: dict[str, list[RunDir]]
            ) -> pd.DataFrame:
     """Table 7 (ours): per group, test AUC with and without heatmaps (mean over seeds, seed x
     case 95% interval) and view reliance with heatmaps (Table 6's columns: MLO's dependence
-    share, CC only, MLO only, utilisation rates; mvlib.reliance.table6), numeric columns for
-    the CSV."""
+    share, CC only, MLO only, utilisation rates; mvlib.instruments.reliance.table6), numeric
+    columns for the CSV."""
     auc = summary(with_maps, {})
     img = summary(without, {}) if without else pd.DataFrame()
     rel = reliance.table6(with_maps)
@@ -359,7 +362,7 @@ def dynamics_markdown(final: dict[str, list[RunDir]]) -> str:
     for name, runs in final.items():
         run = runs[0]
         if not run.done:
-            lines.append(f"* **{name}**: the seed-0 run {run.status()['state']}.")
+            lines.append(f"* **{name}**: the seed-0 run {run.state}.")
             continue
         g, b = run.dynamics("grad_norms"), run.dynamics("balance")
         both = g[(g.cc > 0) & (g.mlo > 0)]  # a re-balancing step holds one view
@@ -407,7 +410,7 @@ def rebalancing_markdown(runs: dict[str, list[RunDir]]) -> str:
     for name, rs in runs.items():
         for r in rs:
             if not r.done:
-                lines.append(f"* **{name}**, seed {r.cfg.seed}: {r.status()['state']}.")
+                lines.append(f"* **{name}**, seed {r.cfg.seed}: {r.state}.")
                 continue
             share = rebalancing_share(r.dynamics("balance"))
             q = r.cfg.rebalance["steps"]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from mvlib import paper, paths
-from mvlib.profiles import PROFILES, Profile
+from mvlib.core import paper, paths
+from mvlib.experiment.profiles import PROFILES, Profile
 from mvlib.study.protocol import SYNTHETIC
 from mvlib.study.section5 import DEPENDENCE_CLAIM, TESTBED_DEPENDENCE_CLAIM
 from mvlib.study.tables import stability
@@ -34,7 +34,7 @@ NOTES = {
            "reading the testbed validated",),
     "08": ("beyond the paper: OGM-GE trains with its reference's SGD, the baselines with Adam",),
 }
-# The verdict files a figures folder holds (mvlib.paths.VERDICT_FILES) that judge claims.
+# The verdict files a figures folder holds (mvlib.core.paths.VERDICT_FILES) that judge claims.
 CLAIM_FILES = ("verdicts", "reliance_claims", "table7_claims")
 # Every verdict file with the columns that name a row: the claims and the testbed's readings.
 VERDICT_KEYS = {"verdicts": ["claim"], "reliance_claims": ["claim"],
@@ -280,10 +280,10 @@ def changes_markdown(changes: pd.DataFrame) -> str:
              "a claim rests only on a reading the testbed validated; on synthetic data a "
              "comparison of the paper's tables is a direction, not a verdict) and "
              f"**{int((~by_rule).sum())} otherwise**: with the intervals "
-             "(mvlib.stats.seed_case_contrast for the seed x case bootstrap), and with what "
-             "changed in the runs and readings since the record (3 seeds per winner instead of "
-             "4 at the laptop profile; the central hypothesis and Figure 3 read differently; "
-             "CHANGELOG.md), so these are not the intervals' alone."]
+             "(mvlib.instruments.stats.seed_case_contrast for the seed x case bootstrap), "
+             "and with what changed in the runs and readings since the record (3 seeds per "
+             "winner instead of 4 at the laptop profile; the central hypothesis and Figure 3 "
+             "read differently; CHANGELOG.md), so these are not the intervals' alone."]
     for title, part in (("The rules", moved[by_rule]), ("Otherwise", moved[~by_rule])):
         if part.empty:
             continue

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from mvlib import paper
+from mvlib.core import paper
 from mvlib.data.store import BreastDataset
 from mvlib.synth import diagnostics
 

@@ -9,15 +9,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from mvlib import blending, paper
-from mvlib.profiles import Profile
-from mvlib.runs import RunDir
+from mvlib.core import paper
+from mvlib.executors.sweep import Executor, default_executor, sweep
+from mvlib.experiment.profiles import Profile
+from mvlib.experiment.runs import RunDir
+from mvlib.instruments import blending
 from mvlib.study.protocol import (
     config,
     search_then_repeat,
     summary,
 )
-from mvlib.sweep import Executor, default_executor, sweep
 
 BLEND_LR = 1e-4  # Appendix C: every Gradient Blending run uses this rate
 
@@ -35,7 +36,7 @@ def blending_curves(prof: Profile, executor: Executor | None = None,
     for run in runs:
         if not run.done:
             raise RuntimeError(f"{run.path}: the {run.cfg.model} curve run "
-                               f"{run.status()['state']}; Gradient Blending has no weights")
+                               f"{run.state}; Gradient Blending has no weights")
     return dict(zip(cfgs, runs, strict=True))
 
 

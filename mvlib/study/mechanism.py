@@ -32,12 +32,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mvlib import dependence, reliance, stats
-from mvlib.data.prepare import prepare
-from mvlib.profiles import Profile
-from mvlib.runs import RunConfig, RunDir
+from mvlib.executors.sweep import Executor, default_executor, sweep
+from mvlib.experiment.prepare import prepare
+from mvlib.experiment.profiles import Profile
+from mvlib.experiment.runs import RunConfig, RunDir
+from mvlib.instruments import dependence, reliance, stats
 from mvlib.study import model_variants, regularizers, testbed, training_dynamics
-from mvlib.sweep import Executor, default_executor, sweep
 
 PLANTED, CONTROL = training_dynamics.CONDITIONS
 EXPERIMENT = "control"

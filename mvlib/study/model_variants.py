@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from mvlib import paper
-from mvlib.evaluate import auc
-from mvlib.profiles import Profile
-from mvlib.reliance import run_reliance
-from mvlib.runs import RunDir
+from mvlib.core import paper
+from mvlib.engine.evaluate import auc
+from mvlib.engine.view_parts import run_reliance
+from mvlib.executors.sweep import Executor
+from mvlib.experiment.profiles import Profile
+from mvlib.experiment.runs import RunDir
 from mvlib.study.protocol import lr_settings, search_then_repeat, summary
-from mvlib.sweep import Executor
 
 # Table 1 groups: name -> (model, learning-rate range, experiment folder).
 TABLE1 = {"uni-view MLO": ("uni_mlo", "uniview"), "uni-view CC": ("uni_cc", "uniview"),

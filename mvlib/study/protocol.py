@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from mvlib import stats
-from mvlib.data.prepare import prepare
-from mvlib.evaluate import ensemble, summarise
-from mvlib.profiles import Profile
-from mvlib.runs import RunConfig, RunDir
-from mvlib.search import LR_RANGES, log_uniform, results, winner
-from mvlib.sweep import Executor, default_executor, sweep
+from mvlib.engine.evaluate import ensemble, summarise
+from mvlib.engine.search import LR_RANGES, log_uniform, results, winner
+from mvlib.executors.sweep import Executor, default_executor, sweep
+from mvlib.experiment.prepare import prepare
+from mvlib.experiment.profiles import Profile
+from mvlib.experiment.runs import RunConfig, RunDir
+from mvlib.instruments import stats
 
 # The words a comparison on synthetic data ends with: a direction there, not a verdict on a
 # claim the planted cue decides by construction (tables.synthetic_outcome).

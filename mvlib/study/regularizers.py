@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from mvlib import paper
-from mvlib.profiles import Profile
-from mvlib.runs import RunDir
-from mvlib.search import BASE_LRS, dropout_rates, split_learning_rates
+from mvlib.core import paper
+from mvlib.engine.search import BASE_LRS, dropout_rates, split_learning_rates
+from mvlib.engine.train import selection_score
+from mvlib.executors.sweep import Executor, default_executor, sweep
+from mvlib.experiment.profiles import Profile
+from mvlib.experiment.runs import RunDir
 from mvlib.study.gradient_blending import gradient_blending
 from mvlib.study.model_variants import table1_final
 from mvlib.study.protocol import (
@@ -25,8 +27,6 @@ from mvlib.study.protocol import (
     search_then_repeat,
     summary,
 )
-from mvlib.sweep import Executor, default_executor, sweep
-from mvlib.train import selection_score
 
 
 def pretrained_views(prof: Profile, executor: Executor | None = None,

@@ -35,12 +35,12 @@ import numpy as np
 import pandas as pd
 from scipy.stats import binomtest
 
-from mvlib import stats
-from mvlib.dynamics import mlo_share
-from mvlib.profiles import Profile
+from mvlib.engine.dynamics import mlo_share
+from mvlib.executors.sweep import Executor, default_executor, sweep
+from mvlib.experiment.profiles import Profile
+from mvlib.instruments import stats
 from mvlib.study import protocol, testbed, training_dynamics
 from mvlib.study.protocol import SYNTHETIC
-from mvlib.sweep import Executor, default_executor, sweep
 
 VERDICT_COLUMNS = ["claim", "notebook", "paper (A vs B)", "ours (A vs B)", "diff", "lo", "hi",
                    "p", "verdict", "why"]

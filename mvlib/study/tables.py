@@ -23,19 +23,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from mvlib import paper, paths, plots, stats
-from mvlib.atomic import write_atomic
-from mvlib.profiles import Profile
-from mvlib.reliance import POOLED, table6_display
+from mvlib.core import paper, paths
+from mvlib.core.atomic import write_atomic
+from mvlib.executors.sweep import Executor
+from mvlib.experiment.profiles import Profile
+from mvlib.instruments import stats
+from mvlib.instruments.reliance import POOLED, table6_display
 from mvlib.study import (
     gradient_blending,
     model_variants,
+    plots,
     protocol,
     regularizers,
     without_heatmaps,
 )
 from mvlib.study.protocol import SYNTHETIC
-from mvlib.sweep import Executor
 
 
 def all_tables(prof: Profile, executor: Executor | None = None, store: Path | None = None

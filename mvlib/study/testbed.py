@@ -13,9 +13,9 @@ planted - control (expected sign: the planted model relies more on MLO):
   * gradient norms: the median MLO / CC ratio over a regular run is larger;
   * view reliance: the MLO-only AUC on the training split is higher, and the CC-only test
     AUC lower (the model learned less from CC);
-  * dependence (label-free, mvlib.dependence): MLO's share of the logit's variation, and
+  * dependence (label-free, mvlib.instruments.dependence): MLO's share of the logit's variation, and
     the mean |change of p| without MLO, on the training and the test split, are larger;
-  * the counterfactual cue test (mvlib.cuetest): the marker raises the malignant logit;
+  * the counterfactual cue test (mvlib.instruments.cuetest): the marker raises the malignant logit;
   * the utilisation rates u(mlo|cc) and d_util read as reliance on MLO (they measure each
     view's contribution to the AUC: on the test split, where the cue does not predict, a
     model relying on it gets a lower one; expect them "opposite" there).
@@ -29,14 +29,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mvlib import dependence, reliance, stats
-from mvlib.cuetest import cue_test
-from mvlib.dynamics import mlo_share
-from mvlib.profiles import Profile
-from mvlib.reliance import READINGS, run_reliance
-from mvlib.runs import RunDir
+from mvlib.engine.dynamics import mlo_share
+from mvlib.engine.view_parts import run_reliance
+from mvlib.executors.sweep import Executor, default_executor, sweep
+from mvlib.experiment.profiles import Profile
+from mvlib.experiment.runs import RunDir
+from mvlib.instruments import dependence, reliance, stats
+from mvlib.instruments.cuetest import cue_test
+from mvlib.instruments.reliance import READINGS
 from mvlib.study import protocol, training_dynamics
-from mvlib.sweep import Executor, default_executor, sweep
 from mvlib.synth.config import SynthConfig
 
 PLANTED, CONTROL = training_dynamics.CONDITIONS  # the default data, and the cue switched off
@@ -64,8 +65,8 @@ def runs(prof: Profile, seeds: int | None = None, executor: Executor | None = No
             for kind, part in cfgs.items()}
 
 
-# Breast-level readings: column -> (mvlib.dependence reading, split); scored on the planted
-# data set's breasts for every run. "cue ..." come from the counterfactual cue test.
+# Breast-level readings: column -> (mvlib.instruments.dependence reading, split); scored on the
+# planted data set's breasts for every run. "cue ..." come from the counterfactual cue test.
 BREAST_READINGS = {"test AUC": ("full", "test"), "CC-only test AUC": ("cc_only", "test"),
                    "MLO-only train AUC": ("mlo_only", "train"),
                    "s_mlo (train)": ("s_mlo", "train"), "s_mlo (test)": ("s_mlo", "test"),
@@ -162,8 +163,8 @@ def verdicts(testbed: dict[str, dict[tuple[str, int], RunDir]], level: float = 0
              instruments: tuple[str, ...] = tuple(INSTRUMENTS)) -> pd.DataFrame:
     """Per instrument: planted and control means over seeds, the interval of planted -
     control (Welch's t for gradient norms and LCA; for every breast-level reading the interval
-    over seeds and breasts of mvlib.dependence.compare, planted and control scored on the same
-    breasts of the planted data set), and whether it finds the cause: **found** when the
+    over seeds and breasts of mvlib.instruments.dependence.compare, planted and control scored on
+    the same breasts of the planted data set), and whether it finds the cause: **found** when the
     interval excludes 0 on the expected side, **opposite** on the other, else **not found
     at this budget**."""
     cue = any(INSTRUMENTS[n][0].startswith("cue") for n in instruments)

@@ -9,12 +9,12 @@ from pathlib import Path
 import pandas as pd
 
 from mvlib.data.loader import train_loader
-from mvlib.data.prepare import prepare
-from mvlib.dynamics import RK4, mlo_share
-from mvlib.profiles import Profile
-from mvlib.runs import RunDir
+from mvlib.engine.dynamics import RK4, mlo_share
+from mvlib.executors.sweep import Executor, default_executor, sweep
+from mvlib.experiment.prepare import prepare
+from mvlib.experiment.profiles import Profile
+from mvlib.experiment.runs import RunDir
 from mvlib.study.protocol import config
-from mvlib.sweep import Executor, default_executor, sweep
 
 DYNAMICS_LRS = (1e-5, 1e-4, 1e-3)  # Figures 4-5, 6 and 7
 
@@ -85,7 +85,7 @@ def dynamics_summary(runs: dict[str, dict[tuple[str, float], RunDir]]) -> pd.Dat
         g, w = norm_run.dynamics("grad_norms"), lca_run.dynamics("lca")
         if g.empty or w.empty:  # e.g. diverged in its first epoch
             for run in (norm_run, lca_run):
-                warnings.warn(f"{run.path}: state {run.status()['state']!r}; the pair is left "
+                warnings.warn(f"{run.path}: state {run.state!r}; the pair is left "
                               "out of the summary", stacklevel=2)
             continue
         cond, lr = key

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from mvlib import paper
-from mvlib.profiles import Profile
-from mvlib.search import results
+from mvlib.core import paper
+from mvlib.engine.search import results
+from mvlib.engine.train import selection_score
+from mvlib.executors.sweep import Executor, default_executor, sweep
+from mvlib.experiment.profiles import Profile
 from mvlib.study.protocol import config, learning_rates
-from mvlib.sweep import Executor, default_executor, sweep
-from mvlib.train import selection_score
 
 
 def uniview_curves(prof: Profile, executor: Executor | None = None,

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from mvlib import paper
-from mvlib.profiles import Profile
+from mvlib.core import paper
+from mvlib.executors.sweep import Executor, default_executor, sweep
+from mvlib.experiment.profiles import Profile
 from mvlib.study.model_variants import table1_final
 from mvlib.study.protocol import (
     input_channels,
@@ -18,7 +19,6 @@ from mvlib.study.protocol import (
     summary,
 )
 from mvlib.study.regularizers import regularizers
-from mvlib.sweep import Executor, default_executor, sweep
 
 
 def no_heatmap_settings(prof: Profile, executor: Executor | None = None,

@@ -21,6 +21,7 @@ import threadpoolctl
 import torch
 from tqdm import tqdm
 
+from mvlib.core.device import one_thread_worker
 from mvlib.data.store import (
     CHANNELS,
     SPLITS,
@@ -30,7 +31,6 @@ from mvlib.data.store import (
     drop_stale,
     write_arrays,
 )
-from mvlib.device import one_thread_worker
 from mvlib.synth.anatomy import depth_pixels, render_tissue, sample_geometry
 from mvlib.synth.config import SynthConfig
 from mvlib.synth.findings import project, render, sample_findings

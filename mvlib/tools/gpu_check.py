@@ -17,7 +17,7 @@
    steps on tensors already there: how many workers keep the GPU busy.
 6. The heatmap producer (the patch classifier of Wu et al. 2019a, fp32 without TF32 as the
    reference computed) at the paper's CC size: patches/s, images/s, and RSNA's training
-   images in GPU-hours (`mvlib.bench.heatmap_rate`).
+   images in GPU-hours (`mvlib.tools.bench.heatmap_rate`).
 On a machine without CUDA it runs at a reduced size on the CPU in fp32 (what the tests do),
 so the script stays tested where no GPU is lent.
 """
@@ -37,17 +37,17 @@ import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from mvlib import paper
-from mvlib.atomic import write_json
-from mvlib.bench import heatmap_rate, loader_breasts_s, random_loader
+from mvlib.core import paper
+from mvlib.core.atomic import write_json
+from mvlib.core.device import autocast, deterministic_cuda, to_device
 from mvlib.data.loader import BreastArrays, to_model_input
 from mvlib.data.store import BreastDataset
-from mvlib.device import autocast, deterministic_cuda, to_device
+from mvlib.executors.sweep import InProcess, sweep
+from mvlib.experiment.runs import RunConfig
 from mvlib.models.heads import JointResNet, loss_fn
-from mvlib.runs import RunConfig
-from mvlib.sweep import InProcess, sweep
 from mvlib.synth.config import SynthConfig
 from mvlib.synth.generate import dataset_dir, generate_dataset
+from mvlib.tools.bench import heatmap_rate, loader_breasts_s, random_loader
 
 TOLERANCE = 0.05  # AUC: bf16 rounding, amplified by training, on 40 smoke test breasts
 # bf16 dense tensor-core peaks (TFLOP/s, vendor data sheets, no sparsity), by the names CUDA
@@ -107,7 +107,7 @@ def _no_tf32(on: bool):
 @contextlib.contextmanager
 def _device(name: str, fp32: str = "0"):
     """Train on `name` ("cpu" or "cuda"; in fp32 there with `fp32` "1") in this block
-    (mvlib.device.pick_device and autocast)."""
+    (mvlib.core.device.pick_device and autocast)."""
     before = {k: os.environ.get(k) for k in ("MVLIB_DEVICE", "MVLIB_CUDA_FP32")}
     os.environ.update(MVLIB_DEVICE=name, MVLIB_CUDA_FP32=fp32)
     try:
@@ -268,7 +268,7 @@ def gpu_hours(steps_s: float) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m mvlib.gpu_check")
+    parser = argparse.ArgumentParser(prog="python -m mvlib.tools.gpu_check")
     parser.add_argument("--scale", type=float, default=None,
                         help="image size relative to the paper's (default 1 on CUDA, 0.1 on "
                              "the CPU)")

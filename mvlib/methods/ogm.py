@@ -20,7 +20,7 @@ first (rho_cc = s_cc / s_mlo is its ratio_v), so MLO is modulated then.
 The reference trains with SGD, momentum 0.9 and weight decay 1e-4, its rate x0.1 after 70
 of 100 epochs (main.py 246-247; its `--optimizer` flag is parsed but never read), and k acts
 on that plain gradient step. Under Adam a slowly varying k is largely normalised away per
-parameter, so Table 7 trains OGM-GE with `RunConfig.optimizer = "sgd"` (mvlib.train); the
+parameter, so Table 7 trains OGM-GE with `RunConfig.optimizer = "sgd"` (mvlib.engine.train); the
 modulation itself does not depend on the optimiser.
 
 OGM-GE keeps no state across epochs: its noise generator is re-seeded every epoch from the

@@ -1,8 +1,8 @@
 """The counterfactual cue test: a run's causal reliance on the planted MLO marker.
 
 Every breast of a synthetic split is scored twice by the run's best checkpoint (whole crops,
-eval mode, as mvlib.reliance scores it), once with the marker forced into its MLO image and
-once with it forced out, everything else identical (mvlib.synth.counterfactual). The mean
+eval mode, as mvlib.instruments.reliance scores it), once with the marker forced into its MLO image
+and once with it forced out, everything else identical (mvlib.synth.counterfactual). The mean
 change of the malignant logit is how much the marker moves the decision; the change of the
 AUC is what the marker does to the ranking. A known answer no real data set can give.
 """
@@ -12,13 +12,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mvlib.atomic import write_atomic
-from mvlib.data.prepare import prepare
+from mvlib.core.atomic import write_atomic
+from mvlib.core.device import cpu_threads
 from mvlib.data.store import BreastDataset
-from mvlib.device import cpu_threads
-from mvlib.reliance import load_best, malignant_logits
-from mvlib.runs import RunDir
-from mvlib.stats import auc_ci, delong_test
+from mvlib.engine.view_parts import load_best, malignant_logits
+from mvlib.experiment.prepare import prepare
+from mvlib.experiment.runs import RunDir
+from mvlib.instruments.stats import auc_ci, delong_test
 from mvlib.synth.config import SynthConfig
 from mvlib.synth.counterfactual import marker_counterfactual
 

@@ -13,8 +13,8 @@ import json
 import os
 from dataclasses import dataclass, field
 
-from mvlib.paper import CC_SIZE as PAPER_CC_SIZE
-from mvlib.paper import MLO_SIZE as PAPER_MLO_SIZE
+from mvlib.core.paper import CC_SIZE as PAPER_CC_SIZE
+from mvlib.core.paper import MLO_SIZE as PAPER_MLO_SIZE
 from mvlib.synth.config import SynthConfig
 
 
@@ -55,12 +55,12 @@ class Profile:
     # repetitions after them start at `reseed` instead (see `seed_list`).
     reseed: int = 0
     # Where the runs train (not part of any run's identity): "local" (this machine: the
-    # `workers`, or one run per GPU) or "slurm" (mvlib.slurm; resources from `slurm`,
+    # `workers`, or one run per GPU) or "slurm" (mvlib.executors.slurm; resources from `slurm`,
     # overridden by MVLIB_SLURM_* variables).
     executor: str = "local"
     slurm: dict = field(default_factory=dict)
     # The data every run of the notebooks trains on: the synthetic default, or a real
-    # source prepared from `data_root` with `data_knobs` (mvlib.data.prepare).
+    # source prepared from `data_root` with `data_knobs` (mvlib.experiment.prepare).
     dataset: str = "synthetic"
     data_root: str | None = None
     data_knobs: dict = field(default_factory=dict)
@@ -123,7 +123,7 @@ PROFILES = {
 def get(name: str | None = None, dataset: str = "synthetic", data_root: str | None = None,
         executor: str | None = None, reseed: int | None = None, **data_knobs) -> Profile:
     """The named profile (None means $MVLIB_PROFILE, else `laptop`), training on `dataset`
-    (prepared from `data_root` with `data_knobs`; see mvlib.data.prepare), with the seed
+    (prepared from `data_root` with `data_knobs`; see mvlib.experiment.prepare), with the seed
     list of `reseed` (`Profile.seed_list`; None means $MVLIB_RESEED, else 0: the committed
     seeds), its runs trained by `executor` (None means $MVLIB_EXECUTOR, else "local")."""
     name = name or os.environ.get("MVLIB_PROFILE") or "laptop"

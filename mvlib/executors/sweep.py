@@ -2,8 +2,8 @@
 
 A sweep skips finished runs (done or diverged) and resumes interrupted ones. Executors
 only decide where `train(cfg)` happens: `InProcess` here, `Subprocesses` as parallel
-`python -m mvlib train <config.json>` jobs, `mvlib.slurm.Slurm` as SLURM array tasks running
-that same command. `default_executor` picks one from the profile (`Profile.executor`:
+`python -m mvlib train <config.json>` jobs, `mvlib.executors.slurm.Slurm` as SLURM array tasks
+running that same command. `default_executor` picks one from the profile (`Profile.executor`:
 "local" or "slurm").
 """
 
@@ -20,11 +20,11 @@ from typing import Protocol
 import torch
 from tqdm import tqdm
 
-from mvlib import paths
-from mvlib.profiles import Profile
-from mvlib.progress import report
-from mvlib.runs import RunConfig, RunDir
-from mvlib.train import train
+from mvlib.core import paths
+from mvlib.core.progress import report
+from mvlib.engine.train import train
+from mvlib.experiment.profiles import Profile
+from mvlib.experiment.runs import RunConfig, RunDir
 
 
 class Executor(Protocol):
@@ -94,10 +94,10 @@ class Subprocesses:
 
 def default_executor(prof: Profile) -> Executor:
     """The profile's executor: "slurm" (options: the profile's `slurm`, overridden as
-    mvlib.slurm.SlurmOptions.from_env says), or "local": one run per GPU when there are
+    mvlib.executors.slurm.SlurmOptions.from_env says), or "local": one run per GPU when there are
     several, else the profile's `workers` side by side (one at a time in this process)."""
     if prof.executor == "slurm":
-        from mvlib.slurm import Slurm, SlurmOptions
+        from mvlib.executors.slurm import Slurm, SlurmOptions
 
         return Slurm(SlurmOptions.from_env(prof.slurm))
     if prof.executor != "local":
@@ -108,12 +108,12 @@ def default_executor(prof: Profile) -> Executor:
 
 
 def preparation_jobs(prof: Profile) -> Callable[[Path, list[list[int]]], None] | None:
-    """Where a real source's preparation jobs run (`run_slices` of mvlib.data.prepare): None
+    """Where a real source's preparation jobs run (`run_slices` of mvlib.experiment.prepare): None
     for local processes (the preparation's own), or with the "slurm" executor a SLURM array of
     one-CPU tasks (the profile's SLURM options as `default_executor` reads them, no GPU)."""
     if prof.executor != "slurm":
         return None
-    from mvlib.slurm import Slurm, SlurmOptions
+    from mvlib.executors.slurm import Slurm, SlurmOptions
 
     return Slurm(SlurmOptions.from_env(prof.slurm)).prepare
 

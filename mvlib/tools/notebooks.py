@@ -16,9 +16,10 @@ import pandas as pd
 import papermill
 from tqdm import tqdm
 
-from mvlib import paths, profiles
-from mvlib.atomic import write_atomic
-from mvlib.device import machine
+from mvlib.core import paths
+from mvlib.core.atomic import write_atomic
+from mvlib.core.device import machine
+from mvlib.experiment import profiles
 
 NOTEBOOKS = paths.REPO / "notebooks"
 REPRODUCE_RECORD = "reproduce.json"  # minutes per notebook of the last `reproduce`
@@ -78,7 +79,7 @@ def run(path: Path, profile: str, dataset: str = "synthetic", data_root: str | N
     """Execute `path`; the output is replaced only when the whole run succeeded. `reseed`:
     the re-run with another seed list (`Profile.seed_list`), written beside its runs;
     `executor`: where its runs train (None: $MVLIB_EXECUTOR, else "local"); `data_knobs`:
-    the data set's knobs (mvlib.data.prepare's, e.g. patch_weights)."""
+    the data set's knobs (mvlib.experiment.prepare's, e.g. patch_weights)."""
     data_knobs = dict(data_knobs or {})
     with _environment(MVLIB_PROFILE=profile):
         tag = profiles.get(profile, dataset, data_root, reseed=reseed, **data_knobs).tag
@@ -103,7 +104,8 @@ def run(path: Path, profile: str, dataset: str = "synthetic", data_root: str | N
 @contextmanager
 def _sweep_progress(position: int):
     """A bar of the current sweep's runs (done / total, running, queued), read from the file
-    that mvlib.progress.report writes inside the notebook's kernel; shown in a terminal only."""
+    that mvlib.core.progress.report writes inside the notebook's kernel; shown in a terminal
+    only."""
     path = paths.store() / "tmp" / f"progress-{os.getpid()}.json"
     path.unlink(missing_ok=True)
     bar = tqdm(total=0, desc="  runs", unit="run", position=position, leave=False,

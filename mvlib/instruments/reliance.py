@@ -16,86 +16,24 @@ What the utilisation rates measure is each view's contribution to the AUC on the
 are computed on (the test split in Table 6), not how much the decision leans on a view: a cue
 that predicts the label in training only makes u(mlo|cc) negative on the test split for a
 model that relies on it (MLO's part then hurts the test AUC), so relying less on the cue
-raises d_util. Hence also, label-free (mvlib.dependence), each view's malignant-logit part
-z_v (fusing models: W h_v + b/2, so that z = z_cc + z_mlo; Split ResNet: the uni-view
-logits), kept per breast in `reliance.csv` as `z_cc`, `z_mlo`, and MLO's share of the
+raises d_util. Hence also, label-free (mvlib.instruments.dependence), each view's
+malignant-logit part z_v (fusing models: W h_v + b/2, so that z = z_cc + z_mlo; Split ResNet: the
+uni-view logits), kept per breast in `reliance.csv` as `z_cc`, `z_mlo`, and MLO's share of the
 logit's variation s_mlo = Cov(z_mlo, z) / Var(z) on either split (the covariance split evenly;
 for Split ResNet, whose probabilities are averaged, of the sum of its uni-view logits). A uni-view
-model's other view contributes a constant (z = 0, s_mlo = 0 for CC, 1 for MLO).
+model's other view contributes a constant (z = 0, s_mlo = 0 for CC, 1 for MLO). The
+per-breast predictions these readings start from: mvlib.engine.view_parts.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import torch
 
-from mvlib import dependence, stats
-from mvlib.atomic import write_atomic
-from mvlib.data.loader import VIEWS, eval_loader, to_model_input
-from mvlib.data.prepare import prepare
-from mvlib.data.store import BreastDataset
-from mvlib.device import autocast, cpu_threads, pick_device, to_device
-from mvlib.models.heads import build_model
-from mvlib.runs import RunDir
-from mvlib.stats import auc_ci, interval_cell
-
-PREDICTIONS = ("full", "cc_only", "mlo_only")
-# The columns a cached reliance.csv must have; an older file without them is recomputed.
-COLUMNS = ("breast_id", "malignant", "benign", "p_full", "p_cc_only", "p_mlo_only", "z_cc",
-           "z_mlo", "split")
-
-
-@torch.no_grad()
-def view_parts(model: torch.nn.Module, data: BreastDataset, split: str, channels: int,
-               device: torch.device) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:
-    """Each view's part (`model.view_parts`) for every breast of `split`, whole crops in
-    eval mode, and the breasts (breast_id, malignant, benign) in the same order."""
-    model.eval()
-    parts, rows = {v: [] for v in VIEWS}, []
-    for batch in eval_loader(data, split, channels=channels):
-        x = to_device(to_model_input(batch, device, augment=False), device)
-        with autocast(device):
-            p = model.view_parts(x)
-        for v in VIEWS:
-            parts[v].append(p[v].float())
-        rows.append(pd.DataFrame({"breast_id": batch["index"].numpy(),
-                                  "malignant": batch["labels"][:, 0].numpy(),
-                                  "benign": batch["labels"][:, 1].numpy()}))
-    return {v: torch.cat(parts[v]) for v in VIEWS}, pd.concat(rows, ignore_index=True)
-
-
-@torch.no_grad()
-def reliance_predictions(model: torch.nn.Module, data: BreastDataset, split: str,
-                         channels: int, device: torch.device,
-                         train_parts: tuple[dict[str, torch.Tensor], pd.DataFrame] | None = None
-                         ) -> pd.DataFrame:
-    """Malignant probabilities per breast of `split`: full, CC only (MLO's part replaced by
-    its training-split mean) and MLO only (the mirror). `train_parts`: the training split's
-    `view_parts` when the caller has them (computed once for both splits of a run)."""
-    train = train_parts or view_parts(model, data, "train", channels, device)
-    means = {v: p.mean(dim=0) for v, p in train[0].items()}
-    parts, rows = train if split == "train" else view_parts(model, data, split, channels, device)
-    out = rows.copy()
-    kept = {"full": parts,
-            "cc_only": {"cc": parts["cc"], "mlo": means["mlo"].expand_as(parts["mlo"])},
-            "mlo_only": {"cc": means["cc"].expand_as(parts["cc"]), "mlo": parts["mlo"]}}
-    for name, p in kept.items():
-        out[f"p_{name}"] = torch.sigmoid(model.fuse_parts(p)[:, 0]).cpu().numpy()
-    for v, z in logit_parts(model, parts).items():
-        out[f"z_{v}"] = z.cpu().numpy()
-    return out
-
-
-@torch.no_grad()
-def logit_parts(model: torch.nn.Module, parts: dict[str, torch.Tensor]
-                ) -> dict[str, torch.Tensor]:
-    """Each view's part of the malignant logit: W h_v + b/2 for the fusing models (their
-    logit is z_cc + z_mlo, as OGM-GE scores a view), the uni-view logit for Split ResNet."""
-    if hasattr(model, "output"):  # Split ResNet has none: its parts are logits already
-        w, b = model.output.weight[0].float(), model.output.bias[0].float()
-        return {v: p.float() @ w + b / 2 for v, p in parts.items()}
-    return {v: p[:, 0].float() for v, p in parts.items()}
+from mvlib.engine.view_parts import PREDICTIONS, run_reliance
+from mvlib.experiment.runs import RunDir
+from mvlib.instruments import dependence, stats
+from mvlib.instruments.stats import auc_ci, interval_cell
 
 
 def utilisation(aucs: dict[str, float]) -> dict[str, float]:
@@ -120,83 +58,6 @@ def reliance_summary(pred: pd.DataFrame, level: float = 0.95) -> dict[str, float
     return {**row, **utilisation(aucs)}
 
 
-def run_reliance(run: RunDir, knobs: dict | None = None) -> pd.DataFrame:
-    """`reliance_predictions` of a finished run's best checkpoint on the test and training
-    splits (column `split`), computed once and kept in the run's folder. `knobs`: score it on
-    another synthetic data set (e.g. a control run on the planted data: the testbed) than
-    the one it trained on; kept as reliance-<data set>.csv. A cached file that lacks a
-    column of `COLUMNS` (an older version) is recomputed."""
-    cfg = run.cfg
-    own = knobs is None or knobs == cfg.knobs
-    data = None
-    if own:
-        path = run.path / "reliance.csv"
-    else:
-        data = prepare(cfg.dataset, cfg.profile, cfg.data_root, progress=False, **knobs)
-        path = run.path / f"reliance-{data.root.name}.csv"
-    if path.exists():
-        cached = pd.read_csv(path)
-        if set(COLUMNS) <= set(cached):
-            return cached
-    if data is None:
-        data = prepare(cfg.dataset, cfg.profile, cfg.data_root, progress=False, **cfg.knobs)
-    model = load_best(run)
-    device = next(model.parameters()).device
-    with cpu_threads(cfg.threads):
-        train = (view_parts(model, data, "train", cfg.channels, device)
-                 if hasattr(model, "view_parts") else
-                 malignant_logits(model, data, "train", cfg.channels, device))
-        out = pd.concat([_predictions(model, data, split, cfg.channels, device, train)
-                         .assign(split=split) for split in ("test", "train")],
-                        ignore_index=True)
-    write_atomic(path, lambda p: out.to_csv(p, index=False))
-    return out
-
-
-def load_best(run: RunDir) -> torch.nn.Module:
-    """A run's best checkpoint as a model on the device, in eval mode."""
-    cfg = run.cfg
-    model = build_model(cfg.model, cfg.channels, cfg.view_dropout)
-    model.load_state_dict(run.load("best.pt"))
-    model.to(pick_device(), memory_format=torch.channels_last)
-    return model.eval()
-
-
-@torch.no_grad()
-def malignant_logits(model: torch.nn.Module, data: BreastDataset, split: str, channels: int,
-                     device: torch.device) -> tuple[np.ndarray, pd.DataFrame]:
-    """The model's malignant logit per breast of `split` (whole crops, eval mode) and the
-    breasts (breast_id, malignant, benign) in the same order."""
-    model.eval()
-    z, rows = [], []
-    for batch in eval_loader(data, split, channels=channels):
-        x = to_device(to_model_input(batch, device, augment=False), device)
-        with autocast(device):
-            z.append(model(x)[:, 0].float().cpu())
-        rows.append(pd.DataFrame({"breast_id": batch["index"].numpy(),
-                                  "malignant": batch["labels"][:, 0].numpy(),
-                                  "benign": batch["labels"][:, 1].numpy()}))
-    return torch.cat(z).numpy(), pd.concat(rows, ignore_index=True)
-
-
-def _predictions(model: torch.nn.Module, data: BreastDataset, split: str, channels: int,
-                 device: torch.device, train=None) -> pd.DataFrame:
-    """`reliance_predictions`; a uni-view model is its own view's prediction, and the other
-    view's part is a constant: z = 0, and the prediction without its own view is the
-    sigmoid of its training-mean logit (as a fusing model's view is replaced)."""
-    if hasattr(model, "view_parts"):
-        return reliance_predictions(model, data, split, channels, device, train)
-    z, rows = train if split == "train" else malignant_logits(model, data, split, channels, device)
-    own = 1 / (1 + np.exp(-z.astype(np.float64)))
-    without = float(1 / (1 + np.exp(-float(np.mean(train[0])))))
-    out = rows.assign(p_full=own)
-    out["p_cc_only"] = own if model.view == "cc" else without
-    out["p_mlo_only"] = own if model.view == "mlo" else without
-    out["z_cc"] = z if model.view == "cc" else 0.0
-    out["z_mlo"] = z if model.view == "mlo" else 0.0
-    return out
-
-
 def training_curve(run: RunDir) -> pd.DataFrame:
     """View reliance during training: per validated epoch, the validation AUC full / CC only
     / MLO only (recorded by the training loop from the same forward pass; each view's part
@@ -218,14 +79,15 @@ DEPENDENCE = {"s_mlo": ("train", "test"), "dp_mlo": ("test",), "dp_cc": ("test",
 
 def table6(final: dict[str, list[RunDir]], level: float = 0.95) -> pd.DataFrame:
     """Table 6 (ours): per two-view group, each the mean over seeds with its interval
-    over seeds and breasts (`<col> lo`, `<col> hi`; mvlib.dependence.summary):
+    over seeds and breasts (`<col> lo`, `<col> hi`; mvlib.instruments.dependence.summary):
       * `full`, `cc_only`, `mlo_only`: test AUC of the model, of its CC part (MLO replaced by
         its training mean) and of its MLO part; `mlo_only (train)` on the training split;
       * `u(mlo|cc)`, `u(cc|mlo)`, `d_util`: utilisation rates, i.e. each view's contribution
         to the test AUC (Wu et al., ICML 2022); negative when a view's part hurts the test
         AUC, as a cue that predicts in training only does;
       * `s_mlo (train)`, `s_mlo (test)`: MLO's share of the malignant logit's variation,
-        Cov(z_mlo, z) / Var(z) over the split's breasts (label-free; mvlib.dependence.share);
+        Cov(z_mlo, z) / Var(z) over the split's breasts (label-free;
+        mvlib.instruments.dependence.share);
       * `dp_mlo (test)`, `dp_cc (test)`: mean |change of the predicted malignancy
         probability| when MLO's (CC's) part is replaced by its training mean."""
     rows = []
@@ -277,7 +139,7 @@ def table6_display(table6: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-# The readings a reliance claim can rest on: name -> (mvlib.dependence reading, split,
+# The readings a reliance claim can rest on: name -> (mvlib.instruments.dependence reading, split,
 # the words in the claim). Each grows with reliance on MLO.
 READINGS = {"s_mlo (train)": ("s_mlo", "train", "MLO's share of the logit's variation, "
                               "training split"),
@@ -312,7 +174,7 @@ def reliance_claims(table6_runs: dict[str, list[RunDir]], level: float = 0.95,
     rows = []
 
     def judge(text: str, used: str, compute, below: bool, groups: tuple[str, ...]) -> None:
-        for g in groups:  # a model at chance tests nothing (mvlib.stats.at_chance)
+        for g in groups:  # a model at chance tests nothing (mvlib.instruments.stats.at_chance)
             y = test[g][0].malignant.to_numpy()
             try:
                 why = stats.at_chance(y, [p.p_full.to_numpy() for p in test[g]], level)
@@ -397,10 +259,10 @@ def generalisation_correlation(per_run: pd.DataFrame, reading: str = "s_mlo (tra
                                level: float = 0.95, n_boot: int = 10000) -> pd.DataFrame:
     """Spearman's rank correlation of test AUC with `reading` across runs, per group and
     pooled over the two-view groups' runs (`POOLED`; uni-view models, whose MLO share is 0
-    or 1 by construction, left out), with a bootstrap interval over runs (mvlib.dependence.
-    rank_correlation; no interval under 10 runs). The hypothesis predicts rho < 0; within a
-    group few seeds give a wide interval, and pooled runs mix groups that differ in more
-    than reliance."""
+    or 1 by construction, left out), with a bootstrap interval over runs
+    (mvlib.instruments.dependence.rank_correlation; no interval under 10 runs). The hypothesis
+    predicts rho < 0; within a group few seeds give a wide interval, and pooled runs mix groups
+    that differ in more than reliance."""
     rows = []
     two_view = per_run[~per_run.group.str.startswith("uni-view")]
     parts = [*per_run.groupby("group", sort=False), (POOLED, two_view)]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mvlib.runs import RunDir
-from mvlib.train import selection_score  # the one ranking rule, shared with checkpoints
+from mvlib.engine.train import selection_score  # the one ranking rule, shared with checkpoints
+from mvlib.experiment.runs import RunDir
 
 # Learning-rate ranges (log-uniform): uni-view curves, and Joint / Shared / Split.
 LR_RANGES = {"uniview": (1e-5, 3e-3), "variants": (1e-5, 1e-3)}

@@ -11,7 +11,7 @@
   seed part is estimated from 3-4 seeds, so the interval is Student's t with Satterthwaite's
   degrees of freedom over a variance-components estimate; its coverage at 3, 4, 5 and 10
   seeds is a tested property (tests/test_stats.py). `recipe_ci`, `compare_recipes` and
-  `compare_effects` are its AUC cases; mvlib.dependence uses it for every other per-run
+  `compare_effects` are its AUC cases; mvlib.instruments.dependence uses it for every other per-run
   reading, with a case bootstrap for the case covariance.
 * `compare_means`: Welch's t interval for per-run readings that are not measured on shared
   cases (an instrument's value per seed); `one_sample` the one-group t.

@@ -1,12 +1,12 @@
 """Sweep progress for a driver outside this process: the executors write it, `make
-reproduce` (mvlib.notebooks) shows it while a notebook runs."""
+reproduce` (mvlib.tools.notebooks) shows it while a notebook runs."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from mvlib.atomic import write_json
+from mvlib.core.atomic import write_json
 
 
 def report(done: int, total: int, **states: int) -> None:

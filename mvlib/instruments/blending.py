@@ -35,8 +35,8 @@ import pandas as pd
 from scipy.stats import norm
 from sklearn.metrics import log_loss
 
-from mvlib.evaluate import TASKS, auc
-from mvlib.stats import delong_test
+from mvlib.engine.evaluate import TASKS, auc
+from mvlib.instruments.stats import delong_test
 
 MEASURES = ("loss", "auc")
 WINDOWS = {"[0, 100]": (0.0, 1.0), "[90, 100]": (0.9, 1.0)}  # the paper's epoch windows

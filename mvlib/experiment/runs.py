@@ -14,7 +14,7 @@ A run folder is named by its config's hash and tells everything about the run:
                   bookkeeping after the last finished epoch (resume)
   best.pt         model weights of the epoch with the best validation malignant AUC
   predictions.csv test predictions of the best checkpoint (TTA mean over `tta_windows`)
-  reliance.csv    view-reliance predictions of the best checkpoint (mvlib.reliance)
+  reliance.csv    view-reliance predictions of the best checkpoint (mvlib.instruments.reliance)
 Every file is written atomically. Checkpoints hold plain types and tensors only and are
 read with `weights_only=True`: a run store may be shared, and a crafted pickle would run code.
 """
@@ -34,8 +34,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from mvlib import paths
-from mvlib.atomic import write_atomic, write_json
+from mvlib.core import paths
+from mvlib.core.atomic import write_atomic, write_json
 from mvlib.data.sampler import UNITS
 
 # Version of the training protocol behind a run's numbers, part of every run's name: runs of
@@ -44,7 +44,7 @@ from mvlib.data.sampler import UNITS
 PROTOCOL = 2
 
 OPTIMIZERS = ("adam", "sgd")  # RunConfig.optimizer
-REBALANCE_HOLDS = ("view", "input")  # RunConfig.rebalance['hold']: see mvlib.rebalance
+REBALANCE_HOLDS = ("view", "input")  # RunConfig.rebalance['hold']: see mvlib.methods.rebalance
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class RunConfig:
     batch_size: int = 4
     tta_windows: int = 10
     group_lr: dict[str, float] | None = None  # per-group learning rates (cc, mlo, shared)
-    # The optimiser (mvlib.train.make_optimizer): "adam", the paper's; "sgd", OGM-GE's
+    # The optimiser (mvlib.engine.train.make_optimizer): "adam", the paper's; "sgd", OGM-GE's
     # reference recipe (SGD, momentum 0.9, weight decay 1e-4, the rate x0.1 at 70% of the
     # epochs; GeWu-Lab/OGM-GE_CVPR2022 main.py).
     optimizer: str = "adam"
@@ -72,9 +72,9 @@ class RunConfig:
     init_from: dict[str, str] | None = None
     finetune: str = "all"
     # The later balancing methods (notebook 08), for Joint ResNet alone: OGM-GE's alpha (0 =
-    # off; mvlib.ogm), with `ogm_fc` modulating the FC-512 weights too; greedy-learning
+    # off; mvlib.methods.ogm), with `ogm_fc` modulating the FC-512 weights too; greedy-learning
     # re-balancing, adapted, {'epsilon': ..., 'steps': ..., 'hold': ...} (None = off; 'hold'
-    # optional, 'view' when absent; mvlib.rebalance).
+    # optional, 'view' when absent; mvlib.methods.rebalance).
     ogm_alpha: float = 0.0
     ogm_fc: bool = False
     rebalance: dict[str, float | str] | None = None
@@ -99,7 +99,7 @@ class RunConfig:
     # the count, so it is part of the config: a run gives the same metrics whichever executor
     # runs it. Sweeps get parallelism by running several runs side by side instead.
     threads: int = 1
-    # The data: a source prepared at a profile's sizes (see mvlib.data.prepare).
+    # The data: a source prepared at a profile's sizes (see mvlib.experiment.prepare).
     dataset: str = "synthetic"
     profile: str = "laptop"
     data_root: str | None = None
@@ -191,7 +191,7 @@ class RunConfig:
     def synthetic_data(self) -> str | None:
         """The name of the synthetic data set this run trains on (its generator config and
         version), or None for a profile this library does not define."""
-        from mvlib import profiles
+        from mvlib.experiment import profiles
         from mvlib.synth.generate import dataset_dir
 
         if self.profile not in profiles.PROFILES:

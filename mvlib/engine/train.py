@@ -13,8 +13,8 @@ the epoch's own sample (Appendix A, with shrunken epochs: `epoch_fraction`). The
 regularizers of Section 6.2 are config fields: Modality Dropout lives in the model, Split
 Learning Rates in the optimiser, Gradient Blending in the loss, Pretraining in the
 initialisation. The later balancing methods of notebook 08 are one call each at their place
-in the step: OGM-GE (mvlib.ogm) between backward() and the optimiser step, the re-balancing
-(mvlib.rebalance) where the views are fused. A non-finite loss ends the run as `diverged`,
+in the step: OGM-GE (mvlib.methods.ogm) between backward() and the optimiser step, the re-balancing
+(mvlib.methods.rebalance) where the views are fused. A non-finite loss ends the run as `diverged`,
 recorded in its folder, without raising.
 """
 
@@ -33,17 +33,17 @@ import torch
 from torch.utils.data import default_collate
 from tqdm import tqdm
 
+from mvlib.core.device import autocast, cpu_threads, pick_device, to_device
 from mvlib.data.loader import BreastArrays, eval_loader, to_model_input, train_loader
-from mvlib.data.prepare import prepare
 from mvlib.data.store import BreastDataset
-from mvlib.device import autocast, cpu_threads, pick_device, to_device
-from mvlib.dynamics import RK4, group_grad_norms, lca
-from mvlib.evaluate import auc, predict, scores
+from mvlib.engine.dynamics import RK4, group_grad_norms, lca
+from mvlib.engine.evaluate import auc, predict, scores
+from mvlib.engine.view_parts import run_reliance
+from mvlib.experiment.prepare import prepare
+from mvlib.experiment.runs import DamagedCheckpoint, RunConfig, RunDir
+from mvlib.methods.ogm import OGMGE
+from mvlib.methods.rebalance import Rebalancer
 from mvlib.models.heads import blended_loss, build_model, loss_fn
-from mvlib.ogm import OGMGE
-from mvlib.rebalance import Rebalancer
-from mvlib.reliance import run_reliance
-from mvlib.runs import DamagedCheckpoint, RunConfig, RunDir
 
 
 def epoch_seed(seed: int, epoch: int, stream: int) -> int:
@@ -283,7 +283,7 @@ def evaluate(model: torch.nn.Module, data: BreastDataset, cfg: RunConfig,
 def run_protocol(cfg: RunConfig, run: RunDir) -> RunDir:
     """The paper's protocol for one run, top to bottom: epochs of training with the
     instruments, validation and checkpoints, then the test predictions and (runs without
-    LCA) the view-reliance predictions of mvlib.reliance."""
+    LCA) the view-reliance predictions of mvlib.instruments.reliance."""
     run.create()
     device = pick_device()
     data = prepare(cfg.dataset, cfg.profile, cfg.data_root, progress=False, **cfg.knobs)

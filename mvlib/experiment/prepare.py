@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from mvlib import paths, profiles
+from mvlib.core import paths
 from mvlib.data.store import BreastDataset
+from mvlib.experiment import profiles
 from mvlib.synth.generate import generate_dataset
 
 REAL_SOURCES = ("nyu", "rsna", "vindr", "cbis-ddsm")
@@ -23,7 +24,7 @@ def prepare(dataset: str = "synthetic", profile: str | None = None,
     For a real source (nyu, rsna, vindr, cbis-ddsm), `data_root` is the folder it was
     downloaded to and `knobs` go to mvlib.data.real.prepare_real (pairing and split rules,
     crop, workers, and the adapter's own options); its jobs run in local processes, or as
-    `run_slices` runs them (mvlib.sweep.preparation_jobs: a SLURM array).
+    `run_slices` runs them (mvlib.executors.sweep.preparation_jobs: a SLURM array).
     """
     prof = profiles.get(profile)
     if dataset == "synthetic":

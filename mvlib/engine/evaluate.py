@@ -7,9 +7,9 @@ import pandas as pd
 import torch
 from sklearn.metrics import roc_auc_score
 
+from mvlib.core.device import autocast, to_device
 from mvlib.data.loader import VIEWS
 from mvlib.data.windows import WindowNoise, full_window, tta_windows
-from mvlib.device import autocast, to_device
 from mvlib.models.heads import loss_fn
 
 TASKS = ("malignant", "benign")
@@ -30,7 +30,7 @@ def predict(model: torch.nn.Module, loader: torch.utils.data.DataLoader, device:
     `n_windows` random windows (the paper's test-time augmentation). With `reliance` (whole
     crops, a two-view model) also the malignant probability with each view's part replaced
     by its mean over these breasts, from the same forward pass (`p_cc_only`, `p_mlo_only`;
-    see mvlib.reliance: the AUC does not depend on the constant, so the split's own mean
+    see mvlib.instruments.reliance: the AUC does not depend on the constant, so the split's own mean
     stands in for the training mean during training)."""
     model.eval()
     gen = torch.Generator().manual_seed(seed)

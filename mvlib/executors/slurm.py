@@ -1,6 +1,6 @@
 """Sweeps on a SLURM cluster, through submitit (facebookincubator/submitit).
 
-Each run is one task of a job array that runs `mvlib.train.train_file(<config.json>)` (what
+Each run is one task of a job array that runs `mvlib.engine.train.train_file(<config.json>)` (what
 `python -m mvlib train` runs, in the job's Python), with the resources of `SlurmOptions`. Its
 log is the array task's submitit log (under `<store>/slurm/`), linked from the run's folder as
 `slurm.out` and `slurm.err` and named in its `slurm.json` beside the job id (what the driver
@@ -33,11 +33,11 @@ from pathlib import Path
 import submitit
 from tqdm import tqdm
 
-from mvlib.atomic import write_json
+from mvlib.core.atomic import write_json
+from mvlib.core.progress import report
 from mvlib.data.build import chunk_done, prepare_slice
-from mvlib.progress import report
-from mvlib.runs import RunConfig, RunDir
-from mvlib.train import train_file
+from mvlib.engine.train import train_file
+from mvlib.experiment.runs import RunConfig, RunDir
 
 ALIVE = ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD",
          "REQUEUE_FED", "RESIZING", "SUSPENDED", "STAGE_OUT", "SIGNALING")
@@ -112,7 +112,7 @@ def queue() -> dict[str, str]:
 
 
 class TrainJob(submitit.helpers.Checkpointable):
-    """One run as a job: `mvlib.train.train_file`, what `python -m mvlib train` runs.
+    """One run as a job: `mvlib.engine.train.train_file`, what `python -m mvlib train` runs.
     Checkpointable: on preemption or timeout submitit requeues it with the same arguments, and
     training resumes from the run's last.pt."""
 

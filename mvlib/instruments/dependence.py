@@ -16,8 +16,8 @@ ResNet: each uni-view model's logit). Readings of one run on one split's breasts
     AUC(z_on) - AUC(z_off).
 Intervals over seeds: each run's reading on the whole split, the covariance of the runs'
 readings over breast resamples (within each class, the same breasts for every run), and
-mvlib.stats.seed_case_contrast, which adds the seeds' spread with a small-sample t. Pure
-numpy: the run folders are read by mvlib.reliance and mvlib.cuetest.
+mvlib.instruments.stats.seed_case_contrast, which adds the seeds' spread with a small-sample t. Pure
+numpy: the run folders are read by mvlib.instruments.reliance and mvlib.instruments.cuetest.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import rankdata, spearmanr
 
-from mvlib import stats
-from mvlib.stats import aucs_on_cases, delong
+from mvlib.instruments import stats
+from mvlib.instruments.stats import aucs_on_cases, delong
 
 AUC_READINGS = ("full", "cc_only", "mlo_only", "u(mlo|cc)", "u(cc|mlo)", "d_util")
 SHARE_READINGS = ("s_mlo", "dp_mlo", "dp_cc")
@@ -66,7 +66,7 @@ def share(var_cc: np.ndarray | float, var_mlo: np.ndarray | float,
 @dataclass
 class Cases:
     """Bootstrap resamples of one split's breasts: `cases` (n_boot, N) breast indices,
-    positives first (as mvlib.stats lays them out), `pos`, `neg` the class indices and
+    positives first (as mvlib.instruments.stats lays them out), `pos`, `neg` the class indices and
     `weights` (n_boot, N) how often each breast was drawn. `n_boot` 0: the split itself."""
 
     cases: np.ndarray
@@ -176,8 +176,8 @@ def _readings(parts: list[tuple[list[pd.DataFrame], str]], n_boot: int, seed: in
               ) -> tuple[np.ndarray, np.ndarray]:
     """Each run's reading on the whole split (shape (runs,), groups in order) and their
     covariance over `n_boot` breast resamples (within each class, one draw for every run):
-    what `mvlib.stats.seed_case_contrast` needs besides the seeds' spread. Resamples where a
-    reading is undefined (an AUC of 0 under a ratio) are left out."""
+    what `mvlib.instruments.stats.seed_case_contrast` needs besides the seeds' spread. Resamples
+    where a reading is undefined (an AUC of 0 under a ratio) are left out."""
     runs = [p for group, _ in parts for p in group]
     if any(not group for group, _ in parts):
         raise ValueError("each group needs at least one run")
@@ -203,8 +203,8 @@ def contrast(parts: list[tuple[list[pd.DataFrame], str]], weights: list[float],
              level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> dict:
     """sum_g w_g * (mean over group g's seeds of its reading): `parts` are (runs, reading)
     per group, every run scored on the same breasts; the interval is
-    `mvlib.stats.seed_case_contrast` (seeds independent between groups, the case covariance
-    from one breast resampling for all runs). Adds `means`, each group's mean reading."""
+    `mvlib.instruments.stats.seed_case_contrast` (seeds independent between groups, the case
+    covariance from one breast resampling for all runs). Adds `means`, each group's mean reading."""
     values, cov = _readings(parts, n_boot, seed)
     sizes = [len(group) for group, _ in parts]
     r = stats.seed_case_contrast(values, cov, sizes, weights, level)

@@ -34,22 +34,23 @@ import threadpoolctl
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from mvlib import paper, paths, profiles
-from mvlib.atomic import write_atomic
+from mvlib.core import paper, paths
+from mvlib.core.atomic import write_atomic
+from mvlib.core.device import machine, to_device
 from mvlib.data import heatmaps, store
 from mvlib.data.adapters.examples import write_dicom
 from mvlib.data.crop import prepare_view
 from mvlib.data.dicom import read_image
 from mvlib.data.loader import BreastArrays, to_model_input, train_loader
-from mvlib.data.prepare import prepare
 from mvlib.data.store import BreastDataset
-from mvlib.device import machine, to_device
-from mvlib.dynamics import RK4, group_grad_norms, mlo_share
+from mvlib.engine.dynamics import RK4, group_grad_norms, mlo_share
+from mvlib.engine.train import train
+from mvlib.experiment import profiles
+from mvlib.experiment.prepare import prepare
+from mvlib.experiment.runs import RunConfig
 from mvlib.models.heads import JointResNet, UniView, loss_fn
 from mvlib.models.patch_densenet import patch_classifier
-from mvlib.runs import RunConfig
 from mvlib.synth.generate import CHUNK, generate_chunk, generate_dataset
-from mvlib.train import train
 
 GENERATOR_TARGET = 200.0
 LOADER_TARGET = 5.0
@@ -410,7 +411,7 @@ def bench_dynamics() -> dict:
 def main(out: Path | None = None) -> list[str]:
     """Run every benchmark, print one line per figure and write the lines with the raw
     numbers to `out` (default figures/bench.json), which the README's measurements are
-    rendered from (`mvlib.readme`)."""
+    rendered from (`mvlib.tools.readme`)."""
     torch.manual_seed(0)
     lines: list[str] = []
 

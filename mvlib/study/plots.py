@@ -10,12 +10,13 @@ import pandas as pd
 from matplotlib.text import Annotation
 from matplotlib.ticker import MaxNLocator
 
-from mvlib import dynamics, paper, paths
-from mvlib.atomic import write_atomic
+from mvlib.core import paper, paths
+from mvlib.core.atomic import write_atomic
 from mvlib.data.store import BreastDataset
-from mvlib.profiles import Profile
-from mvlib.reliance import training_curve
-from mvlib.runs import RunDir
+from mvlib.engine import dynamics
+from mvlib.experiment.profiles import Profile
+from mvlib.experiment.runs import RunDir
+from mvlib.instruments.reliance import training_curve
 
 # Figure 3's best test AUC per view (Section 5), drawn on the uni-view learning curves.
 UNIVIEW_TEST_AUC = {"CC": paper.TABLE1["uni-view CC"][0], "MLO": paper.TABLE1["uni-view MLO"][0]}
@@ -173,8 +174,8 @@ def dynamics_figure(norm_run: RunDir, lca_run: RunDir, title: str, smooth: int =
     if g.empty or w.empty:  # a run that diverged before its first record
         fig, ax = plt.subplots(figsize=(6, 1.2))
         ax.axis("off")
-        ax.text(0.5, 0.5, f"{title}: no dynamics recorded (states {norm_run.status()['state']}"
-                f", {lca_run.status()['state']})", ha="center", va="center")
+        ax.text(0.5, 0.5, f"{title}: no dynamics recorded (states {norm_run.state}"
+                f", {lca_run.state})", ha="center", va="center")
         return fig
     per_epoch = g.groupby("epoch").iteration.max() + 1
     x_norms = g.epoch + g.iteration / g.epoch.map(per_epoch)
@@ -444,7 +445,7 @@ def method_dynamics_figure(run: RunDir, title: str, smooth: int = 10) -> plt.Fig
     if g.empty:  # a run that diverged before its first record
         fig, ax = plt.subplots(figsize=(6, 1.2))
         ax.axis("off")
-        ax.text(0.5, 0.5, f"{title}: no dynamics recorded (state {run.status()['state']})",
+        ax.text(0.5, 0.5, f"{title}: no dynamics recorded (state {run.state})",
                 ha="center", va="center")
         return fig
     x = g.epoch + g.iteration / g.epoch.map(g.groupby("epoch").iteration.max() + 1)

@@ -1,0 +1,1 @@
+"""Executors: sweeps of runs into the store, on this machine or as SLURM job arrays."""
