@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mvlib.study import protocol, tables
-from mvlib.study.tables import Claim, verdict
+from mvlib.study import claims, protocol, tables
+from mvlib.study.claims import Claim, verdict
 
 
 def store_with(tmp_path, groups: dict[str, list[np.ndarray]], y: np.ndarray):
@@ -90,21 +90,21 @@ def test_weight_volatility_compares_the_windows_of_each_measure():
                        "w_joint": [0.3, 0.3, 0.2, 0.6], "w_cc": [0.3, 0.4, 0.4, 0.2],
                        "w_mlo": [0.4, 0.3, 0.4, 0.2], "from": [0, 90, 0, 90],
                        "to": [100, 100, 100, 100], "note": ""}).set_index(["measure", "window"])
-    v = tables.weight_volatility(t4)
+    v = claims.weight_volatility(t4)
     assert v["verdict"] == "descriptive: as the paper" and v["ours (A vs B)"] == "0.400 vs 0.100"
     swapped = t4.rename(index={"loss": "auc", "auc": "loss"}, level=0)
-    assert tables.weight_volatility(swapped)["verdict"] == "descriptive: unlike the paper"
+    assert claims.weight_volatility(swapped)["verdict"] == "descriptive: unlike the paper"
     # A one-epoch late window, or weights that a guard set, cannot show volatility.
     short = t4.assign(**{"from": [0, 4, 0, 4], "to": [5] * 4})
-    v = tables.weight_volatility(short)
+    v = claims.weight_volatility(short)
     assert v["verdict"] == "not testable at this budget" and "spans 1 epoch" in v["why"]
     noisy = t4.copy()
     noisy.loc[("auc", "[90, 100]"), "note"] = "at noise level: cc's G +0.03 [-0.01, +0.07]"
-    v = tables.weight_volatility(noisy)
+    v = claims.weight_volatility(noisy)
     assert v["verdict"] == "not testable at this budget" and "auc over [90, 100]" in v["why"]
     undefined = t4.copy()
     undefined.loc[("loss", "[0, 100]"), ["w_joint", "w_cc", "w_mlo"]] = np.nan
-    v = tables.weight_volatility(undefined)
+    v = claims.weight_volatility(undefined)
     assert v["verdict"] == "not testable at this budget" and "loss over [0, 100]" in v["why"]
 
 
@@ -123,7 +123,7 @@ def test_gradient_blending_without_usable_weights_is_not_testable(tmp_path):
     v = verdict(GB, {**t, "Table 4": t4}, tmp_path)
     assert v["verdict"] == "not testable at this budget"
     assert "joint has G = -0.1" in v["why"] and "mlo's G +0.2" in v["why"]
-    judged = tables.claim_verdicts({"Table 2": t["Table 2"], "Table 4": t4}, "Table 2", tmp_path)
+    judged = claims.claim_verdicts({"Table 2": t["Table 2"], "Table 4": t4}, "Table 2", tmp_path)
     assert judged.loc[GB.text, "verdict"] == "not testable at this budget"
     # with a usable estimate but no runs yet, the claim is simply not tested
     t4.loc[("auc", "[0, 100]"), "note"] = ""
@@ -147,7 +147,7 @@ SETS = ("equal weights", "loss", "loss, swapped", "AUC", "AUC, swapped")
 ])
 def test_table5_statements_are_judged_against_equal_weights(tmp_path, seps, same, best):
     t = table5_store(tmp_path, dict(zip(SETS, seps, strict=True)))
-    first, second = tables.table5_claims(t, tmp_path)
+    first, second = claims.table5_claims(t, tmp_path)
     assert first["claim"] == "Table 5: the weightings do not differ significantly"
     assert (first["verdict"], second["verdict"]) == (same, best), (first["why"], second["why"])
     assert "Bonferroni over 4 sets" in first["why"] and "98.8% interval" in first["why"]
@@ -158,11 +158,11 @@ def test_table5_statements_are_judged_against_equal_weights(tmp_path, seps, same
 
 def test_table5_statements_need_models_above_chance_and_several_seeds(tmp_path):
     t = table5_store(tmp_path, dict(zip(SETS, (1.5, 1.5, 0.0, 1.5, 1.5), strict=True)))
-    assert {r["verdict"] for r in tables.table5_claims(t, tmp_path)} == {
+    assert {r["verdict"] for r in claims.table5_claims(t, tmp_path)} == {
         "not testable at this budget"}
     one = table5_store(tmp_path / "one", dict(zip(SETS, (1.5,) * 5, strict=True)), n=1)
-    assert {r["verdict"] for r in tables.table5_claims(one, tmp_path / "one")} == {"not tested"}
-    assert {r["verdict"] for r in tables.table5_claims({}, tmp_path)} == {"not tested"}
+    assert {r["verdict"] for r in claims.table5_claims(one, tmp_path / "one")} == {"not tested"}
+    assert {r["verdict"] for r in claims.table5_claims({}, tmp_path)} == {"not tested"}
 
 
 def test_an_empty_table_renders_as_a_note():
@@ -194,7 +194,7 @@ def test_verdicts_markdown_groups_the_claims_by_verdict():
     v = pd.DataFrame({"ours (A vs B)": ["0.9 vs 0.8", "0.8 vs 0.9", "0.85 vs 0.86"],
                       "verdict": ["holds", "contradicted", "holds"], "p": [0.01, 0.02, 0.03],
                       "why": ["w1", "w2", "w3"]}, index=pd.Index(["a", "b", "c"], name="claim"))
-    text = tables.verdicts_markdown(v).splitlines()
+    text = claims.verdicts_markdown(v).splitlines()
     assert text[0].startswith("Of the 3 claims: 2 holds, 1 contradicted. 3 are tested at once")
     assert "about 0.2 of them" in text[0]  # 0.05 x 3
     assert text[1] == "* **holds:** a (0.9 vs 0.8; w1); c (0.85 vs 0.86; w3)."
@@ -278,10 +278,10 @@ def test_stability_names_what_happened_to_each_verdict_between_two_runs():
     second = pd.DataFrame({"verdict": ["holds", "inconclusive at this budget", "holds",
                                        "not found at this budget", "contradicted",
                                        "descriptive: y"]}, index=list("abcdef"))
-    out = tables.stability(first, second)
+    out = claims.stability(first, second)
     assert out.change.tolist() == ["kept", "to undecided", "reversed", "to undecided",
                                    "from undecided", "changed"]
-    assert tables.stability(first, second.iloc[:2]).index.tolist() == ["a", "b"]
+    assert claims.stability(first, second.iloc[:2]).index.tolist() == ["a", "b"]
 
 
 def test_stability_report_reads_both_runs_figures(tmp_path, monkeypatch):
@@ -292,7 +292,7 @@ def test_stability_report_reads_both_runs_figures(tmp_path, monkeypatch):
         folder.mkdir(parents=True, exist_ok=True)  # paths.figures may have made it
         pd.DataFrame({"claim": ["x beats y"], "verdict": [status]}).to_csv(
             folder / "verdicts.csv", index=False)
-    text = tables.stability_report("laptop-a", "laptop-b")
+    text = claims.stability_report("laptop-a", "laptop-b")
     assert "verdicts (1 to undecided)" in text and "x beats y" in text
     assert "testbed: not compared" in text
 
@@ -336,12 +336,12 @@ def test_a_notebook_judges_the_claims_of_its_own_table_with_both_groups_present(
     t = store_with(tmp_path, {"uni-view CC": seeds(rng, Y, 3.0, n=3),
                               "uni-view MLO": seeds(rng, Y, 1.2, n=3),
                               "Joint ResNet": seeds(rng, Y, 1.5, n=3)}, Y)
-    judged = tables.claim_verdicts({"Table 1": t["Table 1"]}, "Table 1", tmp_path)
+    judged = claims.claim_verdicts({"Table 1": t["Table 1"]}, "Table 1", tmp_path)
     # Split and Shared ResNet have no row: their claims wait for the notebook that has them.
     assert list(judged.index) == ["uni-view CC beats uni-view MLO",
                                   "Joint ResNet beats uni-view CC"]
     assert judged.loc["uni-view CC beats uni-view MLO", "verdict"] == "holds"
-    assert tables.claim_verdicts({"Table 1": t["Table 1"]}, "Table 3", tmp_path).empty
+    assert claims.claim_verdicts({"Table 1": t["Table 1"]}, "Table 3", tmp_path).empty
 
 
 def test_on_synthetic_data_a_paper_claim_gets_a_direction_not_a_verdict(tmp_path):
@@ -358,13 +358,13 @@ def test_on_synthetic_data_a_paper_claim_gets_a_direction_not_a_verdict(tmp_path
     assert "5 vs 5 seeds" in shared["why"]  # the runs counted, not the names' letters
     assert verdict(NO_GAIN, t, tmp_path)["verdict"] == \
         "+ Split Learning Rates no better than Joint ResNet on synthetic data"
-    assert tables.synthetic_outcome("contradicted", "A", "B") == "A < B on synthetic data"
-    assert tables.synthetic_outcome("contradicted", "A", "B", beats=False) == \
+    assert claims.synthetic_outcome("contradicted", "A", "B") == "A < B on synthetic data"
+    assert claims.synthetic_outcome("contradicted", "A", "B", beats=False) == \
         "A > B on synthetic data"
-    assert tables.synthetic_outcome("inconclusive at this budget", "A", "B") == \
+    assert claims.synthetic_outcome("inconclusive at this budget", "A", "B") == \
         "inconclusive at this budget"
     first = pd.DataFrame({"verdict": ["A > B on synthetic data", "A no better than B on "
                                       "synthetic data"]}, index=["x", "y"])
     second = pd.DataFrame({"verdict": ["A < B on synthetic data", "A > B on synthetic data"]},
                           index=["x", "y"])
-    assert tables.stability(first, second).change.tolist() == ["reversed", "reversed"]
+    assert claims.stability(first, second).change.tolist() == ["reversed", "reversed"]

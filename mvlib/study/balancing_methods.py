@@ -47,10 +47,10 @@ from mvlib.study import (
     model_variants,
     plots,
     regularizers,
-    tables,
     testbed,
     without_heatmaps,
 )
+from mvlib.study.claims import Claim, verdict
 from mvlib.study.protocol import SYNTHETIC, config, search_then_repeat, summary
 
 EXPERIMENT = "balancing"
@@ -226,13 +226,13 @@ def write_table7(t: pd.DataFrame, prof: Profile) -> list[Path]:
     return [csv, csv.with_suffix(".png")]
 
 
-def claims(t: pd.DataFrame, compared: pd.DataFrame | None,
-           store: Path | None = None) -> pd.DataFrame:
+def table7_claims(t: pd.DataFrame, compared: pd.DataFrame | None,
+                  store: Path | None = None) -> pd.DataFrame:
     """Table 7's computed verdicts: for each method, "improves Joint ResNet" with and without
-    heatmaps (`tables.verdict`: the interval of A - B over seeds and test cases; OGM-GE against
-    Joint ResNet under its own SGD set-up where Table 7 has that row) and "reduces Joint
-    ResNet's reliance on the planted MLO cue" (`reliance_claims`, from the testbed comparison
-    `compared`; None on real data, where no testbed exists)."""
+    heatmaps (`mvlib.study.claims.verdict`: the interval of A - B over seeds and test cases;
+    OGM-GE against Joint ResNet under its own SGD set-up where Table 7 has that row) and
+    "reduces Joint ResNet's reliance on the planted MLO cue" (`reliance_claims`, from the
+    testbed comparison `compared`; None on real data, where no testbed exists)."""
     runs = {"Table 7": t[["runs"]]}
     if t["image only runs"].notna().any():
         runs["Table 7, image only"] = t[["image only runs"]].rename(
@@ -251,8 +251,8 @@ def claims(t: pd.DataFrame, compared: pd.DataFrame | None,
                         if m == OGM else "")
                 text = (f"{prefix}{name} improves Joint ResNet"
                         + (" under the same SGD set-up" if base == SGD_JOINT else ""))
-                claim = tables.Claim(text, (table, m), (table, base), "08", note=note)
-                rows.append(tables.verdict(claim, runs, store))
+                claim = Claim(text, (table, m), (table, base), "08", note=note)
+                rows.append(verdict(claim, runs, store))
     auc = pd.DataFrame(rows).set_index("claim")
     if compared is None:
         rel = pd.DataFrame({"verdict": "not tested", "why": "no testbed on real data",

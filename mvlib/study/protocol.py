@@ -24,7 +24,7 @@ from mvlib.experiment.runs import RunConfig, RunDir
 from mvlib.instruments import stats
 
 # The words a comparison on synthetic data ends with: a direction there, not a verdict on a
-# claim the planted cue decides by construction (tables.synthetic_outcome).
+# claim the planted cue decides by construction (claims.synthetic_outcome).
 SYNTHETIC = "on synthetic data"
 
 

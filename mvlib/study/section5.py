@@ -163,7 +163,7 @@ def judge(claim: str, paper_says: str, ours: str, values: pd.Series, null: float
 
 
 def fig3_claim(pairs: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
-    """Figure 3's claim judged from `uniview_pairs` (a verdict row, as `tables.verdicts`).
+    """Figure 3's claim judged from `uniview_pairs` (a verdict row, as `claims.verdicts`).
     A run still improving at its last epoch has a censored peak, so the epochs' mean
     difference is not a reading; the sign of CC - MLO is, where `censored_signs` knows it:
     an exact sign test (binomial, ties and unknown signs left out) on the share of pairs in

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from mvlib.core import paths
-from mvlib.study.closing import INTERACTION_FILES, is_mechanism
+from mvlib.study.claims import INTERACTION_FILES, is_mechanism
 from mvlib.study.section5 import TESTBED_DEPENDENCE_CLAIM
 
 README = paths.REPO / "README.md"
