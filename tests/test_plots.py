@@ -16,7 +16,14 @@ from matplotlib.text import Text
 
 from mvlib.core import paper
 from mvlib.experiment.runs import RunConfig, RunDir
-from mvlib.study import plots
+from mvlib.study import (
+    balancing_methods,
+    gradient_blending,
+    plots,
+    tables,
+    training_dynamics,
+    uniview_curves,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -73,7 +80,7 @@ def _lca_windows(run: RunDir, windows: int = 6) -> None:
 
 
 def test_learning_curves_label_epochs_with_integers():
-    fig = plots.learning_curves(_curves())
+    fig = uniview_curves.learning_curves(_curves())
     fig.canvas.draw()
     for ax in fig.axes:
         ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
@@ -83,18 +90,18 @@ def test_learning_curves_label_epochs_with_integers():
 
 
 def test_learning_curves_draw_the_papers_best_test_auc_per_view():
-    fig = plots.learning_curves(_curves())
+    fig = uniview_curves.learning_curves(_curves())
     for ax, key in zip(fig.axes, ("uni-view CC", "uni-view MLO"), strict=True):
         auc = paper.TABLE1[key][0]
         lines = _horizontal_at(ax, auc)
         assert [ln.get_label() for ln in lines] == [f"paper: best test AUC {auc:.3f}"]
         assert lines[0].get_linestyle() == "--"
-    assert {0.864, 0.789} == set(plots.UNIVIEW_TEST_AUC.values())
+    assert {0.864, 0.789} == set(uniview_curves.UNIVIEW_TEST_AUC.values())
 
 
 def test_learning_rate_labels_at_the_line_ends_do_not_overlap():
     lrs = tuple(np.geomspace(1e-5, 3e-3, 10))  # the paper's ten rates, ending together
-    fig = plots.learning_curves(_curves(lrs))
+    fig = uniview_curves.learning_curves(_curves(lrs))
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     for ax in fig.axes:
@@ -108,7 +115,7 @@ def test_learning_rate_labels_at_the_line_ends_do_not_overlap():
 def test_lca_error_has_its_own_axis_at_its_own_scale(tmp_path):
     run = _run(tmp_path, "lca", lca_every=4, epoch_fraction=0.1)
     _lca_windows(run)
-    fig = plots.lca_error_figure(run, "LCA error")
+    fig = training_dynamics.lca_error_figure(run, "LCA error")
     loss_ax = next(ax for ax in fig.axes if ax.get_lines()
                    and ax.get_lines()[0].get_label() == "actual change")
     error_ax = next(ax for ax in fig.axes if ax.patches)
@@ -125,7 +132,7 @@ def test_dynamics_figure_legends_hide_nothing_and_share_has_the_papers_half(tmp_
     _reliance_metrics(norms)
     lca = _run(tmp_path, "lca", lca_every=4, epoch_fraction=0.1)
     _lca_windows(lca)
-    fig = plots.dynamics_figure(norms, lca, "lr 1e-4")
+    fig = training_dynamics.dynamics_figure(norms, lca, "lr 1e-4")
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     for ax in fig.axes:
@@ -152,7 +159,7 @@ def test_blending_loss_axis_names_the_two_cross_entropies_and_draws_chance(tmp_p
                             "train_auc_malignant": 0.6, "val_auc_malignant": 0.55}
                            for e in range(3)])
         runs[name] = run
-    fig = plots.blending_curves(runs)
+    fig = gradient_blending.blending_curves_figure(runs)
     loss_ax = fig.axes[0]
     assert "two cross-entropies" in loss_ax.get_ylabel()
     assert "2 ln 2 = 1.39" in loss_ax.get_ylabel()
@@ -194,7 +201,7 @@ def test_balance_figure_labels_every_y_axis_and_gives_the_gap_its_own(tmp_path):
             {"epoch": epoch, "iteration": i, "rebalancing": int(i % 2 == 1 and epoch > 0),
              "held": "mlo" if i % 2 == 1 and epoch > 0 else "", "d": 0.3 - 0.05 * i}
             for i in range(6)])
-    fig = plots.balance_figure(ogm, rb)
+    fig = balancing_methods.balance_figure(ogm, rb)
     assert len(fig.axes) >= 3
     assert all(ax.get_ylabel() for ax in fig.axes)
     gap = next(ax for ax in fig.axes
@@ -209,7 +216,7 @@ def test_reliance_figure_marks_the_papers_full_model_auc():
     groups = ["Joint ResNet", "+ Pretraining (whole model)"]
     cols = {f"{c}{s}": [0.8, 0.8] for c in ("full", "cc_only", "mlo_only")
             for s in ("", " lo", " hi")}
-    fig = plots.reliance_figure(pd.DataFrame(cols, index=groups))
+    fig = tables.reliance_figure(pd.DataFrame(cols, index=groups))
     marks = [c for c in fig.axes[0].collections if c.get_label().startswith("paper:")]
     assert len(marks) == 1
     assert np.allclose(marks[0].get_offsets()[:, 0], [paper.TABLE1["Joint ResNet"][0]])

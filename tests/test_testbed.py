@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from mvlib.experiment.runs import RunConfig, RunDir
-from mvlib.study import testbed, training_dynamics
+from mvlib.study import tables, testbed, training_dynamics
 
 N = 200  # breasts per split
 
@@ -158,9 +158,8 @@ def test_sensitivity_and_dependence_figures(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from mvlib.study import plots
     tbs = {1.0: _testbed(tmp_path, STRONG, WEAK, seeds=2)}
-    fig = plots.testbed_sensitivity_figure(testbed.sensitivity(tbs))
+    fig = testbed.testbed_sensitivity_figure(testbed.sensitivity(tbs))
     assert len([a for a in fig.axes if a.has_data()]) == len(testbed.REGULAR_RUN_INSTRUMENTS)
     assert not any(line.get_linestyle() == "-" and len(line.get_xdata()) == 2
                    for a in fig.axes for line in a.get_lines())  # no line through 2 strengths
@@ -171,7 +170,7 @@ def test_sensitivity_and_dependence_figures(tmp_path):
 
     corr = generalisation_correlation(per_run, n_boot=200)
     assert corr.loc["two-view runs (pooled)", "rho"] == pytest.approx(-1)
-    fig = plots.dependence_generalisation_figure(per_run, correlation=corr)
+    fig = tables.dependence_generalisation_figure(per_run, correlation=corr)
     assert "pooled: Spearman rho -1.00" in fig.axes[0].get_title()
     assert "p = 0.083" in fig.axes[0].get_legend().get_texts()[0].get_text()  # 4 runs: exact
 

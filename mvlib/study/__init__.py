@@ -1,5 +1,5 @@
 """The study: the paper's parts, one module per notebook, each holding what its notebook
-calls (the runs it sweeps, its tables, and the prose generated from them).
+calls (the runs it sweeps, its tables, its figures and the prose generated from them).
 
   protocol            the training protocol every notebook shares (search, repeat, summary)
   data_preparation    00  Section 3: what the data set holds, beside the paper's
@@ -11,10 +11,13 @@ calls (the runs it sweeps, its tables, and the prose generated from them).
   regularizers        04  Table 2: Pretraining, Split Learning Rates, Modality Dropout
   gradient_blending   05  Tables 4-5: Gradient Blending's weights and ablation
   without_heatmaps    06  Table 3: the image channel alone
-  tables              07  Tables 1-6 beside the paper's, one verdict per claim
+  tables              07  Tables 1-6 beside the paper's
+  mechanism           07  the paper's mechanism on the testbed: planted against control
   balancing_methods   08  beyond the paper, Table 7: OGM-GE and greedy re-balancing
+  claims              01-09  every claim with its notebook key, its verdict, the closing boxes
+                      and the results page (09)
+  plots               the display every notebook shares (tables, saved figures, legends)
 
-Below the study: the models, data, training loop, instruments (mvlib.engine.dynamics,
-mvlib.instruments.reliance, mvlib.instruments.dependence, mvlib.instruments.cuetest), statistics
-and executors; nothing there imports the study.
+Below the study sit the executors, instruments, engine, methods, experiment, data, models and
+core (see mvlib/__init__.py); nothing there imports the study.
 """

@@ -30,8 +30,10 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from mvlib.core import paper, paths
 from mvlib.core.atomic import write_atomic
@@ -40,6 +42,7 @@ from mvlib.executors.sweep import Executor, default_executor, sweep
 from mvlib.experiment.profiles import Profile
 from mvlib.experiment.runs import RunConfig, RunDir
 from mvlib.instruments import reliance, stats
+from mvlib.instruments.reliance import training_curve
 from mvlib.methods import ogm
 from mvlib.methods.rebalance import EPSILON, STEPS, rebalancing_share
 from mvlib.study import (
@@ -51,6 +54,7 @@ from mvlib.study import (
     without_heatmaps,
 )
 from mvlib.study.claims import Claim, verdict
+from mvlib.study.plots import BELOW
 from mvlib.study.protocol import SYNTHETIC, config, search_then_repeat, summary
 
 EXPERIMENT = "balancing"
@@ -473,3 +477,105 @@ def synthesis_markdown(claims: pd.DataFrame, compared: pd.DataFrame | None = Non
     if held:
         lines.append("\nHolding at this budget: " + "; ".join(held) + ".")
     return "\n".join(lines).rstrip()
+
+
+def balance_figure(ogm_run: RunDir, rebalance_run: RunDir, smooth: int = 10) -> plt.Figure:
+    """Notebook 08: what each balancing method did during a run. (a) OGM-GE: rho_cc =
+    s_cc / s_mlo per iteration and the coefficient k of each view (running mean over `smooth`
+    iterations; the shaded epochs are modulated). (b) Re-balancing: the speed gap d =
+    log10(mu_cc / mu_mlo) after each regular step (left axis), and the share of re-balancing
+    steps per epoch by the view held at its mean (stacked bars, right axis)."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 3.8))
+    shares = b.twinx()
+    b.set_zorder(shares.get_zorder() + 1)  # the gap's line over the bars
+    b.patch.set_visible(False)
+    o, r = ogm_run.dynamics("balance"), rebalance_run.dynamics("balance")
+    if not o.empty:
+        x = o.epoch + o.iteration / o.epoch.map(o.groupby("epoch").iteration.max() + 1)
+        a.plot(x, o.rho_cc.rolling(smooth, min_periods=1).mean(), color="black",
+               label="rho_cc = s_CC / s_MLO")
+        for v, color in (("cc", "tab:blue"), ("mlo", "tab:orange")):
+            a.plot(x, o[f"k_{v}"].rolling(smooth, min_periods=1).mean(), color=color,
+                   label=f"k_{v.upper()}")
+        on = o[o.modulated.astype(bool)]
+        if not on.empty:
+            a.axvspan(0, on.epoch.max() + 1, color="gray", alpha=0.12, label="modulated")
+    a.axhline(1, color="gray", lw=0.8, ls="--")
+    a.set(xlabel="epoch", ylabel="rho_CC, k (1 = unmodulated)",
+          title=f"(a) OGM-GE, alpha {ogm_run.cfg.ogm_alpha:g}")
+    if not r.empty:
+        reg = r[~r.rebalancing.astype(bool)]
+        x = reg.epoch + reg.iteration / reg.epoch.map(r.groupby("epoch").iteration.max() + 1)
+        b.plot(x, reg.d, color="black", label="d = log10(mu_CC / mu_MLO) (left)")
+        steps = r.groupby("epoch").size()
+        bottom = pd.Series(0.0, index=steps.index)
+        for v, color in (("cc", "tab:blue"), ("mlo", "tab:orange")):
+            held = (r[r.held.astype(str) == v].groupby("epoch").size() / steps)
+            held = held.reindex(steps.index).fillna(0)
+            shares.bar(held.index + 0.5, held, bottom=bottom, width=0.8, alpha=0.35,
+                       color=color, label=f"re-balancing steps, {v.upper()} held (right)")
+            bottom += held
+        eps = rebalance_run.cfg.rebalance["epsilon"]
+        b.axhspan(-eps, eps, color="gray", alpha=0.2, label=f"|d| <= epsilon = {eps:g}")
+    b.axhline(0, color="gray", lw=0.8)
+    b.set(xlabel="epoch", ylabel="speed gap d = log10(mu_CC / mu_MLO)",
+          title="(b) re-balancing (adapted)")
+    shares.set(ylabel="share of the epoch's steps", ylim=(0, 1.05))
+    handles, labels = b.get_legend_handles_labels()
+    more = shares.get_legend_handles_labels()
+    a.legend(ncol=2, **BELOW)
+    b.legend(handles + more[0], labels + more[1], ncol=2, **BELOW)
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def method_dynamics_figure(run: RunDir, title: str, smooth: int = 10) -> plt.Figure:
+    """Notebook 08, one method's seed-0 run: (a) gradient norms of the CC and MLO groups per
+    iteration (running mean over `smooth`), (b) view reliance after each epoch (validation AUC
+    full / CC only / MLO only); notebook 02's figure without its LCA panel."""
+    g = run.dynamics("grad_norms")
+    if g.empty:  # a run that diverged before its first record
+        fig, ax = plt.subplots(figsize=(6, 1.2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"{title}: no dynamics recorded (state {run.state})",
+                ha="center", va="center")
+        return fig
+    x = g.epoch + g.iteration / g.epoch.map(g.groupby("epoch").iteration.max() + 1)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for col, color in (("cc", "tab:blue"), ("mlo", "tab:orange")):
+        a.plot(x, g[col].rolling(smooth, min_periods=1).mean().to_numpy(), color=color,
+               label=col.upper())
+    a.set(xlabel="epoch", ylabel="gradient norm", title=f"(a) gradient norms, {title}")
+    curve = training_curve(run)
+    for name, label, color, style in (("full", "full", "black", "-"),
+                                      ("cc_only", "CC only", "tab:blue", "--"),
+                                      ("mlo_only", "MLO only", "tab:orange", "--")):
+        b.plot(curve.epoch + 1, curve[name], style, color=color, marker="o", label=label)
+    b.axhline(0.5, color="gray", lw=0.8, label="chance (AUC 0.5)")
+    b.set(xlabel="epoch", ylabel="validation AUC", title="(b) view reliance (ours)")
+    b.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+        ax.legend(ncol=4, **BELOW)
+    fig.tight_layout()
+    return fig
+
+
+def rebalancing_share_figure(shares: pd.DataFrame, steps: int) -> plt.Figure:
+    """Notebook 08: the share of re-balancing steps per epoch, one line per run (`shares`:
+    epochs x runs, `balancing_methods.rebalancing_shares`), against the Q / (Q + 1) that the
+    reference re-balances while the speed gap stays outside +-epsilon (Q = `steps`)."""
+    fig, ax = plt.subplots(figsize=(6, 3.3))
+    for col in shares.columns:
+        ax.plot(shares.index + 1, shares[col], marker="o", alpha=0.7, label=col)
+    ax.axhline(steps / (steps + 1), color="gray", ls="--", lw=0.8,
+               label=f"Q / (Q + 1) = {steps}/{steps + 1}")
+    ax.set(xlabel="epoch", ylabel="share of re-balancing steps", ylim=(-0.03, 1.03),
+           title="re-balancing steps per epoch")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    return fig

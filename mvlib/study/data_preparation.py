@@ -3,6 +3,8 @@ and from the diagnostics of mvlib.synth.diagnostics, beside the paper's data."""
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from mvlib.core import paper
@@ -37,3 +39,24 @@ def data_markdown(data: BreastDataset, findings: pd.DataFrame, views: pd.DataFra
         "* **The shortcut.** The MLO marker's AUC for malignancy is "
         + ", ".join(f"{a:.2f}" for a in leak["mlo"]) + " (" + ", ".join(leak.index)
         + "), the CC marker's " + ", ".join(f"{a:.2f}" for a in leak["cc"]) + "."])
+
+
+def show_breasts(data: BreastDataset, indices: list[int], titles: list[str]) -> plt.Figure:
+    """One row per breast: CC image and its benign/malignant heatmaps, then the same for MLO."""
+    cols = [(v, c) for v in ("cc", "mlo") for c in range(data.cc.shape[1])]
+    names = {0: "image", 1: "benign heatmap", 2: "malignant heatmap"}
+    fig, axes = plt.subplots(len(indices), len(cols), figsize=(2.0 * len(cols), 2.6 * len(indices)),
+                             squeeze=False)
+    for r, (i, title) in enumerate(zip(indices, titles, strict=True)):
+        for c, (view, ch) in enumerate(cols):
+            arr = np.asarray(getattr(data, view)[i, ch], dtype=np.float32)
+            ax = axes[r, c]
+            ax.imshow(arr, cmap="gray" if ch == 0 else "magma", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"{view.upper()} {names[ch]}", fontsize=8)
+            if c == 0:
+                ax.set_ylabel(title, fontsize=9)
+    fig.tight_layout()
+    return fig

@@ -7,18 +7,27 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from mvlib.core import paper
 from mvlib.executors.sweep import Executor, default_executor, sweep
 from mvlib.experiment.profiles import Profile
 from mvlib.experiment.runs import RunDir
 from mvlib.instruments import blending
+from mvlib.study.plots import BELOW
 from mvlib.study.protocol import (
     config,
     search_then_repeat,
     summary,
 )
+
+# Chance level of the training loss, the sum of two binary cross-entropies (malignant and
+# benign; mvlib.models.heads.loss_fn) at p = 0.5: 2 ln 2.
+CHANCE_LOSS = 2 * np.log(2)
+
 
 BLEND_LR = 1e-4  # Appendix C: every Gradient Blending run uses this rate
 
@@ -266,3 +275,32 @@ def blending_markdown(gb: dict, joint_final: dict[str, list[RunDir]]) -> str:
     if noted := [f"{k} ({n})" for k, n in t5.note.items() if n]:
         lines.append("**Table 5, noted:** " + "; ".join(noted) + ".")
     return "\n\n".join(lines)
+
+
+def blending_curves_figure(runs: dict[str, RunDir]) -> plt.Figure:
+    """The curves Gradient Blending's weights come from: train and validation loss and
+    malignant AUC per epoch of the CC-only, MLO-only and joint models. The training curve is
+    the checkpoint's evaluation of the training split (as the estimate uses) when the run has
+    one, else the running training loss. The loss sums two cross-entropies (malignant and
+    benign), so chance (p = 0.5 for both) is `CHANCE_LOSS` = 2 ln 2, drawn as a thin line."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    colors = {"cc": "tab:blue", "mlo": "tab:orange", "joint": "tab:green"}
+    for name, run in runs.items():
+        m = run.checkpoints()  # from the untrained model (epoch 0) where it was evaluated
+        train = "train_eval" if "train_eval_loss" in m else "train"
+        for ax, what in zip(axes, ("loss", "auc_malignant"), strict=True):
+            ax.plot(m.epoch + 1, m[f"{train}_{what}"], ":", color=colors[name])
+            ax.plot(m.epoch + 1, m[f"val_{what}"], "-", color=colors[name],
+                    label=f"{name.upper()} (val solid, train dotted)")
+    axes[0].axhline(CHANCE_LOSS, color="gray", lw=0.8,
+                    label=f"chance: 2 ln 2 = {CHANCE_LOSS:.2f}")
+    axes[1].axhline(0.5, color="gray", lw=0.8, label="chance: AUC 0.5")
+    axes[0].set(xlabel="epoch", title="loss",
+                ylabel=f"loss (sum of two cross-entropies;\n2 ln 2 = {CHANCE_LOSS:.2f} at chance)")
+    axes[1].set(xlabel="epoch", ylabel="malignant AUC", title="AUC")
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(ncol=2, **BELOW)
+    fig.tight_layout()
+    return fig

@@ -12,6 +12,8 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from mvlib.core import paper
@@ -111,3 +113,41 @@ def table2(prof: Profile, executor: Executor | None = None, store: Path | None =
     if with_blending:
         final.update((blended or gradient_blending(prof, executor, store))["final"])
     return summary({k: final[k] for k in TABLE2_ORDER if k in final}, paper.TABLE2)
+
+
+def sampled_learning_rates(search: pd.DataFrame) -> plt.Figure:
+    """Figure 8: the sampled per-group learning rates of the Split Learning Rates search
+    (one row per group), coloured by the run's best validation AUC."""
+    part = search[search.group == "+ Split Learning Rates"]
+    fig, ax = plt.subplots(figsize=(6, 2.6))
+    for y, g in enumerate(("cc", "mlo", "shared")):
+        pts = ax.scatter(part[f"lr_{g}"], np.full(len(part), y), c=part.val_auc, cmap="viridis",
+                         vmin=0.5, vmax=1.0, s=40, edgecolor="black", lw=0.5)
+    ax.set_xscale("log")
+    ax.set_xlim(1e-6, 1e-3)
+    ax.set_yticks(range(3), [r"$\eta^{CC}$", r"$\eta^{MLO}$", r"$\eta^{shared}$"])
+    ax.set_ylim(-0.5, 2.5)
+    ax.set_xlabel("learning rate")
+    ax.grid(alpha=0.3)
+    fig.colorbar(pts, ax=ax, label="best val AUC")
+    fig.tight_layout()
+    return fig
+
+
+def dropout_rates_vs_auc(search: pd.DataFrame) -> plt.Figure:
+    """Modality Dropout search: sampled (p_CC, p_MLO) coloured by best validation AUC,
+    one marker per base learning rate."""
+    part = search[search.group == "+ Modality Dropout"]
+    fig, ax = plt.subplots(figsize=(4.4, 3.6))
+    for (lr, sub), marker in zip(part.groupby("lr"), "os^", strict=False):
+        pts = ax.scatter(sub.p_cc, sub.p_mlo, c=sub.val_auc, cmap="viridis", vmin=0.5, vmax=1.0,
+                         marker=marker, s=60, edgecolor="black", lw=0.5, label=f"lr {lr:.0e}")
+        for _, r in sub.iterrows():
+            ax.annotate(f"{r.val_auc:.3f}", (r.p_cc, r.p_mlo), fontsize=7, xytext=(4, 4),
+                        textcoords="offset points")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="dropout rate CC", ylabel="dropout rate MLO")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.colorbar(pts, ax=ax, label="best val AUC")
+    fig.tight_layout()
+    return fig

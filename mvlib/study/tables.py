@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
-from mvlib.core import paths
+from mvlib.core import paper, paths
 from mvlib.core.atomic import write_atomic
 from mvlib.executors.sweep import Executor
 from mvlib.experiment.profiles import Profile
@@ -208,3 +210,64 @@ def write(tables: dict[str, pd.DataFrame], prof: Profile) -> list[Path]:
         plots.savefig(plots.render_table(shown, title), stem, prof, close=True)
         out += [csv, csv.with_suffix(".png")]
     return out
+
+
+def reliance_figure(table6: pd.DataFrame, paper_auc: dict[str, float] | None = None
+                    ) -> plt.Figure:
+    """Table 6 as a figure: per group, test AUC of the full model, CC only and MLO only, with
+    their 95% intervals over seeds and breasts, and the paper's test AUC of the full model
+    where it has the group (`paper_auc`, default the means of Tables 1 and 2)."""
+    reference = ({g: v[0] for g, v in {**paper.TABLE1, **paper.TABLE2}.items()}
+                 if paper_auc is None else paper_auc)
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(table6) + 1.2))
+    y = np.arange(len(table6))
+    for k, (col, color) in enumerate((("full", "black"), ("cc_only", "tab:blue"),
+                                      ("mlo_only", "tab:orange"))):
+        mid = table6[col].to_numpy()
+        err = np.vstack([mid - table6[f"{col} lo"], table6[f"{col} hi"] - mid])
+        ax.errorbar(mid, y + (k - 1) * 0.22, xerr=err, fmt="o", color=color, capsize=2,
+                    label=col.replace("_", " "))
+    rows = [(i, reference[g]) for i, g in enumerate(table6.index) if g in reference]
+    if rows:
+        ax.scatter([v for _, v in rows], [i - 0.22 for i, _ in rows], marker="D", s=36,
+                   facecolor="none", edgecolor="tab:red", zorder=3,
+                   label="paper: test AUC, full model (Tables 1-2)")
+    ax.set_yticks(y, table6.index)
+    ax.invert_yaxis()
+    ax.axvline(0.5, color="gray", lw=0.8, ls="--")
+    ax.set(xlabel="test AUC (mean over seeds, 95% interval)",
+           title="View reliance: each view's part alone (Table 6)")
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def dependence_generalisation_figure(per_run: pd.DataFrame, reading: str = "s_mlo (train)",
+                                     correlation: pd.DataFrame | None = None) -> plt.Figure:
+    """Each run's test AUC against its dependence `reading` (a column of
+    `reliance.dependence_generalisation`), one colour per group; the hypothesis predicts a
+    falling cloud. With `correlation` (`reliance.generalisation_correlation`), each group's
+    Spearman rho and interval in the legend and the pooled one in the title."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    stats = correlation if correlation is not None else pd.DataFrame()
+    for (group, part), color in zip(per_run.groupby("group", sort=False),
+                                    plt.cm.tab10.colors * 3, strict=False):
+        label = group
+        if group in stats.index and stats.loc[group, "rho"] == stats.loc[group, "rho"]:
+            r = stats.loc[group]
+            label += f" (rho {r.rho:+.2f}, " + (
+                f"[{r.lo:+.2f}, {r.hi:+.2f}])" if r.lo == r.lo else f"p = {r.p:.3f})")
+        ax.scatter(part[reading], part["test AUC"], color=color, s=36, edgecolor="black",
+                   lw=0.5, label=label)
+    title = f"Test AUC against {reading}, one point per run"
+    pooled = "two-view runs (pooled)"
+    if pooled in stats.index and stats.loc[pooled, "rho"] == stats.loc[pooled, "rho"]:
+        r = stats.loc[pooled]
+        title += (f"\ntwo-view runs pooled: Spearman rho {r.rho:+.2f} [{r.lo:+.2f}, "
+                  f"{r.hi:+.2f}], n = {int(r.n)}")
+    ax.set(xlabel=reading, ylabel="test AUC (run's own)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig

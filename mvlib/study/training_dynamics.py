@@ -6,14 +6,21 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
+from mvlib.core import paper
 from mvlib.data.loader import train_loader
+from mvlib.engine import dynamics
 from mvlib.engine.dynamics import RK4, mlo_share
 from mvlib.executors.sweep import Executor, default_executor, sweep
 from mvlib.experiment.prepare import prepare
 from mvlib.experiment.profiles import Profile
 from mvlib.experiment.runs import RunDir
+from mvlib.instruments.reliance import training_curve
+from mvlib.study.plots import BELOW
 from mvlib.study.protocol import config
 
 DYNAMICS_LRS = (1e-5, 1e-4, 1e-3)  # Figures 4-5, 6 and 7
@@ -139,3 +146,88 @@ def dynamics_markdown(summary: pd.DataFrame, testbed_seeds: int) -> str:
             f"testbed below repeats both with {testbed_seeds} seeds and judges each difference "
             f"by its interval.")
     return "\n".join(lines)
+
+
+def dynamics_figure(norm_run: RunDir, lca_run: RunDir, title: str, smooth: int = 10,
+                    share_claim: float = paper.FIG4_MLO_LCA_SHARE) -> plt.Figure:
+    """Figure 4 / 6 / 7: (a) gradient norms of the CC and MLO groups per iteration over a
+    whole regular run (running mean over `smooth` iterations), (b) cumulative LCA of each
+    group in the shrunken-epoch run, against training done in regular epochs' worth,
+    (c, ours) view reliance of the regular run: validation AUC full / CC only / MLO only
+    after each epoch, and (d) MLO's share of the loss reduction allocated so far
+    (`dynamics.mlo_share` over the windows up to each), against the paper's claim that it is
+    over `share_claim` in the first 5 epochs."""
+    g, w = norm_run.dynamics("grad_norms"), lca_run.dynamics("lca")
+    if g.empty or w.empty:  # a run that diverged before its first record
+        fig, ax = plt.subplots(figsize=(6, 1.2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, f"{title}: no dynamics recorded (states {norm_run.state}"
+                f", {lca_run.state})", ha="center", va="center")
+        return fig
+    per_epoch = g.groupby("epoch").iteration.max() + 1
+    x_norms = g.epoch + g.iteration / g.epoch.map(per_epoch)
+    lca_per_epoch = w.groupby("epoch").iteration.transform("max") + 1
+    x_lca = (w.epoch + (w.iteration + 1) / lca_per_epoch) * lca_run.cfg.epoch_fraction
+    fig, ((a, b), (c, d)) = plt.subplots(2, 2, figsize=(12, 7.4))
+    for col, color in (("cc", "tab:blue"), ("mlo", "tab:orange")):
+        a.plot(x_norms, g[col].rolling(smooth, min_periods=1).mean().to_numpy(), color=color,
+               label=col.upper())
+        b.plot(x_lca, w[col].cumsum(), color=color, label=col.upper())
+    b.plot(x_lca, w["shared"].cumsum(), color="gray", label="shared")
+    a.set(xlabel="epoch", ylabel="gradient norm", title=f"(a) gradient norms, {title}")
+    b.set(xlabel="training (regular epochs' worth)", ylabel="cumulative LCA (loss change)",
+          title="(b) loss change allocated")
+    curve = training_curve(norm_run)
+    for name, label, color, style in (("full", "full", "black", "-"),
+                                      ("cc_only", "CC only", "tab:blue", "--"),
+                                      ("mlo_only", "MLO only", "tab:orange", "--")):
+        c.plot(curve.epoch + 1, curve[name], style, color=color, marker="o", label=label)
+    c.axhline(0.5, color="gray", lw=0.8, label="chance (AUC 0.5)")
+    c.set(xlabel="epoch", ylabel="validation AUC", title="(c) view reliance (ours)")
+    c.xaxis.set_major_locator(MaxNLocator(integer=True))
+    share = pd.Series([dynamics.mlo_share(w.iloc[:i + 1]) for i in range(len(w))],
+                      index=w.index)  # over the windows so far; NaN while no loss reduction
+    final = share.iloc[-1]
+    d.plot(x_lca, 100 * share, color="tab:orange",
+           label="MLO share of the reduction so far (final "
+                 + (f"{100 * final:.0f}%)" if np.isfinite(final) else "undefined)"))
+    d.axhline(100 * share_claim, color="black", ls="--", lw=1,
+              label=f"paper: MLO over {100 * share_claim:.0f}% in the first 5 epochs")
+    d.set(xlabel="training (regular epochs' worth)", ylabel="MLO share of loss reduction (%)",
+          title="(d) MLO's share of the loss reduction (LCA)")
+    for ax in (a, b, c, d):
+        ax.grid(alpha=0.3)
+        ax.legend(ncol=4, **BELOW)
+    fig.tight_layout()
+    return fig
+
+
+def lca_error_figure(run: RunDir, title: str, tol: float | None = None) -> plt.Figure:
+    """Figure 5: actual loss change per LCA window and the allocated change (top), and their
+    difference on its own axis (bottom; it is invisible at the loss's scale) against the
+    tolerance the adaptive Simpson rule aims for (`tol`, default `dynamics.lca`'s)."""
+    tol = dynamics.LCA_TOL if tol is None else tol
+    w = run.dynamics("lca")
+    fig, (ax, err) = plt.subplots(2, 1, figsize=(6, 4.6), sharex=True,
+                                  gridspec_kw={"height_ratios": [3, 2]})
+    x = np.arange(1, len(w) + 1)
+    ax.plot(x, w.actual, label="actual change", color="black")
+    ax.plot(x, w.allocated, "--", label="allocated (sum of LCA)", color="tab:green")
+    ax.set(ylabel="loss change", title=title)
+    err.bar(x, w.error, color="tab:red", alpha=0.6, label="error = actual - allocated")
+    err.axhline(0, color="gray", lw=0.8)
+    worst = float(w.error.abs().max()) if len(w) else 0.0
+    if worst > 0:  # the error's own scale; the tolerance lines show only when within it
+        err.set_ylim(-1.2 * worst, 1.2 * worst)
+    err.autoscale(False, axis="y")
+    for sign in (-1, 1):
+        err.axhline(sign * tol, color="gray", ls=":", lw=1,
+                    label=f"|error| = {tol:g} (target)" if sign > 0 else None)
+    err.set_title(f"error: max |error| {worst:.2g} (the adaptive rule's target: <= {tol:g})",
+                  fontsize=9)
+    err.set(xlabel="LCA window", ylabel="error (loss change)")
+    for a in (ax, err):
+        a.grid(alpha=0.3)
+        a.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    fig.tight_layout()
+    return fig

@@ -5,14 +5,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
+from matplotlib.text import Annotation
+from matplotlib.ticker import MaxNLocator
 
 from mvlib.core import paper
 from mvlib.engine.search import results
 from mvlib.engine.train import selection_score
 from mvlib.executors.sweep import Executor, default_executor, sweep
 from mvlib.experiment.profiles import Profile
+from mvlib.study.plots import BELOW
 from mvlib.study.protocol import config, learning_rates
+
+# Figure 3's best test AUC per view (Section 5), drawn on the uni-view learning curves.
+UNIVIEW_TEST_AUC = {"CC": paper.TABLE1["uni-view CC"][0], "MLO": paper.TABLE1["uni-view MLO"][0]}
+
 
 
 def uniview_curves(prof: Profile, executor: Executor | None = None,
@@ -84,3 +93,76 @@ def uniview_markdown(runs: pd.DataFrame, summary: pd.DataFrame, epochs: int) -> 
         f"paper: {ref['CC'] - ref['MLO']:+.3f}). The synthetic CC view is the more informative "
         f"by construction (notebook 00).")
     return "\n".join(lines)
+
+
+def learning_curves(curves: pd.DataFrame, views: tuple[str, ...] = ("CC", "MLO"),
+                    paper_auc: dict[str, float] | None = None) -> plt.Figure:
+    """Figure 3: train and validation malignant AUC per epoch. One thin line per learning
+    rate, labelled at its end; with three rates or more, the mean and a one-std band over
+    them as in the paper. A dashed line per view at the paper's best test AUC (`paper_auc`,
+    default `UNIVIEW_TEST_AUC`)."""
+    reference = UNIVIEW_TEST_AUC if paper_auc is None else paper_auc
+    fig, axes = plt.subplots(1, len(views), figsize=(5 * len(views), 3.8), sharey=True,
+                             squeeze=False)
+    ends = []
+    for ax, view in zip(axes[0], views, strict=True):
+        part = curves[curves.view == view]
+        for col, label, color in (("train_auc_malignant", "train", "tab:blue"),
+                                  ("val_auc_malignant", "validation", "tab:orange")):
+            for lr, run in part.groupby("lr"):
+                run = run.groupby("epoch")[col].mean().dropna()
+                if run.empty:
+                    continue
+                ax.plot(run.index + 1, run, color=color, lw=0.8, alpha=0.5)
+                ends.append(ax.annotate(
+                    f"{lr:.2g}", (run.index[-1] + 1, run.iloc[-1]), fontsize=7, color=color,
+                    xytext=(1.02, 0), textcoords=("axes fraction", "offset points"),
+                    va="center",
+                    arrowprops={"arrowstyle": "-", "color": color, "lw": 0.4, "alpha": 0.6,
+                                "shrinkA": 0, "shrinkB": 0}))
+            if part.lr.nunique() >= 3:
+                g = part.groupby("epoch")[col]
+                mean, std = g.mean(), g.std().fillna(0)
+                ax.plot(mean.index + 1, mean, color=color, lw=2, label=f"{label} (mean)")
+                ax.fill_between(mean.index + 1, mean - std, mean + std, color=color, alpha=0.2)
+            else:
+                ax.plot([], [], color=color, label=label)
+        if view in reference:
+            ax.axhline(reference[view], color="black", ls="--", lw=1,
+                       label=f"paper: best test AUC {reference[view]:.3f}")
+        ax.set_title(f"{view} only (one line per learning rate)")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(ncol=3, **BELOW)
+    axes[0, 0].set_ylabel("malignant AUC")
+    fig.tight_layout()
+    _spread_labels(ends)
+    return fig
+
+
+def _spread_labels(labels: list[Annotation], gap: float = 1.4) -> None:
+    """Move end-of-line annotations (y offset in points from their point) apart vertically so
+    that no two of one axes overlap: at least `gap` times the font size between centres,
+    inside the axes, each kept as near its point as that allows. Call after the layout."""
+    by_ax: dict[plt.Axes, list[Annotation]] = {}
+    for a in labels:
+        by_ax.setdefault(a.axes, []).append(a)
+    for ax, anns in by_ax.items():
+        ax.get_xlim(), ax.get_ylim()  # settle autoscaled limits before reading transData
+        to_pt = 72 / ax.figure.dpi
+        size = max(a.get_fontsize() for a in anns)
+        box = ax.get_window_extent()
+        lo, hi = box.y0 * to_pt + size / 2, box.y1 * to_pt - size / 2
+        at = np.array([ax.transData.transform(a.xy)[1] * to_pt for a in anns])
+        step = min(gap * size, (hi - lo) / max(len(anns) - 1, 1))
+        order = np.argsort(at, kind="stable")
+        y = at[order].clip(lo, hi)
+        for i in range(1, len(y)):  # push up where too close
+            y[i] = max(y[i], y[i - 1] + step)
+        y[-1] = min(y[-1], hi)
+        for i in range(len(y) - 2, -1, -1):  # then back down below the top edge
+            y[i] = min(y[i], y[i + 1] - step)
+        for a, target, point in zip(np.array(anns, dtype=object)[order], y, at[order],
+                                    strict=True):
+            a.xyann = (a.xyann[0], float(target - point))
