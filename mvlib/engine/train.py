@@ -25,6 +25,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -189,80 +190,138 @@ def train_file(path: Path, store: Path | None = None) -> RunDir:
     return train(cfg, store)
 
 
-def train_one_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                    loader: torch.utils.data.DataLoader, data: BreastDataset, cfg: RunConfig,
-                    epoch: int, device: torch.device, ogm: OGMGE | None = None,
-                    rebalancer: Rebalancer | None = None
-                    ) -> tuple[dict, list[dict], list[dict], list[dict]]:
-    """One epoch of the sampler's draw, random windows, the optimiser; every iteration the gradient
-    norm of each parameter group, with `lca_every` online LCA windows on this epoch's own
-    sample, and with a balancing method its step (`ogm`, `rebalancer`). Returns (training
-    metrics, gradient norms, LCA windows, the balancing method's records); raises Diverged."""
-    loader.sampler.set_epoch(epoch)
+@dataclass
+class Setup:
+    """What a run trains with: its config, data, device, model, optimiser and schedule, the
+    epoch loader and its balancing method (OGM-GE or re-balancing), if any."""
+    cfg: RunConfig
+    data: BreastDataset
+    device: torch.device
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.StepLR | None
+    loader: torch.utils.data.DataLoader
+    ogm: OGMGE | None = None
+    rebalancer: Rebalancer | None = None
+
+
+@dataclass
+class EpochRecord:
+    """What one epoch of training leaves: its training metrics, each iteration's gradient
+    norms, the LCA windows and the balancing method's per-step records."""
+    fit: dict
+    norms: list[dict] = field(default_factory=list)
+    lca: list[dict] = field(default_factory=list)
+    balance: list[dict] = field(default_factory=list)
+
+
+def forward(s: Setup, x: dict) -> tuple[torch.Tensor, dict | None, dict | None,
+                                        torch.Tensor | None]:
+    """The forward pass as the run's method needs it: (joint logits, Gradient Blending's
+    heads, each view's h for a balancing method, the re-balancing step's held-view logits)."""
+    heads = h = held = None
+    with autocast(s.device):
+        if s.cfg.blend_weights:  # Gradient Blending: the joint and the two extra heads
+            heads = s.model.heads(x)
+            logits = heads["joint"]
+        elif s.ogm or s.rebalancer:  # the balancing methods read each view's h
+            h = s.model.view_parts(x)
+            if s.rebalancer:
+                logits, held = s.rebalancer.logits(s.model, h)
+            else:
+                logits = s.model.fuse_parts(h)
+        else:
+            logits = s.model(x)
+    return logits, heads, h, held
+
+
+def optimizer_step(s: Setup, groups: dict, h: dict | None, y: torch.Tensor,
+                   at: dict) -> list[dict]:
+    """The optimiser's step with the balancing method in its place: OGM-GE modulates the
+    gradients before it, re-balancing measures the views' speed before it and advances
+    after it. Returns the method's records of this step."""
+    records = []
+    if s.ogm:
+        records.append({**at, **s.ogm.modulate(h, y)})
+    if s.rebalancer:
+        s.rebalancer.measure(groups)
+    s.optimizer.step()
+    if s.rebalancer:
+        records.append({**at, **s.rebalancer.advance(h, at["epoch"])})
+    return records
+
+
+class OnlineLCA:
+    """Loss Change Allocation over windows of `lca_every` iterations of one epoch (Appendix
+    A), on the epoch's own sample: each window's start and end parameters and the loss path
+    between them, the end's evaluation carried to the next window's start."""
+
+    def __init__(self, s: Setup, epoch: int):
+        self.s, self.epoch = s, epoch
+        self.loss = epoch_loss(s.data, s.loader.sampler.epoch_indices(epoch), s.cfg.channels,
+                               s.device)
+        self.start, self.start_eval = clone_state(s.model), None
+        self.windows: list[dict] = []
+
+    def after_step(self, it: int, last: bool) -> None:
+        """Close a window at every `lca_every`-th iteration and at the epoch's last."""
+        cfg, model = self.s.cfg, self.s.model
+        if not ((it + 1) % cfg.lca_every == 0 or last):
+            return
+        end = clone_state(model)
+        r = lca(model, self.start, end, self.loss, max_splits=cfg.lca_max_splits,
+                start_eval=self.start_eval)
+        rk4 = r.levels[0]  # before refinement: what RK4 alone gives
+        self.windows.append({"epoch": self.epoch, "iteration": it, **r.groups,
+                             "actual": r.actual, "allocated": r.allocated, "error": r.error,
+                             "splits": r.splits,
+                             **{f"{RK4}{g}": v for g, v in rk4.groups.items()},
+                             f"{RK4}error": rk4.error})
+        self.start, self.start_eval = end, r.end_eval  # same loss within the epoch
+        model.train()
+
+
+def train_one_epoch(s: Setup, epoch: int) -> EpochRecord:
+    """One epoch of the sampler's draw, random windows, the optimiser; every iteration the
+    gradient norm of each parameter group, with `lca_every` online LCA windows on this
+    epoch's own sample, and with a balancing method its step. Raises Diverged."""
+    cfg, model = s.cfg, s.model
+    s.loader.sampler.set_epoch(epoch)
     torch.manual_seed(epoch_seed(cfg.seed, epoch, 0))  # the input-noise layer
     windows = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, 1))
-    if ogm:
-        ogm.start_epoch(epoch, epoch_seed(cfg.seed, epoch, 3))
+    if s.ogm:
+        s.ogm.start_epoch(epoch, epoch_seed(cfg.seed, epoch, 3))
     groups = model.param_groups()
     model.train()
-    losses, probs, labels, norms, windows_lca, balance = [], [], [], [], [], []
-    if cfg.lca_every:
-        lca_loss = epoch_loss(data, loader.sampler.epoch_indices(epoch), cfg.channels, device)
-        window_start, start_eval = clone_state(model), None
-    n_batches = len(loader)
-    for it, batch in enumerate(loader):
-        held = None
-        x = to_device(to_model_input(batch, device, augment=True, generator=windows), device)
-        y = batch["labels"].to(device)
-        with autocast(device):
-            if cfg.blend_weights:  # Gradient Blending: the joint and the two extra heads
-                heads = model.heads(x)
-                logits = heads["joint"]
-            elif ogm or rebalancer:  # the balancing methods read each view's h
-                h = model.view_parts(x)
-                if rebalancer:
-                    logits, held = rebalancer.logits(model, h)
-                else:
-                    logits = model.fuse_parts(h)
-            else:
-                logits = model(x)
+    online_lca = OnlineLCA(s, epoch) if cfg.lca_every else None
+    record, losses, probs, labels = EpochRecord(fit={}), [], [], []
+    for it, batch in enumerate(s.loader):
+        x = to_device(to_model_input(batch, s.device, augment=True, generator=windows),
+                      s.device)
+        y = batch["labels"].to(s.device)
+        logits, heads, h, held = forward(s, x)
         loss = (blended_loss(heads, y, cfg.blend_weights) if cfg.blend_weights
                 else loss_fn(logits.float(), y))
         if not torch.isfinite(loss):
             raise Diverged(f"non-finite training loss {loss.item()} at epoch {epoch}")
         # a re-balancing step holding the caring view's input adds that view's own loss
         objective = loss if held is None else loss + loss_fn(held.float(), y)
-        optimizer.zero_grad(set_to_none=True)
+        s.optimizer.zero_grad(set_to_none=True)
         objective.backward()
-        norms.append({"epoch": epoch, "iteration": it, **group_grad_norms(groups)})
-        if ogm:
-            balance.append({"epoch": epoch, "iteration": it, **ogm.modulate(h, y)})
-        if rebalancer:
-            rebalancer.measure(groups)
-        optimizer.step()
-        if rebalancer:
-            balance.append({"epoch": epoch, "iteration": it, **rebalancer.advance(h, epoch)})
+        at = {"epoch": epoch, "iteration": it}
+        record.norms.append({**at, **group_grad_norms(groups)})
+        record.balance += optimizer_step(s, groups, h, y, at)
         losses.append(loss.item())
-        last = it + 1 == n_batches
-        if cfg.lca_every and ((it + 1) % cfg.lca_every == 0 or last):
-            window_end = clone_state(model)
-            r = lca(model, window_start, window_end, lca_loss,
-                    max_splits=cfg.lca_max_splits, start_eval=start_eval)
-            rk4 = r.levels[0]  # before refinement: what RK4 alone gives
-            windows_lca.append({"epoch": epoch, "iteration": it, **r.groups,
-                                "actual": r.actual, "allocated": r.allocated,
-                                "error": r.error, "splits": r.splits,
-                                **{f"{RK4}{g}": v for g, v in rk4.groups.items()},
-                                f"{RK4}error": rk4.error})
-            window_start, start_eval = window_end, r.end_eval  # same loss within the epoch
-            model.train()
+        if online_lca:
+            online_lca.after_step(it, last=it + 1 == len(s.loader))
         probs.append(torch.sigmoid(logits.detach().float()).cpu().numpy())
         labels.append(batch["labels"].numpy())
     probs, labels = np.concatenate(probs), np.concatenate(labels)
-    row = {"train_loss": float(np.mean(losses)),
-           "train_auc_malignant": auc(labels[:, 0], probs[:, 0]),
-           "train_auc_benign": auc(labels[:, 1], probs[:, 1])}
-    return row, norms, windows_lca, balance
+    record.fit = {"train_loss": float(np.mean(losses)),
+                  "train_auc_malignant": auc(labels[:, 0], probs[:, 0]),
+                  "train_auc_benign": auc(labels[:, 1], probs[:, 1])}
+    record.lca = online_lca.windows if online_lca else []
+    return record
 
 
 def evaluate(model: torch.nn.Module, data: BreastDataset, cfg: RunConfig,
@@ -280,43 +339,74 @@ def evaluate(model: torch.nn.Module, data: BreastDataset, cfg: RunConfig,
     return row, val
 
 
-def run_protocol(cfg: RunConfig, run: RunDir) -> RunDir:
-    """The paper's protocol for one run, top to bottom: epochs of training with the
-    instruments, validation and checkpoints, then the test predictions and (runs without
-    LCA) the view-reliance predictions of mvlib.instruments.reliance."""
-    run.create()
+def setup(cfg: RunConfig, run: RunDir) -> Setup:
+    """The run's data, model, optimiser, schedule, loader and balancing method, as at
+    initialisation."""
     device = pick_device()
     data = prepare(cfg.dataset, cfg.profile, cfg.data_root, progress=False, **cfg.knobs)
     torch.manual_seed(cfg.seed)
     model = make_model(cfg, run.store).to(device, memory_format=torch.channels_last)
     optimizer = make_optimizer(model, cfg)
-    scheduler = make_scheduler(optimizer, cfg)
     ogm = OGMGE(model, cfg.ogm_alpha, cfg.epochs, cfg.ogm_fc) if cfg.ogm_alpha else None
     rebalancer = Rebalancer(**cfg.rebalance) if cfg.rebalance else None
-    metrics, best = [], {"epoch": -1, "val_auc": -math.inf}
-    try:
-        checkpoint = run.load("last.pt")
-    except DamagedCheckpoint as e:  # a full disk, a copy gone wrong: start again, say so
-        moved = run.set_aside("last.pt")
-        warnings.warn(f"{e}; moved to {moved.name}, and the run restarts from its first "
-                      "epoch (last.pt was its only saved state)", stacklevel=2)
-        checkpoint = None
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        if scheduler:
-            scheduler.load_state_dict(checkpoint["scheduler"])
-        metrics, best = checkpoint["metrics"], checkpoint["best"]
-        if rebalancer:
-            rebalancer.load_state_dict(checkpoint["rebalance"])
-    run.set_status(state="running")
     loader = train_loader(data, cfg.seed, cfg.batch_size, cfg.channels,
                           unit=cfg.sampling, fraction=cfg.epoch_fraction)
     if len(loader) == 0:
         raise ValueError(f"{data.root}: the training split has no breast to draw an epoch "
                          "from (no biopsied exam and no biopsy-free one)")
+    return Setup(cfg, data, device, model, optimizer, make_scheduler(optimizer, cfg), loader,
+                 ogm, rebalancer)
+
+
+def resume(run: RunDir, s: Setup) -> tuple[list[dict], dict]:
+    """Restore the last finished epoch's state from last.pt, if any: (metrics so far, the
+    best epoch). A damaged last.pt is set aside and the run starts again, with a warning."""
+    try:
+        checkpoint = run.load("last.pt")
+    except DamagedCheckpoint as e:  # a full disk, a copy gone wrong: start again, say so
+        moved = run.set_aside("last.pt")
+        warnings.warn(f"{e}; moved to {moved.name}, and the run restarts from its first "
+                      "epoch (last.pt was its only saved state)", stacklevel=3)
+        checkpoint = None
+    if checkpoint is None:
+        return [], {"epoch": -1, "val_auc": -math.inf}
+    s.model.load_state_dict(checkpoint["model"])
+    s.optimizer.load_state_dict(checkpoint["optimizer"])
+    if s.scheduler:
+        s.scheduler.load_state_dict(checkpoint["scheduler"])
+    if s.rebalancer:
+        s.rebalancer.load_state_dict(checkpoint["rebalance"])
+    return checkpoint["metrics"], checkpoint["best"]
+
+
+def save_epoch(run: RunDir, s: Setup, epoch: int, record: EpochRecord,
+               val: pd.DataFrame | None, metrics: list[dict], best: dict) -> None:
+    """One finished epoch into the run's folder: its instruments' records, the validation
+    predictions (`checkpoint_curves`), last.pt to resume from, and the metrics."""
+    run.write_dynamics(epoch, "grad_norms", record.norms)
+    if s.cfg.checkpoint_curves and val is not None:  # per breast: Table 5 weights on a subset
+        run.write_dynamics(epoch, "val_predictions", val.assign(epoch=epoch).to_dict("records"))
+    if record.lca:
+        run.write_dynamics(epoch, "lca", record.lca)
+    if record.balance:
+        run.write_dynamics(epoch, "balance", record.balance)
+    run.save("last.pt", {"model": s.model.state_dict(), "optimizer": s.optimizer.state_dict(),
+                         "metrics": plain(metrics), "best": plain(best),
+                         **({"scheduler": s.scheduler.state_dict()} if s.scheduler else {}),
+                         **({"rebalance": s.rebalancer.state_dict()} if s.rebalancer else {})})
+    run.write_metrics(metrics)
+
+
+def run_protocol(cfg: RunConfig, run: RunDir) -> RunDir:
+    """The paper's protocol for one run, top to bottom: epochs of training with the
+    instruments, validation and checkpoints, then the test predictions and (runs without
+    LCA) each view's part of the best checkpoint's decision (mvlib.engine.view_parts)."""
+    run.create()
+    s = setup(cfg, run)
+    metrics, best = resume(run, s)
+    run.set_status(state="running")
     if cfg.checkpoint_curves and not metrics:  # Gradient Blending's window starts untrained
-        initial, val = evaluate(model, data, cfg, device)
+        initial, val = evaluate(s.model, s.data, cfg, s.device)
         run.write_initial(initial, val)
 
     # Bars show in a terminal only (disable=None), so notebooks and logs stay clean.
@@ -324,17 +414,15 @@ def run_protocol(cfg: RunConfig, run: RunDir) -> RunDir:
                       initial=len(metrics), total=cfg.epochs, disable=None, leave=False):
         start = time.perf_counter()
         try:
-            fit, norms, windows_lca, balance = train_one_epoch(
-                model, optimizer, loader, data, cfg, epoch, device, ogm, rebalancer)
+            record = train_one_epoch(s, epoch)
         except Diverged as e:
             run.set_status(state="diverged", epoch=epoch, reason=str(e))
             return run
-        if scheduler:  # after the epoch's training, as the reference's train_epoch
-            scheduler.step()
-        row = {"epoch": epoch, **fit}
-        validated = (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs
-        if validated:
-            checked, val = evaluate(model, data, cfg, device)
+        if s.scheduler:  # after the epoch's training, as the reference's train_epoch
+            s.scheduler.step()
+        row, val = {"epoch": epoch, **record.fit}, None
+        if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs:
+            checked, val = evaluate(s.model, s.data, cfg, s.device)
             if not math.isfinite(checked["val_loss"]):
                 run.set_status(state="diverged", epoch=epoch,
                                reason=f"non-finite validation loss at epoch {epoch}")
@@ -342,26 +430,14 @@ def run_protocol(cfg: RunConfig, run: RunDir) -> RunDir:
             row.update(checked)
         row["seconds"] = time.perf_counter() - start
         metrics.append(row)
-        if validated and selection_score(row) > selection_score(
+        if val is not None and selection_score(row) > selection_score(
                 metrics[best["epoch"]] if best["epoch"] >= 0 else None):
             best = {"epoch": epoch, "val_auc": row["val_auc_malignant"]}
-            run.save("best.pt", model.state_dict())
-        run.write_dynamics(epoch, "grad_norms", norms)
-        if cfg.checkpoint_curves and validated:  # per breast: Table 5 weights on a subset
-            run.write_dynamics(epoch, "val_predictions",
-                               val.assign(epoch=epoch).to_dict("records"))
-        if windows_lca:
-            run.write_dynamics(epoch, "lca", windows_lca)
-        if balance:
-            run.write_dynamics(epoch, "balance", balance)
-        run.save("last.pt", {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "metrics": plain(metrics), "best": plain(best),
-                             **({"scheduler": scheduler.state_dict()} if scheduler else {}),
-                             **({"rebalance": rebalancer.state_dict()} if rebalancer else {})})
-        run.write_metrics(metrics)
+            run.save("best.pt", s.model.state_dict())
+        save_epoch(run, s, epoch, record, val, metrics, best)
 
-    model.load_state_dict(run.load("best.pt"))
-    test = predict(model, eval_loader(data, "test", channels=cfg.channels), device,
+    s.model.load_state_dict(run.load("best.pt"))
+    test = predict(s.model, eval_loader(s.data, "test", channels=cfg.channels), s.device,
                    n_windows=cfg.tta_windows, seed=epoch_seed(cfg.seed, cfg.epochs, 2))
     run.write_predictions(test)
     if not cfg.lca_every:  # in the worker, beside the others, not later in the notebook
