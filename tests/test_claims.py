@@ -154,7 +154,7 @@ def test_the_results_page_puts_the_mechanism_first_and_the_tables_apart(tmp_path
                  notebook=["03", "07"]).to_csv(
         tmp_path / "verdicts.csv", index=False)
     judged = claims.all_claims(tmp_path)
-    text = claims.mechanism_markdown(tmp_path, judged)
+    text = claims.mechanism_markdown(claims.mechanism_tables(tmp_path), judged)
     assert "1 counteracts the planted cue" in text
     assert "| Shared ResNet | 0.900 | 0.900 | +0.100 [+0.020, +0.180] | " \
            "**counteracts the planted cue** |" in text
@@ -165,8 +165,8 @@ def test_the_results_page_puts_the_mechanism_first_and_the_tables_apart(tmp_path
     assert part.claim.tolist() == ["uni-view CC beats uni-view MLO"]
     assert claims.real_data_sentence(part).startswith("* **Table 1** (1 comparison(s)): on a "
                                                        "real data set")
-    assert "No interaction table" in claims.mechanism_markdown(tmp_path / "absent",
-                                                               judged.iloc[:0])
+    assert "No interaction table" in claims.mechanism_markdown(
+        claims.mechanism_tables(tmp_path / "absent"), judged.iloc[:0])
 
 
 def test_a_closing_box_puts_the_mechanism_apart_from_the_papers_tables():

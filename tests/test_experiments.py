@@ -65,7 +65,10 @@ def test_notebook_01s_reading_says_which_view_peaks_first():
                             "its learning rate": ["1e-4", "1e-4"],
                             "best val AUC (ours)": [0.9, 0.8], "its test AUC (ours)": [0.85, 0.7],
                             "test AUC (paper)": [0.864, 0.789]}, index=["CC", "MLO"])
-    text = uniview_curves.uniview_markdown(runs, summary, epochs=5)
+    peaks = uniview_curves.uniview_peaks(runs, epochs=5)
+    assert peaks.to_dict() == {"runs": {"CC": 1, "MLO": 2},
+                               "at the last epoch": {"CC": 1, "MLO": 1}}
+    text = uniview_curves.uniview_markdown(peaks, summary)
     assert "* **MLO:** best validation AUC at epoch 2.5 on average over 2 run(s), 1 of them " \
            "at the last epoch" in text
     assert "MLO at epoch 2.5 on average, CC at 4.0: MLO earlier here" in text

@@ -359,42 +359,69 @@ def claims_markdown(claims: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def dynamics_markdown(final: dict[str, list[RunDir]]) -> str:
+def dynamics_table(final: dict[str, list[RunDir]]) -> pd.DataFrame:
     """What the gradient norms and the methods' own records read on each method's seed-0
-    run."""
-    lines = []
+    run (rows: methods): the iterations where both views had a gradient, the share where
+    MLO's norm exceeds CC's and the median MLO / CC ratio; OGM-GE's modulated steps, the share
+    with CC dominant, the median rho_CC and k of the dominant view; the re-balancing's share
+    of re-balanced steps (all, and after the first epoch), the steps holding each view and the
+    last speed gap d."""
+    rows = []
     for name, runs in final.items():
         run = runs[0]
-        if not run.done:
-            lines.append(f"* **{name}**: the seed-0 run {run.state}.")
+        row = {"method": name, "state": run.state, "lr": run.cfg.lr}
+        if run.done:
+            g, b = run.dynamics("grad_norms"), run.dynamics("balance")
+            both = g[(g.cc > 0) & (g.mlo > 0)]  # a re-balancing step holds one view
+            row |= {"both views": len(both), "MLO above CC": (both.mlo > both.cc).mean(),
+                    "median MLO/CC": testbed.grad_ratio(g)}
+            if name == OGM:
+                on = b[b.modulated.astype(bool)]
+                row |= {"modulated": len(on), "CC dominant": (on.rho_cc > 1).mean(),
+                        "median rho_CC": on.rho_cc.median(),
+                        "median k dominant": on[["k_cc", "k_mlo"]].min(axis=1).median()}
+            else:
+                share = rebalancing_share(b)
+                row |= {"re-balanced": b.rebalancing.astype(bool).mean(),
+                        "re-balanced after epoch 0": _later_share(share),
+                        "CC held": share["CC held"].sum(), "MLO held": share["MLO held"].sum(),
+                        "last d": b.d.dropna().iloc[-1]}
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("method")
+
+
+def dynamics_markdown(table: pd.DataFrame) -> str:
+    """`dynamics_table` in words, a line per method."""
+    lines = []
+    for name, r in table.iterrows():
+        if r.state != "done":
+            lines.append(f"* **{name}**: the seed-0 run {r.state}.")
             continue
-        g, b = run.dynamics("grad_norms"), run.dynamics("balance")
-        both = g[(g.cc > 0) & (g.mlo > 0)]  # a re-balancing step holds one view
-        text = (f"* **{name}** (seed 0, lr {run.cfg.lr:g}): in the {len(both)} iterations where "
-                f"both views had a gradient, MLO's gradient norm exceeds CC's in "
-                f"{(both.mlo > both.cc).mean():.0%} (median ratio "
-                f"{testbed.grad_ratio(g):.2f})")
+        text = (f"* **{name}** (seed 0, lr {r.lr:g}): in the {int(r['both views'])} iterations "
+                f"where both views had a gradient, MLO's gradient norm exceeds CC's in "
+                f"{r['MLO above CC']:.0%} (median ratio {r['median MLO/CC']:.2f})")
         if name == OGM:
-            on = b[b.modulated.astype(bool)]
-            text += (f"; over the {len(on)} modulated steps CC was the dominant view in "
-                     f"{(on.rho_cc > 1).mean():.0%} (median rho_CC {on.rho_cc.median():.2f}; "
-                     f"median k of the dominant view "
-                     f"{on[['k_cc', 'k_mlo']].min(axis=1).median():.2f})")
+            text += (f"; over the {int(r.modulated)} modulated steps CC was the dominant view in "
+                     f"{r['CC dominant']:.0%} (median rho_CC {r['median rho_CC']:.2f}; "
+                     f"median k of the dominant view {r['median k dominant']:.2f})")
         else:
-            share = rebalancing_share(b)
-            text += (f"; {b.rebalancing.astype(bool).mean():.0%} of the steps re-balanced, "
-                     f"{_later_share(share)} after the first epoch (the faster view held at its "
-                     f"mean in the slower view's loss: CC in {share['CC held'].sum()}, MLO in "
-                     f"{share['MLO held'].sum()}); the last speed gap d = "
-                     f"{b.d.dropna().iloc[-1]:+.3f}")
+            text += (f"; {r['re-balanced']:.0%} of the steps re-balanced, "
+                     f"{_percent(r['re-balanced after epoch 0'])} after the first epoch (the "
+                     f"faster view held at its mean in the slower view's loss: CC in "
+                     f"{int(r['CC held'])}, MLO in {int(r['MLO held'])}); the last speed gap "
+                     f"d = {r['last d']:+.3f}")
         lines.append(text + ".")
     return "\n".join(lines)
 
 
-def _later_share(share: pd.DataFrame) -> str:
-    """The share of re-balancing steps after the first epoch, as a percentage ('-' if none)."""
+def _later_share(share: pd.DataFrame) -> float:
+    """The share of re-balancing steps after the first epoch (NaN if none)."""
     later = share[share.index >= 1]
-    return f"{later.rebalancing.sum() / later.steps.sum():.0%}" if later.steps.sum() else "-"
+    return later.rebalancing.sum() / later.steps.sum() if later.steps.sum() else float("nan")
+
+
+def _percent(x: float) -> str:
+    return "-" if x != x else f"{x:.0%}"
 
 
 def rebalancing_shares(runs: dict[str, list[RunDir]]) -> pd.DataFrame:
@@ -406,23 +433,37 @@ def rebalancing_shares(runs: dict[str, list[RunDir]]) -> pd.DataFrame:
     return pd.DataFrame(cols).rename_axis("epoch")
 
 
-def rebalancing_markdown(runs: dict[str, list[RunDir]]) -> str:
-    """What the re-balancing did over its runs: the share of re-balancing steps after the
-    first epoch (against the reference's Q / (Q + 1) while |d| > epsilon) and which view was
-    held, per run."""
-    lines = []
+def rebalancing_table(runs: dict[str, list[RunDir]]) -> pd.DataFrame:
+    """What the re-balancing did in each run (rows: group, seed): the share of re-balancing
+    steps after the first epoch, against the reference's ceiling Q / (Q + 1) while
+    |d| > epsilon, the re-balanced steps of all steps, and the steps holding each view."""
+    rows = []
     for name, rs in runs.items():
         for r in rs:
-            if not r.done:
-                lines.append(f"* **{name}**, seed {r.cfg.seed}: {r.state}.")
-                continue
-            share = rebalancing_share(r.dynamics("balance"))
-            q = r.cfg.rebalance["steps"]
-            lines.append(f"* **{name}**, seed {r.cfg.seed}: {_later_share(share)} of the steps "
-                         f"after the first epoch re-balanced (ceiling {q}/{q + 1} = "
-                         f"{q / (q + 1):.0%}), {share.rebalancing.sum()} of "
-                         f"{share.steps.sum()} in all; CC held in {share['CC held'].sum()}, "
-                         f"MLO in {share['MLO held'].sum()}.")
+            row = {"group": name, "seed": r.cfg.seed, "state": r.state}
+            if r.done:
+                share = rebalancing_share(r.dynamics("balance"))
+                q = r.cfg.rebalance["steps"]
+                row |= {"after epoch 0": _later_share(share), "Q": q, "ceiling": q / (q + 1),
+                        "re-balanced": share.rebalancing.sum(), "steps": share.steps.sum(),
+                        "CC held": share["CC held"].sum(), "MLO held": share["MLO held"].sum()}
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def rebalancing_markdown(table: pd.DataFrame) -> str:
+    """`rebalancing_table` in words, a line per run."""
+    lines = []
+    for r in table.itertuples(index=False):
+        r = r._asdict()
+        if r["state"] != "done":
+            lines.append(f"* **{r['group']}**, seed {r['seed']}: {r['state']}.")
+            continue
+        q = int(r["Q"])
+        lines.append(f"* **{r['group']}**, seed {r['seed']}: {_percent(r['after epoch 0'])} of "
+                     f"the steps after the first epoch re-balanced (ceiling {q}/{q + 1} = "
+                     f"{r['ceiling']:.0%}), {int(r['re-balanced'])} of {int(r['steps'])} in "
+                     f"all; CC held in {int(r['CC held'])}, MLO in {int(r['MLO held'])}.")
     return "\n".join(lines)
 
 

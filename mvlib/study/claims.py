@@ -335,14 +335,24 @@ def is_mechanism(claim: str) -> bool:
             or claim in (DEPENDENCE_CLAIM, TESTBED_DEPENDENCE_CLAIM))
 
 
-def mechanism_markdown(figures: Path, claims: pd.DataFrame) -> str:
-    """The results page's first part, generated from the figures folder: each recipe's
-    interaction with the planted cue (interaction.csv), which instruments detect the cue
-    (testbed.csv), and the reliance claims of `claims` (`is_mechanism`)."""
-    lines = []
+def mechanism_tables(figures: Path) -> dict[str, pd.DataFrame | None]:
+    """The figures folder's mechanism tables: each recipe's interaction with the planted cue
+    (interaction.csv of notebook 07 and interaction_table7.csv of 08, one row a recipe) and
+    which instruments detect the cue (testbed.csv); None where a file is absent or empty."""
     parts = [t for t in (_read(figures / f"{n}.csv") for n in INTERACTION_FILES)
              if t is not None and len(t)]
-    inter = pd.concat(parts, ignore_index=True).drop_duplicates("recipe") if parts else None
+    tb = _read(figures / "testbed.csv")
+    return {"interaction": (pd.concat(parts, ignore_index=True).drop_duplicates("recipe")
+                            if parts else None),
+            "testbed": tb if tb is not None and len(tb) else None}
+
+
+def mechanism_markdown(tables: dict[str, pd.DataFrame | None], claims: pd.DataFrame) -> str:
+    """The results page's first part from `mechanism_tables`: each recipe's interaction
+    with the planted cue, which instruments detect the cue, and the reliance claims of
+    `claims` (`is_mechanism`)."""
+    lines = []
+    inter = tables["interaction"]
     if inter is not None and len(inter):
         counts = inter[inter.recipe != "Joint ResNet"].verdict.value_counts()
         lines += [f"**Each recipe on the planted and the control data** "
@@ -361,8 +371,8 @@ def mechanism_markdown(figures: Path, claims: pd.DataFrame) -> str:
     else:
         lines.append("No interaction table (real data, or notebook 07 not run): the mechanism "
                      "is judged on the synthetic testbed only.")
-    tb = _read(figures / "testbed.csv")
-    if tb is not None and len(tb):
+    tb = tables["testbed"]
+    if tb is not None:
         found = tb[tb.verdict == "found"].instrument.tolist()
         lines += ["", f"**Which instruments see the planted cue** ([02]({NOTEBOOKS['02']}"
                   f".ipynb)): {len(found)} of {len(tb)} find it"

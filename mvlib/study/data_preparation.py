@@ -9,16 +9,15 @@ import pandas as pd
 
 from mvlib.core import paper
 from mvlib.data.store import BreastDataset
-from mvlib.synth import diagnostics
 
 
-def data_markdown(data: BreastDataset, findings: pd.DataFrame, views: pd.DataFrame,
+def data_markdown(splits: pd.DataFrame, one: pd.Series, views: pd.DataFrame,
                   leak: pd.DataFrame) -> str:
-    """Notebook 00's summary of a synthetic data set: counts beside the paper's, how many
-    findings one view alone shows, what the heatmaps and the planted MLO marker give
+    """Notebook 00's summary of a synthetic data set in words: counts (`splits`, the data
+    set's `counts()`) beside the paper's, how many malignant findings one view alone shows
+    (`one`: `diagnostics.one_view_only`), what the heatmaps and the planted MLO marker give
     (`views`: contrast and heatmap AUCs per view; `leak`: the markers' AUCs per split)."""
-    splits = data.counts()
-    total, one = splits.loc["total"], diagnostics.one_view_only(findings)
+    total = splits.loc["total"]
     heat = views.filter(like="peak")
     contrast = views["test AUC from ground-truth contrast"]
     return "\n".join([

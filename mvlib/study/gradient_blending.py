@@ -233,11 +233,20 @@ def gradient_blending(prof: Profile, executor: Executor | None = None,
             "ablation": blending_ablation(prof, weights, executor, store)}
 
 
-def blending_markdown(gb: dict, joint_final: dict[str, list[RunDir]]) -> str:
-    """Notebook 05's closing text from `gradient_blending`'s result and Joint ResNet's final
-    runs (`table1_final`): each estimate's G / O^2 weights and why it trains no model where it
-    does not, the blended model beside Joint ResNet (or why there is none), and Table 5 best
-    first."""
+def blended_vs_joint(gb: dict, joint_final: dict[str, list[RunDir]]) -> pd.DataFrame:
+    """The test AUC summaries (`protocol.summary`) of Joint ResNet's final runs
+    (`table1_final`) and, where Gradient Blending trained a model, of the blended model's:
+    what notebook 05's text compares."""
+    parts = [summary(joint_final, paper.TABLE1).iloc[:1]]
+    if gb["final"]:
+        parts.append(summary(gb["final"], paper.TABLE2).iloc[:1])
+    return pd.concat(parts)
+
+
+def blending_markdown(gb: dict, versus: pd.DataFrame) -> str:
+    """Notebook 05's closing text from `gradient_blending`'s result and `blended_vs_joint`:
+    each estimate's G / O^2 weights and why it trains no model where it does not, the blended
+    model beside Joint ResNet (or why there is none), and Table 5 best first."""
     w = gb["weights"]
     lines = ["**Table 4, our estimates** (w_joint, w_CC, w_MLO from G / O², normalised): "
              + "; ".join(
@@ -253,9 +262,9 @@ def blending_markdown(gb: dict, joint_final: dict[str, list[RunDir]]) -> str:
                                             if r.w_joint == r.w_joint else "no weights")
                      + (f" ({r.note})" if r.note else "")
                      for r in w[w.validation == "10%"].itertuples()) + ".")
-    joint = summary(joint_final, paper.TABLE1).iloc[0]
-    if gb["final"]:
-        blend = summary(gb["final"], paper.TABLE2).iloc[0]
+    joint = versus.iloc[0]
+    if len(versus) > 1:
+        blend = versus.iloc[1]
         lines.append(
             f"**Blended model vs Joint ResNet** (test AUC, mean over seeds with its 95% "
             f"interval; 3x ensemble): {blend['AUC (ours)']} ({blend['3x ensemble (ours)']}) "

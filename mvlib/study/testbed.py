@@ -194,11 +194,23 @@ def verdicts(testbed: dict[str, dict[tuple[str, int], RunDir]], level: float = 0
     return pd.DataFrame(rows, columns=VERDICT_COLUMNS).set_index("instrument")
 
 
-def verdicts_markdown(found: pd.DataFrame, testbed: dict[str, dict[tuple[str, int], RunDir]]
-                      ) -> str:
-    """Notebook 02's text on the testbed from `verdicts`: each instrument's reading and
-    verdict, how many find the cause, and what a null means at this budget (with how far
-    the LCA runs had learned)."""
+def learned(testbed: dict[str, dict[tuple[str, int], RunDir]]) -> pd.DataFrame:
+    """How far the testbed's runs learned, per kind (rows: 'norms', the regular runs, and
+    'lca'): the seeds a condition, the finished runs and the range of their best validation
+    AUCs."""
+    rows = {}
+    for kind in ("norms", "lca"):
+        aucs = [r.status().get("best_val_auc") for r in testbed[kind].values() if r.done]
+        rows[kind] = {"seeds": len({s for (_, s) in testbed[kind]}), "done": len(aucs),
+                      "best val AUC min": min(aucs, default=float("nan")),
+                      "best val AUC max": max(aucs, default=float("nan"))}
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+def verdicts_markdown(found: pd.DataFrame, runs: pd.DataFrame) -> str:
+    """Notebook 02's text on the testbed from `verdicts` and `learned`: each instrument's
+    reading and verdict, how many find the cause, and what a null means at this budget (with
+    how far the LCA runs had learned)."""
     lines = []
     for name, r in found.iterrows():
         if str(r.verdict).startswith("not tested"):
@@ -207,7 +219,7 @@ def verdicts_markdown(found: pd.DataFrame, testbed: dict[str, dict[tuple[str, in
         lines.append(f"* **{name}** ({r.expected}): planted {r.planted:.3f}, control "
                      f"{r.control:.3f}, difference {r['diff']:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}], "
                      f"{stats.p_text(r.p)}: **{r.verdict}**.")
-    seeds = len({s for (_, s) in testbed["norms"]})
+    seeds = int(runs.loc["norms", "seeds"])
     n_found = int((found.verdict == "found").sum())
     lines.append(f"\n{n_found} of {len(found)} instruments find the planted cause at this budget "
                  f"({seeds} seeds a condition, {len(found)} tests at the 5% level, no "
@@ -220,16 +232,14 @@ def verdicts_markdown(found: pd.DataFrame, testbed: dict[str, dict[tuple[str, in
                      "reliance: on the test split, where the cue does not predict cancer, a "
                      "model that relies on it gets a *lower* u(mlo|cc) and d_util than the "
                      "control, so they come out opposite to reliance there.")
-    lca = [r.status().get("best_val_auc") for r in testbed["lca"].values()
-           if r.done]
+    lca, regular = runs.loc["lca"], runs.loc["norms"]
     lca_rows = found[found.reading == "LCA MLO share"]
-    if lca and len(lca_rows) and lca_rows.verdict.iloc[0] != "found":
-        regular = [r.status().get("best_val_auc") for r in testbed["norms"].values()
-                   if r.done]
+    if lca.done and len(lca_rows) and lca_rows.verdict.iloc[0] != "found":
         lines.append(f"\nLCA's MLO share is not detected at this budget. Its runs record only "
                      "the start of training, the paper's share of it (best validation AUC "
-                     f"{min(lca):.2f}-{max(lca):.2f}, against {min(regular):.2f}-"
-                     f"{max(regular):.2f} for the regular runs), so this null is about LCA "
+                     f"{lca['best val AUC min']:.2f}-{lca['best val AUC max']:.2f}, against "
+                     f"{regular['best val AUC min']:.2f}-{regular['best val AUC max']:.2f} for "
+                     "the regular runs), so this null is about LCA "
                      "early in training at this power, not about LCA once the cue is learned "
                      "(the sensitivity study below has no LCA runs at this budget).")
     return "\n".join(lines)

@@ -66,21 +66,29 @@ def uniview_summary(runs: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def uniview_markdown(runs: pd.DataFrame, summary: pd.DataFrame, epochs: int) -> str:
-    """Notebook 01's reading of its runs (`runs` of `uniview_curves`, `summary` of
-    `uniview_summary`, runs of `epochs` epochs): when each view peaks, its best run beside the
-    paper's, and the CC minus MLO gap."""
+def uniview_peaks(runs: pd.DataFrame, epochs: int) -> pd.DataFrame:
+    """Per view (rows CC, MLO): the finished runs of `uniview_curves` and how many of them
+    peaked (best validation AUC) at the last of their `epochs` epochs."""
     done = runs[runs.state == "done"].assign(
         view=runs.model.str.removeprefix("uni_").str.upper())
+    return pd.DataFrame({"runs": done.groupby("view").size(),
+                         "at the last epoch": (done.best_epoch + 1 == epochs)
+                         .groupby(done.view).sum()})
+
+
+def uniview_markdown(peaks: pd.DataFrame, summary: pd.DataFrame) -> str:
+    """Notebook 01's reading of its runs in words (`peaks` of `uniview_peaks`, `summary` of
+    `uniview_summary`): when each view peaks, its best run beside the paper's, and the CC
+    minus MLO gap."""
     peak = summary["mean epoch of best val AUC (ours)"]
     ours, ref = summary["its test AUC (ours)"], summary["test AUC (paper)"]
     lines = []
     for view, r in summary.iterrows():
-        part = done[done.view == view]
-        last = int((part.best_epoch + 1 == epochs).sum())
+        n, last = ((int(peaks.loc[view, "runs"]), int(peaks.loc[view, "at the last epoch"]))
+                   if view in peaks.index else (0, 0))
         lines.append(
             f"* **{view}:** best validation AUC at epoch {peak[view]:.1f} on average over "
-            f"{len(part)} run(s), {last} of them at the last epoch; the best run (lr "
+            f"{n} run(s), {last} of them at the last epoch; the best run (lr "
             f"{r['its learning rate']}) reaches {r['best val AUC (ours)']:.3f} on validation "
             f"and {r['its test AUC (ours)']:.3f} on test (the paper's best: "
             f"{r['test AUC (paper)']:.3f}).")
