@@ -509,3 +509,15 @@ def test_compared_instruments_are_the_cue_test_and_the_first_validated_dependenc
                                                               "share train")
     found.loc[balancing_methods.CUE_TEST, "verdict"] = "not found at this budget"
     assert testbed.compared_instruments(found) == ("share train",)
+
+
+def test_the_rebalancing_text_formats_its_table_a_line_per_run():
+    table = pd.DataFrame([
+        {"group": "+ Re-balancing (adapted)", "seed": 0, "state": "done", "after epoch 0": 0.8,
+         "Q": 5, "ceiling": 5 / 6, "re-balanced": 40, "steps": 60, "CC held": 30,
+         "MLO held": 10},
+        {"group": "+ Re-balancing (adapted)", "seed": 1, "state": "diverged"}])
+    text = balancing_methods.rebalancing_markdown(table).splitlines()
+    assert text == ["* **+ Re-balancing (adapted)**, seed 0: 80% of the steps after the first "
+                    "epoch re-balanced (ceiling 5/6 = 83%), 40 of 60 in all; CC held in 30, "
+                    "MLO in 10.", "* **+ Re-balancing (adapted)**, seed 1: diverged."]

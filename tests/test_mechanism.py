@@ -124,10 +124,10 @@ def test_the_control_leaves_the_cc_images_as_they_are(tmp_path, monkeypatch):
 
 def test_table1s_recipes_need_no_table2_search_and_real_data_has_no_control(monkeypatch):
     calls = []
-    monkeypatch.setattr(mechanism.model_variants, "table1_final",
+    monkeypatch.setattr(mechanism.protocol, "table1_final",
                         lambda prof, ex, st, names: calls.append(("t1", names)) or {
                             n: [] for n in names})
-    monkeypatch.setattr(mechanism.regularizers, "regularizers",
+    monkeypatch.setattr(mechanism.protocol, "regularizers",
                         lambda *a: calls.append(("t2",)) or (None, {}))
     mechanism.planted_runs(PROFILES["smoke"], mechanism.TABLE1_RECIPES)
     assert calls == [("t1", mechanism.TABLE1_RECIPES)]  # notebook 03 trains no Table 2 run

@@ -2,6 +2,7 @@
 calls (the runs it sweeps, its tables, its figures and the prose generated from them).
 
   protocol            the training protocol every notebook shares (search, repeat, summary)
+                      and the run groups later notebooks reuse as baselines (Tables 1-2)
   data_preparation    00  Section 3: what the data set holds, beside the paper's
   uniview_curves      01  Section 5, Figure 3: uni-view learning curves
   training_dynamics   02  Section 5, Figures 4-7: gradient norms and LCA

@@ -47,9 +47,8 @@ from mvlib.methods import ogm
 from mvlib.methods.rebalance import EPSILON, STEPS, rebalancing_share
 from mvlib.study import (
     mechanism,
-    model_variants,
     plots,
-    regularizers,
+    protocol,
     testbed,
     without_heatmaps,
 )
@@ -110,7 +109,7 @@ def methods(prof: Profile, executor: Executor | None = None, store: Path | None 
     of OGM-GE's SGD baseline (`sgd_baseline`) and, on the synthetic data, Joint ResNet's
     testbed controls (`testbed_runs`) train beside them, whose sweep would otherwise leave a
     worker idle."""
-    joint = model_variants.table1_final(prof, executor, store, (JOINT,))[JOINT]
+    joint = protocol.table1_final(prof, executor, store, (JOINT,))[JOINT]
     groups = method_groups(prof, joint[0].cfg.lr)
     search = [config(prof, seed=s, **setting)
               for settings in {**groups, **sgd_baseline_group(prof)}.values()
@@ -144,9 +143,9 @@ def baselines(prof: Profile, executor: Executor | None = None, store: Path | Non
               ) -> tuple[dict[str, list[RunDir]], dict[str, list[RunDir]]]:
     """Joint ResNet, Modality Dropout and Shared ResNet: their final runs with heatmaps
     (Tables 1-2) and without (Table 3; empty when the data set has no heatmaps)."""
-    with_maps = {**model_variants.table1_final(prof, executor, store,
+    with_maps = {**protocol.table1_final(prof, executor, store,
                                             ("Joint ResNet", "Shared ResNet")),
-                 "+ Modality Dropout": regularizers.regularizers(prof, executor, store)[1][
+                 "+ Modality Dropout": protocol.regularizers(prof, executor, store)[1][
                      "+ Modality Dropout"]}
     image_only = {n: [RunDir(c, store) for c in cs] for n, cs in
                   without_heatmaps.no_heatmap_settings(prof, executor, store).items()}
@@ -293,7 +292,7 @@ def testbed_runs(prof: Profile, final: dict[str, list[RunDir]],
     and the same seeds on the control data at the same setting, in the layout of
     `testbed.runs` (regular runs only: no LCA). Every group runs at the rate Table 7 reports
     it at; re-balancing trains at Joint ResNet's winning rate, so the two share one rate."""
-    joint = model_variants.table1_final(prof, executor, store, (JOINT,))[JOINT]
+    joint = protocol.table1_final(prof, executor, store, (JOINT,))[JOINT]
     groups = {JOINT: joint, **final}
     seeds = prof.seed_list(prof.testbed_seeds)
     control = {name: control_configs(prof, runs) for name, runs in final.items()}
@@ -454,8 +453,7 @@ def rebalancing_table(runs: dict[str, list[RunDir]]) -> pd.DataFrame:
 def rebalancing_markdown(table: pd.DataFrame) -> str:
     """`rebalancing_table` in words, a line per run."""
     lines = []
-    for r in table.itertuples(index=False):
-        r = r._asdict()
+    for _, r in table.iterrows():
         if r["state"] != "done":
             lines.append(f"* **{r['group']}**, seed {r['seed']}: {r['state']}.")
             continue

@@ -37,7 +37,7 @@ from mvlib.experiment.prepare import prepare
 from mvlib.experiment.profiles import Profile
 from mvlib.experiment.runs import RunConfig, RunDir
 from mvlib.instruments import dependence, reliance, stats
-from mvlib.study import model_variants, regularizers, testbed, training_dynamics
+from mvlib.study import protocol, testbed, training_dynamics
 
 PLANTED, CONTROL = training_dynamics.CONDITIONS
 EXPERIMENT = "control"
@@ -53,9 +53,9 @@ def planted_runs(prof: Profile, names: tuple[str, ...] = RECIPES,
     """The final runs of Tables 1 and 2 of the recipes `names`, the first `testbed_seeds`
     seeds (Table 2's searches are read only when a name needs them)."""
     t1 = tuple(n for n in names if n in TABLE1_RECIPES)
-    final = dict(model_variants.table1_final(prof, executor, store, t1)) if t1 else {}
+    final = dict(protocol.table1_final(prof, executor, store, t1)) if t1 else {}
     if any(n not in TABLE1_RECIPES for n in names):
-        final.update(regularizers.regularizers(prof, executor, store)[1])
+        final.update(protocol.regularizers(prof, executor, store)[1])
     seeds = set(prof.seed_list(prof.testbed_seeds))
     return {n: [r for r in final[n] if r.cfg.seed in seeds] for n in RECIPES
             if n in names and n in final}
@@ -108,7 +108,7 @@ def control_runs(prof: Profile, names: tuple[str, ...] = RECIPES,
     if same_cc:
         out[UNI_CC] = planted[UNI_CC]
     if "+ Pretraining" in names and "+ Pretraining" in planted:
-        views = {v: regularizers.best_run(out[n], f"{n} (control)").ref
+        views = {v: protocol.best_run(out[n], f"{n} (control)").ref
                  for v, n in (("cc", UNI_CC), ("mlo", "uni-view MLO"))}
         pre = [control_config(r.cfg, views) for r in planted["+ Pretraining"]]
         out["+ Pretraining"] = sweep(pre, executor, store)

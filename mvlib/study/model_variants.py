@@ -13,12 +13,7 @@ from mvlib.engine.view_parts import run_reliance
 from mvlib.executors.sweep import Executor
 from mvlib.experiment.profiles import Profile
 from mvlib.experiment.runs import RunDir
-from mvlib.study.protocol import lr_settings, search_then_repeat, summary
-
-# Table 1 groups: name -> (model, learning-rate range, experiment folder).
-TABLE1 = {"uni-view MLO": ("uni_mlo", "uniview"), "uni-view CC": ("uni_cc", "uniview"),
-          "Split ResNet": ("split", "variants"), "Joint ResNet": ("joint", "variants"),
-          "Shared ResNet": ("shared", "variants")}
+from mvlib.study.protocol import TABLE1_GROUPS, lr_settings, search_then_repeat, summary
 
 
 def val_test_gap(runs: list[RunDir]) -> pd.DataFrame:
@@ -69,13 +64,6 @@ def table1(prof: Profile, executor: Executor | None = None, store: Path | None =
            ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, list[RunDir]]]:
     """Table 1 (uni-view models and model variants): (summary, learning-rate search, the
     final runs per group)."""
-    groups = {name: lr_settings(prof, model, exp) for name, (model, exp) in TABLE1.items()}
+    groups = {name: lr_settings(prof, model, exp) for name, (model, exp) in TABLE1_GROUPS.items()}
     search, final = search_then_repeat(prof, groups, executor, store)
     return summary(final, paper.TABLE1), search, final
-
-
-def table1_final(prof: Profile, executor: Executor | None = None, store: Path | None = None,
-                 names: tuple[str, ...] = tuple(TABLE1)) -> dict[str, list[RunDir]]:
-    """The final runs of Table 1's groups (found in the store after notebook 03)."""
-    groups = {n: lr_settings(prof, *TABLE1[n]) for n in names}
-    return search_then_repeat(prof, groups, executor, store)[1]

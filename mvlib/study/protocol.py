@@ -1,5 +1,6 @@
 """The paper's training protocol as sweeps of runs, shared by every notebook: a run's config,
-the learning-rate search, the repetitions at the winner, and a group's summary row.
+the learning-rate search, the repetitions at the winner, and a group's summary row; and the
+run groups later notebooks reuse as baselines (Table 1's models, Table 2's regularizers).
 
 Search protocol (Appendix B, scaled by profile): every group samples learning rates
 log-uniformly, trains `search_seeds` repetitions of each, picks the rate with the best
@@ -16,7 +17,16 @@ from pathlib import Path
 import pandas as pd
 
 from mvlib.engine.evaluate import ensemble, summarise
-from mvlib.engine.search import LR_RANGES, log_uniform, results, winner
+from mvlib.engine.search import (
+    BASE_LRS,
+    LR_RANGES,
+    dropout_rates,
+    log_uniform,
+    results,
+    split_learning_rates,
+    winner,
+)
+from mvlib.engine.train import selection_score
 from mvlib.executors.sweep import Executor, default_executor, sweep
 from mvlib.experiment.prepare import prepare
 from mvlib.experiment.profiles import Profile
@@ -166,3 +176,65 @@ def final_runs(final: dict[str, list[RunDir]]) -> pd.DataFrame:
     return pd.concat({g: results(runs).set_index("seed", drop=False)[cols]
                       for g, runs in final.items()}, names=["group", None]
                      ).reset_index(level=1, drop=True).round(3)
+
+
+# The run groups later notebooks reuse as baselines: Table 1's (notebook 03) and Table 2's
+# regularized Joint ResNets (notebook 04), found in the store once those notebooks ran.
+
+# Table 1 groups: name -> (model, learning-rate range, experiment folder).
+TABLE1_GROUPS = {"uni-view MLO": ("uni_mlo", "uniview"), "uni-view CC": ("uni_cc", "uniview"),
+          "Split ResNet": ("split", "variants"), "Joint ResNet": ("joint", "variants"),
+          "Shared ResNet": ("shared", "variants")}
+
+
+def table1_final(prof: Profile, executor: Executor | None = None, store: Path | None = None,
+                 names: tuple[str, ...] = tuple(TABLE1_GROUPS)) -> dict[str, list[RunDir]]:
+    """The final runs of Table 1's groups (found in the store after notebook 03)."""
+    groups = {n: lr_settings(prof, *TABLE1_GROUPS[n]) for n in names}
+    return search_then_repeat(prof, groups, executor, store)[1]
+
+
+def pretrained_views(prof: Profile, executor: Executor | None = None,
+                     store: Path | None = None) -> dict[str, str]:
+    """The best uni-view run of each view (highest validation AUC among Table 1's final
+    runs): the store references that Pretraining initialises Joint ResNet from."""
+    final = table1_final(prof, executor, store, ("uni-view CC", "uni-view MLO"))
+    return {view: best_run(final[name], name).ref
+            for view, name in (("cc", "uni-view CC"), ("mlo", "uni-view MLO"))}
+
+
+def best_run(runs: list[RunDir], name: str) -> RunDir:
+    """The finished run with the best validation AUC (ties: the lower loss), as the search
+    picks its winner; RuntimeError naming the group when every run diverged."""
+    done = [r for r in runs if r.done]
+    if not done:
+        raise RuntimeError(f"every {name} run diverged: nothing to pretrain from")
+    return max(done, key=lambda r: selection_score(
+        {"val_auc_malignant": r.status()["best_val_auc"],
+         "val_loss": r.status().get("best_val_loss", math.inf)}))
+
+
+def regularizer_groups(prof: Profile, init_from: dict[str, str]) -> dict[str, list[dict]]:
+    """Table 2's searched groups: name -> settings (Appendix B)."""
+    exp = "regularizers"
+    return {
+        "+ Pretraining": lr_settings(prof, "joint", exp, "variants", init_from=init_from,
+                                     finetune="output", paper_epochs=50),
+        "+ Pretraining (whole model)": lr_settings(prof, "joint", exp, "variants",
+                                                   init_from=init_from, paper_epochs=50),
+        "+ Split Learning Rates": [
+            dict(model="joint", lr=base, group_lr=rates, experiment=exp)
+            for i, base in enumerate(BASE_LRS)
+            for rates in split_learning_rates(base, prof.hp_samples, seed=10 + i)],
+        "+ Modality Dropout": [
+            dict(model="joint", lr=base, view_dropout=rates, experiment=exp, paper_epochs=150)
+            for i, base in enumerate(BASE_LRS)
+            for rates in dropout_rates(prof.hp_samples, seed=20 + i)],
+    }
+
+
+def regularizers(prof: Profile, executor: Executor | None = None, store: Path | None = None
+                 ) -> tuple[pd.DataFrame, dict[str, list[RunDir]]]:
+    """Every regularizer group's search and repetitions: (search table, final runs)."""
+    groups = regularizer_groups(prof, pretrained_views(prof, executor, store))
+    return search_then_repeat(prof, groups, executor, store)

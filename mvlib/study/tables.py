@@ -117,7 +117,7 @@ def reliance_groups(prof: Profile, executor: Executor | None = None,
                     store: Path | None = None) -> dict[str, list]:
     """The final runs of Tables 1 and 2 (training what the store lacks), in Table 6's order."""
     final = {**model_variants.table1(prof, executor, store)[2],
-             **regularizers.regularizers(prof, executor, store)[1],
+             **protocol.regularizers(prof, executor, store)[1],
              **gradient_blending.gradient_blending(prof, executor, store)["final"]}
     return {g: final[g] for g in RELIANCE_ORDER if g in final}
 

@@ -11,14 +11,13 @@ import pandas as pd
 from mvlib.core import paper
 from mvlib.executors.sweep import Executor, default_executor, sweep
 from mvlib.experiment.profiles import Profile
-from mvlib.study.model_variants import table1_final
+from mvlib.study import protocol
 from mvlib.study.protocol import (
     input_channels,
     learning_rates,
     search_then_repeat,
     summary,
 )
-from mvlib.study.regularizers import regularizers
 
 
 def no_heatmap_settings(prof: Profile, executor: Executor | None = None,
@@ -30,8 +29,8 @@ def no_heatmap_settings(prof: Profile, executor: Executor | None = None,
     Empty when the data set has no heatmaps: every run already reads the image alone."""
     if input_channels(prof) == 1:
         return {}
-    t1 = table1_final(prof, executor, store, ("Joint ResNet", "Shared ResNet"))
-    md = regularizers(prof, executor, store)[1]["+ Modality Dropout"]
+    t1 = protocol.table1_final(prof, executor, store, ("Joint ResNet", "Shared ResNet"))
+    md = protocol.regularizers(prof, executor, store)[1]["+ Modality Dropout"]
     winners = {"Joint ResNet": t1["Joint ResNet"][0].cfg, "+ Modality Dropout": md[0].cfg,
                "Shared ResNet": t1["Shared ResNet"][0].cfg}
     groups = {name: [dict(model=cfg.model, lr=lr, experiment="no_heatmaps", channels=1,
