@@ -91,3 +91,17 @@ def test_citation_and_license():
     assert " ".join(paper["title"].split()) == " ".join(title.split())
     assert [a["family-names"] for a in paper["authors"]][:2] == ["Wu", "Jastrzębski"]
     assert "MIT License" in (REPO / "LICENSE").read_text()
+
+
+def test_the_gpu_block_reads_the_step_agreement_check_and_the_earlier_one():
+    new = {"profile": "laptop", "within": False,
+           "cuda fp32": {"step": {"logits": 2e-6, "grads": 3e-5, "within": True},
+                         "checkpoint": {"auc_change": 0.0, "within": True}},
+           "cuda bf16": {"step": {"logits": 3e-2, "grads": 0.9, "within": False},
+                         "checkpoint": {"auc_change": 0.004, "within": True}}}
+    line = readme._agreement(new)
+    assert "cuda fp32: logits 2.0e-06, gradients 3.0e-05, test AUC change 0.0000 (within)" \
+        in line and "cuda bf16: logits 3.0e-02, gradients 9.0e-01" in line
+    assert "(NOT within)" in line
+    old = readme._agreement({"max_val_auc_gap": 0.1, "max_test_auc_gap": 0.05})
+    assert "cannot tell a broken path from a correct one" in old

@@ -12,7 +12,7 @@ import torch
 
 def pick_device() -> torch.device:
     """CUDA when present (made deterministic where it can be), else the CPU; MVLIB_DEVICE=cpu
-    keeps runs on the CPU on a GPU machine (mvlib.tools.gpu_check compares the two)."""
+    keeps runs on the CPU on a GPU machine."""
     if torch.cuda.is_available() and os.environ.get("MVLIB_DEVICE", "cuda") != "cpu":
         deterministic_cuda()
         return torch.device("cuda")
@@ -29,8 +29,8 @@ def deterministic_cuda() -> None:
 
 
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA (fp32 there with MVLIB_CUDA_FP32=1, as mvlib.tools.gpu_check compares);
-    nothing on CPU (bf16 is several times slower there)."""
+    """bf16 autocast on CUDA (fp32 there with MVLIB_CUDA_FP32=1); nothing on CPU (bf16 is
+    several times slower there)."""
     if device.type == "cuda" and os.environ.get("MVLIB_CUDA_FP32", "0") != "1":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()

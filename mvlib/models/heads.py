@@ -37,7 +37,7 @@ class OutputLayer(nn.Linear):
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         with torch.autocast(h.device.type, enabled=False):
-            return super().forward(h.float())
+            return super().forward(h.to(self.weight.dtype))  # fp32, fp64 in a reference
 
 
 class ViewEncoder(nn.Module):

@@ -1,8 +1,9 @@
 """`make gpu-check`: the CUDA path, measured on a machine with a GPU (about 3.5 minutes on an H200).
 
-1. Agreement: a smoke sweep (Joint ResNet, learning rates 1e-4 and 3e-4) on CUDA with bf16
-   autocast beside the same configs on the CPU in fp32: the largest difference of a
-   validation AUC (any epoch) and of a test AUC, against `TOLERANCE`.
+1. Agreement (mvlib.engine.agreement): at a trained Joint ResNet checkpoint, one training
+   step's logits, loss and every parameter's gradient, and the checkpoint's test scores, on
+   CUDA in fp32 without TF32 and in bf16 autocast against the CPU in fp64, each within the
+   tolerances of its dtype.
 2. Training at the paper's size (CC 2677x1942, MLO 2974x1748, batch 4, channels_last, fused
    Adam): Joint ResNet steps/s in bf16 autocast and in fp32 in the same process, images/s (two
    views per breast), achieved TFLOP/s (FlopCounterMode on one step) and their share of the
@@ -27,7 +28,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import tempfile
 import time
 import traceback
@@ -40,16 +40,18 @@ from torch.utils.flop_counter import FlopCounterMode
 from mvlib.core import paper
 from mvlib.core.atomic import write_json
 from mvlib.core.device import autocast, deterministic_cuda, to_device
-from mvlib.data.loader import BreastArrays, to_model_input
+from mvlib.data.loader import VIEWS, BreastArrays, to_model_input
 from mvlib.data.store import BreastDataset
+from mvlib.data.windows import full_window
+from mvlib.engine.agreement import TOLERANCES, Setting, check
 from mvlib.executors.sweep import InProcess, sweep
+from mvlib.experiment.prepare import prepare
 from mvlib.experiment.runs import RunConfig
 from mvlib.models.heads import JointResNet, loss_fn
 from mvlib.synth.config import SynthConfig
 from mvlib.synth.generate import dataset_dir, generate_dataset
 from mvlib.tools.bench import heatmap_rate, loader_breasts_s, random_loader
 
-TOLERANCE = 0.05  # AUC: bf16 rounding, amplified by training, on 40 smoke test breasts
 # bf16 dense tensor-core peaks (TFLOP/s, vendor data sheets, no sparsity), by the names CUDA
 # reports ("NVIDIA H100 80GB HBM3" is the SXM part).
 PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "H100 PCIe": 756.0, "H100 NVL": 835.0,
@@ -68,56 +70,26 @@ def peak_tflops(name: str) -> float | None:
 
 
 def agreement(store: Path, device: torch.device) -> dict:
-    """Test and validation AUCs of the smoke configs trained on `device` against the CPU; on
-    CUDA also in fp32 there, which tells bf16's rounding from a difference of the device."""
-    cfgs = [RunConfig(model="joint", lr=lr, epochs=2, profile="smoke", tta_windows=2,
-                      experiment="gpu_check", threads=1) for lr in (1e-4, 3e-4)]
-    modes = [("cpu", "0"), (device.type, "0")] + ([("cuda", "1")] if device.type == "cuda"
-                                                  else [])
-    runs = []
-    for i, (where, fp32) in enumerate(modes):
-        with _device(where, fp32), _no_tf32(fp32 == "1"):
-            runs.append(sweep(cfgs, InProcess(), store / f"{i}-{where}{fp32}"))
-    out = {"tolerance": TOLERANCE}
-    for (_, fp32), these in zip(modes[1:], runs[1:], strict=True):
-        val, test = [], []
-        for a, b in zip(runs[0], these, strict=True):
-            val.append((a.metrics().val_auc_malignant - b.metrics().val_auc_malignant)
-                       .abs().max())
-            test.append(abs(a.status()["test_auc"] - b.status()["test_auc"]))
-        key = "" if fp32 == "0" else "fp32_"
-        out.update({f"{key}max_val_auc_gap": float(max(val)),
-                    f"{key}max_test_auc_gap": float(max(test)),
-                    f"{key}within": bool(max(val + test) <= TOLERANCE)})
-    return out
-
-
-@contextlib.contextmanager
-def _no_tf32(on: bool):
-    """fp32 on CUDA without TF32 (PyTorch's default for convolutions uses it) in this block."""
-    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    if on:
-        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
-
-
-@contextlib.contextmanager
-def _device(name: str, fp32: str = "0"):
-    """Train on `name` ("cpu" or "cuda"; in fp32 there with `fp32` "1") in this block
-    (mvlib.core.device.pick_device and autocast)."""
-    before = {k: os.environ.get(k) for k in ("MVLIB_DEVICE", "MVLIB_CUDA_FP32")}
-    os.environ.update(MVLIB_DEVICE=name, MVLIB_CUDA_FP32=fp32)
-    try:
-        yield
-    finally:
-        for k, v in before.items():
-            if v is None:
-                os.environ.pop(k)
-            else:
-                os.environ[k] = v
+    """The agreement check (mvlib.engine.agreement) at a trained checkpoint: Joint ResNet
+    trained two epochs here (the laptop profile's data on CUDA, three smoke epochs on the
+    CPU), then one training step on four training breasts and the checkpoint's test scores,
+    each setting against the CPU in fp64: on CUDA fp32 without TF32 (tight tolerances) and
+    bf16 autocast (loose), and the CPU in fp32; on the CPU, its fp32 only."""
+    cuda = device.type == "cuda"
+    profile = "laptop" if cuda else "smoke"
+    cfg = RunConfig(model="joint", lr=3e-4, epochs=2 if cuda else 3, profile=profile,
+                    tta_windows=1, experiment="gpu_check")
+    run = sweep([cfg], InProcess(), store)[0]
+    model = JointResNet()
+    model.load_state_dict(run.load("best.pt"))
+    data = prepare("synthetic", profile, progress=False)
+    items = BreastArrays(data)
+    batch = torch.utils.data.default_collate([items[int(i)] for i in data.indices("train")[:4]])
+    x = {v: full_window(batch[v].float()) for v in VIEWS}
+    settings = [Setting("cpu", "fp32")] + ([Setting("cuda", "fp32"), Setting("cuda", "bf16")]
+                                           if cuda else [])
+    return {"profile": profile, "tolerances": TOLERANCES,
+            **check(model, x, batch["labels"], settings, data)}
 
 
 def _sync(device: torch.device) -> None:
@@ -288,7 +260,7 @@ def main(argv: list[str] | None = None) -> dict:
     sections = {"training": lambda tmp: training(device, scale, seconds=args.seconds),
                 "tta": lambda tmp: tta(device, scale, seconds=args.seconds),
                 "data_path": lambda tmp: data_path(device, tmp, scale, seconds=args.seconds),
-                "agreement": lambda tmp: agreement(tmp, device) if cuda else None,
+                "agreement": lambda tmp: agreement(tmp, device),
                 "heatmaps": lambda tmp: heatmap_rate(device, tuple(
                     max(256, round(s * scale)) for s in paper.CC_SIZE), 5 if cuda else 1)}
     # Each section on its own: one that fails is recorded with its error, the others still
