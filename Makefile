@@ -23,7 +23,7 @@ venv: $(STAMP)
 # cluster, and a third worker fills those waits. Idle OpenMP threads sleep instead of
 # spinning (OMP_WAIT_POLICY; it changes no result). Then every notebook at the smoke profile
 # under nbval, one after another (they share the smoke run store) and alone on the cores.
-# Every notebook on an example RSNA download is `make test-real` (too long for `make test`).
+# Every notebook on an example RSNA download is `make test-real` (.ci/run runs it after `make test`).
 REAL := tests/test_real_data_notebooks.py
 test: $(STAMP)
 	$(PY) -m ruff check mvlib tests notebooks
@@ -49,13 +49,14 @@ book: $(STAMP)
 # Real data: make reproduce DATASET=rsna DATA_ROOT=/data/rsna (notebooks/guide.md, "Your own data").
 # Another seed list (notebooks/guide.md, "Do the verdicts survive a re-run?"): make reproduce RESEED=100.
 # On SLURM (notebooks/guide.md, "On a cluster"): make reproduce EXECUTOR=slurm MVLIB_SLURM_PARTITION=gpu ...
+# Several runs on each GPU (or SLURM job), e.g. four: make reproduce RUNS_PER_GPU=4
 # Heatmaps for a source without them (notebooks/guide.md, "Heatmaps for any source"):
 #   make reproduce DATASET=rsna DATA_ROOT=/data/rsna PATCH_WEIGHTS=/data/sample_patch_model.p
 PROFILE ?= laptop
 DATASET ?= synthetic
 reproduce: $(STAMP)
 	$(PY) -m mvlib reproduce --profile $(PROFILE) --dataset $(DATASET) $(if $(DATA_ROOT),--data-root $(DATA_ROOT)) $(if $(RESEED),--reseed $(RESEED)) \
-		$(if $(EXECUTOR),--executor $(EXECUTOR)) \
+		$(if $(EXECUTOR),--executor $(EXECUTOR)) $(if $(RUNS_PER_GPU),--runs-per-gpu $(RUNS_PER_GPU)) \
 		$(if $(PATCH_WEIGHTS),--option patch_weights=$(abspath $(PATCH_WEIGHTS)))
 
 # Throughput benchmarks, each beside its baseline; their lines go to figures/bench.json, which

@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--executor", default=None, choices=("local", "slurm"),
                    help="where runs train (default: $MVLIB_EXECUTOR, else local); slurm "
                         "options: MVLIB_SLURM_* variables (notebooks/guide.md)")
+    r.add_argument("--runs-per-gpu", type=int, default=None,
+                   help="runs sharing each GPU (local) or each SLURM job (default: "
+                        "$MVLIB_RUNS_PER_GPU, else 1)")
     r.add_argument("--reseed", type=int, default=0,
                    help="re-run with another seed list: repetitions from this seed on")
     r.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
@@ -88,12 +91,17 @@ def _run(args: argparse.Namespace) -> None:
         run = train_file(Path(args.config), Path(args.store) if args.store else None)
         print(run.path, run.status())
     elif args.command == "stability":
-        from mvlib.study.tables import stability_report
+        from mvlib.study.claims import stability_report
 
         print(stability_report(args.first, args.second))
     elif args.command == "reproduce":
         # papermill and nbformat: not for the train jobs (seconds)
         from mvlib.tools import notebooks
+
+        if args.runs_per_gpu is not None:  # the notebooks' kernels inherit it
+            if args.runs_per_gpu < 1:
+                raise ValueError(f"--runs-per-gpu must be at least 1, not {args.runs_per_gpu}")
+            os.environ["MVLIB_RUNS_PER_GPU"] = str(args.runs_per_gpu)
 
         notebooks.reproduce(args.profile, args.dataset, args.data_root, args.reseed,
                             args.executor, dict(_option(o) for o in args.option))

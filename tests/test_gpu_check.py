@@ -35,3 +35,14 @@ def test_the_data_path_section_runs_on_the_cpu_at_a_reduced_size(tmp_path):
     assert d["breasts"] == 4 and set(d["loader_breasts_s"]) == {1, 2}
     assert all(r > 0 for r in d["loader_breasts_s"].values()) and d["loader_workers"] == 2
     assert d["fed_share"] == d["train_from_loader_steps_s"] / d["train_on_device_steps_s"]
+
+
+def test_runs_sharing_a_device_and_the_step_variants_measure_on_the_cpu():
+    cpu = torch.device("cpu")
+    shared = gpu_check.shared_gpu(cpu, scale=0.03, ks=(1, 2), batch=2, seconds=0.3)
+    assert set(shared["by_k"]) == {1, 2} and shared["best_k"] in (1, 2)
+    two = shared["by_k"][2]
+    assert len(two["steps_s_each"]) == 2 and two["breasts_s"] == 2 * sum(two["steps_s_each"])
+    assert shared["paper_sweep_gpu_hours_at_best_k"] is None  # not at the paper's size
+    v = gpu_check.step_variants(cpu, scale=0.03, batch=2, seconds=0.3)
+    assert set(v) == {"default_steps_s", "contiguous"} and v["contiguous"] > 0

@@ -105,3 +105,14 @@ def test_the_gpu_block_reads_the_step_agreement_check_and_the_earlier_one():
     assert "(NOT within)" in line
     old = readme._agreement({"max_val_auc_gap": 0.1, "max_test_auc_gap": 0.05})
     assert "cannot tell a broken path from a correct one" in old
+
+
+def test_the_gpu_block_reads_runs_per_gpu_or_says_they_were_not_measured():
+    assert "not measured in this record" in readme._sharing({"training": {}})
+    run = {"shared_gpu": {"by_k": {1: {"breasts_s": 90.0}, 2: {"breasts_s": 150.0},
+                                   4: {"error": "OutOfMemoryError"}},
+                          "best_k": 2, "paper_sweep_gpu_hours_at_best_k": 1200.0},
+           "step_variants": {"default_steps_s": 20.0, "contiguous": 0.8, "compile": "Err"}}
+    line = readme._sharing(run)
+    assert "1: 90.0, 2: 150.0, 4: failed; best 2, the `paper` sweep about 1,200 GPU-hours" in line
+    assert "contiguous 0.80x, compile failed" in line

@@ -37,6 +37,21 @@ def test_a_sweep_matches_in_process_and_a_crash_is_reported_with_its_log(tmp_pat
         (folder / "slurm.err").read_text()
 
 
+def test_runs_packed_into_one_job_share_it_and_a_crash_stops_none_of_the_others(tmp_path):
+    good = [cfg(seed=7), cfg(seed=8)]
+    broken = cfg(model="joint", init_from={"cc": "nowhere/no-run"})  # raises in train
+    with pytest.raises(RuntimeError, match=r"1 run\(s\) left the queue unfinished"):
+        sweep([good[0], broken, good[1]], slurm.Slurm(poll_s=0.5, runs_per_job=3),
+              tmp_path / "store")
+    runs = [RunDir(c, tmp_path / "store") for c in (good[0], broken, good[1])]
+    jobs = {json.loads((r.path / "slurm.json").read_text())["job"] for r in runs}
+    assert len(jobs) == 1  # one job ran the three
+    for run in (runs[0], runs[2]):
+        assert run.done and run.status()["slurm_job"] in jobs
+        same_as_in_process(run, tmp_path)
+    assert "nowhere/no-run" in (runs[1].path / "log.txt").read_text()
+
+
 def test_scancel_mid_run_then_the_sweep_again_finishes_as_if_uninterrupted(tmp_path):
     # scancel sends SIGTERM, which submitit's job ignores (preemption sends it before the
     # requeue signal), then SIGKILL after the cluster's KillWait (2 s in .ci/slurm.sh)

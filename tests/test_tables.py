@@ -84,6 +84,16 @@ def test_a_claim_about_a_model_at_chance_is_not_testable(tmp_path):
     assert v["why"].startswith("Shared ResNet: test AUC") and "includes 0.5" in v["why"]
 
 
+def test_a_test_split_without_both_classes_leaves_the_claim_not_tested(tmp_path):
+    """A small real test split can hold no malignant breast: no AUC, no verdict, no crash."""
+    y = np.zeros(6, dtype=int)
+    rng = np.random.default_rng(6)
+    t = store_with(tmp_path, {"Shared ResNet": [rng.normal(size=6) for _ in range(3)],
+                              "Joint ResNet": [rng.normal(size=6) for _ in range(3)]}, y)
+    v = verdict(BEATS, t, tmp_path)
+    assert v["verdict"] == "not tested" and "0 positive" in v["why"]
+
+
 def test_weight_volatility_compares_the_windows_of_each_measure():
     t4 = pd.DataFrame({"measure": ["loss", "loss", "auc", "auc"],
                        "window": ["[0, 100]", "[90, 100]"] * 2,

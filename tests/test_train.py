@@ -177,6 +177,22 @@ def test_subprocess_executor_runs_the_cli_and_reports_crashes(done_run, tmp_path
         sweep([broken], Subprocesses(workers=1), tmp_path)
 
 
+def test_runs_sharing_a_device_match_one_at_a_time_and_a_crash_stops_none(tmp_path):
+    """Two runs at a time on one GPU slot (here the CPU: CUDA_VISIBLE_DEVICES names a GPU
+    this machine lacks) give the metrics of the same runs one after another in process."""
+    good = [cfg(epochs=2, seed=5), cfg(epochs=2, seed=6)]
+    broken = cfg(epochs=1, model="joint", init_from={"cc": "nowhere/no-run"})  # raises in train
+    with pytest.raises(RuntimeError, match=r"1 run\(s\) crashed"):
+        sweep([broken, *good], Subprocesses(gpus=1, runs_per_gpu=2), tmp_path / "shared")
+    alone = sweep(good, InProcess(), tmp_path / "alone")
+    for a, b in zip(sweep(good, InProcess(), tmp_path / "shared"), alone, strict=True):
+        assert a.done and b.done
+        pd.testing.assert_frame_equal(_comparable(a.metrics()), _comparable(b.metrics()))
+        pd.testing.assert_frame_equal(a.predictions(), b.predictions())
+    with pytest.raises(ValueError, match="at least 1"):
+        Subprocesses(gpus=1, runs_per_gpu=0)
+
+
 def test_the_default_executor_follows_the_profile_and_the_gpus(monkeypatch):
     from mvlib.executors import slurm
     from mvlib.executors.sweep import default_executor
@@ -190,6 +206,18 @@ def test_the_default_executor_follows_the_profile_and_the_gpus(monkeypatch):
     assert (several.workers, several.gpus) == (4, 4)  # one run per GPU
     on_slurm = default_executor(profiles.get("laptop", executor="slurm"))
     assert isinstance(on_slurm, slurm.Slurm) and on_slurm.options.time_min == 30
+    assert on_slurm.runs_per_job == 1
+    monkeypatch.setenv("MVLIB_RUNS_PER_GPU", "3")  # several runs share each GPU
+    shared = default_executor(laptop)
+    assert (shared.workers, shared.gpus, shared.runs_per_gpu) == (12, 4, 3)
+    assert default_executor(profiles.get("laptop", executor="slurm")).runs_per_job == 3
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert default_executor(smoke).workers == 3  # one GPU, three runs on it
+    for bad, why in (("0", "at least 1"), ("two", "not a whole number")):
+        monkeypatch.setenv("MVLIB_RUNS_PER_GPU", bad)
+        with pytest.raises(ValueError, match=why):
+            default_executor(laptop)
+    monkeypatch.delenv("MVLIB_RUNS_PER_GPU")
     monkeypatch.setenv("MVLIB_EXECUTOR", "cloud")
     with pytest.raises(ValueError, match="unknown executor 'cloud'"):
         profiles.get("laptop")

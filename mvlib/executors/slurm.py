@@ -7,7 +7,9 @@ log is the array task's submitit log (under `<store>/slurm/`), linked from the r
 submitted); the run's status names the job that ran it. A job that SLURM
 preempts or stops at its time limit gets submitit's signal before it is killed, is requeued
 (`TrainJob` is checkpointable) and resumes from the run's last finished epoch, so its metrics
-are those of an uninterrupted run.
+are those of an uninterrupted run. With `runs_per_job` k > 1, each task runs k runs side by
+side on its GPU (`TrainJobs`: one process each, one crashing stops none of the others): a
+batch-4 step leaves most of a large GPU idle.
 
 A real source's preparation runs the same way (`Slurm.prepare`): each slice of chunks one
 task of an array (one CPU, no GPU) running `mvlib.data.build.prepare_slice`; a requeued or
@@ -26,6 +28,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -124,6 +127,30 @@ class TrainJob(submitit.helpers.Checkpointable):
         return config
 
 
+class TrainJobs(submitit.helpers.Checkpointable):
+    """Several runs as one job, side by side on its GPU: each its own `python -m mvlib
+    train` process (its output in the run's log.txt), so that one crashing stops none of the
+    others; the job fails after all have ended if any crashed. Requeued, each run resumes
+    from its last.pt and a finished one returns at once."""
+
+    def __call__(self, configs: list[str], store: str) -> list[str]:
+        job = submitit.JobEnvironment().job_id
+        procs = []
+        for config in configs:
+            cfg = RunConfig.from_dict(json.loads(Path(config).read_text()))
+            run = RunDir(cfg, Path(store))
+            run.set_status(slurm_job=job)
+            with open(run.path / "log.txt", "a") as log:
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "mvlib", "train", config, "--store", store],
+                    stdout=log, stderr=subprocess.STDOUT))
+        failed = [c for c, p in zip(configs, procs, strict=True) if p.wait() != 0]
+        if failed:
+            raise RuntimeError(f"{len(failed)} of the job's {len(configs)} runs crashed: "
+                               + ", ".join(failed))
+        return configs
+
+
 class PrepareJob(submitit.helpers.Checkpointable):
     """A slice of a real source's preparation (`mvlib.data.build.prepare_slice`). Requeued on
     preemption or timeout, it redoes only the chunks it had not finished."""
@@ -136,9 +163,13 @@ class PrepareJob(submitit.helpers.Checkpointable):
 class Slurm:
     """A sweep executor: each run an array task on SLURM (see the module docstring)."""
 
-    def __init__(self, options: SlurmOptions | None = None, poll_s: float = 5.0):
+    def __init__(self, options: SlurmOptions | None = None, poll_s: float = 5.0,
+                 runs_per_job: int = 1):
+        if runs_per_job < 1:
+            raise ValueError(f"runs_per_job must be at least 1, not {runs_per_job}")
         self.options = options or SlurmOptions()
         self.poll_s = poll_s
+        self.runs_per_job = runs_per_job
 
     def executor(self, store: Path, cpus: int, gpus: int, name: str = "mvlib"
                  ) -> submitit.SlurmExecutor:
@@ -168,9 +199,14 @@ class Slurm:
         if todo:
             ex = self.executor(store, self.options.cpus or max(r.cfg.threads for r in todo),
                                self.options.gpus)
+            k = self.runs_per_job
+            packs = [todo[i:i + k] for i in range(0, len(todo), k)]
             with ex.batch():
-                jobs = [ex.submit(TrainJob(), str(r.path / "config.json"), str(store))
-                        for r in todo]
+                submitted = [ex.submit(TrainJob(), str(p[0].path / "config.json"), str(store))
+                             if k == 1 else
+                             ex.submit(TrainJobs(), [str(r.path / "config.json") for r in p],
+                                       str(store)) for p in packs]
+            jobs = [j for p, j in zip(packs, submitted, strict=True) for _ in p]
             for r, j in zip(todo, jobs, strict=True):
                 info = {"job": j.job_id, "log": str(j.paths.stdout), "submitted": time.time(),
                         "options": asdict(self.options)}

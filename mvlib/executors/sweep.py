@@ -45,18 +45,21 @@ class InProcess:
 class Subprocesses:
     """`workers` runs at a time as `python -m mvlib train` jobs (each with its config's
     `threads`). On 2 CPU cores, two single-threaded runs do about 1.5x the work of one
-    two-threaded run (measured on this project's 2-core machines). With `gpus`, the workers
-    are the GPUs and each job sees its own (CUDA_VISIBLE_DEVICES). A job that crashes is
-    reported after the others have finished.
+    two-threaded run (measured on this project's 2-core machines). With `gpus`, there are
+    `runs_per_gpu` workers per GPU, each job seeing its GPU alone (CUDA_VISIBLE_DEVICES): a
+    batch-4 step leaves most of a large GPU idle, so several runs share one. A job that
+    crashes is reported after the others have finished.
 
     Hand-written rather than submitit's LocalExecutor: that one starts every submitted job
     at once (it has no limit on jobs side by side) and kills each at a timeout, so a sweep of
     twenty runs would put twenty on two cores.
     """
 
-    def __init__(self, workers: int = 2, gpus: int = 0):
-        self.workers = gpus or workers
-        self.gpus = gpus
+    def __init__(self, workers: int = 2, gpus: int = 0, runs_per_gpu: int = 1):
+        if runs_per_gpu < 1:
+            raise ValueError(f"runs_per_gpu must be at least 1, not {runs_per_gpu}")
+        self.workers = gpus * runs_per_gpu or workers
+        self.gpus, self.runs_per_gpu = gpus, runs_per_gpu
 
     def run(self, configs: list[RunConfig], store: Path) -> None:
         # One thread for other libraries' pools (BLAS in data loading); torch's comes from
@@ -72,7 +75,8 @@ class Subprocesses:
                 cmd = [sys.executable, "-m", "mvlib", "train", str(run.path / "config.json"),
                        "--store", str(store)]
                 slot = min(set(range(self.workers)) - {j[3] for j in active})
-                job_env = {**env, "CUDA_VISIBLE_DEVICES": str(slot)} if self.gpus else env
+                job_env = ({**env, "CUDA_VISIBLE_DEVICES": str(slot // self.runs_per_gpu)}
+                           if self.gpus else env)
                 active.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                                 env=job_env), run, log, slot))
             if (now := (bar.n, len(active), len(queue))) != last:
@@ -92,18 +96,32 @@ class Subprocesses:
             raise RuntimeError(f"{len(failed)} run(s) crashed; see {[str(p) for p in failed]}")
 
 
+def runs_per_gpu(prof: Profile) -> int:
+    """How many runs share one GPU: $MVLIB_RUNS_PER_GPU, else the profile's `runs_per_gpu`."""
+    raw = os.environ.get("MVLIB_RUNS_PER_GPU") or prof.runs_per_gpu
+    try:
+        k = int(raw)
+    except ValueError:
+        raise ValueError(f"MVLIB_RUNS_PER_GPU={raw!r}: not a whole number") from None
+    if k < 1:
+        raise ValueError(f"runs per GPU must be at least 1, not {k}")
+    return k
+
+
 def default_executor(prof: Profile) -> Executor:
     """The profile's executor: "slurm" (options: the profile's `slurm`, overridden as
-    mvlib.executors.slurm.SlurmOptions.from_env says), or "local": one run per GPU when there are
-    several, else the profile's `workers` side by side (one at a time in this process)."""
+    mvlib.executors.slurm.SlurmOptions.from_env says; `runs_per_gpu` runs a job), or "local":
+    `runs_per_gpu` runs on each GPU when there are GPUs (one at a time in this process for a
+    single GPU and one run), else the profile's `workers` side by side."""
+    k = runs_per_gpu(prof)
     if prof.executor == "slurm":
         from mvlib.executors.slurm import Slurm, SlurmOptions
 
-        return Slurm(SlurmOptions.from_env(prof.slurm))
+        return Slurm(SlurmOptions.from_env(prof.slurm), runs_per_job=k)
     if prof.executor != "local":
         raise ValueError(f"unknown executor {prof.executor!r}; choose 'local' or 'slurm'")
-    if (gpus := torch.cuda.device_count()) > 1:
-        return Subprocesses(gpus=gpus)
+    if (gpus := torch.cuda.device_count()) > 1 or (gpus and k > 1):
+        return Subprocesses(gpus=gpus, runs_per_gpu=k)
     return Subprocesses(workers=prof.workers) if prof.workers > 1 else InProcess()
 
 

@@ -55,10 +55,12 @@ class Profile:
     # repetitions after them start at `reseed` instead (see `seed_list`).
     reseed: int = 0
     # Where the runs train (not part of any run's identity): "local" (this machine: the
-    # `workers`, or one run per GPU) or "slurm" (mvlib.executors.slurm; resources from `slurm`,
-    # overridden by MVLIB_SLURM_* variables).
+    # `workers`, or `runs_per_gpu` runs on each GPU) or "slurm" (mvlib.executors.slurm;
+    # resources from `slurm`, overridden by MVLIB_SLURM_* variables; `runs_per_gpu` runs a
+    # job). $MVLIB_RUNS_PER_GPU overrides `runs_per_gpu`.
     executor: str = "local"
     slurm: dict = field(default_factory=dict)
+    runs_per_gpu: int = 1
     # The data every run of the notebooks trains on: the synthetic default, or a real
     # source prepared from `data_root` with `data_knobs` (mvlib.experiment.prepare).
     dataset: str = "synthetic"

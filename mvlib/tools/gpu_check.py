@@ -19,6 +19,11 @@
 6. The heatmap producer (the patch classifier of Wu et al. 2019a, fp32 without TF32 as the
    reference computed) at the paper's CC size: patches/s, images/s, and RSNA's training
    images in GPU-hours (`mvlib.tools.bench.heatmap_rate`).
+7. Several runs on one GPU (`runs_per_gpu`): k processes each training Joint ResNet at the
+   paper's size, for k = 1, 2, 4, 8: breasts/s summed over them, and the sweep's GPU-hours
+   at the best k.
+8. What else the step leaves: contiguous tensors instead of channels_last, cudnn.benchmark,
+   torch.compile, each as a ratio to the default step.
 On a machine without CUDA it runs at a reduced size on the CPU in fp32 (what the tests do),
 so the script stays tested where no GPU is lent.
 """
@@ -147,6 +152,111 @@ def training(device: torch.device, scale: float = 1.0, batch: int = 4,
     return out
 
 
+def _joint_step(device: torch.device, cc: tuple, mlo: tuple, batch: int,
+                channels_last: bool = True, compile_model: bool = False):
+    """A Joint ResNet training step (bf16 autocast on CUDA, fused Adam) on a fixed random
+    batch of `batch` breasts at sizes `cc`, `mlo`: the step as `training` measures it."""
+    torch.manual_seed(0)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    model = JointResNet().to(device, memory_format=layout).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-5, fused=True)
+    x = {k: v.to(device).contiguous(memory_format=layout)
+         for k, v in (("cc", torch.randn(batch, 3, *cc)), ("mlo", torch.randn(batch, 3, *mlo)))}
+    y = torch.randint(0, 2, (batch, 2), device=device)
+    forward = torch.compile(model) if compile_model else model
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with autocast(device):
+            logits = forward(x)
+        loss_fn(logits.float(), y).backward()
+        opt.step()
+
+    return step
+
+
+def _sizes(scale: float) -> tuple[tuple, tuple]:
+    return (tuple(round(s * scale) for s in paper.CC_SIZE),
+            tuple(round(s * scale) for s in paper.MLO_SIZE))
+
+
+def _shared_worker(device: str, scale: float, batch: int, seconds: float, barrier, results
+                   ) -> None:
+    """One of k processes training on the same device: its steps/s once all have warmed up."""
+    try:
+        dev = torch.device(device)
+        step = _joint_step(dev, *_sizes(scale), batch)
+        step()
+        step()
+        _sync(dev)
+        barrier.wait(timeout=600)
+        results.put(_rate(step, dev, seconds))
+    except Exception as e:  # out of memory at large k: recorded, the others still report
+        barrier.abort()
+        results.put(f"{type(e).__name__}: {e}")
+
+
+def shared_gpu(device: torch.device, scale: float = 1.0, ks: tuple[int, ...] = (1, 2, 4, 8),
+               batch: int = 4, seconds: float = 10.0) -> dict:
+    """Aggregate training throughput with k runs' processes sharing one device (what
+    `runs_per_gpu` does to a sweep): breasts/s summed over the k, per k, and the `paper`
+    profile's sweep in GPU-hours at the best k (at the paper's size only)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")  # CUDA cannot be forked
+    out = {"batch": batch, "by_k": {}}
+    for k in ks:
+        barrier, results = ctx.Barrier(k), ctx.Queue()
+        procs = [ctx.Process(target=_shared_worker,
+                             args=(device.type, scale, batch, seconds, barrier, results))
+                 for _ in range(k)]
+        for p in procs:
+            p.start()
+        got = [results.get(timeout=900) for _ in procs]
+        for p in procs:
+            p.join()
+        rates = [r for r in got if isinstance(r, float)]
+        errors = sorted({r for r in got if not isinstance(r, float)})
+        out["by_k"][k] = ({"error": errors[0]} if errors else
+                          {"steps_s_each": rates, "breasts_s": batch * sum(rates)})
+    ok = {k: r for k, r in out["by_k"].items() if "error" not in r}
+    if ok:
+        best = max(ok, key=lambda k: ok[k]["breasts_s"])
+        out["best_k"] = best
+        out["gain_over_one"] = ok[best]["breasts_s"] / ok[ks[0]]["breasts_s"] if ks[0] in ok \
+            else None
+        out["paper_sweep_gpu_hours_at_best_k"] = (
+            gpu_hours(ok[best]["breasts_s"] / batch) if scale == 1.0 else None)
+    return out
+
+
+def step_variants(device: torch.device, scale: float = 1.0, batch: int = 4,
+                  seconds: float = 10.0, variants: tuple[str, ...] | None = None) -> dict:
+    """What else the training step leaves, each as a ratio to the default step (channels_last,
+    cuDNN's deterministic algorithms) in this process: contiguous tensors, cudnn.benchmark
+    (CUDA), torch.compile (CUDA)."""
+    cuda = device.type == "cuda"
+    variants = variants or (("contiguous", "cudnn_benchmark", "compile") if cuda
+                            else ("contiguous",))
+    cc, mlo = _sizes(scale)
+    base = _rate(_joint_step(device, cc, mlo, batch), device, seconds)
+    out = {"default_steps_s": base}
+    for v in variants:
+        before = torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic
+        try:
+            if v == "cudnn_benchmark":
+                torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = True, False
+            step = _joint_step(device, cc, mlo, batch, channels_last=v != "contiguous",
+                               compile_model=v == "compile")
+            step()  # compiles, or autotunes, outside the timing
+            out[v] = _rate(step, device, seconds) / base
+        except Exception as e:
+            out[v] = f"{type(e).__name__}: {e}"
+        finally:
+            torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = before
+    return out
+
+
 @torch.no_grad()
 def tta(device: torch.device, scale: float = 1.0, windows: int = 10, batch: int = 8,
         seconds: float = 10.0) -> dict:
@@ -248,7 +358,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default=None, help="also write the results as JSON here")
     parser.add_argument("--only", nargs="*", default=None,
                         help="run these sections only (training, tta, data_path, agreement, "
-                             "heatmaps)")
+                             "shared_gpu, step_variants, heatmaps)")
     args = parser.parse_args(argv)
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
@@ -261,6 +371,10 @@ def main(argv: list[str] | None = None) -> dict:
                 "tta": lambda tmp: tta(device, scale, seconds=args.seconds),
                 "data_path": lambda tmp: data_path(device, tmp, scale, seconds=args.seconds),
                 "agreement": lambda tmp: agreement(tmp, device),
+                "shared_gpu": lambda tmp: shared_gpu(device, scale, seconds=args.seconds,
+                                                     ks=(1, 2, 4, 8) if cuda else (1, 2)),
+                "step_variants": lambda tmp: step_variants(device, scale,
+                                                           seconds=args.seconds),
                 "heatmaps": lambda tmp: heatmap_rate(device, tuple(
                     max(256, round(s * scale)) for s in paper.CC_SIZE), 5 if cuda else 1)}
     # Each section on its own: one that fails is recorded with its error, the others still

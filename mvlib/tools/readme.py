@@ -151,8 +151,27 @@ def gpu(figures: Path) -> str:
             f"breasts/s, the NYU test set ({tta['test_breasts']:,} breasts) in "
             f"{tta['test_set_minutes']:.1f} min; the `paper` profile's sweep about "
             f"{run['paper_sweep_gpu_hours']:,.0f} GPU-hours at the bf16 step rate.",
-            _agreement(agree), ""]
+            _agreement(agree), _sharing(run), ""]
     return "\n".join(lines).strip() or "_No `make gpu-check` record in figures/ yet._"
+
+
+def _sharing(run: dict) -> str:
+    """Several runs per GPU and the step's variants, or that the record predates them."""
+    shared, variants = run.get("shared_gpu"), run.get("step_variants")
+    if not shared or "by_k" not in shared:
+        return ("- Several runs per GPU and the step's variants (channels_last, "
+                "cudnn.benchmark, torch.compile): not measured in this record.")
+    by_k = ", ".join(f"{k}: {r['breasts_s']:.1f}" if "error" not in r else f"{k}: failed"
+                     for k, r in shared["by_k"].items())
+    hours = shared.get("paper_sweep_gpu_hours_at_best_k")
+    line = (f"- Runs sharing one GPU, breasts/s summed by runs: {by_k}; best "
+            f"{shared.get('best_k')}" + (f", the `paper` sweep about {hours:,.0f} GPU-hours"
+                                         if hours else "") + ".")
+    if variants:
+        line += " Step variants against the default: " + ", ".join(
+            f"{k} {v:.2f}x" if isinstance(v, float) else f"{k} failed"
+            for k, v in variants.items() if k != "default_steps_s") + "."
+    return line
 
 
 def _agreement(agree: dict) -> str:
