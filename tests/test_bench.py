@@ -2,6 +2,9 @@
 
 import json
 
+import numpy as np
+import pytest
+
 from mvlib.tools import bench
 
 
@@ -50,3 +53,16 @@ def test_the_heatmap_producers_rate_adds_up():
     per_image = h["patches_per_image"] / h["patches_s"] + h["average_s"]
     assert h["images_s"] == 1 / per_image
     assert h["rsna_hours"] == bench.RSNA_IMAGES * per_image / 3600
+
+
+def test_the_codec_table_measures_each_setting_on_whole_breasts():
+    rng = np.random.default_rng(0)
+    smooth = np.cumsum(rng.normal(size=(2, 3, 64, 48)), axis=-1).astype(np.float16)
+    breasts = [{"cc": smooth[0], "mlo": smooth[1]}]
+    rows = bench.bench_codecs(breasts, gpu_breasts_s=90.0, seconds=0.05)
+    assert [r["codec"] for r in rows] == [f"{c} {lv} {sh}" for c, lv, sh in bench.CODECS]
+    raw = smooth.nbytes
+    for r in rows:
+        assert r["ratio"] == pytest.approx(raw / (r["stored_mb"] * 1e6))
+        assert r["cores_for_gpu"] == pytest.approx(90.0 / r["decode_breasts_s"])
+        assert r["decode_mb_s"] == pytest.approx(r["decode_breasts_s"] * raw / 1e6)

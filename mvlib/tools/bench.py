@@ -223,6 +223,47 @@ def _store_figures(arrays: dict[str, np.ndarray], shard: int, folder: Path,
             "zarr_mb_s": zarr_rate * raw / n / 1e6}
 
 
+# Blosc settings tried against the store's (zstd 3, bit-shuffle): (cname, clevel, shuffle).
+CODECS = (("zstd", 1, "bitshuffle"), ("zstd", 3, "bitshuffle"), ("zstd", 5, "bitshuffle"),
+          ("zstd", 3, "shuffle"), ("zstd", 3, "noshuffle"), ("lz4", 5, "bitshuffle"),
+          ("lz4", 5, "shuffle"), ("blosclz", 5, "bitshuffle"))
+
+
+def bench_codecs(breasts: list[dict[str, np.ndarray]], gpu_breasts_s: float,
+                 seconds: float = 1.0) -> list[dict]:
+    """Each Blosc setting of `CODECS` on whole breasts as the store keeps them (one chunk a
+    view): stored bytes against raw, and one thread's decode rate (the codec alone, no zarr
+    or loader around it), with the cores a GPU training at `gpu_breasts_s` needs at it."""
+    from numcodecs import Blosc, blosc
+
+    shuffles = {"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE,
+                "bitshuffle": Blosc.BITSHUFFLE}
+    raw = sum(a.nbytes for b in breasts for a in b.values()) / len(breasts)
+    before = blosc.get_nthreads()
+    blosc.set_nthreads(1)
+    rows = []
+    try:
+        for cname, level, shuffle in CODECS:
+            codec = Blosc(cname=cname, clevel=level, shuffle=shuffles[shuffle])
+            encoded = [{v: codec.encode(np.ascontiguousarray(a)) for v, a in b.items()}
+                       for b in breasts]
+            counter = iter(range(10**9))
+
+            def decode(encoded=encoded, codec=codec, counter=counter):
+                for buf in encoded[next(counter) % len(encoded)].values():
+                    codec.decode(buf)
+
+            rate = _rate(decode, seconds)
+            stored = sum(len(x) for e in encoded for x in e.values()) / len(breasts)
+            rows.append({"codec": f"{cname} {level} {shuffle}", "ratio": raw / stored,
+                         "stored_mb": stored / 1e6, "decode_breasts_s": rate,
+                         "decode_mb_s": rate * raw / 1e6,
+                         "cores_for_gpu": gpu_breasts_s / rate})
+    finally:
+        blosc.set_nthreads(before)
+    return rows
+
+
 def bench_store() -> dict:
     """The store at the laptop size (the synthetic data set) and at the paper's CC size
     (the real sample mammograms, when present: image channel only, CC views only)."""
@@ -243,6 +284,12 @@ def bench_store() -> dict:
                               1, Path(tmp) / "synthetic")
         full["loader_breasts_s"] = {n: loader_breasts_s(full_set, n) for n in (1, 2)}
         full["workers"] = math.ceil(rate / full["loader_breasts_s"][1])
+        # what one loader worker keeps of one thread's decode, and the cores a GPU needs
+        full["loader_decode_ratio"] = full["loader_breasts_s"][1] / full["zarr_breasts_s"]
+        full["cores_for_gpu"] = rate / full["loader_breasts_s"][1]
+        full["codecs"] = bench_codecs(
+            [{v: np.asarray(getattr(full_set, v)[i]) for v in store.VIEWS}
+             for i in range(len(full_set.manifest))], rate)
         out["paper_synthetic"] = full
         shutil.rmtree(Path(tmp) / "synthetic")
         real = sorted((paths.realdata() / "nyu_sample").glob("*_CC.png"))
@@ -271,6 +318,10 @@ def bench_store() -> dict:
                          raw_per_breast=2 * paper["raw_per_breast"] * 3,
                          stored_per_breast=2 * paper["stored_per_breast"])
             paper["workers"] = math.ceil(rate / paper["zarr_breasts_s"])
+            # the codecs on the image channel as stored (uint16), CC standing in for MLO
+            paper["codecs"] = bench_codecs(
+                [{"cc": u, "mlo": u} for u in
+                 (np.round(v * store.IMAGE_SCALE).astype(np.uint16) for v in views)], rate)
             out["paper"] = paper
             shutil.rmtree(Path(tmp) / "paper")
     return out
@@ -446,7 +497,13 @@ def main(out: Path | None = None) -> list[str]:
         f"MB/s; raw .npy {full['npy_breasts_s']:.1f}); DataLoader with 1 and 2 workers: "
         f"{full['loader_breasts_s'][1]:.1f} and {full['loader_breasts_s'][2]:.1f} breasts/s; "
         f"a GPU training at {st['gpu_rate']:.0f} breasts/s ({st['gpu_rate_source']}) needs "
-        f"{full['workers']} workers at the one-worker rate")
+        f"{full['workers']} workers at the one-worker rate (cores_for_gpu "
+        f"{full['cores_for_gpu']:.1f}; one worker keeps {full['loader_decode_ratio']:.0%} of "
+        "one thread's decode: loader_decode_ratio)")
+    say("  codecs on those breasts, one thread, the codec alone (stored size; decode; cores "
+        f"for {st['gpu_rate']:.0f} breasts/s): " + "; ".join(
+            f"{c['codec']} {c['ratio']:.2f}x, {c['decode_mb_s']:.0f} MB/s, "
+            f"{c['cores_for_gpu']:.1f}" for c in full["codecs"]))
     if "paper" in st:
         pp = st["paper"]
         say(f"store @paper's CC size, {pp['views']} real sample mammograms (image channel): "
@@ -459,6 +516,9 @@ def main(out: Path | None = None) -> list[str]:
               f"breasts/s a core, from 12-bit DICOM: {pp['prepare_dicom_breasts_s']:.2f}; "
               f"a GPU at {st['gpu_rate']:.0f} breasts/s needs {pp['workers']} loader "
               "workers for images alone")
+        say("  codecs on those images (uint16), one thread, the codec alone (stored size; "
+            "decode): " + "; ".join(f"{c['codec']} {c['ratio']:.2f}x, {c['decode_mb_s']:.0f} "
+                                    "MB/s" for c in pp["codecs"]))
     else:
         say("store @paper's size: not measured (no real sample mammograms at "
               f"{paths.realdata() / 'nyu_sample'})")
