@@ -33,7 +33,6 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import MaxNLocator
 
 from mvlib.core import paper, paths
 from mvlib.core.atomic import write_atomic
@@ -42,7 +41,6 @@ from mvlib.executors.sweep import Executor, default_executor, sweep
 from mvlib.experiment.profiles import Profile
 from mvlib.experiment.runs import RunConfig, RunDir
 from mvlib.instruments import reliance, stats
-from mvlib.instruments.reliance import training_curve
 from mvlib.methods import ogm
 from mvlib.methods.rebalance import EPSILON, STEPS, rebalancing_share
 from mvlib.study import (
@@ -587,14 +585,7 @@ def method_dynamics_figure(run: RunDir, title: str, smooth: int = 10) -> plt.Fig
         a.plot(x, g[col].rolling(smooth, min_periods=1).mean().to_numpy(), color=color,
                label=col.upper())
     a.set(xlabel="epoch", ylabel="gradient norm", title=f"(a) gradient norms, {title}")
-    curve = training_curve(run)
-    for name, label, color, style in (("full", "full", "black", "-"),
-                                      ("cc_only", "CC only", "tab:blue", "--"),
-                                      ("mlo_only", "MLO only", "tab:orange", "--")):
-        b.plot(curve.epoch + 1, curve[name], style, color=color, marker="o", label=label)
-    b.axhline(0.5, color="gray", lw=0.8, label="chance (AUC 0.5)")
-    b.set(xlabel="epoch", ylabel="validation AUC", title="(b) view reliance (ours)")
-    b.xaxis.set_major_locator(MaxNLocator(integer=True))
+    plots.reliance_panel(b, run, "(b) view reliance (ours)")
     for ax in (a, b):
         ax.grid(alpha=0.3)
         ax.legend(ncol=4, **BELOW)

@@ -9,10 +9,13 @@ import numbers
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import MaxNLocator
 
 from mvlib.core import paths
 from mvlib.core.atomic import write_atomic
 from mvlib.experiment.profiles import Profile
+from mvlib.experiment.runs import RunDir
+from mvlib.instruments.reliance import training_curve
 
 # Where a legend goes so that it hides nothing: under its axes (below the x label).
 BELOW = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.2), "fontsize": 8, "frameon": False}
@@ -56,6 +59,19 @@ def savefig(fig: plt.Figure, name: str, prof: Profile, close: bool = False) -> N
                  lambda p: fig.savefig(p, format="png", dpi=110, bbox_inches="tight"))
     if close:
         plt.close(fig)
+
+
+def reliance_panel(ax: plt.Axes, run: RunDir, title: str) -> None:
+    """A run's view reliance during training on `ax`: validation AUC of the model, of its CC
+    part and of its MLO part per epoch (`reliance.training_curve`), against chance."""
+    curve = training_curve(run)
+    for name, label, color, style in (("full", "full", "black", "-"),
+                                      ("cc_only", "CC only", "tab:blue", "--"),
+                                      ("mlo_only", "MLO only", "tab:orange", "--")):
+        ax.plot(curve.epoch + 1, curve[name], style, color=color, marker="o", label=label)
+    ax.axhline(0.5, color="gray", lw=0.8, label="chance (AUC 0.5)")
+    ax.set(xlabel="epoch", ylabel="validation AUC", title=title)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def _cell(value: object, decimals: int = 3) -> str:

@@ -9,7 +9,6 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import MaxNLocator
 
 from mvlib.core import paper
 from mvlib.data.loader import train_loader
@@ -19,7 +18,7 @@ from mvlib.executors.sweep import Executor, default_executor, sweep
 from mvlib.experiment.prepare import prepare
 from mvlib.experiment.profiles import Profile
 from mvlib.experiment.runs import RunDir
-from mvlib.instruments.reliance import training_curve
+from mvlib.study import plots
 from mvlib.study.plots import BELOW
 from mvlib.study.protocol import config
 
@@ -177,14 +176,7 @@ def dynamics_figure(norm_run: RunDir, lca_run: RunDir, title: str, smooth: int =
     a.set(xlabel="epoch", ylabel="gradient norm", title=f"(a) gradient norms, {title}")
     b.set(xlabel="training (regular epochs' worth)", ylabel="cumulative LCA (loss change)",
           title="(b) loss change allocated")
-    curve = training_curve(norm_run)
-    for name, label, color, style in (("full", "full", "black", "-"),
-                                      ("cc_only", "CC only", "tab:blue", "--"),
-                                      ("mlo_only", "MLO only", "tab:orange", "--")):
-        c.plot(curve.epoch + 1, curve[name], style, color=color, marker="o", label=label)
-    c.axhline(0.5, color="gray", lw=0.8, label="chance (AUC 0.5)")
-    c.set(xlabel="epoch", ylabel="validation AUC", title="(c) view reliance (ours)")
-    c.xaxis.set_major_locator(MaxNLocator(integer=True))
+    plots.reliance_panel(c, norm_run, "(c) view reliance (ours)")
     share = pd.Series([dynamics.mlo_share(w.iloc[:i + 1]) for i in range(len(w))],
                       index=w.index)  # over the windows so far; NaN while no loss reduction
     final = share.iloc[-1]
