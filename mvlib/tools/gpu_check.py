@@ -113,30 +113,43 @@ def _rate(step, device: torch.device, seconds: float) -> float:
     return n / (time.perf_counter() - start)
 
 
+def _joint_step(device: torch.device, cc: tuple, mlo: tuple, batch: int,
+                channels_last: bool = True, compile_model: bool = False, bf16: bool = True):
+    """A Joint ResNet training step (fused Adam; bf16 autocast on CUDA unless `bf16` is
+    False) on a fixed random batch of `batch` breasts at sizes `cc`, `mlo`."""
+    torch.manual_seed(0)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    model = JointResNet().to(device, memory_format=layout).train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-5, fused=True)
+    x = {k: v.to(device).contiguous(memory_format=layout)
+         for k, v in (("cc", torch.randn(batch, 3, *cc)), ("mlo", torch.randn(batch, 3, *mlo)))}
+    y = torch.randint(0, 2, (batch, 2), device=device)
+    forward = torch.compile(model) if compile_model else model
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with autocast(device) if bf16 else contextlib.nullcontext():
+            logits = forward(x)
+        loss_fn(logits.float(), y).backward()
+        opt.step()
+
+    return step
+
+
+def _sizes(scale: float) -> tuple[tuple, tuple]:
+    return (tuple(round(s * scale) for s in paper.CC_SIZE),
+            tuple(round(s * scale) for s in paper.MLO_SIZE))
+
+
 def training(device: torch.device, scale: float = 1.0, batch: int = 4,
              seconds: float = 10.0) -> dict:
     """Joint ResNet training steps at the paper's size times `scale`, bf16 autocast (on
     CUDA) and fp32."""
-    cc = tuple(round(s * scale) for s in paper.CC_SIZE)
-    mlo = tuple(round(s * scale) for s in paper.MLO_SIZE)
+    cc, mlo = _sizes(scale)
     out = {"cc_size": cc, "mlo_size": mlo, "batch": batch}
     modes = ("bf16", "fp32") if device.type == "cuda" else ("fp32",)
     for mode in modes:
-        torch.manual_seed(0)
-        model = JointResNet().to(device, memory_format=torch.channels_last).train()
-        opt = torch.optim.Adam(model.parameters(), lr=1e-5, fused=True)
-        x = to_device({"cc": torch.randn(batch, 3, *cc), "mlo": torch.randn(batch, 3, *mlo)},
-                      device)
-        y = torch.randint(0, 2, (batch, 2), device=device)
-        cast = autocast(device) if mode == "bf16" else contextlib.nullcontext()
-
-        def step(model=model, opt=opt, x=x, y=y, cast=cast):
-            opt.zero_grad(set_to_none=True)
-            with cast:
-                logits = model(x)
-            loss_fn(logits.float(), y).backward()
-            opt.step()
-
+        step = _joint_step(device, cc, mlo, batch, bf16=mode == "bf16")
         with FlopCounterMode(display=False) as counter:
             step()
         steps = _rate(step, device, seconds)
@@ -150,34 +163,6 @@ def training(device: torch.device, scale: float = 1.0, batch: int = 4,
         for mode in modes:
             out[mode]["share_of_bf16_peak"] = out[mode]["tflops"] / peak if peak else None
     return out
-
-
-def _joint_step(device: torch.device, cc: tuple, mlo: tuple, batch: int,
-                channels_last: bool = True, compile_model: bool = False):
-    """A Joint ResNet training step (bf16 autocast on CUDA, fused Adam) on a fixed random
-    batch of `batch` breasts at sizes `cc`, `mlo`: the step as `training` measures it."""
-    torch.manual_seed(0)
-    layout = torch.channels_last if channels_last else torch.contiguous_format
-    model = JointResNet().to(device, memory_format=layout).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-5, fused=True)
-    x = {k: v.to(device).contiguous(memory_format=layout)
-         for k, v in (("cc", torch.randn(batch, 3, *cc)), ("mlo", torch.randn(batch, 3, *mlo)))}
-    y = torch.randint(0, 2, (batch, 2), device=device)
-    forward = torch.compile(model) if compile_model else model
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        with autocast(device):
-            logits = forward(x)
-        loss_fn(logits.float(), y).backward()
-        opt.step()
-
-    return step
-
-
-def _sizes(scale: float) -> tuple[tuple, tuple]:
-    return (tuple(round(s * scale) for s in paper.CC_SIZE),
-            tuple(round(s * scale) for s in paper.MLO_SIZE))
 
 
 def _shared_worker(device: str, scale: float, batch: int, seconds: float, barrier, results
@@ -262,8 +247,7 @@ def tta(device: torch.device, scale: float = 1.0, windows: int = 10, batch: int 
         seconds: float = 10.0) -> dict:
     """Breasts per second of test-time augmentation (`windows` forward passes of both views
     per breast) at the paper's size times `scale`, and the NYU test set's time at that rate."""
-    cc = tuple(round(s * scale) for s in paper.CC_SIZE)
-    mlo = tuple(round(s * scale) for s in paper.MLO_SIZE)
+    cc, mlo = _sizes(scale)
     model = JointResNet().to(device, memory_format=torch.channels_last).eval()
     x = to_device({"cc": torch.randn(batch, 3, *cc), "mlo": torch.randn(batch, 3, *mlo)}, device)
 
@@ -284,9 +268,9 @@ def data_path(device: torch.device, store: Path, scale: float = 1.0, patients: i
     2 x `patients` synthetic breasts at the paper's size times `scale`, per worker count; and
     Joint ResNet steps/s (bf16 on CUDA) fed by the loader with the most workers, against the
     same steps on a batch already on the device."""
-    cfg = SynthConfig(patients={"train": patients, "val": 0, "test": 0},
-                      cc_size=tuple(round(s * scale) for s in paper.CC_SIZE),
-                      mlo_size=tuple(round(s * scale) for s in paper.MLO_SIZE))
+    cc, mlo = _sizes(scale)
+    cfg = SynthConfig(patients={"train": patients, "val": 0, "test": 0}, cc_size=cc,
+                      mlo_size=mlo)
     start = time.perf_counter()
     generate_dataset(cfg, store, progress=False)
     data = BreastDataset.open(dataset_dir(cfg, store), in_memory=False)  # read per breast
