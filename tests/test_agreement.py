@@ -5,7 +5,6 @@ import copy
 
 import pytest
 import torch
-from torch.utils.data import default_collate
 
 from mvlib.data.loader import VIEWS, BreastArrays
 from mvlib.data.windows import full_window
@@ -29,7 +28,7 @@ def trained(tmp_path_factory):
     model.load_state_dict(run.load("best.pt"))
     data = prepare("synthetic", "smoke", progress=False)
     items = BreastArrays(data, 3)
-    batch = default_collate([items[int(i)] for i in data.indices("train")[:4]])
+    batch = items.batch(data.indices("train")[:4])
     x = {v: full_window(batch[v].float()) for v in VIEWS}
     return model, x, batch["labels"], data
 

@@ -1,15 +1,27 @@
-"""Batches from a small generated data set: items, training sampler, evaluation, model input."""
+"""Batches from a small generated data set: items, training sampler, evaluation, model input,
+and the same batches read per breast from the store by loader threads."""
 
 from __future__ import annotations
 
 import dataclasses
+import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+import mvlib.data.store as store
 import mvlib.experiment.profiles
-from mvlib.data.loader import BreastArrays, eval_loader, to_model_input, train_loader
+from mvlib.data.loader import (
+    BreastArrays,
+    eval_loader,
+    loader_threads,
+    to_model_input,
+    train_loader,
+    view_input,
+)
+from mvlib.data.store import BreastDataset, DatasetError, ViewArray
 from mvlib.data.windows import standardise
 from mvlib.synth.generate import generate_dataset
 
@@ -154,3 +166,89 @@ def test_to_model_input_single_channel(data):
                          generator=torch.Generator().manual_seed(1))
     for view, size in _sizes(data).items():
         assert tuple(out[view].shape) == (4, 1, *size)
+
+
+# --- reads per breast from the store, by loader threads ------------------------------------
+
+@pytest.fixture(scope="module")
+def on_disk(data):
+    """The same data set read per breast from its shards, as at the paper's size."""
+    return BreastDataset.open(data.root, in_memory=False)
+
+
+def _same_batches(a, b) -> None:
+    a, b = list(a), list(b)
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        assert x.keys() == y.keys()
+        for k in x:
+            assert x[k].dtype == y[k].dtype, k
+            torch.testing.assert_close(x[k], y[k], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("threads", [0, 1, 3])
+def test_loader_threads_give_the_batches_of_the_in_memory_set(data, on_disk, threads):
+    assert isinstance(on_disk.cc, ViewArray) and loader_threads(on_disk) >= 1
+    assert loader_threads(data) == 0  # decoded into memory: nothing to decode
+    for channels in (3, 1):
+        want = train_loader(data, seed=3, batch_size=5, channels=channels)
+        got = train_loader(on_disk, seed=3, batch_size=5, channels=channels, threads=threads)
+        for loader in (want, got):
+            loader.sampler.set_epoch(2)
+        _same_batches(got, want)
+        _same_batches(eval_loader(on_disk, "val", 6, channels, threads=threads),
+                      eval_loader(data, "val", 6, channels))
+
+
+def test_a_pass_draws_from_the_global_generator_as_torchs_dataloader_did(data):
+    # runs recorded with torch's DataLoader replay: the noise layer draws right after
+    torch.manual_seed(0)
+    list(torch.utils.data.DataLoader(range(5), batch_size=2))
+    want = torch.rand(3)
+    torch.manual_seed(0)
+    list(eval_loader(data, "val", batch_size=2))
+    torch.testing.assert_close(torch.rand(3), want, atol=0, rtol=0)
+
+
+def test_a_damaged_shard_fails_the_pass_naming_it_and_an_early_stop_ends_it(data, tmp_path):
+    root = tmp_path / data.root.name
+    shutil.copytree(data.root, root)
+    damaged = BreastDataset.open(root, in_memory=False)
+    loader = eval_loader(damaged, "test", batch_size=2, threads=2)
+    it = iter(loader)
+    next(it)
+    it.close()  # the consumer stops early: queued reads are dropped, nothing hangs
+    test = damaged.indices("test")
+    shard = root / "mlo.zarr" / "c" / str(test[-1] // damaged.meta["shard"]) / "0/0/0"
+    shard.write_bytes(shard.read_bytes()[:-8])  # the index's end lost
+    with pytest.raises(DatasetError) as info:
+        list(eval_loader(BreastDataset.open(root, in_memory=False), "test", 2, threads=2))
+    assert str(shard) in str(info.value)
+
+
+def test_a_uint16_image_becomes_on_the_device_what_numpy_reads(tmp_path):
+    # every uint16 level: the device's conversion is the store's numpy read, bit for bit
+    levels = np.arange(store.IMAGE_SCALE + 1, dtype=np.uint16)
+    batch = {"cc": torch.from_numpy(levels.reshape(1, 1, 256, 256))}
+    got = view_input(batch, "cc", CPU).numpy().ravel()
+    want = levels.astype(np.float32) / store.IMAGE_SCALE
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    heat = torch.rand(1, 2, 256, 256).half()
+    both = view_input({**batch, "cc_heatmaps": heat}, "cc", CPU)
+    assert both.shape == (1, 3, 256, 256) and torch.equal(both[:, 1:], heat.float())
+
+
+def test_training_from_the_store_by_threads_matches_training_in_memory(tmp_path,
+                                                                       monkeypatch):
+    from mvlib.engine.train import train
+    from mvlib.experiment.runs import RunConfig
+
+    cfg = RunConfig(model="joint", lr=3e-4, epochs=2, profile="smoke", tta_windows=2,
+                    knobs={"patients": {"train": 12, "val": 8, "test": 8}}, experiment="t")
+    memory = train(cfg, tmp_path / "memory")
+    monkeypatch.setattr(store, "IN_MEMORY_BYTES", 0)
+    monkeypatch.setenv("MVLIB_LOADER_THREADS", "2")
+    disk = train(cfg, tmp_path / "disk")
+    pd.testing.assert_frame_equal(disk.metrics().drop(columns=["seconds"]),
+                                  memory.metrics().drop(columns=["seconds"]))
+    pd.testing.assert_frame_equal(disk.predictions(), memory.predictions())

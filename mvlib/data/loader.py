@@ -1,25 +1,33 @@
 """Batches of breasts for training and evaluation.
 
-The torch `Dataset` only reads float16 arrays from the data set (in memory, or per breast
-from its zarr store); windows,
-standardisation and channel selection happen per batch on the training device
-(`to_model_input`), where they are cheap and batched.
+A batch holds each view in the data set's stored dtypes (float16; a real source's uint16
+image and float16 heatmaps), decoded straight into the batch's memory by loader threads
+(`Batches`); conversion to float32, windows, standardisation and channel selection happen
+per batch on the training device (`to_model_input`), where they are cheap and batched.
 """
 
 from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 import torch.utils.data
 
 from mvlib.data.sampler import EpochSampler
-from mvlib.data.store import VIEWS, BreastDataset
+from mvlib.data.store import IMAGE_SCALE, VIEWS, BreastDataset, ViewArray
 from mvlib.data.windows import WindowNoise, full_window, train_windows
+
+MAX_THREADS = 8  # loader threads a run uses at most by default (`loader_threads`)
 
 
 class BreastArrays(torch.utils.data.Dataset):
-    """Item i -> {'cc': (C,H,W) float16, 'mlo': ..., 'labels': [malignant, benign],
-    'index': i}."""
+    """Breasts of a data set as batches (`batch`) or one at a time (item i -> {'cc':
+    (C, H, W), 'mlo': ..., 'labels': [malignant, benign], 'index': i}), in the stored dtypes;
+    a uint16 image comes with its heatmaps apart, as 'cc_heatmaps' and 'mlo_heatmaps'."""
 
     def __init__(self, data: BreastDataset, channels: int = 3):
         if channels not in (1, 3):
@@ -34,32 +42,143 @@ class BreastArrays(torch.utils.data.Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int) -> dict:
-        c = self.channels
-        # np.array copies out of the read-only array.
-        return {"cc": torch.from_numpy(np.array(self.data.cc[i, :c])),
-                "mlo": torch.from_numpy(np.array(self.data.mlo[i, :c])),
-                "labels": self.labels[i], "index": i}
+        return {k: v[0] for k, v in self.batch([i]).items()}
+
+    def batch(self, indices: Sequence[int], pin_memory: bool = False) -> dict:
+        """Breasts `indices` as one batch, each decoded straight into its slice of the
+        batch's tensors (pinned on request; in a DataLoader worker process, shared memory,
+        as torch's collate allocates it)."""
+        idx = [int(i) for i in indices]
+        c, out = self.channels, {}
+        for view in VIEWS:
+            arr = getattr(self.data, view)
+            if isinstance(arr, ViewArray):
+                parts = {view + name: _empty((len(idx), *shape), dtype, pin_memory)
+                         for name, shape, dtype in arr.stored_parts(c)}
+                arrays = [t.numpy() for t in parts.values()]
+                for b, i in enumerate(idx):
+                    arr.read_stored(i, [a[b] for a in arrays])
+                out.update(parts)
+            else:  # decoded into memory when the data set was opened
+                out[view] = _empty((len(idx), c, *arr.shape[2:]), arr.dtype, pin_memory)
+                np.take(arr[:, :c], idx, axis=0, out=out[view].numpy())
+        return {**out, "labels": self.labels[idx], "index": torch.tensor(idx)}
+
+
+def _empty(shape: tuple[int, ...], dtype: np.dtype, pin_memory: bool) -> torch.Tensor:
+    dtype = torch.from_numpy(np.empty(0, dtype)).dtype
+    if torch.utils.data.get_worker_info() is not None:  # a DataLoader worker process
+        numel = int(np.prod(shape))
+        storage = torch.UntypedStorage._new_shared(numel * dtype.itemsize)
+        return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
+    return torch.empty(shape, dtype=dtype, pin_memory=pin_memory)
+
+
+def loader_threads(data: BreastDataset) -> int:
+    """Loader threads for `data`: $MVLIB_LOADER_THREADS, else none for a data set decoded
+    into memory and up to MAX_THREADS (the cores this process may use) for one read per
+    breast from its store."""
+    if os.environ.get("MVLIB_LOADER_THREADS"):
+        return int(os.environ["MVLIB_LOADER_THREADS"])
+    if not isinstance(data.cc, ViewArray):
+        return 0
+    return min(MAX_THREADS, len(os.sched_getaffinity(0)))
+
+
+class Batches:
+    """Batches of `items` in `sampler`'s order, each decoded by one of `threads` threads
+    (none: by the caller) while the consumer works on earlier ones, two per thread ahead.
+
+    Threads, not torch's DataLoader processes: the codecs and file reads release the GIL,
+    and a batch made in another process reaches the trainer through fresh shared memory,
+    which cost two thirds of one worker's rate at the paper's size (`make bench` measures
+    both). The batches, and so a run's metrics, do not depend on `threads`.
+    """
+
+    def __init__(self, items: BreastArrays, sampler: Iterable[int], batch_size: int,
+                 threads: int = 0, pin_memory: bool = False):
+        if threads < 0:
+            raise ValueError(f"threads must be >= 0, got {threads}")
+        self.items, self.sampler, self.batch_size = items, sampler, batch_size
+        self.threads, self.pin_memory = threads, pin_memory
+
+    def __len__(self) -> int:
+        return -(-len(self.sampler) // self.batch_size)
+
+    def __iter__(self) -> Iterator[dict]:
+        # torch's DataLoader drew one number from the global generator as each pass began;
+        # so does this, so that runs recorded with it replay (the noise layer draws next).
+        torch.empty((), dtype=torch.int64).random_()
+        chunks = _chunks(self.sampler, self.batch_size)
+        if not self.threads:
+            for chunk in chunks:
+                yield self.items.batch(chunk, self.pin_memory)
+            return
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="mvlib-loader") as pool:
+            pending: deque = deque()
+            try:
+                for chunk in chunks:
+                    pending.append(pool.submit(self.items.batch, chunk, self.pin_memory))
+                    if len(pending) > 2 * self.threads:
+                        yield pending.popleft().result()
+                while pending:
+                    yield pending.popleft().result()
+            finally:  # the consumer stopped early, or a read failed: drop what is queued
+                for future in pending:
+                    future.cancel()
+
+
+def _chunks(indices: Iterable[int], size: int) -> Iterator[list[int]]:
+    chunk: list[int] = []
+    for i in indices:
+        chunk.append(int(i))
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def train_loader(data: BreastDataset, seed: int, batch_size: int = 4, channels: int = 3,
-                 workers: int = 0, unit: str = "exam", fraction: float = 1.0
-                 ) -> torch.utils.data.DataLoader:
+                 threads: int | None = None, unit: str = "exam", fraction: float = 1.0,
+                 pin_memory: bool = False) -> Batches:
     """Training batches with the paper's epoch sampler (exams by default; `unit` and
-    `fraction` as in `EpochSampler`); call `loader.sampler.set_epoch(e)`."""
+    `fraction` as in `EpochSampler`); call `loader.sampler.set_epoch(e)`. `threads`: as
+    `loader_threads` says where None."""
     idx = data.indices("train")
     labels = data.labels()[idx]
     sampler = EpochSampler(idx, labels.any(axis=1), seed, exams=data.exams()[idx], unit=unit,
                            fraction=fraction)
-    return torch.utils.data.DataLoader(BreastArrays(data, channels), batch_size=batch_size,
-                                       sampler=sampler, num_workers=workers,
-                                       persistent_workers=workers > 0)
+    return Batches(BreastArrays(data, channels), sampler, batch_size,
+                   loader_threads(data) if threads is None else threads, pin_memory)
 
 
 def eval_loader(data: BreastDataset, split: str, batch_size: int = 16, channels: int = 3,
-                workers: int = 0) -> torch.utils.data.DataLoader:
-    subset = torch.utils.data.Subset(BreastArrays(data, channels), data.indices(split).tolist())
-    return torch.utils.data.DataLoader(subset, batch_size=batch_size, shuffle=False,
-                                       num_workers=workers)
+                threads: int | None = None, pin_memory: bool = False) -> Batches:
+    """The split's breasts in data set order."""
+    return Batches(BreastArrays(data, channels), data.indices(split).tolist(), batch_size,
+                   loader_threads(data) if threads is None else threads, pin_memory)
+
+
+_UNIT = {}  # device -> uint16 value k -> float32 k / IMAGE_SCALE, as numpy computes it
+
+
+def view_input(batch: dict, view: str, device: torch.device) -> torch.Tensor:
+    """A view's channels as float32 on `device`, converted there from the stored dtypes:
+    a uint16 image to the values the store's numpy reads give (`ViewArray`), bit for bit
+    (a table of numpy's float32 quotients: a device may divide by a scalar as a reciprocal
+    multiplication, a bit off), then its heatmaps."""
+    x = batch[view].to(device, non_blocking=True)
+    if x.dtype == torch.uint16:
+        if device not in _UNIT:
+            table = np.arange(IMAGE_SCALE + 1, dtype=np.float32) / IMAGE_SCALE
+            _UNIT[device] = torch.from_numpy(table).to(device)
+        x = _UNIT[device][x.int()]
+    x = x.float()
+    if view + "_heatmaps" in batch:
+        heat = batch[view + "_heatmaps"].to(device, non_blocking=True).float()
+        x = torch.cat([x, heat], dim=1)
+    return x
 
 
 def to_model_input(batch: dict, device: torch.device, augment: bool,
@@ -67,7 +186,7 @@ def to_model_input(batch: dict, device: torch.device, augment: bool,
     """float32 views on `device`, windowed (training) or whole (evaluation), standardised."""
     out = {}
     for view in VIEWS:
-        x = batch[view].to(device, non_blocking=True).float()
+        x = view_input(batch, view, device)
         if augment:
             out[view] = train_windows(x, WindowNoise.paper(view), generator)
         else:

@@ -42,6 +42,7 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
 from mvlib.core.atomic import write_json
+from mvlib.data.shards import ShardLayout, ShardReader
 
 FORMAT_VERSION = 2  # 1: float16 .npy arrays; 2: zarr v3, sharded and compressed
 DTYPE = np.float16
@@ -154,10 +155,12 @@ def _check_manifest(m: pd.DataFrame, path: Path) -> None:
 class ViewArray:
     """One view's (N, C, H, W) array in a data set, read per breast (`arr[i]`, `arr[i, :c]`,
     `arr[idx]`) as numpy: float16, or float32 where the image channel is stored as uint16
-    (then read from `<view>.zarr` and the heatmaps from `<view>_heatmaps.zarr`). Each process
-    opens its own zarr handles on first use (a forked DataLoader worker, where zarr resets its
-    I/O loop; a spawned one, which gets this object pickled without them). A shard that is
-    missing, truncated or damaged raises DatasetError naming the file and its breasts."""
+    (then read from `<view>.zarr` and the heatmaps from `<view>_heatmaps.zarr`); or, for
+    the loader, one breast in the stored dtypes straight into the batch's memory
+    (`read_stored`). Each process opens its own zarr handles on first use (a forked
+    DataLoader worker, where zarr resets its I/O loop; a spawned one, which gets this object
+    pickled without them). A shard that is missing, truncated or damaged raises DatasetError
+    naming the file and its breasts."""
 
     def __init__(self, path: Path, n: int, meta: dict):
         self.path, self.view = Path(path), Path(path).stem
@@ -172,6 +175,8 @@ class ViewArray:
         self.nbytes = int(np.prod(self.shape)) * self.dtype.itemsize
         self.parts = parts_of(self.path.parent, self.view, self.shape, image_dtype)
         self._pid, self._arrays = -1, None
+        self.readers = [ShardReader(part, layout) if (layout := ShardLayout.of(part)) else None
+                        for part, _, _ in self.parts]  # None: a layout only zarr reads
         for j, (part, shape, dtype) in enumerate(self.parts):
             if not (part / "zarr.json").is_file():
                 raise DatasetError(f"{part}: missing (no zarr.json)")
@@ -218,15 +223,51 @@ class ViewArray:
         except DatasetError:
             raise
         except Exception as e:
-            part = self.parts[j][0]
             first = key[0] if isinstance(key, tuple) else key
-            rows = np.arange(self.shape[0])[first].ravel()
-            shards = sorted({int(r) // self.shard for r in rows})
-            where = ", ".join(f"{self.shard_file(k, part)} (breasts {self.breasts(k)})"
-                              for k in shards[:3])
-            raise DatasetError(f"{part}: cannot read breast(s) {rows[:5].tolist()}"
-                               f"{' ...' if len(rows) > 5 else ''} from {where}: "
-                               f"{type(e).__name__}: {e}") from e
+            raise self._error(j, np.arange(self.shape[0])[first].ravel(), e) from e
+
+    def _error(self, j: int, rows: np.ndarray, e: Exception) -> DatasetError:
+        part = self.parts[j][0]
+        shards = sorted({int(r) // self.shard for r in rows})
+        where = ", ".join(f"{self.shard_file(k, part)} (breasts {self.breasts(k)})"
+                          for k in shards[:3])
+        return DatasetError(f"{part}: cannot read breast(s) {rows[:5].tolist()}"
+                            f"{' ...' if len(rows) > 5 else ''} from {where}: "
+                            f"{type(e).__name__}: {e}")
+
+    def stored_parts(self, channels: int) -> list[tuple[str, tuple[int, ...], np.dtype]]:
+        """What `read_stored` fills for a breast's first `channels` channels, as (key suffix,
+        shape, dtype) in the stored dtypes: the channels as float16 (''), or a uint16 image
+        ('') and, with more channels, its float16 heatmaps ('_heatmaps')."""
+        hw = self.shape[2:]
+        if not self.split:
+            return [("", (channels, *hw), np.dtype(DTYPE))]
+        return [("", (1, *hw), np.dtype(np.uint16))] + (
+            [("_heatmaps", (channels - 1, *hw), np.dtype(DTYPE))] if channels > 1 else [])
+
+    def read_stored(self, i: int, outs: list[np.ndarray]) -> None:
+        """Breast `i` into `outs`, one C-contiguous array per `stored_parts` entry, as
+        stored: decoded straight into them where a chunk is one whole breast (the paper's
+        size), else through the chunk (several small breasts, or fewer channels)."""
+        for j, (out, reader) in enumerate(zip(outs, self.readers, strict=False)):
+            c = out.shape[0]
+            try:
+                if reader is None:
+                    out[...] = self._zarr(j)[int(i), :c]
+                    continue
+                per = reader.layout.chunk_shape[0]
+                chunk, k = divmod(int(i), per)
+                if per == 1 and out.shape == reader.layout.chunk_shape[1:] \
+                        and out.flags.c_contiguous:
+                    reader.read_into(chunk, out.reshape(reader.layout.chunk_shape))
+                else:
+                    whole = np.empty(reader.layout.chunk_shape, reader.layout.dtype)
+                    reader.read_into(chunk, whole)
+                    out[...] = whole[k, :c]
+            except DatasetError:
+                raise
+            except Exception as e:  # ChunkError, or zarr's and its codecs' own errors
+                raise self._error(j, np.array([int(i)]), e) from e
 
     def __getitem__(self, key) -> np.ndarray:
         if not self.split:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from mvlib.data.loader import VIEWS, eval_loader
+from mvlib.data.loader import VIEWS, eval_loader, view_input
 from mvlib.data.store import BreastDataset
 from mvlib.data.windows import full_window
 from mvlib.models.heads import InputNoise
@@ -142,7 +142,7 @@ def checkpoint_scores(model: torch.nn.Module, data: BreastDataset, split: str, s
     m = _placed(model, s).eval()
     probs, labels = [], []
     for batch in eval_loader(data, split, channels=channels):
-        x = _inputs({v: full_window(batch[v].float()) for v in VIEWS}, s)
+        x = _inputs({v: full_window(view_input(batch, v, torch.device("cpu"))) for v in VIEWS}, s)
         with _precision(s):
             logits = m(x)
         probs.append(torch.sigmoid(logits.double()[:, 0]).cpu().numpy())

@@ -8,7 +8,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from mvlib.core.device import autocast, to_device
-from mvlib.data.loader import VIEWS
+from mvlib.data.loader import VIEWS, view_input
 from mvlib.data.windows import WindowNoise, full_window, tta_windows
 from mvlib.models.heads import loss_fn
 
@@ -41,7 +41,7 @@ def predict(model: torch.nn.Module, loader: torch.utils.data.DataLoader, device:
         labels = batch["labels"].to(device)
         if n_windows:
             probs = 0.0
-            windows = {v: tta_windows(batch[v].to(device).float(), WindowNoise.paper(v), gen,
+            windows = {v: tta_windows(view_input(batch, v, device), WindowNoise.paper(v), gen,
                                       n_windows) for v in VIEWS}
             for w in range(n_windows):
                 with autocast(device):
@@ -49,7 +49,7 @@ def predict(model: torch.nn.Module, loader: torch.utils.data.DataLoader, device:
                 probs = probs + torch.sigmoid(logits) / n_windows
             logits = torch.logit(probs.clamp(1e-7, 1 - 1e-7))
         else:
-            x = to_device({v: full_window(batch[v].to(device).float()) for v in VIEWS}, device)
+            x = to_device({v: full_window(view_input(batch, v, device)) for v in VIEWS}, device)
             with autocast(device):
                 if reliance:  # forward() split in two: the same logits, parts kept
                     p = model.view_parts(x)

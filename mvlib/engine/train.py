@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import default_collate
 from tqdm import tqdm
 
 from mvlib.core.device import autocast, cpu_threads, pick_device, to_device
@@ -73,10 +72,10 @@ def epoch_loss(data: BreastDataset, epoch_indices: np.ndarray, channels: int,
     sub-intervals over longer paths (higher learning rates, longer windows)."""
     keep = np.sort(epoch_indices)
     items = BreastArrays(data, channels)
-    # Collated by hand: a DataLoader would draw from the global RNG and shift the noise.
+    # Read by hand: a loader's pass draws from the global RNG and would shift the noise.
     batches = []
     for lo in range(0, len(keep), 64):
-        b = default_collate([items[int(i)] for i in keep[lo:lo + 64]])
+        b = items.batch(keep[lo:lo + 64])
         batches.append((to_device(to_model_input(b, device, augment=False), device),
                         b["labels"].to(device)))
 
@@ -350,7 +349,8 @@ def setup(cfg: RunConfig, run: RunDir) -> Setup:
     ogm = OGMGE(model, cfg.ogm_alpha, cfg.epochs, cfg.ogm_fc) if cfg.ogm_alpha else None
     rebalancer = Rebalancer(**cfg.rebalance) if cfg.rebalance else None
     loader = train_loader(data, cfg.seed, cfg.batch_size, cfg.channels,
-                          unit=cfg.sampling, fraction=cfg.epoch_fraction)
+                          unit=cfg.sampling, fraction=cfg.epoch_fraction,
+                          pin_memory=device.type == "cuda")
     if len(loader) == 0:
         raise ValueError(f"{data.root}: the training split has no breast to draw an epoch "
                          "from (no biopsied exam and no biopsy-free one)")

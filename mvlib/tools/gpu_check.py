@@ -45,7 +45,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from mvlib.core import paper
 from mvlib.core.atomic import write_json
 from mvlib.core.device import autocast, deterministic_cuda, to_device
-from mvlib.data.loader import VIEWS, BreastArrays, to_model_input
+from mvlib.data.loader import VIEWS, BreastArrays, to_model_input, view_input
 from mvlib.data.store import BreastDataset
 from mvlib.data.windows import full_window
 from mvlib.engine.agreement import TOLERANCES, Setting, check
@@ -89,8 +89,8 @@ def agreement(store: Path, device: torch.device) -> dict:
     model.load_state_dict(run.load("best.pt"))
     data = prepare("synthetic", profile, progress=False)
     items = BreastArrays(data)
-    batch = torch.utils.data.default_collate([items[int(i)] for i in data.indices("train")[:4]])
-    x = {v: full_window(batch[v].float()) for v in VIEWS}
+    batch = items.batch(data.indices("train")[:4])
+    x = {v: full_window(view_input(batch, v, torch.device("cpu"))) for v in VIEWS}
     settings = [Setting("cpu", "fp32")] + ([Setting("cuda", "fp32"), Setting("cuda", "bf16")]
                                            if cuda else [])
     return {"profile": profile, "tolerances": TOLERANCES,
@@ -286,7 +286,7 @@ def data_path(device: torch.device, store: Path, scale: float = 1.0, patients: i
     opt = torch.optim.Adam(model.parameters(), lr=1e-5, fused=True)
     windows = torch.Generator().manual_seed(0)
     items = BreastArrays(data)
-    fixed = torch.utils.data.default_collate([items[i % len(items)] for i in range(batch)])
+    fixed = items.batch([i % len(items) for i in range(batch)])
 
     def step(batch_of):
         b = batch_of()
