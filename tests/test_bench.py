@@ -36,6 +36,23 @@ def test_store_figures_compare_the_store_with_raw_float16(tmp_path, monkeypatch)
     assert out["raw_per_breast"] == (3 * 32 * 24 + 3 * 30 * 24) * 2
     assert out["ratio"] > 1  # the dark background compresses
     assert out["zarr_breasts_s"] > 0 and out["npy_breasts_s"] > 0
+    assert out["reader_breasts_s"] > 0  # the loader's read, straight into buffers
+
+
+@pytest.mark.parametrize("processes", [False, True])
+def test_the_loader_is_measured_with_threads_and_with_worker_processes(tmp_path, processes):
+    import dataclasses
+
+    from mvlib.data.store import BreastDataset
+    from mvlib.experiment import profiles
+    from mvlib.synth.generate import generate_dataset
+
+    cfg = dataclasses.replace(profiles.get("smoke").synthetic_config(),
+                              patients={"train": 4, "val": 0, "test": 0})
+    data = BreastDataset.open(generate_dataset(cfg, tmp_path, progress=False).root,
+                              in_memory=False)
+    assert bench.loader_breasts_s(data, 2, batch=2, seconds=0.2, processes=processes) > 0
+    assert bench.STORE_CODEC in [f"{c} {lv} {sh}" for c, lv, sh in bench.CODECS]
 
 
 def test_the_gpu_rate_comes_from_the_recorded_gpu_check(tmp_path, monkeypatch):

@@ -13,7 +13,9 @@ def test_the_gpu_check_measures_on_the_cpu_at_a_reduced_size(tmp_path):
     r = gpu_check.tta(cpu, scale=0.03, windows=2, batch=2, seconds=0.3)
     assert r["test_set_minutes"] == r["test_breasts"] / r["breasts_s"] / 60
     a = gpu_check.agreement(tmp_path, cpu)  # fp32 against fp64 at a trained checkpoint
-    assert a["within"] and set(a) == {"profile", "tolerances", "cpu fp32", "within"}
+    assert a["within"] and set(a) == {"profile", "tolerances", "cpu fp32", "within",
+                                      "uint16_conversion_exact"}
+    assert a["uint16_conversion_exact"]
     assert a["cpu fp32"]["step"]["within"] and a["cpu fp32"]["checkpoint"]["within"]
 
 
@@ -31,9 +33,9 @@ def test_peaks_and_the_paper_sweep_in_gpu_hours():
 
 def test_the_data_path_section_runs_on_the_cpu_at_a_reduced_size(tmp_path):
     d = gpu_check.data_path(torch.device("cpu"), tmp_path, scale=0.03, patients=2,
-                            workers=(1, 2), seconds=0.3)
+                            threads=(1, 2), seconds=0.3)
     assert d["breasts"] == 4 and set(d["loader_breasts_s"]) == {1, 2}
-    assert all(r > 0 for r in d["loader_breasts_s"].values()) and d["loader_workers"] == 2
+    assert all(r > 0 for r in d["loader_breasts_s"].values()) and d["loader_threads"] == 2
     assert d["fed_share"] == d["train_from_loader_steps_s"] / d["train_on_device_steps_s"]
 
 

@@ -7,12 +7,14 @@
 - loader vs training: batches per second the loader delivers (epoch sampler, windows,
   standardisation) against batches per second Joint ResNet trains on, both at the laptop
   size and the paper's batch size 4, with the same threads (target: loader >= 5x);
-- the store (zarr, Blosc zstd + bit-shuffle): bytes per breast against raw float16, and its
-  decode rate against reading the raw float16 arrays, at the laptop size, on full-size
-  synthetic breasts (three channels) and, on the real sample mammograms when present
-  (MVLIB_REALDATA), at the paper's CC size (image channel as uint16), with the preparation
-  rate from PNG and DICOM and the loader workers a GPU would need at the training rate
-  `make gpu-check` measured (`gpu_rate`);
+- the store (zarr, Blosc; its codec chosen from a table of settings): bytes per breast
+  against raw float16, and its decode rate (through zarr, and straight into a batch's
+  buffers as the loader reads) against reading the raw float16 arrays, at the laptop size,
+  on full-size synthetic breasts (three channels) and, on the real sample mammograms when
+  present (MVLIB_REALDATA), at the paper's CC size (image channel as uint16), with the
+  preparation rate from PNG and DICOM; the loader's threads against DataLoader worker
+  processes, and the cores a GPU needs at the training rate `make gpu-check` measured
+  (`gpu_rate`; target <= 8);
 - the heatmap producer (the patch classifier of Wu et al. 2019a) at the paper's CC size:
   patches/s, images/s and what RSNA's training images would cost.
 """
@@ -27,6 +29,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +44,7 @@ from mvlib.data import heatmaps, store
 from mvlib.data.adapters.examples import write_dicom
 from mvlib.data.crop import prepare_view
 from mvlib.data.dicom import read_image
-from mvlib.data.loader import BreastArrays, to_model_input, train_loader
+from mvlib.data.loader import Batches, BreastArrays, to_model_input, train_loader
 from mvlib.data.store import BreastDataset
 from mvlib.engine.dynamics import RK4, group_grad_norms, mlo_share
 from mvlib.engine.train import train
@@ -54,6 +57,7 @@ from mvlib.synth.generate import CHUNK, generate_chunk, generate_dataset
 
 GENERATOR_TARGET = 200.0
 LOADER_TARGET = 5.0
+CORES_TARGET = 8  # cores that feed a GPU training at `gpu_rate` at the paper's size
 ASSUMED_GPU_RATE = 50.0  # breasts/s a GPU trains on at the paper's size, until measured
 GPU_RECORD = paths.REPO / "figures" / "gpu_check_h200.json"  # make gpu-check on a lent H200
 BENCH_RECORD = paths.REPO / "figures" / "bench.json"  # make bench on this machine
@@ -72,26 +76,46 @@ def gpu_rate() -> tuple[float, str]:
         return ASSUMED_GPU_RATE, "assumed"
 
 
-def random_loader(data: store.BreastDataset, workers: int, batch: int = 4,
-                  pin_memory: bool = False) -> torch.utils.data.DataLoader:
-    """Batches of breasts drawn at random (with replacement, endlessly) from `data`, read and
-    decoded by `workers` persistent DataLoader workers: the loader's part of training."""
+class _BatchReads(torch.utils.data.Dataset):
+    """`BreastArrays.batch` keyed by a batch's indices: a DataLoader with `batch_size=None`
+    and a batch sampler runs it in its worker processes, into shared memory."""
+
+    def __init__(self, items: BreastArrays):
+        self.items = items
+
+    def __getitem__(self, indices: list[int]) -> dict:
+        return self.items.batch(indices)
+
+
+def random_loader(data: store.BreastDataset, threads: int, batch: int = 4,
+                  pin_memory: bool = False, processes: bool = False) -> Iterable[dict]:
+    """Batches of breasts drawn at random (with replacement) from `data`, read and decoded by
+    `threads` loader threads (the training loop's `Batches`), or with `processes` by as many
+    persistent DataLoader worker processes: the loader's part of training."""
     sampler = torch.utils.data.RandomSampler(range(len(data.manifest)), replacement=True,
-                                             num_samples=10**7)
-    return torch.utils.data.DataLoader(BreastArrays(data), batch_size=batch, sampler=sampler,
-                                       num_workers=workers, persistent_workers=workers > 0,
-                                       pin_memory=pin_memory,
-                                       prefetch_factor=4 if workers else None)
+                                             num_samples=10**6)
+    if not processes:
+        return Batches(BreastArrays(data), sampler, batch, threads, pin_memory)
+    batches = torch.utils.data.BatchSampler(sampler, batch, drop_last=False)
+    return torch.utils.data.DataLoader(_BatchReads(BreastArrays(data)), batch_size=None,
+                                       sampler=batches, num_workers=threads,
+                                       persistent_workers=True, pin_memory=pin_memory,
+                                       prefetch_factor=2)
 
 
-def loader_breasts_s(data: store.BreastDataset, workers: int, batch: int = 4,
-                     seconds: float = 3.0, pin_memory: bool = False) -> float:
-    """Breasts/s `random_loader` delivers once every worker has started."""
-    it = iter(random_loader(data, workers, batch, pin_memory))
-    for _ in range(2 * workers):
+def loader_breasts_s(data: store.BreastDataset, threads: int, batch: int = 4,
+                     seconds: float = 3.0, pin_memory: bool = False,
+                     processes: bool = False) -> float:
+    """Breasts/s `random_loader` delivers to a consumer that only takes them, once its
+    threads (or worker processes) have filled their queue."""
+    it = iter(random_loader(data, threads, batch, pin_memory, processes))
+    for _ in range(2 * threads):
         next(it)
     rate = batch * _rate(lambda: next(it), min_seconds=seconds, warmup=0)
-    it._shutdown_workers()  # none left to compete with what is measured next
+    if processes:
+        it._shutdown_workers()  # none left to compete with what is measured next
+    else:
+        it.close()
     return rate
 
 
@@ -216,17 +240,31 @@ def _store_figures(arrays: dict[str, np.ndarray], shard: int, folder: Path,
         for arr in source.values():
             np.array(arr[i])
 
+    # the loader's read: each view's stored parts straight into buffers a batch would hold
+    buffers = {v: [np.empty(shape, dtype) for _, shape, dtype in a.stored_parts(a.shape[1])]
+               for v, a in views.items()}
+
+    def read_stored():
+        i = next(counter) % n
+        for v, arr in views.items():
+            arr.read_stored(i, buffers[v])
+
     with threadpoolctl.threadpool_limits(1):
         zarr_rate, npy_rate = _rate(lambda: read(views), 2.0), _rate(lambda: read(maps), 2.0)
+        reader_rate = _rate(read_stored, 2.0)
     return {"raw_per_breast": raw / n, "stored_per_breast": stored / n, "ratio": raw / stored,
             "zarr_breasts_s": zarr_rate, "npy_breasts_s": npy_rate,
-            "zarr_mb_s": zarr_rate * raw / n / 1e6}
+            "zarr_mb_s": zarr_rate * raw / n / 1e6, "reader_breasts_s": reader_rate}
 
 
-# Blosc settings tried against the store's (zstd 3, bit-shuffle): (cname, clevel, shuffle).
+# Blosc settings tried for the store: (cname, clevel, shuffle); the store's is STORE_CODEC.
 CODECS = (("zstd", 1, "bitshuffle"), ("zstd", 3, "bitshuffle"), ("zstd", 5, "bitshuffle"),
           ("zstd", 3, "shuffle"), ("zstd", 3, "noshuffle"), ("lz4", 5, "bitshuffle"),
           ("lz4", 5, "shuffle"), ("blosclz", 5, "bitshuffle"))
+
+
+STORE_CODEC = "{cname} {clevel} {shuffle}".format(
+    **store.COMPRESSORS[0].to_dict()["configuration"])
 
 
 def bench_codecs(breasts: list[dict[str, np.ndarray]], gpu_breasts_s: float,
@@ -282,14 +320,21 @@ def bench_store() -> dict:
                                       in_memory=False)  # read per breast, as at full scale
         full = _store_figures({v: getattr(full_set, v).read_all() for v in store.VIEWS},
                               1, Path(tmp) / "synthetic")
-        full["loader_breasts_s"] = {n: loader_breasts_s(full_set, n) for n in (1, 2)}
-        full["workers"] = math.ceil(rate / full["loader_breasts_s"][1])
-        # what one loader worker keeps of one thread's decode, and the cores a GPU needs
-        full["loader_decode_ratio"] = full["loader_breasts_s"][1] / full["zarr_breasts_s"]
-        full["cores_for_gpu"] = rate / full["loader_breasts_s"][1]
         full["codecs"] = bench_codecs(
             [{v: np.asarray(getattr(full_set, v)[i]) for v in store.VIEWS}
              for i in range(len(full_set.manifest))], rate)
+        # the loader: threads (what training uses) against DataLoader worker processes
+        full["loader_breasts_s"] = {
+            kind: {n: loader_breasts_s(full_set, n, processes=kind == "processes")
+                   for n in (1, 2)} for kind in ("threads", "processes")}
+        one = full["loader_breasts_s"]["threads"][1]
+        full["threads"] = math.ceil(rate / one)
+        # what one loader thread keeps of the store's codec alone on one thread, and the
+        # cores a GPU needs at that rate
+        full["codec_breasts_s"] = next(c["decode_breasts_s"] for c in full["codecs"]
+                                       if c["codec"] == STORE_CODEC)
+        full["loader_decode_ratio"] = one / full["codec_breasts_s"]
+        full["cores_for_gpu"] = rate / one
         out["paper_synthetic"] = full
         shutil.rmtree(Path(tmp) / "synthetic")
         real = sorted((paths.realdata() / "nyu_sample").glob("*_CC.png"))
@@ -314,10 +359,11 @@ def bench_store() -> dict:
             paper.update(views=len(real), prepare_breasts_s=1 / per_view / 2,
                          prepare_dicom_breasts_s=1 / per_dicom / 2,
                          zarr_breasts_s=paper["zarr_breasts_s"] / 2,
+                         reader_breasts_s=paper["reader_breasts_s"] / 2,
                          npy_breasts_s=paper["npy_breasts_s"] / 2,
                          raw_per_breast=2 * paper["raw_per_breast"] * 3,
                          stored_per_breast=2 * paper["stored_per_breast"])
-            paper["workers"] = math.ceil(rate / paper["zarr_breasts_s"])
+            paper["threads"] = math.ceil(rate / paper["reader_breasts_s"])
             # the codecs on the image channel as stored (uint16), CC standing in for MLO
             paper["codecs"] = bench_codecs(
                 [{"cc": u, "mlo": u} for u in
@@ -490,16 +536,21 @@ def main(out: Path | None = None) -> list[str]:
         f"({lap['zarr_breasts_s'] / lap['npy_breasts_s']:.2f}x); data sets this small are "
         "decoded into memory when opened")
     full = st["paper_synthetic"]
+    threads, procs = full["loader_breasts_s"]["threads"], full["loader_breasts_s"]["processes"]
+    verdict = "met" if full["cores_for_gpu"] <= CORES_TARGET else "NOT met"
     say(f"store @paper's size, four full-size synthetic breasts (3 channels, float16): "
         f"{full['stored_per_breast'] / 1e6:.1f} MB a breast stored against "
         f"{full['raw_per_breast'] / 1e6:.1f} MB raw ({full['ratio']:.2f}x smaller); one "
-        f"thread decodes {full['zarr_breasts_s']:.1f} breasts/s ({full['zarr_mb_s']:.0f} "
-        f"MB/s; raw .npy {full['npy_breasts_s']:.1f}); DataLoader with 1 and 2 workers: "
-        f"{full['loader_breasts_s'][1]:.1f} and {full['loader_breasts_s'][2]:.1f} breasts/s; "
-        f"a GPU training at {st['gpu_rate']:.0f} breasts/s ({st['gpu_rate_source']}) needs "
-        f"{full['workers']} workers at the one-worker rate (cores_for_gpu "
-        f"{full['cores_for_gpu']:.1f}; one worker keeps {full['loader_decode_ratio']:.0%} of "
-        "one thread's decode: loader_decode_ratio)")
+        f"thread reads {full['reader_breasts_s']:.1f} breasts/s straight from the shards into "
+        f"a batch's buffers, {full['zarr_breasts_s']:.1f} through zarr (raw .npy "
+        f"{full['npy_breasts_s']:.1f}), the codec alone decodes "
+        f"{full['codec_breasts_s']:.1f}; the loader delivers {threads[1]:.1f} and "
+        f"{threads[2]:.1f} breasts/s with 1 and 2 threads, DataLoader worker processes "
+        f"{procs[1]:.1f} and {procs[2]:.1f}; a GPU training at {st['gpu_rate']:.0f} "
+        f"breasts/s ({st['gpu_rate_source']}) needs {full['threads']} loader threads at the "
+        f"one-thread rate (cores_for_gpu {full['cores_for_gpu']:.1f}, target <= "
+        f"{CORES_TARGET}: {verdict}; one thread keeps {full['loader_decode_ratio']:.0%} of "
+        "the codec's rate: loader_decode_ratio)")
     say("  codecs on those breasts, one thread, the codec alone (stored size; decode; cores "
         f"for {st['gpu_rate']:.0f} breasts/s): " + "; ".join(
             f"{c['codec']} {c['ratio']:.2f}x, {c['decode_mb_s']:.0f} MB/s, "
@@ -507,15 +558,17 @@ def main(out: Path | None = None) -> list[str]:
     if "paper" in st:
         pp = st["paper"]
         say(f"store @paper's CC size, {pp['views']} real sample mammograms (image channel): "
-              f"{pp['ratio']:.2f}x smaller than raw float16, decoded at {pp['zarr_mb_s']:.0f} "
-              f"MB/s on one thread = {pp['zarr_breasts_s']:.1f} breasts/s (two views; raw "
-              f".npy: {pp['npy_breasts_s']:.1f}); a breast with heatmaps is "
+              f"{pp['ratio']:.2f}x smaller than raw float16; one thread reads "
+              f"{pp['reader_breasts_s']:.1f} breasts/s (two views) straight into a batch's "
+              f"buffers as uint16, {pp['zarr_breasts_s']:.1f} through zarr as float32 ("
+              f"{pp['zarr_mb_s']:.0f} MB/s; raw .npy: {pp['npy_breasts_s']:.1f}); a breast "
+              f"with heatmaps is "
               f"{pp['raw_per_breast'] / 1e6:.0f} MB raw, about "
               f"{(pp['raw_per_breast'] / pp['ratio']) / 1e6:.0f} MB stored if the heatmaps "
               f"compress like the image; preparing from PNG: {pp['prepare_breasts_s']:.2f} "
               f"breasts/s a core, from 12-bit DICOM: {pp['prepare_dicom_breasts_s']:.2f}; "
-              f"a GPU at {st['gpu_rate']:.0f} breasts/s needs {pp['workers']} loader "
-              "workers for images alone")
+              f"a GPU at {st['gpu_rate']:.0f} breasts/s needs {pp['threads']} loader "
+              f"thread{'s' if pp['threads'] != 1 else ''} for images alone")
         say("  codecs on those images (uint16), one thread, the codec alone (stored size; "
             "decode): " + "; ".join(f"{c['codec']} {c['ratio']:.2f}x, {c['decode_mb_s']:.0f} "
                                     "MB/s" for c in pp["codecs"]))

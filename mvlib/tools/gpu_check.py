@@ -13,9 +13,10 @@
 4. The `paper` profile's whole sweep in GPU-hours at the measured training rate
    (`paper_sweep_epochs`: Tables 1-5 as the paper runs them).
 5. The data path at the paper's size: a few full-size synthetic breasts (three channels) in
-   the zarr store, read per breast by DataLoader workers (breasts/s by worker count), and
-   training fed by that loader (windows and augmentation on the device) against the same
-   steps on tensors already there: how many workers keep the GPU busy.
+   the zarr store, read per breast by the loader's threads into pinned memory (breasts/s by
+   thread count), and training fed by that loader (conversion, windows and augmentation on
+   the device) against the same steps on tensors already there: how many threads keep the
+   GPU busy.
 6. The heatmap producer (the patch classifier of Wu et al. 2019a, fp32 without TF32 as the
    reference computed) at the paper's CC size: patches/s, images/s, and RSNA's training
    images in GPU-hours (`mvlib.tools.bench.heatmap_rate`).
@@ -45,7 +46,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from mvlib.core import paper
 from mvlib.core.atomic import write_json
 from mvlib.core.device import autocast, deterministic_cuda, to_device
-from mvlib.data.loader import VIEWS, BreastArrays, to_model_input, view_input
+from mvlib.data.loader import MAX_THREADS, VIEWS, BreastArrays, to_model_input, view_input
 from mvlib.data.store import BreastDataset
 from mvlib.data.windows import full_window
 from mvlib.engine.agreement import TOLERANCES, Setting, check
@@ -79,7 +80,8 @@ def agreement(store: Path, device: torch.device) -> dict:
     trained two epochs here (the laptop profile's data on CUDA, three smoke epochs on the
     CPU), then one training step on four training breasts and the checkpoint's test scores,
     each setting against the CPU in fp64: on CUDA fp32 without TF32 (tight tolerances) and
-    bf16 autocast (loose), and the CPU in fp32; on the CPU, its fp32 only."""
+    bf16 autocast (loose), and the CPU in fp32; on the CPU, its fp32 only. Also: every uint16
+    image level converted on the device equals the CPU's conversion."""
     cuda = device.type == "cuda"
     profile = "laptop" if cuda else "smoke"
     cfg = RunConfig(model="joint", lr=3e-4, epochs=2 if cuda else 3, profile=profile,
@@ -93,8 +95,13 @@ def agreement(store: Path, device: torch.device) -> dict:
     x = {v: full_window(view_input(batch, v, torch.device("cpu"))) for v in VIEWS}
     settings = [Setting("cpu", "fp32")] + ([Setting("cuda", "fp32"), Setting("cuda", "bf16")]
                                            if cuda else [])
-    return {"profile": profile, "tolerances": TOLERANCES,
-            **check(model, x, batch["labels"], settings, data)}
+    # a uint16 image, converted on the device, is what the CPU's numpy read gives
+    levels = torch.arange(2**16, dtype=torch.int32).to(torch.uint16).view(1, 1, 256, 256)
+    exact = torch.equal(view_input({"cc": levels}, "cc", device).cpu(),
+                        view_input({"cc": levels}, "cc", torch.device("cpu")))
+    result = check(model, x, batch["labels"], settings, data)
+    return {"profile": profile, "tolerances": TOLERANCES, **result,
+            "uint16_conversion_exact": exact, "within": result["within"] and exact}
 
 
 def _sync(device: torch.device) -> None:
@@ -262,12 +269,13 @@ def tta(device: torch.device, scale: float = 1.0, windows: int = 10, batch: int 
 
 
 def data_path(device: torch.device, store: Path, scale: float = 1.0, patients: int = 4,
-              batch: int = 4, workers: tuple[int, ...] = (1, 2, 4, 8, 12),
+              batch: int = 4, threads: tuple[int, ...] = (1, 2, 4, 8, 12),
               seconds: float = 10.0) -> dict:
-    """Breasts/s that DataLoader workers read (and decode) from a zarr store of
-    2 x `patients` synthetic breasts at the paper's size times `scale`, per worker count; and
-    Joint ResNet steps/s (bf16 on CUDA) fed by the loader with the most workers, against the
-    same steps on a batch already on the device."""
+    """Breasts/s that the loader's threads read (and decode) from a zarr store of
+    2 x `patients` synthetic breasts at the paper's size times `scale`, per thread count,
+    into pinned memory on CUDA; and Joint ResNet steps/s (bf16 on CUDA) fed by the loader
+    with 8 threads (what a run uses by default), against the same steps on a batch already
+    on the device."""
     cc, mlo = _sizes(scale)
     cfg = SynthConfig(patients={"train": patients, "val": 0, "test": 0}, cc_size=cc,
                       mlo_size=mlo)
@@ -279,7 +287,7 @@ def data_path(device: torch.device, store: Path, scale: float = 1.0, patients: i
                                        if f.is_file()) / len(data.manifest) / 1e6,
            "loader_breasts_s": {}}
     cuda = device.type == "cuda"
-    for n in workers:
+    for n in threads:
         out["loader_breasts_s"][n] = loader_breasts_s(data, n, batch, seconds, pin_memory=cuda)
     torch.manual_seed(0)
     model = JointResNet().to(device, memory_format=torch.channels_last).train()
@@ -300,11 +308,13 @@ def data_path(device: torch.device, store: Path, scale: float = 1.0, patients: i
     on_device = {k: v.to(device) if torch.is_tensor(v) else v for k, v in fixed.items()}
     # the baseline first, while no worker competes for the CPU that launches the kernels
     out["train_on_device_steps_s"] = _rate(lambda: step(lambda: on_device), device, seconds)
-    it = iter(random_loader(data, max(workers), batch, pin_memory=cuda))
-    # the first `seconds` drain what the workers had queued; the next measure the steady rate
+    fed_by = min(MAX_THREADS, max(threads))
+    it = iter(random_loader(data, fed_by, batch, pin_memory=cuda))
+    # the first `seconds` drain what the threads had queued; the next measure the steady rate
     _rate(lambda: step(lambda: next(it)), device, seconds)
     out["train_from_loader_steps_s"] = _rate(lambda: step(lambda: next(it)), device, seconds)
-    out["loader_workers"] = max(workers)
+    it.close()
+    out["loader_threads"] = fed_by
     out["fed_share"] = out["train_from_loader_steps_s"] / out["train_on_device_steps_s"]
     return out
 

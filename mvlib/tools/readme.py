@@ -143,16 +143,24 @@ def gpu(figures: Path) -> str:
             f"{t['bf16']['steps_s']:.1f} steps/s in bf16 autocast "
             f"({t['bf16']['share_of_bf16_peak']:.1%} of the bf16 dense peak), "
             f"{t['fp32']['steps_s']:.1f} in fp32.",
-            f"- Fed from the zarr store by {dp['loader_workers']} loader workers: "
+            f"- Fed from the zarr store by {_feeders(dp)}: "
             f"{dp['train_from_loader_steps_s']:.1f} steps/s against "
             f"{dp['train_on_device_steps_s']:.1f} on batches already on the GPU; loader alone, "
-            f"breasts/s by workers: {loader}.",
+            f"breasts/s by {'threads' if 'loader_threads' in dp else 'workers'}: {loader}.",
             f"- Test-time augmentation ({tta['windows']} windows): {tta['breasts_s']:.0f} "
             f"breasts/s, the NYU test set ({tta['test_breasts']:,} breasts) in "
             f"{tta['test_set_minutes']:.1f} min; the `paper` profile's sweep about "
             f"{run['paper_sweep_gpu_hours']:,.0f} GPU-hours at the bf16 step rate.",
             _agreement(agree), _sharing(run), ""]
     return "\n".join(lines).strip() or "_No `make gpu-check` record in figures/ yet._"
+
+
+def _feeders(dp: dict) -> str:
+    """Who fed training in a record: the loader's threads, or (records before them) torch
+    DataLoader worker processes."""
+    if "loader_threads" in dp:
+        return f"{dp['loader_threads']} loader threads"
+    return f"{dp['loader_workers']} DataLoader worker processes"
 
 
 def _sharing(run: dict) -> str:
@@ -185,8 +193,13 @@ def _agreement(agree: dict) -> str:
              f"test AUC change {r['checkpoint']['auc_change']:.4f} "
              f"({'within' if r['step']['within'] and r['checkpoint']['within'] else 'NOT within'})"
              for name, r in agree.items() if isinstance(r, dict) and "step" in r]
-    return ("- Agreement with the CPU in fp64 at a trained checkpoint (relative errors): "
+    line = ("- Agreement with the CPU in fp64 at a trained checkpoint (relative errors): "
             + "; ".join(parts) + ".")
+    if "uint16_conversion_exact" in agree:
+        line += (" A uint16 image converted on the device: "
+                 + ("bit for bit the CPU's." if agree["uint16_conversion_exact"]
+                    else "NOT the CPU's values."))
+    return line
 
 
 BLOCKS = {"findings": findings, "reproduce": reproduce, "bench": bench, "gpu": gpu}
