@@ -26,7 +26,7 @@ from mvlib.data.adapters.common import normalise_splits, select_breasts, split_p
 from mvlib.data.loader import BreastArrays, to_model_input, train_loader
 from mvlib.data.orientation import faces_right
 from mvlib.data.real import load_report, prepare_real
-from mvlib.data.store import DatasetError
+from mvlib.data.store import BreastDataset, DatasetError
 from mvlib.engine.train import train
 from mvlib.experiment.prepare import prepare
 from mvlib.experiment.runs import RunConfig
@@ -520,3 +520,24 @@ def test_a_crafted_exam_list_is_refused_not_run(tmp_path, monkeypatch):
     back = read_exam_list(good)
     assert back[0]["best_center"]["L-CC"][0] == (3, 2.5)
     np.testing.assert_array_equal(back[0]["window"], np.arange(4))
+
+
+@pytest.mark.parametrize("name", ["nyu", "rsna"])
+def test_a_real_set_read_from_its_store_gives_the_model_its_in_memory_inputs(prepared, name):
+    # on disk a real image reaches the device as uint16 (and its heatmaps as float16) and is
+    # converted there: the model's inputs are those of the set decoded into memory, exactly
+    memory = prepared[name]
+    disk = BreastDataset.open(memory.root, in_memory=False)
+    assert memory.meta["image_dtype"] == "uint16" and memory.cc.dtype == np.float32
+    for channels in (EXPECTED[name]["channels"], 1):
+        want = train_loader(memory, seed=0, batch_size=3, channels=channels)
+        got = train_loader(disk, seed=0, batch_size=3, channels=channels, threads=2)
+        for a, b in zip(want, got, strict=True):
+            assert b["cc"].dtype == torch.uint16 and b["mlo"].dtype == torch.uint16
+            assert ("cc_heatmaps" in b) == (channels == 3)
+            for augment in (False, True):
+                x, y = (to_model_input(batch, torch.device("cpu"), augment,
+                                       torch.Generator().manual_seed(1)) for batch in (a, b))
+                for view in ("cc", "mlo"):
+                    assert x[view].shape[1] == channels
+                    torch.testing.assert_close(y[view], x[view], atol=0, rtol=0)

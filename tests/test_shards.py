@@ -3,6 +3,7 @@ values as zarr's, in the stored dtypes, and a damaged file named, never misread.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -136,3 +137,31 @@ def test_the_reader_wants_an_output_of_the_chunks_shape(paper_like):
         reader.read_into(0, np.empty((1, 3, 12, 8), np.float16))
     with pytest.raises(ChunkError, match="cannot open"):
         reader.read_into(40, np.empty((1, 3, 12, 9), np.float16))  # no shard 10
+
+
+def test_a_frame_shorter_than_the_chunk_is_refused_not_left_half_written(paper_like):
+    # Blosc would fill the first half of a larger buffer and leave the rest as it was
+    root, _ = paper_like
+    layout = ShardLayout.of(root / "cc.zarr")
+    wider = dataclasses.replace(layout, chunk_shape=(1, 3, 12, 18), shard_shape=(4, 3, 12, 18))
+    with pytest.raises(ChunkError, match="does not decode"):
+        ShardReader(root / "cc.zarr", wider).read_into(0, np.empty((1, 3, 12, 18), np.float16))
+
+
+def test_shards_split_beyond_whole_breasts_are_read_by_zarr(tmp_path):
+    a = np.random.default_rng(2).random((5, 3, 12, 9)).astype(np.float16)
+    path = tmp_path / "d" / "cc.zarr"
+    zarr.create_array(str(path), shape=a.shape, dtype=a.dtype, chunks=(1, 3, 6, 9),
+                      shards=(4, 3, 12, 9), compressors=store.COMPRESSORS, fill_value=0)
+    zarr.open_array(str(path), mode="r+")[:] = a
+    assert ShardLayout.of(path) is None
+    arr = ViewArray(path, 5, {"shapes": {"cc": [3, 12, 9]}, "shard": 4})
+    np.testing.assert_array_equal(_stored(arr, 4, 3)[0], a[4])
+
+
+def test_a_breast_past_the_end_is_an_index_error(paper_like):
+    root, meta = paper_like
+    arr = ViewArray(root / "cc.zarr", 8, meta)
+    for i in (8, -1):
+        with pytest.raises(IndexError, match="cc.zarr"):
+            _stored(arr, i, 3)

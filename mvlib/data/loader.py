@@ -23,6 +23,7 @@ from mvlib.data.store import IMAGE_SCALE, VIEWS, BreastDataset, ViewArray
 from mvlib.data.windows import WindowNoise, full_window, train_windows
 
 MAX_THREADS = 8  # loader threads a run uses at most by default (`loader_threads`)
+AHEAD_BYTES = 1 << 32  # batches a loader holds ahead of its consumer, at most (4 GiB)
 HUGE_PAGES_FROM = 1 << 25  # batch tensors of 32 MiB and more are mapped in huge pages
 
 
@@ -45,6 +46,17 @@ class BreastArrays(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         return {k: v[0] for k, v in self.batch([i]).items()}
+
+    def breast_nbytes(self) -> int:
+        """Bytes a breast takes in a batch."""
+        total = 0
+        for view in VIEWS:
+            arr = getattr(self.data, view)
+            parts = (arr.stored_parts(self.channels) if isinstance(arr, ViewArray)
+                     else [("", (self.channels, *arr.shape[2:]), arr.dtype)])
+            total += sum(int(np.prod(shape)) * np.dtype(dtype).itemsize
+                         for _, shape, dtype in parts)
+        return total
 
     def batch(self, indices: Sequence[int], pin_memory: bool = False) -> dict:
         """Breasts `indices` as one batch, each decoded straight into its slice of the
@@ -91,12 +103,16 @@ def loader_threads(data: BreastDataset) -> int:
         return int(os.environ["MVLIB_LOADER_THREADS"])
     if not isinstance(data.cc, ViewArray):
         return 0
-    return min(MAX_THREADS, len(os.sched_getaffinity(0)))
+    cores = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+             else os.cpu_count() or 1)
+    return min(MAX_THREADS, cores)
 
 
 class Batches:
     """Batches of `items` in `sampler`'s order, each decoded by one of `threads` threads
-    (none: by the caller) while the consumer works on earlier ones, two per thread ahead.
+    (none: by the caller) while the consumer works on earlier ones: two per thread ahead, at
+    most AHEAD_BYTES of them (at the paper's size 16 training batches of 4 breasts, 4
+    evaluation batches of 16).
 
     Threads, not torch's DataLoader processes: the codecs and file reads release the GIL,
     and a batch made in another process reaches the trainer through fresh shared memory,
@@ -110,6 +126,8 @@ class Batches:
             raise ValueError(f"threads must be >= 0, got {threads}")
         self.items, self.sampler, self.batch_size = items, sampler, batch_size
         self.threads, self.pin_memory = threads, pin_memory
+        batch_bytes = batch_size * items.breast_nbytes()
+        self.ahead = max(1, min(2 * threads, AHEAD_BYTES // max(1, batch_bytes)))
 
     def __len__(self) -> int:
         return -(-len(self.sampler) // self.batch_size)
@@ -128,7 +146,7 @@ class Batches:
             try:
                 for chunk in chunks:
                     pending.append(pool.submit(self.items.batch, chunk, self.pin_memory))
-                    if len(pending) > 2 * self.threads:
+                    if len(pending) > self.ahead:
                         yield pending.popleft().result()
                 while pending:
                     yield pending.popleft().result()

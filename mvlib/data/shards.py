@@ -13,6 +13,7 @@ zarr (`mvlib.data.store.ViewArray`).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -58,11 +59,12 @@ class ShardLayout:
                   and meta["chunk_key_encoding"] == {"name": "default",
                                                      "configuration": {"separator": "/"}}
                   and meta["data_type"] in ("float16", "uint16"))
-            if not ok:
+            chunk = tuple(conf["chunk_shape"])
+            shard = tuple(meta["chunk_grid"]["configuration"]["chunk_shape"])
+            # shards of whole breasts: split along the first axis only
+            if not ok or chunk[1:] != shard[1:] or shard[0] % chunk[0]:
                 return None
-            return cls(tuple(conf["chunk_shape"]),
-                       tuple(meta["chunk_grid"]["configuration"]["chunk_shape"]),
-                       np.dtype(meta["data_type"]), float(meta["fill_value"]))
+            return cls(chunk, shard, np.dtype(meta["data_type"]), float(meta["fill_value"]))
         except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError):
             return None
 
@@ -72,14 +74,10 @@ class ShardLayout:
 
 
 class ShardReader:
-    """Chunks of one array whose shards are split along the first axis only (the store's:
-    a shard holds whole breasts); thread-safe (each read opens the file; the shard indexes
-    are cached)."""
+    """Chunks of one array of `ShardLayout.of`'s layout; thread-safe (each read opens the
+    file; the shard indexes are cached)."""
 
     def __init__(self, array: Path, layout: ShardLayout):
-        if any(c != s for c, s in zip(layout.chunk_shape[1:], layout.shard_shape[1:],
-                                      strict=True)):
-            raise ValueError(f"{array}: shards split beyond the first axis")
         self.array, self.layout = Path(array), layout
         self._index: dict[int, np.ndarray] = {}
 
@@ -92,9 +90,10 @@ class ShardReader:
         if shard not in self._index:
             path, n = self.shard_file(shard), self.layout.chunks_per_shard
             size = 16 * n + 4
-            with _open(path) as fd:
-                end = os.fstat(fd).st_size
-                raw = os.pread(fd, size, end - size) if end >= size else b""
+            with _open(path) as f:
+                end = f.seek(0, os.SEEK_END)
+                f.seek(max(0, end - size))
+                raw = f.read(size)
             if len(raw) != size:
                 raise ChunkError(f"{path}: {end} bytes, too short for its index")
             _check(raw[:-4], raw[-4:], path, "index")
@@ -115,14 +114,20 @@ class ShardReader:
             return
         path = self.shard_file(shard)
         buf = np.empty(nbytes, np.uint8)
-        with _open(path) as fd:
-            got = os.preadv(fd, [buf], offset)
+        with _open(path) as f:
+            f.seek(offset)
+            got = f.readinto(memoryview(buf))
         if got != nbytes or nbytes < 4:
             raise ChunkError(f"{path}: chunk {k} ends past the file's end")
         body = buf[:-4]
         body.flags.writeable = False  # google_crc32c reads read-only buffers only
         _check(body, buf[-4:].tobytes(), path, f"chunk {k}")
         try:
+            # Blosc fills a larger buffer than the frame holds without a word: check first
+            # (a Blosc 1 header keeps the decoded size in bytes 4-8, little-endian)
+            size = int.from_bytes(body[4:8].tobytes(), "little")
+            if size != out.nbytes:
+                raise ValueError(f"the frame holds {size} bytes")
             blosc.decompress(body, out)
         except (RuntimeError, ValueError) as e:
             raise ChunkError(f"{path}: chunk {k} does not decode to {out.nbytes} bytes "
@@ -130,20 +135,21 @@ class ShardReader:
 
 
 class _open:
-    """An OS file descriptor for pread, closed on exit; a missing file is a ChunkError."""
+    """The file unbuffered (a read lands in the caller's buffer), closed on exit; a file
+    that cannot be opened is a ChunkError."""
 
     def __init__(self, path: Path):
         self.path = path
 
-    def __enter__(self) -> int:
+    def __enter__(self) -> io.FileIO:
         try:
-            self.fd = os.open(self.path, os.O_RDONLY)
+            self.file = open(self.path, "rb", buffering=0)  # noqa: SIM115 (closed on exit)
         except OSError as e:
             raise ChunkError(f"{self.path}: cannot open ({e.strerror})") from e
-        return self.fd
+        return self.file
 
     def __exit__(self, *exc) -> None:
-        os.close(self.fd)
+        self.file.close()
 
 
 def _check(body, stored: bytes, path: Path, what: str) -> None:

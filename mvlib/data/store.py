@@ -249,6 +249,8 @@ class ViewArray:
         """Breast `i` into `outs`, one C-contiguous array per `stored_parts` entry, as
         stored: decoded straight into them where a chunk is one whole breast (the paper's
         size), else through the chunk (several small breasts, or fewer channels)."""
+        if not 0 <= i < self.shape[0]:
+            raise IndexError(f"{self.path}: breast {i} of {self.shape[0]}")
         for j, (out, reader) in enumerate(zip(outs, self.readers, strict=False)):
             c = out.shape[0]
             try:

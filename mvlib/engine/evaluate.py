@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 import pandas as pd
 import torch
@@ -24,7 +26,7 @@ def auc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, loader: torch.utils.data.DataLoader, device: torch.device,
+def predict(model: torch.nn.Module, loader: Iterable[dict], device: torch.device,
             n_windows: int = 0, seed: int = 0, reliance: bool = False) -> pd.DataFrame:
     """Probabilities per breast: the whole crop (n_windows=0, validation) or the mean over
     `n_windows` random windows (the paper's test-time augmentation). With `reliance` (whole

@@ -34,7 +34,7 @@ import torch
 from tqdm import tqdm
 
 from mvlib.core.device import autocast, cpu_threads, pick_device, to_device
-from mvlib.data.loader import BreastArrays, eval_loader, to_model_input, train_loader
+from mvlib.data.loader import Batches, BreastArrays, eval_loader, to_model_input, train_loader
 from mvlib.data.store import BreastDataset
 from mvlib.engine.dynamics import RK4, group_grad_norms, lca
 from mvlib.engine.evaluate import auc, predict, scores
@@ -199,7 +199,7 @@ class Setup:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.StepLR | None
-    loader: torch.utils.data.DataLoader
+    loader: Batches
     ogm: OGMGE | None = None
     rebalancer: Rebalancer | None = None
 

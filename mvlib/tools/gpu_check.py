@@ -39,6 +39,7 @@ import time
 import traceback
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -47,7 +48,7 @@ from mvlib.core import paper
 from mvlib.core.atomic import write_json
 from mvlib.core.device import autocast, deterministic_cuda, to_device
 from mvlib.data.loader import MAX_THREADS, VIEWS, BreastArrays, to_model_input, view_input
-from mvlib.data.store import BreastDataset
+from mvlib.data.store import IMAGE_SCALE, BreastDataset
 from mvlib.data.windows import full_window
 from mvlib.engine.agreement import TOLERANCES, Setting, check
 from mvlib.executors.sweep import InProcess, sweep
@@ -95,10 +96,11 @@ def agreement(store: Path, device: torch.device) -> dict:
     x = {v: full_window(view_input(batch, v, torch.device("cpu"))) for v in VIEWS}
     settings = [Setting("cpu", "fp32")] + ([Setting("cuda", "fp32"), Setting("cuda", "bf16")]
                                            if cuda else [])
-    # a uint16 image, converted on the device, is what the CPU's numpy read gives
-    levels = torch.arange(2**16, dtype=torch.int32).to(torch.uint16).view(1, 1, 256, 256)
-    exact = torch.equal(view_input({"cc": levels}, "cc", device).cpu(),
-                        view_input({"cc": levels}, "cc", torch.device("cpu")))
+    # every uint16 image level, converted on the device, is what the store's numpy read gives
+    levels = np.arange(IMAGE_SCALE + 1, dtype=np.uint16)
+    got = view_input({"cc": torch.from_numpy(levels).view(1, 1, 256, 256)}, "cc", device)
+    exact = bool(np.array_equal(got.cpu().numpy().ravel().view(np.uint32),
+                                (levels.astype(np.float32) / IMAGE_SCALE).view(np.uint32)))
     result = check(model, x, batch["labels"], settings, data)
     return {"profile": profile, "tolerances": TOLERANCES, **result,
             "uint16_conversion_exact": exact, "within": result["within"] and exact}
