@@ -200,7 +200,9 @@ def view_input(batch: dict, view: str, device: torch.device) -> torch.Tensor:
         if device not in _UNIT:
             table = np.arange(IMAGE_SCALE + 1, dtype=np.float32) / IMAGE_SCALE
             _UNIT[device] = torch.from_numpy(table).to(device)
-        x = _UNIT[device][x.int()]
+        # as int16 and back to 0..65535: int16 arithmetic runs on every device, while
+        # uint16 has only torch's barebones support
+        x = _UNIT[device][x.view(torch.int16).int() & 0xFFFF]
     x = x.float()
     if view + "_heatmaps" in batch:
         heat = batch[view + "_heatmaps"].to(device, non_blocking=True).float()
