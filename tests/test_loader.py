@@ -233,7 +233,8 @@ def test_a_uint16_image_becomes_on_the_device_what_numpy_reads(tmp_path):
     levels = np.arange(store.IMAGE_SCALE + 1, dtype=np.uint16)
     batch = {"cc": torch.from_numpy(levels.reshape(1, 1, 256, 256))}
     got = view_input(batch, "cc", CPU).numpy().ravel()
-    want = levels.astype(np.float32) / store.IMAGE_SCALE
+    want = store.image_values(levels)
+    assert want.dtype == np.float32 and want[-1] == 1
     np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
     heat = torch.rand(1, 2, 256, 256).half()
     both = view_input({**batch, "cc_heatmaps": heat}, "cc", CPU)

@@ -61,7 +61,7 @@ def test_stored_reads_equal_zarrs(tmp_path, monkeypatch, one_per_chunk, image_dt
             parts = _stored(arr, i, channels)
             if image_dtype == "uint16":
                 assert parts[0].dtype == np.uint16 and len(parts) == (2 if channels > 1 else 1)
-                image = parts[0].astype(np.float32) / store.IMAGE_SCALE
+                image = store.image_values(parts[0])
                 got = np.concatenate([image, *[p.astype(np.float32) for p in parts[1:]]])
             else:
                 assert len(parts) == 1 and parts[0].dtype == np.float16

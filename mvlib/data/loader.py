@@ -19,7 +19,7 @@ import torch
 import torch.utils.data
 
 from mvlib.data.sampler import EpochSampler
-from mvlib.data.store import IMAGE_SCALE, VIEWS, BreastDataset, ViewArray
+from mvlib.data.store import IMAGE_SCALE, VIEWS, BreastDataset, ViewArray, image_values
 from mvlib.data.windows import WindowNoise, full_window, train_windows
 
 MAX_THREADS = 8  # loader threads a run uses at most by default (`loader_threads`)
@@ -47,35 +47,36 @@ class BreastArrays(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict:
         return {k: v[0] for k, v in self.batch([i]).items()}
 
+    def parts(self, view: str) -> list[tuple[str, tuple[int, ...], np.dtype]]:
+        """A breast's tensors for `view` in a batch, as (key, shape, dtype)."""
+        arr = getattr(self.data, view)
+        if isinstance(arr, ViewArray):
+            return [(view + name, shape, dtype)
+                    for name, shape, dtype in arr.stored_parts(self.channels)]
+        return [(view, (self.channels, *arr.shape[2:]), arr.dtype)]
+
     def breast_nbytes(self) -> int:
         """Bytes a breast takes in a batch."""
-        total = 0
-        for view in VIEWS:
-            arr = getattr(self.data, view)
-            parts = (arr.stored_parts(self.channels) if isinstance(arr, ViewArray)
-                     else [("", (self.channels, *arr.shape[2:]), arr.dtype)])
-            total += sum(int(np.prod(shape)) * np.dtype(dtype).itemsize
-                         for _, shape, dtype in parts)
-        return total
+        return sum(int(np.prod(shape)) * np.dtype(dtype).itemsize
+                   for view in VIEWS for _, shape, dtype in self.parts(view))
 
     def batch(self, indices: Sequence[int], pin_memory: bool = False) -> dict:
         """Breasts `indices` as one batch, each decoded straight into its slice of the
         batch's tensors (pinned on request; in a DataLoader worker process, shared memory,
         as torch's collate allocates it)."""
         idx = [int(i) for i in indices]
-        c, out = self.channels, {}
+        out = {}
         for view in VIEWS:
             arr = getattr(self.data, view)
+            parts = {key: _empty((len(idx), *shape), dtype, pin_memory)
+                     for key, shape, dtype in self.parts(view)}
+            arrays = [t.numpy() for t in parts.values()]
             if isinstance(arr, ViewArray):
-                parts = {view + name: _empty((len(idx), *shape), dtype, pin_memory)
-                         for name, shape, dtype in arr.stored_parts(c)}
-                arrays = [t.numpy() for t in parts.values()]
                 for b, i in enumerate(idx):
                     arr.read_stored(i, [a[b] for a in arrays])
-                out.update(parts)
             else:  # decoded into memory when the data set was opened
-                out[view] = _empty((len(idx), c, *arr.shape[2:]), arr.dtype, pin_memory)
-                np.take(arr[:, :c], idx, axis=0, out=out[view].numpy())
+                np.take(arr[:, :self.channels], idx, axis=0, out=arrays[0])
+            out.update(parts)
         return {**out, "labels": self.labels[idx], "index": torch.tensor(idx)}
 
 
@@ -187,18 +188,18 @@ def eval_loader(data: BreastDataset, split: str, batch_size: int = 16, channels:
                    loader_threads(data) if threads is None else threads, pin_memory)
 
 
-_UNIT = {}  # device -> uint16 value k -> float32 k / IMAGE_SCALE, as numpy computes it
+_UNIT = {}  # device -> the table uint16 value k -> image_values(k)
 
 
 def view_input(batch: dict, view: str, device: torch.device) -> torch.Tensor:
     """A view's channels as float32 on `device`, converted there from the stored dtypes:
-    a uint16 image to the values the store's numpy reads give (`ViewArray`), bit for bit
-    (a table of numpy's float32 quotients: a device may divide by a scalar as a reciprocal
-    multiplication, a bit off), then its heatmaps."""
+    a uint16 image to the store's own values (`store.image_values`), bit for bit, through
+    a table of them (a device may divide by a scalar as a reciprocal multiplication, a bit
+    off), then its heatmaps."""
     x = batch[view].to(device, non_blocking=True)
     if x.dtype == torch.uint16:
         if device not in _UNIT:
-            table = np.arange(IMAGE_SCALE + 1, dtype=np.float32) / IMAGE_SCALE
+            table = image_values(np.arange(IMAGE_SCALE + 1, dtype=np.uint16))
             _UNIT[device] = torch.from_numpy(table).to(device)
         # as int16 and back to 0..65535: int16 arithmetic runs on every device, while
         # uint16 has only torch's barebones support

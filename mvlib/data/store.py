@@ -57,6 +57,12 @@ CHANNELS = ("image", "benign_heatmap", "malignant_heatmap")
 REQUIRED_COLUMNS = ("breast_id", "patient_id", "laterality", "split", "malignant", "benign")
 
 
+def image_values(stored: np.ndarray) -> np.ndarray:
+    """A uint16 image channel's values in [0, 1], float32: the one conversion every reader
+    uses (the loader converts on the device through a table of these)."""
+    return stored.astype(np.float32) / IMAGE_SCALE
+
+
 class DatasetError(ValueError):
     """A data set on disk is missing, incomplete or inconsistent."""
 
@@ -276,7 +282,7 @@ class ViewArray:
             return self._read(0, key)
         rows, rest = (key[0], key[1:]) if isinstance(key, tuple) else (key, ())
         wanted = np.arange(self.shape[1])[rest[0] if rest else slice(None)]
-        image = self._read(0, rows).astype(np.float32) / IMAGE_SCALE
+        image = image_values(self._read(0, rows))
         if len(self.parts) == 1 or not (np.asarray(wanted) > 0).any():
             full = image  # image only: the heatmaps are not decoded
             rest = (np.asarray(wanted) if rest else slice(None), *rest[1:])

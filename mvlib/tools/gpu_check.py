@@ -48,7 +48,7 @@ from mvlib.core import paper
 from mvlib.core.atomic import write_json
 from mvlib.core.device import autocast, deterministic_cuda, to_device
 from mvlib.data.loader import MAX_THREADS, VIEWS, BreastArrays, to_model_input, view_input
-from mvlib.data.store import IMAGE_SCALE, BreastDataset
+from mvlib.data.store import IMAGE_SCALE, BreastDataset, image_values
 from mvlib.data.windows import full_window
 from mvlib.engine.agreement import TOLERANCES, Setting, check
 from mvlib.executors.sweep import InProcess, sweep
@@ -100,7 +100,7 @@ def agreement(store: Path, device: torch.device) -> dict:
     levels = np.arange(IMAGE_SCALE + 1, dtype=np.uint16)
     got = view_input({"cc": torch.from_numpy(levels).view(1, 1, 256, 256)}, "cc", device)
     exact = bool(np.array_equal(got.cpu().numpy().ravel().view(np.uint32),
-                                (levels.astype(np.float32) / IMAGE_SCALE).view(np.uint32)))
+                                image_values(levels).view(np.uint32)))
     result = check(model, x, batch["labels"], settings, data)
     return {"profile": profile, "tolerances": TOLERANCES, **result,
             "uint16_conversion_exact": exact, "within": result["within"] and exact}
